@@ -1,0 +1,25 @@
+# kvstudy: one config -> every CSV, significance table and figure of a KV-cache compression paper.
+#   snakemake --cores 2 figures/all                       (the default study in config.yaml, CPU)
+#   snakemake --profile profiles/slurm --configfile studies/X.yaml figures/all
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "figures/all",

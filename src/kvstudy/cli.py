@@ -1,0 +1,161 @@
+"""`kvstudy` command line: every Snakemake rule is one call of one subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_eval(a) -> None:
+    from kvstudy.evaluate import run_job, write_atomic
+
+    job = json.loads(a.job)
+    result = run_job(job, threads=a.threads, device=a.device)
+    write_atomic(result, Path(a.out))
+    q = result["quality"]
+    print(f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}")
+
+
+def cmd_aggregate(a) -> None:
+    from kvstudy.aggregate import aggregate
+
+    paths = [Path(p) for p in a.raw]
+    if a.study:  # the study's own grid: exactly its raw results, however many (no argv limit)
+        from kvstudy.grid import jobs, raw_path
+
+        paths += [Path(raw_path(j)) for j in jobs(json.loads(a.study))]
+    aggregate(paths, Path(a.out_dir))
+
+
+def cmd_pareto(a) -> None:
+    from kvstudy.pareto import write_pareto
+
+    write_pareto(Path(a.results), Path(a.out))
+
+
+def cmd_significance(a) -> None:
+    from kvstudy.significance import write_significance
+
+    write_significance(Path(a.samples), Path(a.out), baseline=a.baseline)
+
+
+def cmd_plot(a) -> None:
+    from kvstudy.plots import make_figure
+
+    make_figure(a.figure, Path(a.tables), Path(a.analysis), Path(a.out_stem))
+
+
+def cmd_manifest(a) -> None:
+    from kvstudy.plots.manifest import write_manifest
+
+    write_manifest([Path(p) for p in a.files], Path(a.out), Path(a.root))
+
+
+def cmd_presses(a) -> None:
+    from kvstudy.presses import PRESSES
+
+    for spec in PRESSES.values():
+        params = ([("compression_ratio", "required")] if spec.has_ratio else []) + list(spec.defaults.items())
+        shown = ", ".join(f"{k}={v}" for k, v in params) or "-"
+        extra = f" [attention: {spec.attn_implementation}]" if spec.attn_implementation else ""
+        print(f"{spec.name:20s} {spec.description}{extra}\n{'':20s} params: {shown}")
+
+
+def cmd_tasks(a) -> None:
+    from kvstudy.tasks import TASKS
+
+    for name, cls in TASKS.items():
+        shown = ", ".join(f"{k}={v!r}" for k, v in cls.params().items())
+        print(f"{name:14s} metric={cls.metric}  {cls.description}\n{'':14s} params: {shown}")
+
+
+def cmd_validate(a) -> None:
+    from kvstudy.config import load
+    from kvstudy.grid import jobs
+
+    config = load(a.config)
+    print(f"{a.config}: ok, {len(jobs(config))} eval jobs")
+
+
+def cmd_train_tiny(a) -> None:
+    import torch
+
+    from kvstudy.models.train_tiny import train
+
+    torch.set_num_threads(a.threads)
+    print(json.dumps(train(Path(a.out), seed=a.seed, steps=a.steps, max_length=a.max_length)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="kvstudy", description=__doc__, fromfile_prefix_chars="@")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("eval", help="run one eval job and write its raw result")
+    s.add_argument("--job", required=True, help="the job as JSON (from kvstudy.grid)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("aggregate", help="raw results -> results/tables/*.csv")
+    s.add_argument("raw", nargs="*", help="raw result files")
+    s.add_argument("--study", help="resolved config as JSON: aggregate every raw result of its grid")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(fn=cmd_aggregate)
+
+    s = sub.add_parser("pareto", help="results.csv -> pareto.csv")
+    s.add_argument("--results", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_pareto)
+
+    s = sub.add_parser("significance", help="samples.csv -> significance.csv (paired tests vs the baseline)")
+    s.add_argument("--samples", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--baseline", default="no_press")
+    s.set_defaults(fn=cmd_significance)
+
+    s = sub.add_parser("plot", help="draw one figure as PDF + PNG")
+    s.add_argument("figure")
+    s.add_argument("--tables", required=True)
+    s.add_argument("--analysis", required=True)
+    s.add_argument("--out-stem", required=True)
+    s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("manifest", help="write figures/all: every figure and table with its checksum")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--out", required=True)
+    s.add_argument("--root", default=".")
+    s.set_defaults(fn=cmd_manifest)
+
+    s = sub.add_parser("presses", help="list registered presses with their parameters")
+    s.set_defaults(fn=cmd_presses)
+    s = sub.add_parser("tasks", help="list registered tasks with their metric and parameters")
+    s.set_defaults(fn=cmd_tasks)
+
+    s = sub.add_parser("validate", help="check a study config and count its jobs")
+    s.add_argument("config")
+    s.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser("train-tiny", help="train the built-in tiny retrieval model (deterministic from --seed)")
+    s.add_argument("--out", default=str(Path(__file__).parent / "models" / "builtin" / "tiny-retrieval"))
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--steps", type=int, default=1800)
+    s.add_argument("--max-length", type=int, default=512)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(fn=cmd_train_tiny)
+
+    a = p.parse_args(argv)
+    try:
+        a.fn(a)
+    except Exception as e:  # config errors are one line; everything else keeps its traceback
+        from kvstudy.config import ConfigError
+
+        if isinstance(e, ConfigError):
+            sys.exit(str(e))
+        raise
+
+
+if __name__ == "__main__":
+    main()

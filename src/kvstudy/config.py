@@ -1,0 +1,108 @@
+"""Load and validate a study config: JSON schema first, then what a schema cannot know (registries, paths).
+
+Every problem is reported as one line naming the key (`config error: presses[2].method: ...`), before any job
+runs. Shared by the Snakefile and the tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad study config; the message is one line naming the offending key."""
+
+
+def _where(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def _fill_defaults(config: dict, schema: dict) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if isinstance(config.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(config[key], sub)
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Return the config with defaults filled in, or raise ConfigError naming the culprit."""
+    from kvstudy.models import resolve
+    from kvstudy.plots import FIGURES
+    from kvstudy.presses import PRESSES
+    from kvstudy.tasks import TASKS
+
+    schema = schema or load_schema()
+    config = copy.deepcopy(config)
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if err is not None:
+        msg = err.message.splitlines()[0]
+        raise ConfigError(f"config error: {_where(err.absolute_path)}: {msg}")
+    _fill_defaults(config, schema)
+
+    for name, m in config["models"].items():
+        try:
+            resolve(m["path"])
+        except ValueError as e:
+            raise ConfigError(f"config error: models.{name}.path: {e}") from None
+
+    for name, t in config["tasks"].items():
+        kind = t.get("kind", name)
+        if kind not in TASKS:
+            raise ConfigError(f"config error: tasks.{name}: unknown task kind {kind!r} (registered: {', '.join(TASKS)})")
+        known = {f.name for f in fields(TASKS[kind])}
+        for key in t:
+            if key != "kind" and key not in known:
+                raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
+
+    for i, p in enumerate(config["presses"]):
+        method = p["method"]
+        if method not in PRESSES:
+            raise ConfigError(
+                f"config error: presses[{i}].method: unknown press {method!r} (registered: {', '.join(PRESSES)})"
+            )
+        spec = PRESSES[method]
+        if spec.has_ratio and "compression_ratio" not in p:
+            raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}")
+        for key in p:
+            if key == "method" or (key == "compression_ratio" and spec.has_ratio):
+                continue
+            if key not in spec.defaults:
+                raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
+
+    for i, f in enumerate(config["figures"]):
+        if f not in FIGURES:
+            raise ConfigError(f"config error: figures[{i}]: unknown figure {f!r} (registered: {', '.join(FIGURES)})")
+
+    from kvstudy.grid import variants
+
+    seen: dict[str, int] = {}
+    for v in variants(config):
+        if v["press"] in seen:
+            raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
+        seen[v["press"]] = 1
+    return config
+
+
+def load(path: str | Path) -> dict:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config error: {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: {path}: expected a mapping at the top level")
+    return validate(raw)

@@ -1,0 +1,158 @@
+"""One eval job: (model, task, length, press variant, seed) -> one raw result JSON, written atomically.
+
+The loop mirrors kvpress's pipeline (prefill the context under the press, then feed the question with position ids
+continuing after the *original* context length, greedy decoding) but is written out here so every phase can be
+timed and the cache read between prefill and question.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, now_iso, provenance
+from kvstudy.metrics import METRICS
+from kvstudy.models import load_model
+from kvstudy.presses import get_press
+from kvstudy.tasks import get_task
+
+SCHEMA_VERSION = 1
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def stop_token_ids(tokenizer, words: list[str]) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for w in words:
+        enc = tokenizer.encode(w, add_special_tokens=False)
+        if len(enc) == 1:
+            ids.add(enc[0])
+    return ids
+
+
+@torch.no_grad()
+def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: set[int], clock: Clock) -> dict:
+    device = model.device
+    from transformers import DynamicCache
+
+    ctx = torch.tensor([sample.context_ids], device=device)
+    n_ctx = ctx.shape[1]
+    cache = DynamicCache()
+    t0 = clock.now()
+    with press(model) if press is not None else contextlib.nullcontext():
+        model.model(input_ids=ctx, past_key_values=cache)
+    t1 = clock.now()
+    kv_tokens, kv_bytes = cache_size(cache)
+
+    q = torch.tensor([sample.question_ids], device=device)
+    pos = torch.arange(n_ctx, n_ctx + q.shape[1], device=device).unsqueeze(0)
+    out = model(input_ids=q, past_key_values=cache, position_ids=pos, logits_to_keep=1)
+    generated = [int(out.logits[0, -1].argmax())]
+    t2 = clock.now()
+    pos = pos[:, -1:] + 1
+    while len(generated) < max_new_tokens and generated[-1] not in stop_ids:
+        out = model(input_ids=torch.tensor([[generated[-1]]], device=device), past_key_values=cache, position_ids=pos)
+        generated.append(int(out.logits[0, -1].argmax()))
+        pos = pos + 1
+    t3 = clock.now()
+    answer = generated[:-1] if generated[-1] in stop_ids else generated
+    return {
+        "prediction": tokenizer.decode(answer, skip_special_tokens=True).strip(),
+        "input_tokens": n_ctx + q.shape[1],
+        "context_tokens": n_ctx,
+        "kv_tokens": kv_tokens,
+        "kv_bytes": kv_bytes,
+        "prefill_seconds": t1 - t0,
+        "ttft_seconds": t2 - t0,
+        "decode_tokens": len(generated) - 1,
+        "decode_seconds": t3 - t2,
+    }
+
+
+def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
+    """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
+    started, t_start = now_iso(), time.perf_counter()
+    torch.set_num_threads(threads)
+    dev = pick_device(device)
+    spec = get_press(job["method"])
+    params = dict(job["params"])
+    if spec.has_ratio:
+        params["compression_ratio"] = job["compression_ratio"]
+    press = spec.build(params)
+    attn = spec.attn_implementation or job.get("attn_implementation", "sdpa")
+    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
+    task = get_task(job["task_kind"], job["task_params"])
+    samples = task.samples(tokenizer, job["length"], job["seed"])
+    metric = METRICS[task.metric]
+    stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
+    clock, mem = Clock(dev), PeakMemory(dev)
+
+    # Warm-up: the first forward pays one-time costs (kernel selection, allocator) that are not the press's.
+    with torch.no_grad():
+        model(input_ids=torch.tensor([samples[0].context_ids[:64]], device=dev))
+    mem.reset()
+
+    rows, status, error = [], "ok", None
+    try:
+        for s in samples:
+            r = run_sample(model, tokenizer, press, s, task.max_new_tokens, stops, clock)
+            r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
+            rows.append(r)
+    except torch.OutOfMemoryError as e:  # OOM is data: record it, free memory, fail nothing else
+        status, error, rows = "oom", str(e).splitlines()[0], []
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def mean(key):
+        return sum(r[key] for r in rows) / len(rows) if rows else None
+
+    decode_s = sum(r["decode_seconds"] for r in rows)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
+                                     "params", "compression_ratio", "seed")},
+        "status": status,
+        "error": error,
+        "quality": {"metric": task.metric, "score": mean("score"), "n": len(rows)},
+        "samples": rows,
+        "efficiency": {
+            "kv_tokens_kept": mean("kv_tokens"),
+            "kv_tokens_full": job["length"],
+            "kv_fraction_kept": mean("kv_tokens") / job["length"] if rows else None,
+            "kv_bytes": mean("kv_bytes"),
+            "kv_bytes_full": full_cache_bytes(model, job["length"]),
+            "peak_memory_bytes": mem.peak(),
+            "peak_memory_kind": mem.kind,
+            "prefill_seconds": mean("prefill_seconds"),
+            "ttft_seconds": mean("ttft_seconds"),
+            "decode_tokens_per_second": sum(r["decode_tokens"] for r in rows) / decode_s if decode_s > 0 else None,
+            "total_seconds": time.perf_counter() - t_start,
+        },
+        "fidelity": None,
+        "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
+    }
+
+
+def write_atomic(obj: dict, out: Path) -> None:
+    """Write to a temp file in the same directory, then rename: a killed job never leaves a partial result."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

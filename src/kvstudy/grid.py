@@ -1,0 +1,81 @@
+"""Config -> press variants -> eval jobs. Plain Python, shared by the Snakefile and the tests.
+
+No file is read here: the DAG of a 10,000-job study must build in seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+RAW = "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json"
+
+
+def _abbr(name: str) -> str:
+    return "".join(part[0] for part in name.split("_") if part)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return re.sub(r"[^A-Za-z0-9.]+", "", str(v))
+
+
+def slug(method: str, ratio: float | None, params: dict) -> str:
+    """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`."""
+    parts = [method] + ([f"cr{ratio:.2f}"] if ratio is not None else [])
+    parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params)]
+    return "-".join(parts)
+
+
+def variants(config: dict) -> list[dict]:
+    """One dict per press variant: list-valued parameters expand into their cartesian product."""
+    out = []
+    for entry in config["presses"]:
+        method = entry["method"]
+        keys = [k for k in entry if k != "method"]
+        grids = [v if isinstance(v, list) else [v] for v in (entry[k] for k in keys)]
+        for combo in itertools.product(*grids):
+            params = dict(zip(keys, combo))
+            ratio = params.pop("compression_ratio", None)
+            out.append(
+                {
+                    "press": slug(method, ratio, params),
+                    "method": method,
+                    "params": params,
+                    "compression_ratio": float(ratio) if ratio is not None else 0.0,
+                }
+            )
+    return out
+
+
+def jobs(config: dict) -> list[dict]:
+    """Every eval job of the study: model x task x length x press variant x seed."""
+    stop_words = config.get("eval", {}).get("stop_words", [".", "\n"])
+    vs = variants(config)
+    out = []
+    for (model, m), (task, t), length, v, seed in itertools.product(
+        config["models"].items(), config["tasks"].items(), config["lengths"], vs, config.get("seeds", [0])
+    ):
+        out.append(
+            {
+                "model": model,
+                "model_path": m["path"],
+                "dtype": m.get("dtype", "auto"),
+                "attn_implementation": m.get("attn_implementation", "sdpa"),
+                "task": task,
+                "task_kind": t.get("kind", task),
+                "task_params": {k: x for k, x in t.items() if k != "kind"},
+                "length": int(length),
+                "seed": int(seed),
+                "stop_words": stop_words,
+                **v,
+            }
+        )
+    return out
+
+
+def raw_path(job: dict) -> str:
+    return RAW.format(**job)

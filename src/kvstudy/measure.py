@@ -1,0 +1,106 @@
+"""What an eval job measures besides quality: real KV-cache size, time, peak memory, provenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+
+def cache_size(cache) -> tuple[float, int]:
+    """(tokens kept averaged over layers, bytes of every tensor the cache holds), read from the tensors."""
+    tokens, nbytes = [], 0
+    for layer in cache.layers:
+        for name in ("keys", "values", "_quantized_keys", "_quantized_values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor):
+                nbytes += t.numel() * t.element_size()
+        k = getattr(layer, "keys", None)
+        tokens.append(k.shape[-2] if isinstance(k, torch.Tensor) and k.dim() == 4 else 0)
+    return sum(tokens) / max(len(tokens), 1), nbytes
+
+
+def full_cache_bytes(model, n_tokens: int) -> int:
+    """Bytes an uncompressed cache of `n_tokens` takes in this model (K and V, every layer)."""
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    n_kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    elem = next(model.parameters()).element_size()
+    return 2 * c.num_hidden_layers * n_kv * head_dim * n_tokens * elem
+
+
+class Clock:
+    """Wall-clock timer that synchronises the device first, so GPU work is counted where it happens."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+class PeakMemory:
+    """Peak device memory: the CUDA allocator's peak on GPU, the process's peak RSS on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.kind = "cuda" if self.cuda else "rss"
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak(self) -> int:
+        if self.cuda:
+            return int(torch.cuda.max_memory_allocated())
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance(device: torch.device) -> dict:
+    from kvstudy import __version__
+
+    cuda = device.type == "cuda"
+    return {
+        "kvstudy_version": __version__,
+        "git_commit": os.environ.get("KVSTUDY_GIT_COMMIT") or git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "kvpress": _version("kvpress"),
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
+        "cuda": torch.version.cuda if cuda else None,
+        "host": socket.gethostname(),
+    }

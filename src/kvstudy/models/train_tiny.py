@@ -1,0 +1,91 @@
+"""`kvstudy train-tiny`: train the built-in retrieval model from a seed, with the tasks' own generator.
+
+Recipe from `shared/notes/tiny-model.md`: value-first pairs ("v k" in the context, query "? k" -> "v"), a frozen
+previous-token head, a curriculum over context length that advances when batch accuracy passes 0.9, and random
+position jumps in half of the batches so RoPE sees long distances while sequences stay short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kvstudy.models.tiny import build_model, build_tokenizer, freeze_previous_token_head
+from kvstudy.tasks.haystack import PieceTokenizer
+from kvstudy.tasks.kv_retrieval import kv_context
+
+NEEDLE = "{value} {key}"
+MAX_POS = 8192
+
+
+def training_batch(rng, enc: PieceTokenizer, length: int, tokens_per_batch: int, n_queries: int, jumps: bool):
+    """Rows of [context | (? k v .) x n_queries]; loss only on the value and the stop token."""
+    rows, targets, positions = [], [], []  # targets[t] = the token position t must predict, or -100
+    q_id, stop_id = enc("?")[0], enc(".")[0]
+    for _ in range(max(1, tokens_per_batch // (length + 4 * n_queries))):
+        n_pairs = int(rng.integers(1, min(64, (length - 1) // 2) + 1))
+        ctx, pairs, _ = kv_context(rng, enc, length, n_pairs, NEEDLE)
+        ids, tgt = list(ctx.ids), [-100] * length
+        for qi in rng.integers(0, n_pairs, size=n_queries):
+            k, v = pairs[qi]
+            ids += [q_id, enc(k)[0], enc(v)[0], stop_id]
+            tgt += [-100, enc(v)[0], stop_id, -100]  # the label at position t is token t+1
+        rows.append(ids)
+        targets.append(tgt)
+        pos = np.arange(len(ids))
+        if jumps:  # a few jumps inside the context; the query block stays contiguous after it
+            n_jump = int(rng.integers(1, 5))
+            at = np.sort(rng.integers(1, length, size=n_jump))
+            budget = MAX_POS - len(ids)
+            sizes = rng.integers(0, budget // n_jump + 1, size=n_jump)
+            for a, s in zip(at, sizes):
+                pos[a:] += s
+        positions.append(pos)
+    return (
+        torch.tensor(rows),
+        torch.tensor(targets),
+        torch.tensor(np.stack(positions)),
+    )
+
+
+def train(out_dir: Path, seed: int = 1, steps: int = 1800, max_length: int = 512, log=print) -> dict:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tok = build_tokenizer()
+    enc = PieceTokenizer(tok)
+    model = build_model(len(tok), seed)
+    freeze_previous_token_head(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0, betas=(0.9, 0.98))
+    warmup = int(0.04 * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
+    )
+    length, t0, history = 32, time.time(), []
+    for step in range(steps):
+        ids, tgt, pos = training_batch(rng, enc, length, 4096, 16, jumps=bool(step % 2))
+        logits = model(input_ids=ids, position_ids=pos, attention_mask=torch.ones_like(ids)).logits
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        mask = tgt != -100
+        acc = (logits.argmax(-1)[mask] == tgt[mask]).float().mean().item()
+        if step % 25 == 0:
+            log(f"step {step} len {length} loss {loss.item():.3f} acc {acc:.3f} {time.time() - t0:.0f}s")
+        history.append((step, length, round(loss.item(), 4), round(acc, 4)))
+        if acc > 0.9 and length < max_length:
+            length = min(max_length, int(length * 1.5))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    info = {"seed": seed, "steps": steps, "max_length": max_length, "seconds": round(time.time() - t0, 1)}
+    (out_dir / "training.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info

@@ -1,0 +1,39 @@
+"""Presses taken as they are from kvpress (NVIDIA, pinned): one line each.
+
+kvpress is imported lazily inside each factory: importing it costs ~5 s (it pulls in transformers' model
+registry and datasets), which the config validator and `kvstudy presses` should not pay.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from kvstudy.presses import PressSpec, register
+
+
+def _kvpress(cls_name: str):
+    def factory(**kwargs):
+        return getattr(importlib.import_module("kvpress"), cls_name)(**kwargs)
+
+    return factory
+
+
+for name, cls_name, description, defaults in [
+    ("knorm", "KnormPress", "keep the keys with the lowest L2 norm", {}),
+    ("streaming_llm", "StreamingLLMPress", "keep the first n_sink tokens and the most recent ones", {"n_sink": 4}),
+    (
+        "snapkv",
+        "SnapKVPress",
+        "keep the tokens the last window's queries attend to most (pooled)",
+        {"window_size": 64, "kernel_size": 5},
+    ),
+    ("tova", "TOVAPress", "keep the tokens the last query attends to most (head-averaged)", {}),
+    (
+        "expected_attention",
+        "ExpectedAttentionPress",
+        "keep the tokens future queries are expected to attend to (query statistics)",
+        {"n_future_positions": 512, "n_sink": 4, "use_covariance": True, "use_vnorm": True},
+    ),
+    ("random", "RandomPress", "keep random tokens (a floor for every method)", {"seed": 0}),
+]:
+    register(PressSpec(name, description, _kvpress(cls_name), defaults))

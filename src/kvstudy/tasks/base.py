@@ -1,0 +1,35 @@
+"""What every task produces: samples at an exact context length, and how they are scored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass
+class Sample:
+    id: str
+    context_ids: list[int]  # compressed by the press at prefill
+    question_ids: list[int]  # fed after compression: presses do not see the question
+    references: list[str]
+    depth: float | None = None  # needle depth (fraction of the context) where the task has one
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    """Base class: subclasses are dataclasses whose fields are the task's config parameters."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    n_samples: int = 40
+    max_new_tokens: int = 4
+
+    def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        raise NotImplementedError
+
+    @classmethod
+    def params(cls) -> dict[str, Any]:
+        return {f.name: f.default for f in fields(cls)}

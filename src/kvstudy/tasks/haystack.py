@@ -1,0 +1,110 @@
+"""Token-level construction of synthetic long contexts (shared by the tasks and by `train-tiny`).
+
+Written by hand because no library builds RULER-style contexts at an *exact* token length for an arbitrary
+tokenizer: RULER itself pads at word level and bisects the haystack size. Here every piece is tokenized once and
+the haystack is cut at token level, so `len(context) == length` always holds and needle offsets are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Words of the built-in vocabulary. Keys and values are disjoint from the filler so a retrieval answer can only
+# come from a needle. The syllable filler keeps contexts readable in samples.csv.
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+
+
+def filler_words(n: int = 256, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words: list[str] = []
+    seen = set()
+    while len(words) < n:
+        w = "".join(rng.choice(_SYLLABLES, size=2))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The words synthetic tasks draw from. The built-in tiny model knows exactly these words."""
+
+    keys: tuple[str, ...] = tuple(f"k{i:03d}" for i in range(128))
+    values: tuple[str, ...] = tuple(f"v{i:03d}" for i in range(128))
+    filler: tuple[str, ...] = field(default_factory=lambda: tuple(filler_words()))
+
+
+LEXICON = Lexicon()
+
+
+class PieceTokenizer:
+    """Caches `tokenizer.encode(piece)` so contexts of 100k tokens are built from a few thousand encodes."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, piece: str) -> list[int]:
+        ids = self._cache.get(piece)
+        if ids is None:
+            ids = self.tokenizer.encode(piece, add_special_tokens=False)
+            self._cache[piece] = ids
+        return ids
+
+    @property
+    def bos(self) -> list[int]:
+        bos = self.tokenizer.bos_token_id
+        return [] if bos is None else [bos]
+
+
+def haystack_ids(rng: np.random.Generator, enc: PieceTokenizer, n_tokens: int, words) -> list[int]:
+    """Random filler words, tokenized and cut to exactly `n_tokens` tokens."""
+    out: list[int] = []
+    while len(out) < n_tokens:
+        for w in rng.choice(words, size=max(16, n_tokens - len(out))):
+            out.extend(enc(" " + str(w)) if out else enc(str(w)))
+            if len(out) >= n_tokens:
+                break
+    return out[:n_tokens]
+
+
+@dataclass
+class Context:
+    ids: list[int]
+    needle_offsets: list[int]  # token offset of each needle's first token, in input order
+
+
+def build_context(
+    rng: np.random.Generator,
+    enc: PieceTokenizer,
+    length: int,
+    needles: list[list[int]],
+    depths: list[float],
+    filler=LEXICON.filler,
+) -> Context:
+    """A context of exactly `length` tokens (BOS included) with each needle inserted at its depth.
+
+    Depth is the needle's start as a fraction of the haystack (0 = first token after BOS, 1 = the end). Needles
+    never overlap: they are placed in depth order, each after the previous one.
+    """
+    bos = enc.bos
+    n_needle = sum(len(n) for n in needles)
+    n_hay = length - len(bos) - n_needle
+    if n_hay < 0:
+        raise ValueError(f"length {length} is too short for {len(needles)} needles of {n_needle} tokens")
+    hay = haystack_ids(rng, enc, n_hay, filler)
+    order = np.argsort(depths, kind="stable")
+    cuts = [int(round(depths[i] * n_hay)) for i in order]
+    ids, offsets, prev = list(bos), [0] * len(needles), 0
+    for i, cut in zip(order, cuts):
+        cut = max(cut, prev)
+        ids.extend(hay[prev:cut])
+        offsets[i] = len(ids)
+        ids.extend(needles[i])
+        prev = cut
+    ids.extend(hay[prev:])
+    assert len(ids) == length, (len(ids), length)
+    return Context(ids=ids, needle_offsets=offsets)

@@ -1,0 +1,45 @@
+# Raw results -> results.csv, samples.csv and the paper tables (performance, memory_usage, throughput).
+
+
+rule aggregate:
+    input:
+        RAW,
+    output:
+        results=report(
+            "results/tables/results.csv",
+            caption="../report/results.rst",
+            category="Tables",
+            labels={"table": "results (one row per job)"},
+        ),
+        samples=report(
+            "results/tables/samples.csv",
+            caption="../report/samples.rst",
+            category="Tables",
+            labels={"table": "samples (one row per sample)"},
+        ),
+        performance=report(
+            "results/tables/performance.csv",
+            caption="../report/paper_tables.rst",
+            category="Tables",
+            labels={"table": "performance"},
+        ),
+        memory=report(
+            "results/tables/memory_usage.csv",
+            caption="../report/paper_tables.rst",
+            category="Tables",
+            labels={"table": "memory usage"},
+        ),
+        throughput=report(
+            "results/tables/throughput.csv",
+            caption="../report/paper_tables.rst",
+            category="Tables",
+            labels={"table": "throughput"},
+        ),
+    log:
+        "logs/aggregate.log",
+    params:
+        study=study_json,
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{KVSTUDY} aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1"

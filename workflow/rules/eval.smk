@@ -1,0 +1,21 @@
+# One GPU/CPU job per (model, task, length, press variant, seed) -> one raw result JSON.
+
+
+rule eval:
+    output:
+        "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json",
+    log:
+        "logs/eval/{model}/{task}/{length}/{press}/seed{seed}.log",
+    benchmark:
+        "benchmarks/eval/{model}/{task}/{length}/{press}/seed{seed}.tsv"
+    params:
+        job=eval_job,
+        device=config["eval"]["device"],
+    threads: config["eval"]["threads"]
+    resources:
+        **config["resources"].get("eval", {}),
+    conda:
+        "../../envs/eval.yaml"
+    shell:
+        "{KVSTUDY} eval --job {params.job:q} --out {output} --threads {threads} "
+        "--device {params.device} > {log} 2>&1"

@@ -1,0 +1,39 @@
+# Tables and analysis -> one PDF + PNG per figure family; figures/all lists everything built.
+
+
+rule plot:
+    input:
+        tables=TABLES,
+        analysis=ANALYSIS,
+    output:
+        pdf="figures/{figure}.pdf",
+        png=report(
+            "figures/{figure}.png",
+            caption="../report/{figure}.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    log:
+        "logs/plot/{figure}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{KVSTUDY} plot {wildcards.figure} --tables results/tables --analysis results/analysis "
+        "--out-stem figures/{wildcards.figure} > {log} 2>&1"
+
+
+rule manifest:
+    input:
+        figures=expand("figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "png"]),
+        tables=TABLES,
+        analysis=ANALYSIS,
+        # every raw result, so a deleted one is recomputed even when the tables exist
+        raw=RAW,
+    output:
+        "figures/all",
+    log:
+        "logs/manifest.log",
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{KVSTUDY} manifest {input.figures} {input.tables} {input.analysis} --out {output} > {log} 2>&1"
