@@ -1,0 +1,154 @@
+"""Raw result JSONs -> the CSV tables of docs/data-contracts.md (results, samples, paper tables)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+RESULT_COLUMNS = [
+    "model", "model_path", "task", "length", "press", "method", "compression_ratio", "seed",
+    "status", "metric", "score", "n", "kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes",
+    "kv_bytes_full", "peak_memory_bytes", "peak_memory_kind", "prefill_seconds", "ttft_seconds",
+    "decode_tokens_per_second", "total_seconds", "params", "device", "host", "git_commit", "kvstudy_version",
+]
+SAMPLE_COLUMNS = [
+    "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
+    "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
+    "prefill_seconds", "ttft_seconds",
+]
+PAPER_COLUMNS = [
+    "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
+    "throughput_tokens_per_sec",
+]
+# Paper table -> (sort column, ascending): best first within (model, task, context_length).
+PAPER_TABLES = {
+    "performance.csv": ("performance", False),
+    "memory_usage.csv": ("memory_gb", True),
+    "throughput.csv": ("throughput_tokens_per_sec", False),
+}
+
+_JOB_KEYS = ["model", "task", "length", "press", "method", "compression_ratio", "seed"]
+_EFFICIENCY_KEYS = RESULT_COLUMNS[RESULT_COLUMNS.index("kv_tokens_kept"):RESULT_COLUMNS.index("params")]
+_INT_COLUMNS = ["length", "seed", "n", "kv_tokens_full", "kv_bytes", "kv_bytes_full", "peak_memory_bytes",
+                "input_tokens", "context_tokens", "cache_size"]
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write next to the target then os.replace, so a reader never sees a half-written table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """Read one raw result; refuse other schema versions since the columns assume version 1."""
+    with open(path) as fh:
+        raw = json.load(fh)
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {raw.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    return raw
+
+
+def _job_order(raw: dict[str, Any]) -> tuple:
+    """Deterministic table order whatever order the paths come in."""
+    job = raw["job"]
+    return job["model"], job["task"], job["length"], job["press"], job["seed"]
+
+
+def _result_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """One results.csv row; an oom job keeps its identity but no score or measures."""
+    job, prov = raw["job"], raw.get("provenance") or {}
+    quality, eff = raw.get("quality") or {}, raw.get("efficiency") or {}
+    row = {k: job.get(k) for k in _JOB_KEYS}
+    row["model_path"] = job.get("model_path")
+    row["status"] = raw.get("status")
+    row["metric"] = quality.get("metric")
+    ok = row["status"] == "ok"
+    row["score"] = quality.get("score") if ok else None
+    row["n"] = quality.get("n") if ok else None
+    row.update({k: (eff.get(k) if ok else None) for k in _EFFICIENCY_KEYS})
+    row["params"] = json.dumps(job.get("params") or {}, separators=(",", ":"), sort_keys=True)
+    row.update({k: prov.get(k) for k in ("device", "host", "git_commit", "kvstudy_version")})
+    return row
+
+
+def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
+    """samples.csv rows as tuples (fast to build for hundreds of thousands of samples)."""
+    if raw.get("status") != "ok":
+        return []
+    key = tuple(raw["job"].get(k) for k in _JOB_KEYS)
+    return [
+        (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
+         s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
+         s.get("prefill_seconds"), s.get("ttft_seconds"))
+        for s in raw.get("samples") or []
+    ]
+
+
+def _as_int(df: pd.DataFrame) -> pd.DataFrame:
+    """Nullable ints so counts with gaps print as 512, not 512.0; non-integral columns stay float."""
+    for col in df.columns.intersection(_INT_COLUMNS):
+        values = pd.to_numeric(df[col], errors="coerce")
+        present = values.dropna()
+        if (present == present.round()).all():
+            df[col] = values.round().astype("Int64")
+    return df
+
+
+def paper_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Study-1 table: one row per (model, press, task, length), measures averaged over ok seeds."""
+    keys = ["model", "press", "task", "length"]
+    measures = ["score", "kv_tokens_kept", "peak_memory_bytes", "decode_tokens_per_second"]
+    ok = results[results["status"] == "ok"]
+    # astype(float): with only oom jobs the measure columns hold nothing but None (object dtype).
+    means = ok[measures].astype(float).groupby([ok[k] for k in keys], sort=False).mean()
+    jobs = results[keys].drop_duplicates().join(means, on=keys)
+    table = pd.DataFrame({
+        "model": jobs["model"],
+        "technique": jobs["press"],
+        "cache_size": jobs["kv_tokens_kept"].round(),
+        "task": jobs["task"],
+        "context_length": jobs["length"],
+        "performance": jobs["score"] * 100,
+        "memory_gb": jobs["peak_memory_bytes"] / 1e9,
+        "throughput_tokens_per_sec": jobs["decode_tokens_per_second"],
+    }, columns=PAPER_COLUMNS)
+    return _as_int(table.reset_index(drop=True))
+
+
+def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
+    """Sort within (model, task, context_length); oom rows (no measure) last, technique breaks ties."""
+    return table.sort_values(
+        ["model", "task", "context_length", column, "technique"],
+        ascending=[True, True, True, ascending, True], na_position="last", kind="mergesort",
+    ).reset_index(drop=True)
+
+
+def aggregate(raw_paths: list[Path], out_dir: Path) -> None:
+    """Read every raw result once and write the five tables of the contract into out_dir."""
+    # Sorting the jobs first orders both tables without sorting the (large) samples frame.
+    raws = sorted((_load(Path(p)) for p in raw_paths), key=_job_order)
+    result_rows = [_result_row(raw) for raw in raws]
+    sample_rows = [row for raw in raws for row in _sample_rows(raw)]
+    results = _as_int(pd.DataFrame(result_rows, columns=RESULT_COLUMNS))
+    samples = _as_int(pd.DataFrame(sample_rows, columns=SAMPLE_COLUMNS))
+    out_dir = Path(out_dir)
+    write_csv_atomic(results, out_dir / "results.csv")
+    write_csv_atomic(samples, out_dir / "samples.csv")
+    table = paper_table(results)
+    for name, (column, ascending) in PAPER_TABLES.items():
+        write_csv_atomic(_sorted_by(table, column, ascending), out_dir / name)

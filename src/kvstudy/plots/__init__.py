@@ -1,0 +1,94 @@
+"""Figure registry: figure name -> the tables it needs and how to draw it.
+
+Adding a figure is one module in this package that calls `register(Figure(...))`: every module here is imported
+below (except `style`, `manifest` and private `_*` ones). Each figure reads some of the tables of
+`docs/data-contracts.md`:
+
+- "results": `results/tables/results.csv` (one row per eval job),
+- "samples": `results/tables/samples.csv` (one row per sample),
+- "pareto":  `results/analysis/pareto.csv` (one row per press variant and (model, task, length)),
+
+and writes `out_stem.pdf` and `out_stem.png`. A figure with nothing to show raises `ValueError` (never an empty
+plot).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+TABLES = ("results", "samples", "pareto")
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    description: str
+    needs: tuple[str, ...]  # subset of TABLES
+    build: Callable[[dict[str, pd.DataFrame]], "object"]  # tables -> matplotlib Figure (not saved)
+
+    def draw(self, tables: dict[str, pd.DataFrame], out_stem: Path) -> list[Path]:
+        """Build the figure from `tables` and write `out_stem.pdf` and `out_stem.png`; returns both paths."""
+        from kvstudy.plots.style import paper_style, save
+
+        missing = [t for t in self.needs if t not in tables or tables[t] is None]
+        if missing:
+            raise ValueError(f"figure {self.name!r} needs table(s) {', '.join(missing)}")
+        with paper_style():
+            fig = self.build(tables)
+        return save(fig, out_stem)
+
+
+FIGURES: dict[str, Figure] = {}
+
+
+def register(figure: Figure) -> Figure:
+    unknown = set(figure.needs) - set(TABLES)
+    if unknown:
+        raise ValueError(f"figure {figure.name!r} needs unknown table(s) {sorted(unknown)}; known: {TABLES}")
+    FIGURES[figure.name] = figure
+    return figure
+
+
+def get_figure(name: str) -> Figure:
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure {name!r}; registered: {', '.join(FIGURES)}")
+    return FIGURES[name]
+
+
+def table_path(table: str, tables_dir: Path, analysis_dir: Path) -> Path:
+    if table == "pareto":
+        return Path(analysis_dir) / "pareto.csv"
+    if table in TABLES:
+        return Path(tables_dir) / f"{table}.csv"
+    raise ValueError(f"unknown table {table!r}; known: {TABLES}")
+
+
+def load_table(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"table {path} does not exist")
+    try:
+        # keep ids and names as text ("0", "001"); numbers are parsed per column by the figures that need them
+        return pd.read_csv(path, dtype={"sample_id": str, "press": str, "model": str, "task": str})
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def make_figure(name: str, tables_dir: Path, analysis_dir: Path, out_stem: Path) -> list[Path]:
+    """Load the CSVs figure `name` needs (results.csv, samples.csv from `tables_dir`; pareto.csv from
+    `analysis_dir`) and write `out_stem.pdf` and `out_stem.png`. Returns the two paths."""
+    figure = get_figure(name)
+    tables = {t: load_table(table_path(t, tables_dir, analysis_dir)) for t in figure.needs}
+    return figure.draw(tables, out_stem)
+
+
+_NOT_FIGURES = {"style", "manifest"}
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if not _info.name.startswith("_") and _info.name not in _NOT_FIGURES:
+        importlib.import_module(f"{__name__}.{_info.name}")

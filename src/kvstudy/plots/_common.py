@@ -1,0 +1,143 @@
+"""Table preparation and layout helpers shared by the figure modules."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from kvstudy.plots.style import length_label, method_label, method_order, press_family, task_label
+
+_RATIO_IN_PRESS = re.compile(r"-cr(\d+(?:\.\d+)?)")
+
+
+def require_rows(df: pd.DataFrame | None, figure: str, table: str) -> pd.DataFrame:
+    if df is None or df.empty:
+        raise ValueError(f"figure {figure!r}: {table}.csv has no rows, nothing to plot")
+    return df
+
+
+def require_columns(df: pd.DataFrame, figure: str, table: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"figure {figure!r}: {table}.csv lacks column(s) {', '.join(missing)}")
+
+
+def _numeric(df: pd.DataFrame, col: str) -> None:
+    if col in df.columns:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+
+
+def as_bool(series: pd.Series) -> pd.Series:
+    """True/False, "True"/"false", 1/0 -> bool; anything else (NaN included) -> False."""
+    if series.dtype == bool:
+        return series
+    text = series.astype(str).str.strip().str.lower()
+    return text.isin(["true", "1", "1.0", "yes"])
+
+
+def prepare(df: pd.DataFrame, figure: str, table: str) -> pd.DataFrame:
+    """Copy with `model`, `method`, `compression_ratio`, `family` (press variant without its ratio) filled in and
+    numbers parsed. `method` and `compression_ratio` are read from the press name when the table lacks them."""
+    if "press" not in df.columns and "method" not in df.columns:
+        raise ValueError(f"figure {figure!r}: {table}.csv has neither a 'press' nor a 'method' column")
+    df = df.copy()
+    if "model" not in df.columns:
+        df["model"] = ""
+    df["model"] = df["model"].fillna("").astype(str)
+    if "press" not in df.columns:
+        df["press"] = df["method"]
+    df["press"] = df["press"].astype(str)
+    if "method" not in df.columns:
+        df["method"] = df["press"].str.split("-").str[0]
+    df["method"] = df["method"].astype(str)
+    if "compression_ratio" not in df.columns:
+        df["compression_ratio"] = df["press"].str.extract(_RATIO_IN_PRESS, expand=False)
+    for col in ("compression_ratio", "length", "score", "kv_bytes", "depth", "seed"):
+        _numeric(df, col)
+    df["compression_ratio"] = df["compression_ratio"].fillna(0.0).round(6)
+    df.loc[df["method"] == "no_press", "compression_ratio"] = 0.0
+    df["family"] = [m if m == "no_press" else press_family(p) for m, p in zip(df["method"], df["press"])]
+    if "length" in df.columns:
+        df = df[df["length"].notna()].copy()
+        df["length"] = df["length"].astype(int)
+    return df
+
+
+def scored(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a score (status "ok" where the table has a status)."""
+    keep = df["score"].notna()
+    if "status" in df.columns:
+        keep &= df["status"].fillna("ok").astype(str).eq("ok")
+    return df[keep]
+
+
+def task_order(tasks) -> list[str]:
+    """Tasks in order of first appearance, `mean` last."""
+    seen = list(dict.fromkeys(str(t) for t in tasks))
+    return [t for t in seen if t != "mean"] + (["mean"] if "mean" in seen else [])
+
+
+def row_keys(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """(model, length) pairs, models in order of appearance, lengths ascending."""
+    models = list(dict.fromkeys(df["model"]))
+    return [(m, int(n)) for m in models for n in sorted(df.loc[df["model"] == m, "length"].unique())]
+
+
+def families(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method, family) pairs in the fixed method order; families of one method alphabetically."""
+    out = []
+    for method in method_order(df["method"].unique()):
+        for fam in sorted(df.loc[df["method"] == method, "family"].unique()):
+            out.append((method, fam))
+    return out
+
+
+def family_labels(fams: list[tuple[str, str]]) -> dict[str, str]:
+    """Legend label per family: the method's pretty name, plus the parameter suffix where a method has several."""
+    per_method: dict[str, int] = {}
+    for method, _ in fams:
+        per_method[method] = per_method.get(method, 0) + 1
+    labels = {}
+    for method, fam in fams:
+        label = method_label(method)
+        if per_method[method] > 1:
+            suffix = fam[len(method):].lstrip("-") if fam.startswith(method) else fam
+            label = f"{label} ({suffix})" if suffix else label
+        labels[fam] = label
+    return labels
+
+
+def family_rank(fams: list[tuple[str, str]]) -> dict[str, int]:
+    """0 for a method's first family, 1 for its second, ..."""
+    count: dict[str, int] = {}
+    ranks = {}
+    for method, fam in fams:
+        ranks[fam] = count.get(method, 0)
+        count[method] = ranks[fam] + 1
+    return ranks
+
+
+LINESTYLES = ("-", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)))
+
+
+def family_linestyles(fams: list[tuple[str, str]]):
+    """Solid for a method's first family, then other styles (dashed is kept for the no-press reference)."""
+    return {fam: LINESTYLES[rank % len(LINESTYLES)] for fam, rank in family_rank(fams).items()}
+
+
+def row_title(model: str, length: int, many_models: bool) -> str:
+    text = f"{length_label(length)} tokens"
+    return f"{model} · {text}" if many_models and model else text
+
+
+def panel_title(task: str, model: str, length: int, many_models: bool) -> str:
+    """"NIAH · 1K tokens"; with several models on two lines: "NIAH\nllama · 1K tokens"."""
+    sep = "\n" if many_models and model else " · "
+    return f"{task_label(task)}{sep}{row_title(model, length, many_models)}"
+
+
+def finite(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    return arr[np.isfinite(arr)]

@@ -1,0 +1,63 @@
+"""Manifest of the study's figures and tables (`figures/all`): what was produced, with checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+HEADER = "kind\tpath\tsha256\tbytes"
+KINDS = {".pdf": "figure", ".png": "figure", ".csv": "table", ".tex": "table"}
+
+
+def file_kind(path: Path) -> str:
+    kind = KINDS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ValueError(f"manifest: {path} is neither a figure (.pdf, .png) nor a table (.csv, .tex)")
+    return kind
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(paths: list[Path], out: Path, root: Path) -> Path:
+    """Write `out`: a header line, then `kind<TAB>path<TAB>sha256<TAB>bytes` per file, paths relative to `root`
+    (POSIX separators), sorted by path, duplicates once. Atomic: a temp file next to `out`, then os.replace."""
+    root = Path(root).resolve()
+    out = Path(out)
+    rows = {}
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise FileNotFoundError(f"manifest: {p} is not a file")
+        try:
+            rel = p.resolve().relative_to(root).as_posix()
+        except ValueError:
+            raise ValueError(f"manifest: {p} is not under {root}") from None
+        rows[rel] = f"{file_kind(p)}\t{rel}\t{sha256(p)}\t{p.stat().st_size}"
+    text = "\n".join([HEADER] + [rows[k] for k in sorted(rows)]) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """Rows of a manifest as dicts (kind, path, sha256, bytes)."""
+    lines = Path(path).read_text().splitlines()
+    if not lines or lines[0] != HEADER:
+        raise ValueError(f"{path} is not a kvstudy manifest (header {HEADER!r} expected)")
+    out = []
+    for line in lines[1:]:
+        kind, rel, digest, size = line.split("\t")
+        out.append({"kind": kind, "path": rel, "sha256": digest, "bytes": int(size)})
+    return out

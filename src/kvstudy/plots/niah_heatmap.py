@@ -1,0 +1,142 @@
+"""Needle depth x context length heatmap of the mean sample score, one small panel per press variant.
+
+Rows are methods (no press first, in its own single panel), columns compression ratios; depth is binned into 10
+bins on [0, 1] (0 % at the top). Samples come from samples.csv rows with task == "niah", or, where there are none,
+from every task with a needle depth. One shared colour bar (0-1); cells are annotated when the grid is small.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.ticker import FixedLocator, PercentFormatter
+
+from kvstudy.plots import Figure, register
+from kvstudy.plots._common import (
+    families,
+    family_labels,
+    prepare,
+    require_columns,
+    require_rows,
+    scored,
+    task_order,
+)
+from kvstudy.plots.style import length_label, new_figure, ratio_label, task_label
+
+NAME = "niah_heatmap"
+N_BINS = 10
+CMAP = "viridis"
+ANNOTATE_MAX_CELLS = 40  # per panel (10 depth bins x up to 4 lengths)
+ANNOTATE_MAX_PANELS = 9
+
+
+def select_samples(df):
+    """Rows of task "niah"; if there are none, rows of every task with a needle depth."""
+    niah = df[(df["task"] == "niah") & df["depth"].notna()]
+    if len(niah):
+        return niah, ["niah"]
+    other = df[df["depth"].notna()]
+    return other, task_order(other["task"])
+
+
+def depth_bin(depth):
+    """Bin index 0..N_BINS-1 of depths in [0, 1] (depth 1.0 goes to the last bin)."""
+    return np.clip(np.floor(np.asarray(depth, float) * N_BINS), 0, N_BINS - 1).astype(int)
+
+
+def build(tables):
+    df = require_rows(tables.get("samples"), NAME, "samples")
+    require_columns(df, NAME, "samples", ["task", "length", "score", "depth"])
+    df = scored(prepare(df, NAME, "samples"))
+    df, tasks = select_samples(df)
+    if df.empty:
+        raise ValueError(f"figure {NAME!r}: samples.csv has no scored sample with a needle depth "
+                         "(no 'niah' rows and no task with a non-null depth)")
+    df = df[(df["depth"] >= 0) & (df["depth"] <= 1)].copy()
+    if df.empty:
+        raise ValueError(f"figure {NAME!r}: samples.csv has no needle depth in [0, 1]")
+    df["bin"] = depth_bin(df["depth"])
+
+    models = list(dict.fromkeys(df["model"]))
+    lengths = sorted(df["length"].unique())
+    ratios = sorted(df.loc[df["method"] != "no_press", "compression_ratio"].unique())
+    fams = families(df)
+    labels = family_labels(fams)
+    # one row per (model, family); no_press sits in the first column of its row
+    present = set(zip(df["model"], df["family"]))
+    rows = [(m, method, fam) for m in models for method, fam in fams if (m, fam) in present]
+    col_of = {r: i for i, r in enumerate(ratios)}
+    ncols = max(1, len(ratios))
+    grid = df.groupby(["model", "family", "compression_ratio", "length", "bin"])["score"].mean().to_dict()
+
+    panels = []  # (row, col, model, method, family, ratio)
+    for i, (model, method, fam) in enumerate(rows):
+        sub = df[(df["model"] == model) & (df["family"] == fam)]
+        for ratio in sorted(sub["compression_ratio"].unique()):
+            col = 0 if method == "no_press" else col_of[ratio]
+            panels.append((i, col, model, method, fam, ratio))
+
+    n_len = len(lengths)
+    annotate = n_len * N_BINS <= ANNOTATE_MAX_CELLS and len(panels) <= ANNOTATE_MAX_PANELS
+    panel_w = max(1.45, 0.42 * n_len + 0.55) if not annotate else max(1.6, 0.62 * n_len + 0.6)
+    panel_h = 1.55 if not annotate else 2.9
+    fig = new_figure(panel_w * ncols + 1.8, panel_h * len(rows) + 0.9)
+    gs = fig.add_gridspec(len(rows), ncols)
+    norm = Normalize(0.0, 1.0)
+    many_models = len(models) > 1
+    mesh = None
+    axes = []
+    for i, col, model, method, fam, ratio in panels:
+        ax = fig.add_subplot(gs[i, col])
+        axes.append(ax)
+        data = np.full((N_BINS, n_len), np.nan)
+        for j, length in enumerate(lengths):
+            for b in range(N_BINS):
+                data[b, j] = grid.get((model, fam, ratio, length, b), np.nan)
+        mesh = ax.pcolormesh(np.arange(n_len + 1), np.linspace(0, 1, N_BINS + 1), np.ma.masked_invalid(data),
+                             cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.3)
+        ax.set_ylim(1.0, 0.0)  # 0 % (start of the context) at the top
+        ax.set_xlim(0, n_len)
+        ax.set_facecolor("0.85")  # bins without samples
+        ax.grid(False)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(True)
+        ax.xaxis.set_major_locator(FixedLocator(np.arange(n_len) + 0.5))
+        ax.set_xticklabels([length_label(n) for n in lengths])
+        ax.yaxis.set_major_locator(FixedLocator([0.0, 0.5, 1.0]))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.tick_params(length=2.5, pad=2, labelleft=col == 0)
+        ax.set_title("full cache" if method == "no_press" else f"ratio {ratio_label(ratio)}", pad=3)
+        if col == 0:  # "Needle depth" by the ticks, the row's press variant in bold to its left
+            ax.set_ylabel("Needle depth")
+            name = textwrap.fill(labels[fam], 14)  # "Expected\nattention": not taller than the panel
+            ax.annotate(f"{model}\n{name}" if many_models else name, xy=(0, 0.5), xycoords=ax.yaxis.label,
+                        xytext=(-5, 0), textcoords="offset points", rotation=90, ha="right", va="center",
+                        fontweight="bold", fontsize=11, multialignment="center")
+        if annotate:
+            for b in range(N_BINS):
+                for j in range(n_len):
+                    if np.isfinite(data[b, j]):
+                        ax.text(j + 0.5, (b + 0.5) / N_BINS, f"{data[b, j]:.2f}", ha="center", va="center",
+                                fontsize=10, color="black" if data[b, j] > 0.55 else "white")
+
+    fig.supxlabel("Context length (tokens)")
+    title = "Needle in a haystack" if tasks == ["niah"] else ", ".join(task_label(t) for t in tasks)
+    fig.suptitle(title)
+    first_row_free = ncols >= 3 and len(rows) >= 2 and sum(1 for p in panels if p[0] == 0) == 1
+    if first_row_free:  # the no-press row has one panel: the colour bar goes in the space beside it
+        holder = fig.add_subplot(gs[0, 1:])
+        holder.axis("off")
+        cax = holder.inset_axes([0.08, 0.5, 0.84, 0.11])
+        cbar = fig.colorbar(mesh, cax=cax, orientation="horizontal")
+        cbar.set_label("Mean score", labelpad=3)
+    else:
+        cbar = fig.colorbar(mesh, ax=axes, shrink=min(1.0, 3.0 / max(1, len(rows)) + 0.25), aspect=25, pad=0.03)
+        cbar.set_label("Mean score")
+    cbar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
+    return fig
+
+
+register(Figure(NAME, "needle depth x context length heatmap of mean score per press variant", ("samples",), build))

@@ -1,0 +1,271 @@
+"""Paper style shared by every figure: fonts, one colour and marker per press method, labels, saving.
+
+Every figure uses `method_color(m)` / `method_marker(m)` / `method_label(m)`, so a method looks the same in all
+of them. The known methods get fixed entries (seaborn "colorblind" plus Paul Tol's muted colours); an unknown
+method gets a colour and marker derived from a hash of its name, stable across runs and machines.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import hashlib
+import math
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+DPI = 300
+
+# --- rc parameters --------------------------------------------------------------------------------------------
+
+STYLE: dict = {
+    **sns.axes_style("ticks"),
+    **sns.plotting_context("paper"),
+    # DejaVu Sans ships with matplotlib: the same glyphs on every host (no "font not found" fallbacks).
+    "font.family": ["sans-serif"],
+    "font.sans-serif": ["DejaVu Sans"],
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 12,
+    "figure.labelsize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "0.9",
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 6,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+    "savefig.dpi": DPI,
+    "figure.dpi": 100,
+    # TrueType (Type 42) fonts in PDF/PS: editable text, accepted by publishers (no Type 3 fonts).
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
+}
+
+
+@contextlib.contextmanager
+def paper_style():
+    """Context in which figures are built and saved; leaves the global rcParams untouched."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(width: float, height: float) -> matplotlib.figure.Figure:
+    """A figure with constrained layout (call inside `paper_style()`)."""
+    return plt.figure(figsize=(width, height), layout="constrained")
+
+
+# --- methods: colour, marker, label ---------------------------------------------------------------------------
+
+METHODS: tuple[str, ...] = (
+    "no_press",
+    "knorm",
+    "streaming_llm",
+    "snapkv",
+    "tova",
+    "expected_attention",
+    "random",
+    "pyramidkv",
+    "observed_attention",
+    "keydiff",
+    "adakv",
+    "duo_attention",
+    "cab",
+    "quantized",
+)
+
+_CB = sns.color_palette("colorblind").as_hex()  # 0 blue, 1 orange, 2 green, 3 vermillion, 4 purple, 5 brown,
+#                                                  6 pink, 7 grey, 8 yellow, 9 sky blue
+_TOL = {"indigo": "#332288", "teal": "#44aa99", "olive": "#999933", "wine": "#882255"}
+
+_COLORS: dict[str, str] = {
+    "no_press": "#000000",  # the baseline: black
+    "knorm": _CB[0],
+    "streaming_llm": _CB[1],
+    "snapkv": _CB[2],
+    "tova": _CB[3],
+    "expected_attention": _CB[4],
+    "random": _CB[7],  # grey: the floor every method should beat
+    "pyramidkv": _CB[5],
+    "observed_attention": _CB[6],
+    "keydiff": _CB[9],
+    "adakv": _TOL["teal"],
+    "duo_attention": _TOL["indigo"],
+    "cab": _TOL["olive"],
+    "quantized": _TOL["wine"],
+}
+
+_MARKERS: dict[str, str] = {
+    "no_press": "o",
+    "knorm": "s",
+    "streaming_llm": "^",
+    "snapkv": "D",
+    "tova": "v",
+    "expected_attention": "P",
+    "random": "X",
+    "pyramidkv": "<",
+    "observed_attention": ">",
+    "keydiff": "p",
+    "adakv": "h",
+    "duo_attention": "*",
+    "cab": "d",
+    "quantized": "H",
+}
+
+_LABELS: dict[str, str] = {
+    "no_press": "No press",
+    "knorm": "Knorm",
+    "streaming_llm": "StreamingLLM",
+    "snapkv": "SnapKV",
+    "tova": "TOVA",
+    "expected_attention": "Expected attention",
+    "random": "Random",
+    "pyramidkv": "PyramidKV",
+    "observed_attention": "Observed attention",
+    "keydiff": "KeyDiff",
+    "adakv": "AdaKV",
+    "duo_attention": "DuoAttention",
+    "cab": "CAB",
+    "quantized": "Quantized",
+}
+
+_MARKER_POOL = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H")
+
+
+def _digest(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def method_color(method: str) -> str:
+    """Hex colour of a press method; the same string object for a method in every figure."""
+    color = _COLORS.get(method)
+    if color is None:
+        h = _digest(method)
+        hue = (h % 360) / 360.0
+        lightness = 0.38 + ((h >> 16) % 20) / 100.0  # 0.38-0.57: readable on white
+        r, g, b = colorsys.hls_to_rgb(hue, lightness, 0.65)
+        color = _COLORS[method] = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+    return color
+
+
+def method_marker(method: str) -> str:
+    marker = _MARKERS.get(method)
+    if marker is None:
+        marker = _MARKERS[method] = _MARKER_POOL[_digest(method) % len(_MARKER_POOL)]
+    return marker
+
+
+def method_label(method: str) -> str:
+    """Pretty name, e.g. `streaming_llm` -> "StreamingLLM"; unknown methods: underscores to spaces, capitalised."""
+    if method in _LABELS:
+        return _LABELS[method]
+    text = str(method).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def method_order(methods) -> list[str]:
+    """Known methods in the fixed order, then unknown ones alphabetically."""
+    methods = set(methods)
+    return [m for m in METHODS if m in methods] + sorted(m for m in methods if m not in METHODS)
+
+
+# --- other labels ---------------------------------------------------------------------------------------------
+
+_TASK_LABELS = {"niah": "NIAH", "kv_retrieval": "KV retrieval", "mean": "Mean over tasks"}
+_METRIC_LABELS = {
+    "string_match_all": "Score (string match, all)",
+    "string_match_part": "Score (string match, part)",
+    "exact_match": "Score (exact match)",
+}
+
+
+def task_label(task: str) -> str:
+    if task in _TASK_LABELS:
+        return _TASK_LABELS[task]
+    text = str(task).replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def metric_label(metric: str | None) -> str:
+    if metric is None or (isinstance(metric, float) and math.isnan(metric)) or metric == "":
+        return "Score"
+    return _METRIC_LABELS.get(metric, f"Score ({str(metric).replace('_', ' ')})")
+
+
+def length_label(length: int) -> str:
+    """Context length in tokens: 1024 -> "1K", 131072 -> "128K", 1000 -> "1000"."""
+    length = int(length)
+    if length >= 1024 and length % 1024 == 0:
+        k = length // 1024
+        return f"{k // 1024}M" if k >= 1024 and k % 1024 == 0 else f"{k}K"
+    return str(length)
+
+
+def ratio_label(ratio: float) -> str:
+    return f"{float(ratio):.2f}"
+
+
+_BYTE_UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024), ("B", 1))
+
+
+def byte_unit(max_bytes: float) -> tuple[str, int]:
+    """The largest binary unit in which `max_bytes` is at least 1: ("MiB", 1048576)."""
+    for name, size in _BYTE_UNITS:
+        if max_bytes >= size:
+            return name, size
+    return "B", 1
+
+
+_RATIO_SUFFIX = re.compile(r"-cr\d+(?:\.\d+)?")
+
+
+def press_family(press: str) -> str:
+    """Press variant name without its compression ratio: `snapkv-cr0.50-ws64` -> `snapkv-ws64`."""
+    return _RATIO_SUFFIX.sub("", str(press))
+
+
+# --- saving ---------------------------------------------------------------------------------------------------
+
+
+def save(fig, out_stem: Path) -> list[Path]:
+    """Write `out_stem.pdf` (vector) and `out_stem.png` (300 dpi), each atomically; close the figure.
+
+    Returns both paths. Metadata that changes between runs (creation date) is left out of the PDF so that the same
+    tables give byte-identical PDFs.
+    """
+    out_stem = Path(out_stem)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.parent / f"{out_stem.name}.pdf", out_stem.parent / f"{out_stem.name}.png"]
+    try:
+        with paper_style():
+            for path, fmt, metadata in (
+                (paths[0], "pdf", {"CreationDate": None, "Creator": None, "Producer": None}),
+                (paths[1], "png", {"Software": None}),
+            ):
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                try:
+                    fig.savefig(
+                        tmp, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.03, metadata=metadata
+                    )
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+    finally:
+        plt.close(fig)
+    return paths

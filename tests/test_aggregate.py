@@ -1,0 +1,175 @@
+"""aggregate(): raw result JSONs -> the contract's CSV tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kvstudy.aggregate import aggregate
+
+# Copied by hand from docs/data-contracts.md (not imported) so a drift in the module fails here.
+RESULTS_COLUMNS = (
+    "model, model_path, task, length, press, method, compression_ratio, seed, status, metric, score, n, "
+    "kv_tokens_kept, kv_tokens_full, kv_fraction_kept, kv_bytes, kv_bytes_full, peak_memory_bytes, "
+    "peak_memory_kind, prefill_seconds, ttft_seconds, decode_tokens_per_second, total_seconds, params, device, "
+    "host, git_commit, kvstudy_version"
+).split(", ")
+SAMPLES_COLUMNS = (
+    "model, task, length, press, method, compression_ratio, seed, sample_id, score, prediction, references, "
+    "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds"
+).split(", ")
+PAPER_COLUMNS = (
+    "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec".split(",")
+)
+IDS = {"model": str, "task": str, "press": str, "technique": str, "sample_id": str}
+
+
+def raw_result(press="snapkv-cr0.50", seed=0, task="niah", status="ok", scores=(1.0, 0.0),
+               kv_tokens_kept=512.0, peak=512_000_000, tps=900.0):
+    method = press.split("-")[0]
+    ratio = 0.0 if press == "no_press" else float(press.rsplit("cr", 1)[1])
+    ok = status == "ok"
+    samples = [
+        {"id": f"{i:02d}", "score": s, "prediction": "v001", "references": ["v001", "V001"],
+         "input_tokens": 1027, "context_tokens": 1024, "depth": 0.25 * i, "kv_tokens": kv_tokens_kept,
+         "kv_bytes": 262144, "prefill_seconds": 0.01, "ttft_seconds": 0.012, "decode_tokens": 2,
+         "decode_seconds": 0.001}
+        for i, s in enumerate(scores)
+    ]
+    return {
+        "schema_version": 1,
+        "job": {"model": "tiny", "model_path": "builtin:tiny-retrieval", "task": task, "task_params": {},
+                "length": 1024, "press": press, "method": method, "params": {"window_size": 64, "a": 1},
+                "compression_ratio": ratio, "seed": seed},
+        "status": status,
+        "error": None if ok else "CUDA out of memory",
+        "quality": {"metric": "string_match_all", "score": sum(scores) / len(scores) if ok else None,
+                    "n": len(scores)},
+        "samples": samples if ok else [],
+        "efficiency": {"kv_tokens_kept": kv_tokens_kept, "kv_tokens_full": 1024, "kv_fraction_kept": 0.5,
+                       "kv_bytes": 262144, "kv_bytes_full": 524288, "peak_memory_bytes": peak,
+                       "peak_memory_kind": "rss", "prefill_seconds": 0.01, "ttft_seconds": 0.012,
+                       "decode_tokens_per_second": tps, "total_seconds": 1.3},  # kept for oom: must be dropped
+        "fidelity": None,
+        "provenance": {"kvstudy_version": "0.1.0", "git_commit": "abc", "python": "3.11.7", "device": "cpu",
+                       "host": "node1"},
+    }
+
+
+def write_raws(tmp_path: Path, raws: list[dict]) -> list[Path]:
+    paths = []
+    for i, raw in enumerate(raws):
+        path = tmp_path / "raw" / f"{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(raw))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def tables(tmp_path):
+    raws = [
+        raw_result("snapkv-cr0.50", seed=0, scores=(1.0, 0.0), kv_tokens_kept=511.6, peak=2_500_000_000),
+        raw_result("snapkv-cr0.50", seed=1, scores=(1.0, 1.0), kv_tokens_kept=511.6, peak=1_500_000_000),
+        raw_result("no_press", scores=(1.0, 1.0, 0.0, 1.0), kv_tokens_kept=1024.0, peak=3_000_000_000, tps=500.0),
+        raw_result("knorm-cr0.75", scores=(0.0, 0.0), kv_tokens_kept=256.0, peak=1_000_000_000, tps=1200.0),
+        raw_result("expected-cr0.90", status="oom"),
+    ]
+    out = tmp_path / "tables"
+    aggregate(write_raws(tmp_path, raws), out)
+    return out
+
+
+def read(out: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / name, dtype=IDS)
+
+
+def test_columns_match_contract(tables):
+    assert list(read(tables, "results.csv").columns) == RESULTS_COLUMNS
+    assert list(read(tables, "samples.csv").columns) == SAMPLES_COLUMNS
+    for name in ("performance.csv", "memory_usage.csv", "throughput.csv"):
+        assert list(read(tables, name).columns) == PAPER_COLUMNS
+    assert sorted(p.name for p in tables.iterdir()) == sorted(
+        ["results.csv", "samples.csv", "performance.csv", "memory_usage.csv", "throughput.csv"]
+    )  # no temp files left behind
+
+
+def test_results_rows(tables):
+    res = read(tables, "results.csv")
+    assert list(zip(res.press, res.seed)) == [  # sorted, whatever order the paths came in
+        ("expected-cr0.90", 0), ("knorm-cr0.75", 0), ("no_press", 0), ("snapkv-cr0.50", 0), ("snapkv-cr0.50", 1)
+    ]
+    row = res[(res.press == "snapkv-cr0.50") & (res.seed == 1)].iloc[0]
+    assert row.status == "ok" and row.score == 1.0 and row.n == 2 and row.method == "snapkv"
+    assert row.params == '{"a":1,"window_size":64}'
+    assert (row.device, row.host, row.git_commit, row.kvstudy_version) == ("cpu", "node1", "abc", "0.1.0")
+    assert row.peak_memory_bytes == 1_500_000_000 and row.kv_bytes_full == 524288
+
+
+def test_oom_row_has_status_and_no_measures(tables):
+    res = read(tables, "results.csv")
+    oom = res[res.press == "expected-cr0.90"].iloc[0]
+    assert oom.status == "oom" and oom.method == "expected" and oom.compression_ratio == 0.9
+    measures = ["score", "n", "kv_tokens_kept", "kv_bytes", "peak_memory_bytes", "ttft_seconds",
+                "decode_tokens_per_second", "total_seconds"]
+    assert oom[measures].isna().all()
+    assert "expected-cr0.90" not in set(read(tables, "samples.csv").press)
+    perf = read(tables, "performance.csv")
+    oom_perf = perf[perf.technique == "expected-cr0.90"]
+    assert len(oom_perf) == 1
+    assert oom_perf[["cache_size", "performance", "memory_gb", "throughput_tokens_per_sec"]].isna().all(axis=None)
+
+
+def test_oom_without_quality_or_efficiency(tmp_path):
+    raw = raw_result("expected-cr0.90", status="oom")
+    raw["quality"], raw["efficiency"] = None, None
+    aggregate(write_raws(tmp_path, [raw]), tmp_path / "t")
+    res = read(tmp_path / "t", "results.csv")
+    assert res.loc[0, "status"] == "oom" and res[["metric", "score", "kv_bytes"]].isna().all(axis=None)
+    assert read(tmp_path / "t", "samples.csv").empty
+
+
+def test_samples_rows(tables):
+    samples = read(tables, "samples.csv")
+    assert len(samples) == 2 + 2 + 4 + 2
+    first = samples[(samples.press == "snapkv-cr0.50") & (samples.seed == 0)].iloc[0]
+    assert first.sample_id == "00" and first.references == "v001|V001" and first.kv_tokens == 511.6
+    assert list(samples[samples.press == "no_press"].score) == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_paper_values(tables):
+    perf = read(tables, "performance.csv").set_index("technique")
+    snap = perf.loc["snapkv-cr0.50"]  # two seeds: score 0.5 and 1.0, memory 2.5 and 1.5 GB
+    assert snap.performance == pytest.approx(75.0)
+    assert snap.memory_gb == pytest.approx(2.0)
+    assert snap.cache_size == 512  # round(511.6)
+    assert snap.context_length == 1024 and snap.task == "niah" and snap.model == "tiny"
+    assert perf.loc["no_press"].performance == pytest.approx(75.0)
+    assert perf.loc["knorm-cr0.75"].throughput_tokens_per_sec == 1200.0
+    assert "512," in (tables / "performance.csv").read_text()  # an int, not 512.0
+
+
+def test_paper_sort_orders(tables):
+    perf = read(tables, "performance.csv")
+    assert list(perf.technique) == ["no_press", "snapkv-cr0.50", "knorm-cr0.75", "expected-cr0.90"]
+    mem = read(tables, "memory_usage.csv")
+    assert list(mem.technique) == ["knorm-cr0.75", "snapkv-cr0.50", "no_press", "expected-cr0.90"]
+    thr = read(tables, "throughput.csv")
+    assert list(thr.technique) == ["knorm-cr0.75", "snapkv-cr0.50", "no_press", "expected-cr0.90"]
+
+
+def test_paper_sort_is_within_task(tmp_path):
+    raws = [raw_result("no_press", task="b", scores=(1.0,)), raw_result("no_press", task="a", scores=(0.0,))]
+    aggregate(write_raws(tmp_path, raws), tmp_path / "t")
+    assert list(read(tmp_path / "t", "performance.csv").task) == ["a", "b"]
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    raw = raw_result()
+    raw["schema_version"] = 2
+    with pytest.raises(ValueError, match="schema_version"):
+        aggregate(write_raws(tmp_path, [raw]), tmp_path / "t")
+    assert not (tmp_path / "t" / "results.csv").exists()

@@ -1,0 +1,144 @@
+"""significance(): paired tests against no_press, checked against hand computations."""
+
+from __future__ import annotations
+
+import itertools
+from math import comb
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from kvstudy.significance import bootstrap_ci, holm, significance, write_significance
+
+COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
+           "n", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
+           "ci_low", "ci_high", "effect_size"]
+
+
+def rows(press, scores, task="t", seed=0, ids=None, model="m", length=1024):
+    ids = ids if ids is not None else [str(i) for i in range(len(scores))]
+    return [{"model": model, "task": task, "length": length, "press": press, "method": press.split("-")[0],
+             "compression_ratio": 0.0 if press == "no_press" else 0.5, "seed": seed, "sample_id": i, "score": s}
+            for i, s in zip(ids, scores)]
+
+
+# b = 8 (variant right, baseline wrong), c = 1, plus 2 both right and 1 both wrong: n = 12.
+BASE_01 = [0] * 8 + [1] + [1, 1, 0]
+VAR_01 = [1] * 8 + [0] + [1, 1, 0]
+BASE_CONT = [0.5, 0.2, 0.9, 0.4, 0.1, 0.3]
+VAR_CONT = [0.6, 0.4, 1.2, 0.0, 0.6, 0.9]  # diffs 0.1, 0.2, 0.3, -0.4, 0.5, 0.6: no ties, no zeros
+
+
+def one(samples, **kw):
+    out = significance(pd.DataFrame(samples), **kw)
+    assert len(out) == 1
+    return out.iloc[0]
+
+
+def test_mcnemar_exact_matches_hand_binomial():
+    r = one(rows("no_press", BASE_01) + rows("snapkv-cr0.50", VAR_01))
+    expected = 2 * (comb(9, 0) + comb(9, 1)) / 2**9
+    assert r.test == "mcnemar_exact" and r.n == 12
+    assert r.p_value == pytest.approx(expected)
+    assert r.statistic == 1
+    assert r.effect_size == pytest.approx(8 / 9 - 0.5)
+    assert r["diff"] == pytest.approx(10 / 12 - 3 / 12)
+    assert r.score == pytest.approx(10 / 12) and r.baseline_score == pytest.approx(3 / 12)
+    assert r.p_holm == pytest.approx(expected) and bool(r.significant) is True  # family of one
+    assert (r.family, r.baseline, r.method, r.compression_ratio) == ("m/t", "no_press", "snapkv", 0.5)
+
+
+def test_columns_and_no_baseline():
+    assert list(significance(pd.DataFrame(rows("no_press", [1]) + rows("a", [0]))).columns) == COLUMNS
+    out = significance(pd.DataFrame(rows("a", [1, 0]) + rows("b", [0, 0])))  # no no_press at all
+    assert out.empty and list(out.columns) == COLUMNS
+
+
+def test_other_baseline():
+    r = one(rows("a", [1, 0]) + rows("b", [1, 1]), baseline="a")
+    assert (r.press, r.baseline, r.n) == ("b", "a", 2)
+
+
+def test_mcnemar_without_discordant_pairs():
+    r = one(rows("no_press", [1, 0, 1]) + rows("a", [1, 0, 1]))
+    assert (r.test, r.p_value, r.statistic, r.effect_size, r["diff"]) == ("mcnemar_exact", 1.0, 0, 0.0, 0.0)
+    assert bool(r.significant) is False
+
+
+def test_wilcoxon_matches_scipy_and_exact_enumeration():
+    r = one(rows("no_press", BASE_CONT) + rows("a", VAR_CONT))
+    ref = stats.wilcoxon(VAR_CONT, BASE_CONT, zero_method="zsplit")
+    assert r.test == "wilcoxon"
+    assert r.statistic == pytest.approx(ref.statistic) and r.p_value == pytest.approx(ref.pvalue)
+    # by hand: ranks 1..6, negative rank 4 -> T = 4; exact two-sided p = 2 * P(rank sum of a random sign set <= 4)
+    sums = [sum(s) for k in range(7) for s in itertools.combinations(range(1, 7), k)]
+    assert r.statistic == 4
+    assert r.p_value == pytest.approx(2 * sum(x <= 4 for x in sums) / 2**6)
+    assert r.effect_size == pytest.approx((17 - 4) / 21)  # rank-biserial (R+ - R-) / (R+ + R-)
+    assert r["diff"] == pytest.approx(np.mean(np.subtract(VAR_CONT, BASE_CONT)))
+
+
+def test_wilcoxon_with_zeros_uses_zsplit():
+    base, var = [0.5, 0.5, 0.2, 0.3, 0.8, 0.1], [0.5, 0.9, 0.1, 0.6, 1.0, 0.4]
+    r = one(rows("no_press", base) + rows("a", var))
+    ref = stats.wilcoxon(var, base, zero_method="zsplit")
+    assert r.statistic == pytest.approx(ref.statistic) and r.p_value == pytest.approx(ref.pvalue)
+
+
+def test_wilcoxon_all_equal_gives_p_one():
+    r = one(rows("no_press", [0.3, 0.5, 0.7]) + rows("a", [0.3, 0.5, 0.7]))
+    assert (r.test, r.p_value, r.effect_size, r.ci_low, r.ci_high) == ("wilcoxon", 1.0, 0.0, 0.0, 0.0)
+
+
+def test_holm_known_vectors():
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm(np.array([0.4, 0.7, 0.02])), [0.8, 0.8, 0.06])
+    np.testing.assert_allclose(holm(np.array([0.6, 0.9])), [1.0, 1.0])
+
+
+def test_holm_within_model_task_family():
+    samples = (rows("no_press", BASE_01) + rows("a", VAR_01) + rows("b", BASE_CONT[:3] + [1, 1, 1, 1, 1, 0, 1, 1, 0])
+               + rows("no_press", BASE_01, task="u") + rows("a", VAR_01, task="u"))
+    out = significance(pd.DataFrame(samples)).set_index(["task", "press"])
+    t = out.loc["t"]
+    np.testing.assert_allclose(t.p_holm, holm(t.p_value.to_numpy()))
+    assert t.loc["a", "p_holm"] == pytest.approx(2 * t.loc["a", "p_value"])  # smaller p of two: x2
+    assert out.loc[("u", "a"), "p_holm"] == out.loc[("u", "a"), "p_value"]  # its own family of one
+    assert set(out.family) == {"m/t", "m/u"}
+    assert (out.significant == (out.p_holm < 0.05)).all()
+
+
+def test_pairs_are_inner_join_on_sample_id():
+    samples = (rows("no_press", [1, 0, 1, 0], ids=["01", "1", "2", "3"])
+               + rows("a", [1, 1, 1], ids=["01", "1", "9"])
+               + rows("a", [1, 1], seed=1))  # seed 1 has no baseline: no row
+    r = one(samples)
+    assert r.n == 2 and r.seed == 0
+    assert r.baseline_score == pytest.approx(0.5) and r.score == 1.0  # "1" pairs with "1", not "01"
+
+
+def test_bootstrap_ci_contains_diff_and_is_deterministic():
+    samples = pd.DataFrame(rows("no_press", BASE_CONT * 5) + rows("a", VAR_CONT * 5))
+    first, again = significance(samples, seed=3).iloc[0], significance(samples, seed=3).iloc[0]
+    other = significance(samples, seed=4).iloc[0]
+    assert first.ci_low < first["diff"] < first.ci_high
+    assert (first.ci_low, first.ci_high) == (again.ci_low, again.ci_high)
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+
+
+def test_bootstrap_ci_matches_a_loop():
+    d = np.array([0.1, -0.2, 0.4, 0.3, 0.0])
+    rng = np.random.default_rng(7)
+    means = [d[rng.integers(0, 5, size=5)].mean() for _ in range(200)]
+    assert bootstrap_ci(d, 0.9, n_boot=200, seed=7) == pytest.approx(tuple(np.percentile(means, [5, 95])))
+
+
+def test_write_significance_keeps_string_ids(tmp_path):
+    samples = pd.DataFrame(rows("no_press", [1, 0], ids=["01", "1"]) + rows("a", [0, 1], ids=["01", "1"]))
+    samples.to_csv(tmp_path / "samples.csv", index=False)
+    write_significance(tmp_path / "samples.csv", tmp_path / "significance.csv")
+    written = pd.read_csv(tmp_path / "significance.csv")
+    assert list(written.columns) == COLUMNS
+    assert written.loc[0, "n"] == 2 and written.loc[0, "statistic"] == 1 and written.loc[0, "p_value"] == 1.0
