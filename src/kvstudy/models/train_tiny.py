@@ -23,13 +23,18 @@ NEEDLE = "{value} {key}"
 MAX_POS = 8192
 
 
-def training_batch(rng, enc: PieceTokenizer, length: int, tokens_per_batch: int, n_queries: int, jumps: bool):
+def training_batch(
+    rng, enc: PieceTokenizer, length: int, tokens_per_batch: int, n_queries: int, jumps: bool, needle: str = NEEDLE,
+    max_pairs: int = 64,
+    single_frac: float = 0.0,
+):
     """Rows of [context | (? k v .) x n_queries]; loss only on the value and the stop token."""
     rows, targets, positions = [], [], []  # targets[t] = the token position t must predict, or -100
     q_id, stop_id = enc("?")[0], enc(".")[0]
     for _ in range(max(1, tokens_per_batch // (length + 4 * n_queries))):
-        n_pairs = int(rng.integers(1, min(64, (length - 1) // 2) + 1))
-        ctx, pairs, _ = kv_context(rng, enc, length, n_pairs, NEEDLE)
+        many = rng.random() >= single_frac  # single-needle rows teach copying; the rest association
+        n_pairs = int(rng.integers(1, min(max_pairs, (length - 1) // 2) + 1)) if many else 1
+        ctx, pairs, _ = kv_context(rng, enc, length, n_pairs, needle)
         ids, tgt = list(ctx.ids), [-100] * length
         for qi in rng.integers(0, n_pairs, size=n_queries):
             k, v = pairs[qi]
@@ -53,7 +58,15 @@ def training_batch(rng, enc: PieceTokenizer, length: int, tokens_per_batch: int,
     )
 
 
-def train(out_dir: Path, seed: int = 1, steps: int = 1800, max_length: int = 512, log=print) -> dict:
+def train(
+    out_dir: Path,
+    seed: int = 1,
+    steps: int = 1800,
+    max_length: int = 512,
+    single_frac: float = 0.5,
+    stage_steps: int = 150,
+    log=print,
+) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tok = build_tokenizer()
@@ -66,9 +79,13 @@ def train(out_dir: Path, seed: int = 1, steps: int = 1800, max_length: int = 512
         opt,
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
     )
-    length, t0, history = 32, time.time(), []
+    length, t0, history, stage_start = 32, time.time(), [], 0
+    stop_id = enc(".")[0]
     for step in range(steps):
-        ids, tgt, pos = training_batch(rng, enc, length, 4096, 16, jumps=bool(step % 2))
+        # Position jumps only past the first stage: at 32 tokens they hide the content match behind RoPE rotations.
+        ids, tgt, pos = training_batch(
+            rng, enc, length, 4096, 16, jumps=bool(step % 2) and length > 32, single_frac=single_frac
+        )
         logits = model(input_ids=ids, position_ids=pos, attention_mask=torch.ones_like(ids)).logits
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
         opt.zero_grad()
@@ -76,16 +93,25 @@ def train(out_dir: Path, seed: int = 1, steps: int = 1800, max_length: int = 512
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        mask = tgt != -100
+        mask = (tgt != -100) & (tgt != stop_id)  # accuracy on the answers only
         acc = (logits.argmax(-1)[mask] == tgt[mask]).float().mean().item()
         if step % 25 == 0:
             log(f"step {step} len {length} loss {loss.item():.3f} acc {acc:.3f} {time.time() - t0:.0f}s")
         history.append((step, length, round(loss.item(), 4), round(acc, 4)))
-        if acc > 0.9 and length < max_length:
-            length = min(max_length, int(length * 1.5))
+        # Curriculum: longer contexts once answers are right, or after a stage's share of the steps at the latest
+        if length < max_length and (acc > 0.9 or step - stage_start >= stage_steps):
+            length, stage_start = min(max_length, int(length * 1.5)), step
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    info = {"seed": seed, "steps": steps, "max_length": max_length, "seconds": round(time.time() - t0, 1)}
+    info = {
+        "seed": seed,
+        "steps": steps,
+        "max_length": max_length,
+        "single_frac": single_frac,
+        "stage_steps": stage_steps,
+        "seconds": round(time.time() - t0, 1),
+        "final_answer_accuracy": history[-1][3],
+    }
     (out_dir / "training.json").write_text(json.dumps(info, indent=1) + "\n")
     return info

@@ -1,0 +1,118 @@
+"""The whole DAG on the tiny test config (.test/config.yaml): tables, analysis, figures, report, reruns."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir: Path, *args, check=True):
+    p = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", ".test/config.yaml", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=900,
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A copy of the workflow, run once to figures/all."""
+    wd = tmp_path_factory.mktemp("study")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, wd / name)
+    shutil.copytree(ROOT / "workflow", wd / "workflow")
+    shutil.copytree(ROOT / ".test", wd / ".test")
+    snakemake(wd, "figures/all")
+    return wd
+
+
+def test_tables_hold_the_grid(run):
+    res = pd.read_csv(run / "results/tables/results.csv")
+    assert len(res) == 2 * 2 * 4  # tasks x lengths x press variants
+    assert set(res.press) == {"no_press", "streaming_llm-cr0.90", "snapkv-cr0.50", "snapkv-cr0.90"}
+    assert (res.status == "ok").all()
+    base = res[res.press == "no_press"]
+    assert (base.score == 1.0).all(), base[["task", "length", "score"]]
+    assert (base.kv_fraction_kept == 1.0).all()
+    snap = res[res.press == "snapkv-cr0.90"]
+    assert (snap.kv_tokens_kept == (snap.length * 0.1).astype(int)).all()
+    assert (snap.kv_bytes < base.kv_bytes.min()).all()
+    # StreamingLLM at 0.9 keeps the first 4 and the last ~10% of tokens: needles in between are lost
+    stream = res[(res.press == "streaming_llm-cr0.90") & (res.task == "niah")]
+    assert (stream.score < 0.6).all(), stream.score
+
+    samples = pd.read_csv(run / "results/tables/samples.csv")
+    assert len(samples) == len(res) * 10
+    assert samples.depth.between(0, 1).all()
+
+    perf = pd.read_csv(run / "results/tables/performance.csv")
+    assert list(perf.columns) == [
+        "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
+        "throughput_tokens_per_sec",
+    ]
+    row = perf[(perf.technique == "no_press") & (perf.task == "niah") & (perf.context_length == 512)]
+    assert row.performance.item() == 100.0 and row.cache_size.item() == 512
+
+
+def test_analysis_compares_every_variant_with_no_press(run):
+    sig = pd.read_csv(run / "results/analysis/significance.csv")
+    assert len(sig) == 3 * 2 * 2  # variants x tasks x lengths
+    assert (sig.p_holm >= sig.p_value).all()
+    worst = sig[(sig.press == "streaming_llm-cr0.90") & (sig.task == "niah")]
+    assert (worst["diff"] < 0).all()
+
+    pareto = pd.read_csv(run / "results/analysis/pareto.csv")
+    # the full cache is the best score, so it is always on the score-memory front
+    assert pareto[(pareto.press == "no_press") & (pareto.task != "mean")].front_memory.all()
+
+
+def test_figures_and_manifest(run):
+    manifest = (run / "figures/all").read_text()
+    for fig in ("score_vs_ratio", "pareto_memory", "niah_heatmap"):
+        for ext in ("pdf", "png"):
+            assert (run / f"figures/{fig}.{ext}").stat().st_size > 1000
+            assert f"figures/{fig}.{ext}" in manifest
+    assert "results/tables/performance.csv" in manifest
+
+
+def test_deleted_result_is_recomputed_and_nothing_else(run):
+    victim = run / "results/raw/tiny/niah/256/snapkv-cr0.50/seed0.json"
+    victim.unlink()
+    dry = snakemake(run, "-n", "figures/all").stdout
+    assert "eval" in dry and "1 " in dry
+    out = snakemake(run, "figures/all").stderr
+    assert victim.exists()
+    assert out.count("rule eval:") == 1 or out.count("localrule eval:") == 1, out[-3000:]
+    again = snakemake(run, "figures/all").stderr
+    assert "Nothing to be done" in again
+
+
+def test_report_builds(run):
+    snakemake(run, "--report", "report.html")
+    html = (run / "report.html").read_text(errors="ignore")
+    assert "score_vs_ratio" in html
+
+
+def test_bad_config_stops_before_any_job(run, tmp_path):
+    bad = run / ".test" / "bad.yaml"
+    bad.write_text((run / ".test/config.yaml").read_text().replace("method: snapkv", "method: snapkvv"))
+    p = subprocess.run(
+        [*SNAKEMAKE, "--cores", "1", "--configfile", str(bad), "-n"], cwd=run, capture_output=True, text=True
+    )
+    assert p.returncode != 0
+    assert "config error: presses[2].method: unknown press 'snapkvv'" in p.stderr + p.stdout
+
+
+def test_lint_is_clean(run):
+    p = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

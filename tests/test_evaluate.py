@@ -1,0 +1,71 @@
+"""One eval job end to end on the shipped model: the raw result contract, honest sizes, determinism."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import ROOT, TINY
+from kvstudy.evaluate import run_job, write_atomic
+
+
+def job(method="no_press", ratio=0.0, task="niah", length=256, n=4):
+    press = method if method == "no_press" else f"{method}-cr{ratio:.2f}"
+    return {
+        "model": "tiny", "model_path": TINY, "dtype": "float32", "attn_implementation": "sdpa",
+        "task": task, "task_kind": task, "task_params": {"n_samples": n}, "length": length, "seed": 0,
+        "press": press, "method": method, "params": {}, "compression_ratio": ratio, "stop_words": [".", "\n"],
+    }
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return json.loads((ROOT / "workflow" / "schemas" / "result.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def base():
+    return run_job(job(), device="cpu")
+
+
+def test_raw_result_follows_the_schema(base, schema):
+    jsonschema.validate(base, schema)
+    assert base["status"] == "ok" and base["quality"]["n"] == 4
+    s = base["samples"][0]
+    assert s["context_tokens"] == 256 and s["input_tokens"] == 258  # "? key" after the context
+    assert s["prefill_seconds"] > 0 and s["ttft_seconds"] >= s["prefill_seconds"]
+    assert base["provenance"]["torch"] and base["provenance"]["host"]
+
+
+def test_full_cache_answers_and_sizes_are_read_from_tensors(base):
+    assert base["quality"]["score"] == 1.0  # the shipped model retrieves with the full cache
+    e = base["efficiency"]
+    assert e["kv_tokens_kept"] == 256 and e["kv_fraction_kept"] == 1.0
+    assert e["kv_bytes"] == e["kv_bytes_full"] == 2 * 2 * 2 * 32 * 256 * 4  # K,V x layers x kv heads x dim x fp32
+    assert e["peak_memory_kind"] == "rss" and e["peak_memory_bytes"] > 0
+
+
+def test_press_result_reports_what_it_kept(schema):
+    r = run_job(job("streaming_llm", 0.75), device="cpu")
+    jsonschema.validate(r, schema)
+    e = r["efficiency"]
+    assert e["kv_tokens_kept"] == 64 and e["kv_fraction_kept"] == 0.25
+    assert e["kv_bytes"] == e["kv_bytes_full"] / 4
+
+
+def test_same_job_twice_gives_the_same_predictions(base):
+    again = run_job(job(), device="cpu")
+    assert [s["prediction"] for s in again["samples"]] == [s["prediction"] for s in base["samples"]]
+
+
+def test_write_is_atomic(tmp_path: Path, base):
+    out = tmp_path / "a" / "seed0.json"
+    write_atomic(base, out)
+    assert json.loads(out.read_text())["job"] == base["job"]
+    assert [p.name for p in out.parent.iterdir()] == ["seed0.json"]  # no temp file left behind
+
+    with pytest.raises(TypeError):  # fails half-way through the dump, like a job killed mid-write
+        write_atomic({**base, "zz": object()}, out)
+    assert json.loads(out.read_text())["job"] == base["job"]  # the old result is intact
+    assert [p.name for p in out.parent.iterdir()] == ["seed0.json"]

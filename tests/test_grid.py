@@ -1,0 +1,35 @@
+from kvstudy.config import validate
+from kvstudy.grid import jobs, raw_path, slug, variants
+
+
+def test_slug_is_readable_and_deterministic():
+    assert slug("no_press", None, {}) == "no_press"
+    assert slug("snapkv", 0.5, {"window_size": 64}) == "snapkv-cr0.50-ws64"
+    assert slug("expected_attention", 0.25, {"use_covariance": False, "n_sink": 4}) == (
+        "expected_attention-cr0.25-ns4-ucoff"
+    )
+
+
+def test_lists_expand_into_the_cartesian_product(study):
+    vs = variants(validate(study))
+    names = [v["press"] for v in vs]
+    assert names == [
+        "no_press",
+        "snapkv-cr0.50-ws16",
+        "snapkv-cr0.50-ws32",
+        "snapkv-cr0.90-ws16",
+        "snapkv-cr0.90-ws32",
+        "knorm-cr0.50",
+    ]
+    assert vs[0]["compression_ratio"] == 0.0
+    assert vs[3]["params"] == {"window_size": 16} and vs[3]["compression_ratio"] == 0.9
+
+
+def test_jobs_cover_the_grid_once(study):
+    js = jobs(validate(study))
+    assert len(js) == 1 * 2 * 2 * 6 * 1
+    paths = {raw_path(j) for j in js}
+    assert len(paths) == len(js)
+    kv = [j for j in js if j["task"] == "kv"][0]
+    assert kv["task_kind"] == "kv_retrieval" and kv["task_params"] == {"n_pairs": 8}
+    assert "results/raw/tiny/kv/256/no_press/seed0.json" in paths
