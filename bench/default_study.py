@@ -37,7 +37,8 @@ def main() -> None:
     wd.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, wd / name)
-    shutil.copytree(ROOT / "workflow", wd / "workflow", dirs_exist_ok=True)
+    for name in ("workflow", "envs"):
+        shutil.copytree(ROOT / name, wd / name, dirs_exist_ok=True)
 
     full = snakemake(wd, a.cores, "figures/all")
     noop = snakemake(wd, a.cores, "figures/all")

@@ -16,7 +16,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def snakemake(workdir: Path, *args, check=True):
     p = subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", "--configfile", ".test/config.yaml", *args],
+        [*SNAKEMAKE, *args, "--cores", "2", "--configfile", ".test/config.yaml"],
         cwd=workdir, capture_output=True, text=True, timeout=900,
     )
     if check and p.returncode != 0:
@@ -30,8 +30,8 @@ def run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("study")
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, wd / name)
-    shutil.copytree(ROOT / "workflow", wd / "workflow")
-    shutil.copytree(ROOT / ".test", wd / ".test")
+    for name in ("workflow", "envs", ".test"):
+        shutil.copytree(ROOT / name, wd / name)
     snakemake(wd, "figures/all")
     return wd
 

@@ -42,4 +42,4 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{KVSTUDY} aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1"
+        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1"

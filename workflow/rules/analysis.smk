@@ -16,7 +16,7 @@ rule pareto:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{KVSTUDY} pareto --results {input} --out {output} > {log} 2>&1"
+        "kvstudy pareto --results {input} --out {output} > {log} 2>&1"
 
 
 rule significance:
@@ -34,4 +34,4 @@ rule significance:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{KVSTUDY} significance --samples {input} --out {output} --baseline no_press > {log} 2>&1"
+        "kvstudy significance --samples {input} --out {output} --baseline no_press > {log} 2>&1"

@@ -1,5 +1,6 @@
 # Validate the config (one line naming the bad key, before any job) and expand the grid with kvstudy.grid.
 import json
+import os
 import sys
 
 from kvstudy import grid
@@ -10,8 +11,12 @@ try:
 except ConfigError as e:
     sys.exit(str(e))
 
-# Rules call the kvstudy CLI with the interpreter that runs snakemake, so no activated venv is needed.
-KVSTUDY = f"{sys.executable} -m kvstudy.cli"
+envvars:
+    "PATH",
+
+
+# Rules call `kvstudy` from the environment that runs snakemake, so no activated venv is needed.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
 RAW = sorted(JOBS)
 FIGURES = config["figures"]

@@ -17,5 +17,5 @@ rule eval:
     conda:
         "../../envs/eval.yaml"
     shell:
-        "{KVSTUDY} eval --job {params.job:q} --out {output} --threads {threads} "
+        "kvstudy eval --job {params.job:q} --out {output} --threads {threads} "
         "--device {params.device} > {log} 2>&1"

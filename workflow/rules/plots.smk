@@ -9,7 +9,7 @@ rule plot:
         pdf="figures/{figure}.pdf",
         png=report(
             "figures/{figure}.png",
-            caption="../report/{figure}.rst",
+            caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
@@ -18,7 +18,7 @@ rule plot:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{KVSTUDY} plot {wildcards.figure} --tables results/tables --analysis results/analysis "
+        "kvstudy plot {wildcards.figure} --tables results/tables --analysis results/analysis "
         "--out-stem figures/{wildcards.figure} > {log} 2>&1"
 
 
@@ -36,4 +36,4 @@ rule manifest:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{KVSTUDY} manifest {input.figures} {input.tables} {input.analysis} --out {output} > {log} 2>&1"
+        "kvstudy manifest {input.figures} {input.tables} {input.analysis} --out {output} > {log} 2>&1"
