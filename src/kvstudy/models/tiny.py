@@ -1,8 +1,7 @@
 """The built-in tiny retrieval model: a word-level tokenizer and a 2-layer Llama, built from the task lexicon.
 
-Architecture and the frozen previous-token head follow `shared/notes/tiny-model.md` (the recipe that reached 100%
-retrieval from 256 to 4k tokens): layer 0 head 0 attends to the previous token through its q/k biases under
-RoPE, so layer 1 only has to learn the induction step "find the queried key, read the value written before it".
+Layer 0 head 0 is a frozen previous-token head (q/k biases under RoPE, from `shared/notes/tiny-model.md`);
+`circuit.py` writes the rest of the retrieval circuit before `train-tiny` trains it.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from kvstudy.tasks.haystack import LEXICON
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 PUNCT = ["?", "."]
-ROPE_THETA = 1e6
+ROPE_THETA = 1e9  # slow rotary pairs carry the retrieval head's content match (see circuit.py)
 PREV_HEAD = 0  # query head of layer 0 frozen as a previous-token head (with its KV head)
 N_PREV_FREQS = 6
 PREV_SCALE = 16.0

@@ -1,8 +1,10 @@
 """`kvstudy train-tiny`: train the built-in retrieval model from a seed, with the tasks' own generator.
 
-Recipe from `shared/notes/tiny-model.md`: value-first pairs ("v k" in the context, query "? k" -> "v"), a frozen
-previous-token head, a curriculum over context length that advances when batch accuracy passes 0.9, and random
-position jumps in half of the batches so RoPE sees long distances while sequences stay short.
+The model starts from the analytic retrieval circuit of `circuit.py` (a frozen previous-token head plus a
+key-matching head; from random weights the association did not form in thousands of steps here) and is trained
+on value-first pairs ("v k" in the context, query "? k" -> "v ."), with a curriculum over context length and
+random position jumps in half of the batches so RoPE sees long distances while sequences stay short. Training
+teaches the stop token and refines the circuit; the whole run is deterministic for a seed (one CPU thread).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kvstudy.models.circuit import init_retrieval_circuit
 from kvstudy.models.tiny import build_model, build_tokenizer, freeze_previous_token_head
-from kvstudy.tasks.haystack import PieceTokenizer
+from kvstudy.tasks.haystack import LEXICON, PieceTokenizer
 from kvstudy.tasks.kv_retrieval import kv_context
 
 NEEDLE = "{value} {key}"
@@ -61,10 +64,11 @@ def training_batch(
 def train(
     out_dir: Path,
     seed: int = 1,
-    steps: int = 1800,
+    steps: int = 400,
     max_length: int = 512,
-    single_frac: float = 0.5,
-    stage_steps: int = 150,
+    lr: float = 1e-3,
+    single_frac: float = 0.25,
+    stage_steps: int = 40,
     log=print,
 ) -> dict:
     torch.manual_seed(seed)
@@ -72,8 +76,9 @@ def train(
     tok = build_tokenizer()
     enc = PieceTokenizer(tok)
     model = build_model(len(tok), seed)
+    init_retrieval_circuit(model, tok, LEXICON.keys, LEXICON.values, seed)
     freeze_previous_token_head(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     warmup = int(0.04 * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -108,6 +113,7 @@ def train(
         "seed": seed,
         "steps": steps,
         "max_length": max_length,
+        "lr": lr,
         "single_frac": single_frac,
         "stage_steps": stage_steps,
         "seconds": round(time.time() - t0, 1),
