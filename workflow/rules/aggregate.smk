@@ -4,6 +4,7 @@
 rule aggregate:
     input:
         RAW,
+        RAW_MARKER,
     output:
         results=report(
             "results/tables/results.csv",

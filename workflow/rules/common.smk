@@ -1,4 +1,5 @@
 # Validate the config (one line naming the bad key, before any job) and expand the grid with kvstudy.grid.
+import datetime
 import json
 import os
 import sys
@@ -19,6 +20,18 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
 RAW = sorted(JOBS)
+
+# Snakemake does not rerun a job just because its output, an intermediate file, was deleted while everything
+# downstream is up to date. A deleted raw result must be recomputed (and the tables after it), so when results
+# are missing this marker, an input of `aggregate`, is rewritten: newer than the tables, it makes `aggregate`
+# rerun, and Snakemake then recomputes the missing results it needs. One stat per job (milliseconds for 10,000).
+RAW_MARKER = "results/raw/.missing"
+if workflow.is_main_process:
+    missing = [p for p in RAW if not os.path.exists(p)]
+    if missing or not os.path.exists(RAW_MARKER):
+        os.makedirs(os.path.dirname(RAW_MARKER), exist_ok=True)
+        with open(RAW_MARKER, "w") as f:  # a fresh time stamp, so the checksum differs from any earlier one
+            f.write("\n".join([f"# {datetime.datetime.now().isoformat()}", *missing, ""]))
 FIGURES = config["figures"]
 TABLES = expand(
     "results/tables/{name}.csv",

@@ -79,7 +79,7 @@ def train(
     init_retrieval_circuit(model, tok, LEXICON.keys, LEXICON.values, seed)
     freeze_previous_token_head(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
-    warmup = int(0.04 * steps)
+    warmup = max(1, int(0.04 * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
