@@ -23,6 +23,16 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
 
 
+# Only eval jobs go to the cluster; the rest is light and runs where snakemake runs.
+localrules:
+    all,
+    aggregate,
+    pareto,
+    significance,
+    plot,
+    manifest,
+
+
 rule all:
     default_target: True
     input:

@@ -69,3 +69,21 @@ def test_write_is_atomic(tmp_path: Path, base):
         write_atomic({**base, "zz": object()}, out)
     assert json.loads(out.read_text())["job"] == base["job"]  # the old result is intact
     assert [p.name for p in out.parent.iterdir()] == ["seed0.json"]
+
+
+def test_injected_oom_is_a_result_not_a_crash(monkeypatch, schema, tmp_path):
+    from kvstudy.aggregate import aggregate
+
+    monkeypatch.setenv("KVSTUDY_INJECT_OOM", "knorm-*")
+    r = run_job(job("knorm", 0.5), device="cpu")
+    jsonschema.validate(r, schema)
+    assert r["status"] == "oom" and "out of memory" in r["error"]
+    assert r["quality"]["score"] is None and r["samples"] == []
+    assert run_job(job("snapkv", 0.5), device="cpu")["status"] == "ok"  # other presses are untouched
+
+    write_atomic(r, tmp_path / "raw.json")
+    aggregate([tmp_path / "raw.json"], tmp_path / "tables")
+    import pandas as pd
+
+    row = pd.read_csv(tmp_path / "tables/results.csv").iloc[0]
+    assert row.status == "oom" and pd.isna(row.score)

@@ -79,6 +79,14 @@ def cmd_validate(a) -> None:
     print(f"{a.config}: ok, {len(jobs(config))} eval jobs")
 
 
+def cmd_status(a) -> None:
+    from kvstudy.config import load
+    from kvstudy.status import grid_status, render
+
+    config = load(a.config)
+    print(render(config, grid_status(config, Path(a.root))))
+
+
 def cmd_train_tiny(a) -> None:
     import torch
 
@@ -137,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("validate", help="check a study config and count its jobs")
     s.add_argument("config")
     s.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser("status", help="done / missing / oom / failed for every eval job of a study")
+    s.add_argument("config")
+    s.add_argument("--root", default=".", help="the directory snakemake runs in")
+    s.set_defaults(fn=cmd_status)
 
     s = sub.add_parser("train-tiny", help="train the built-in tiny retrieval model (deterministic from --seed)")
     s.add_argument("--out", default=str(Path(__file__).parent / "models" / "builtin" / "tiny-retrieval"))

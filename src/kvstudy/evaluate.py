@@ -8,6 +8,7 @@ timed and the cache read between prefill and question.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import tempfile
@@ -23,6 +24,9 @@ from kvstudy.presses import get_press
 from kvstudy.tasks import get_task
 
 SCHEMA_VERSION = 1
+# Test hook: a CUDA out-of-memory cannot happen on a CPU, so tests simulate one in the press variants whose name
+# matches this glob (e.g. "knorm-*"), at the first sample's prefill.
+INJECT_OOM = "KVSTUDY_INJECT_OOM"
 
 
 def pick_device(name: str) -> torch.device:
@@ -103,7 +107,10 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     mem.reset()
 
     rows, status, error = [], "ok", None
+    inject = os.environ.get(INJECT_OOM)
     try:
+        if inject and fnmatch.fnmatch(job["press"], inject):
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
         for s in samples:
             r = run_sample(model, tokenizer, press, s, task.max_new_tokens, stops, clock)
             r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))

@@ -32,6 +32,12 @@ if workflow.is_main_process:
         os.makedirs(os.path.dirname(RAW_MARKER), exist_ok=True)
         with open(RAW_MARKER, "w") as f:  # a fresh time stamp, so the checksum differs from any earlier one
             f.write("\n".join([f"# {datetime.datetime.now().isoformat()}", *missing, ""]))
+# Eval resources: the study's `resources.eval`, plus the user's SLURM account and partition from the environment
+# (KVSTUDY_SLURM_ACCOUNT / KVSTUDY_SLURM_PARTITION), so nobody edits the repo's profile for them.
+EVAL_RESOURCES = dict(config["resources"].get("eval", {}))
+for key, var in (("slurm_account", "KVSTUDY_SLURM_ACCOUNT"), ("slurm_partition", "KVSTUDY_SLURM_PARTITION")):
+    if os.environ.get(var):
+        EVAL_RESOURCES.setdefault(key, os.environ[var])
 FIGURES = config["figures"]
 TABLES = expand(
     "results/tables/{name}.csv",

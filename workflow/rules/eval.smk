@@ -13,7 +13,7 @@ rule eval:
         device=config["eval"]["device"],
     threads: config["eval"]["threads"]
     resources:
-        **config["resources"].get("eval", {}),
+        **EVAL_RESOURCES,
     conda:
         "../../envs/eval.yaml"
     shell:
