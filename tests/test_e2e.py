@@ -1,5 +1,6 @@
 """The whole DAG on the tiny test config (.test/config.yaml): tables, analysis, figures, report, reruns."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -123,3 +124,52 @@ def test_bad_config_stops_before_any_job(run, tmp_path):
 def test_lint_is_clean(run):
     p = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_added_press_runs_only_the_new_jobs(run):
+    cfg = (run / ".test/config.yaml").read_text()
+    (run / ".test/more.yaml").write_text(cfg.replace("  - method: no_press\n", "  - method: no_press\n  - {method: knorm, compression_ratio: 0.5}\n"))
+    p = subprocess.run([*SNAKEMAKE, "-n", "figures/all", "--cores", "1", "--configfile", ".test/more.yaml"],
+                       cwd=run, capture_output=True, text=True)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, re.M))
+    assert counts["eval"] == "4", counts  # knorm-cr0.50 x 2 tasks x 2 lengths, nothing else
+
+
+def test_a_failing_job_costs_no_other_result(run):
+    shutil.rmtree(run / "results/raw/tiny/niah/512")
+    env = {**os.environ, "KVSTUDY_INJECT_FAIL": "snapkv-cr0.90"}
+    p = subprocess.run([*SNAKEMAKE, "figures/all", "--cores", "2", "--keep-going", "--configfile", ".test/config.yaml"],
+                       cwd=run, capture_output=True, text=True, env=env)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "Error in rule eval" in out and "snapkv-cr0.90" in out  # the failure is named
+    raw = run / "results/raw/tiny/niah/512"
+    assert sorted(d.name for d in raw.iterdir() if (d / "seed0.json").exists()) == [
+        "no_press", "snapkv-cr0.50", "streaming_llm-cr0.90"
+    ]
+    assert "injected" in (run / "logs/eval/tiny/niah/512/snapkv-cr0.90/seed0.log").read_text()
+    snakemake(run, "figures/all")  # without the fault the rerun completes
+    assert (raw / "snapkv-cr0.90/seed0.json").exists()
+
+
+def test_killed_eval_leaves_nothing_downstream_accepts(run, tmp_path):
+    import json as _json
+
+    from kvstudy.grid import raw_path
+
+    out = run / "results/raw/tiny/kv_retrieval/512/snapkv-cr0.50/seed0.json"
+    out.unlink()
+    job = {"model": "tiny", "model_path": "builtin:tiny-retrieval", "dtype": "float32", "task": "kv_retrieval",
+           "task_kind": "kv_retrieval", "task_params": {"n_samples": 2000, "n_pairs": 16}, "length": 512, "seed": 0,
+           "press": "snapkv-cr0.50", "method": "snapkv", "params": {}, "compression_ratio": 0.5}
+    assert run / raw_path(job) == out
+    p = subprocess.Popen([sys.executable, "-m", "kvstudy.cli", "eval", "--job", _json.dumps(job), "--out", str(out)])
+    import time
+
+    time.sleep(12)  # mid-run (2000 samples take minutes)
+    p.kill()
+    p.wait()
+    assert not out.exists()
+    assert not list(out.parent.glob("*.json"))
+    snakemake(run, "figures/all")
+    assert _json.loads(out.read_text())["status"] == "ok"

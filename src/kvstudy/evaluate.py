@@ -24,9 +24,11 @@ from kvstudy.presses import get_press
 from kvstudy.tasks import get_task
 
 SCHEMA_VERSION = 1
-# Test hook: a CUDA out-of-memory cannot happen on a CPU, so tests simulate one in the press variants whose name
-# matches this glob (e.g. "knorm-*"), at the first sample's prefill.
+# Test hooks: a CUDA out-of-memory cannot happen on a CPU, so tests simulate one in the press variants whose name
+# matches the glob in KVSTUDY_INJECT_OOM (e.g. "knorm-*"), at the first sample; KVSTUDY_INJECT_FAIL makes
+# matching jobs fail outright (a crash that must not cost the other jobs their results).
 INJECT_OOM = "KVSTUDY_INJECT_OOM"
+INJECT_FAIL = "KVSTUDY_INJECT_FAIL"
 
 
 def pick_device(name: str) -> torch.device:
@@ -86,6 +88,8 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
     started, t_start = now_iso(), time.perf_counter()
+    if os.environ.get(INJECT_FAIL) and fnmatch.fnmatch(job["press"], os.environ[INJECT_FAIL]):
+        raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
     torch.set_num_threads(threads)
     dev = pick_device(device)
     spec = get_press(job["method"])

@@ -1,0 +1,46 @@
+"""The tiny study through a real SLURM with the repo's profile (.ci/slurm-up.sh starts one; CI sets KVSTUDY_SLURM=1).
+
+Every eval job must go through sbatch (a SLURM job id and log per job); aggregation and plots run locally.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.skipif(os.environ.get("KVSTUDY_SLURM") != "1", reason="no SLURM cluster (KVSTUDY_SLURM!=1)")
+
+# The CI override of profiles/slurm: the test cluster's partition, small resources, squeue for status (there is
+# no accounting database), a short first status check.
+CI_OVERRIDE = [
+    "--default-resources", "slurm_partition=debug", "mem_mb=500", "runtime=10", "cpus_per_task=1",
+    "--set-resources", "eval:mem_mb=2000", "eval:runtime=10", "eval:cpus_per_task=1", "eval:gpu=1",
+    "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5", "--jobs", "4",
+]
+
+
+def test_study_runs_through_sbatch(tmp_path):
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("workflow", "envs", ".test", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    cmd = ["timeout", "-s", "KILL", "600", sys.executable, "-m", "snakemake", "figures/all",
+           "--profile", "profiles/slurm", "--configfile", ".test/slurm.yaml", *CI_OVERRIDE]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-5000:]
+
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", out)
+    assert len(submitted) == 3, out[-3000:]  # the three eval jobs, nothing else
+    for _, log in submitted:
+        assert os.path.exists(log)
+    res = pd.read_csv(tmp_path / "results/tables/results.csv")
+    assert len(res) == 3 and (res.status == "ok").all()
+    assert res.set_index("press").score["no_press"] == 1.0
+    assert (tmp_path / "figures/all").exists()
