@@ -19,7 +19,9 @@ except ImportError:  # running from a checkout without an installed package
 
 from PIL import Image  # noqa: E402
 
+from kvstudy.pareto import pareto as pareto_of  # noqa: E402
 from kvstudy.plots import FIGURES, get_figure, make_figure  # noqa: E402
+from kvstudy.plots._common import OOM_LABEL  # noqa: E402
 from kvstudy.plots.manifest import HEADER, read_manifest, write_manifest  # noqa: E402
 from kvstudy.plots.style import (  # noqa: E402
     METHODS,
@@ -181,8 +183,8 @@ def _check_outputs(paths, stem: Path):
 def test_registry():
     assert {"score_vs_ratio", "pareto_memory", "niah_heatmap"} <= set(FIGURES)
     assert FIGURES["score_vs_ratio"].needs == ("results",)
-    assert FIGURES["pareto_memory"].needs == ("pareto",)
-    assert FIGURES["niah_heatmap"].needs == ("samples",)
+    assert FIGURES["pareto_memory"].needs == ("pareto", "results")  # results: the OOM variants
+    assert FIGURES["niah_heatmap"].needs == ("samples", "results")
     with pytest.raises(KeyError, match="unknown figure"):
         get_figure("nope")
 
@@ -295,7 +297,7 @@ def test_manifest_of_real_figures(small, tmp_path):
 @pytest.mark.parametrize("name", ["score_vs_ratio", "pareto_memory", "niah_heatmap"])
 def test_empty_data_raises(name, small, tmp_path):
     table = FIGURES[name].needs[0]
-    empty = {table: small[table].iloc[0:0]}
+    empty = {**small, table: small[table].iloc[0:0]}
     with pytest.raises(ValueError, match=name):
         FIGURES[name].draw(empty, tmp_path / name)
     assert not list(tmp_path.iterdir())
@@ -310,9 +312,12 @@ def test_no_usable_rows_raise(small, tmp_path):
         FIGURES["score_vs_ratio"].draw({"results": only_baseline}, tmp_path / "b")
     no_depth = small["samples"].assign(depth=np.nan)
     with pytest.raises(ValueError, match="niah_heatmap.*depth"):
-        FIGURES["niah_heatmap"].draw({"samples": no_depth}, tmp_path / "c")
+        FIGURES["niah_heatmap"].draw({"samples": no_depth, "results": small["results"]}, tmp_path / "c")
     with pytest.raises(ValueError, match="pareto_memory.*front_memory"):
-        FIGURES["pareto_memory"].draw({"pareto": small["pareto"].drop(columns="front_memory")}, tmp_path / "d")
+        FIGURES["pareto_memory"].draw({"pareto": small["pareto"].drop(columns="front_memory"),
+                                       "results": small["results"]}, tmp_path / "d")
+    with pytest.raises(ValueError, match="pareto_memory.*needs table.*results"):
+        FIGURES["pareto_memory"].draw({"pareto": small["pareto"]}, tmp_path / "e")
     assert not list(tmp_path.iterdir())
 
 
@@ -335,3 +340,173 @@ def test_pdf_is_reproducible(small, tmp_path):
     b = FIGURES["score_vs_ratio"].draw(small, tmp_path / "b" / "f")
     assert a[0].read_bytes() == b[0].read_bytes()
     assert a[1].read_bytes() == b[1].read_bytes()
+
+
+# --- out-of-memory jobs ---------------------------------------------------------------------------------------
+
+_MEASURES = ["score", "n", "kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes", "kv_bytes_full",
+             "peak_memory_bytes", "peak_memory_kind", "prefill_seconds", "ttft_seconds", "decode_tokens_per_second",
+             "total_seconds"]
+
+
+def with_oom(t: dict[str, pd.DataFrame], jobs) -> dict[str, pd.DataFrame]:
+    """The tables as the pipeline writes them when the jobs (press, length) ran out of memory in every task and
+    seed: results rows with status "oom" and empty measures, no samples, pareto.csv from the ok jobs only."""
+    results, samples = t["results"].copy(), t["samples"]
+    hit = pd.Series(False, index=results.index)
+    gone = pd.Series(False, index=samples.index)
+    for press, length in jobs:
+        hit |= (results["press"] == press) & (results["length"] == length)
+        gone |= (samples["press"] == press) & (samples["length"] == length)
+    assert hit.any(), jobs
+    results[_MEASURES] = results[_MEASURES].astype(object)
+    results.loc[hit, _MEASURES] = np.nan
+    results.loc[hit, "status"] = "oom"
+    return {"results": results, "samples": samples[~gone].reset_index(drop=True), "pareto": pareto_of(results)}
+
+
+@pytest.fixture(scope="module")
+def oom_tables():
+    """snapkv at ratio 0.5 out of memory at 2K tokens (both tasks); everything else fits."""
+    t = tables(("no_press", "snapkv", "knorm"), (0.25, 0.5, 0.75), seeds=(0,), n=10)
+    return with_oom(t, [("snapkv-cr0.50", 2048)])
+
+
+def _build(name, t):
+    with paper_style():
+        return FIGURES[name].build(t)
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _texts(fig) -> list[str]:
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()  # tick labels are made at draw time
+    return [t.get_text() for t in fig.findobj(Text)]
+
+
+def _legend_labels(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def _panels(fig, length_text: str):
+    return [ax for ax in fig.axes if length_text in ax.get_title()]
+
+
+def test_oom_in_score_vs_ratio(oom_tables):
+    fig = _build("score_vs_ratio", oom_tables)
+    try:
+        assert OOM_LABEL in _legend_labels(fig)
+        assert "OOM" in _texts(fig)  # the strip's label on the y axis
+        for length, oom_here in (("1K", False), ("2K", True)):
+            panels = _panels(fig, length)
+            assert len(panels) == 2  # niah, kv_retrieval
+            for ax in panels:
+                lines = [ln for ln in ax.get_lines() if ln.get_gid() == "score:snapkv"]
+                xs = [np.asarray(ln.get_xdata(), float) for ln in lines]
+                ys = [np.asarray(ln.get_ydata(), float) for ln in lines]
+                # a scored point of snapkv at ratio 0.5 only where the job fitted in memory
+                at_half = any(np.isfinite(y[np.isclose(x, 0.5)]).any() for x, y in zip(xs, ys))
+                assert at_half is not oom_here
+                crosses = [ln for ln in ax.get_lines() if ln.get_gid() == "oom:snapkv"]
+                assert bool(crosses) is oom_here
+                if oom_here:
+                    # the crossed-out marker sits at ratio 0.5, below the score axis (not a score of 0)
+                    (cx,), (cy,) = crosses[0].get_xdata(), crosses[0].get_ydata()
+                    assert cx == pytest.approx(0.5) and cy < 0
+                    # the line is broken there: no segment spans across 0.5; the other ratios are still drawn
+                    assert not any(x.min() < 0.5 < x.max() for x in xs)
+                    drawn = np.concatenate(xs)
+                    assert np.isclose(drawn, 0.25).any() and np.isclose(drawn, 0.75).any()
+                    # knorm fitted at every ratio: one unbroken line
+                    knorm = [ln for ln in ax.get_lines() if ln.get_gid() == "score:knorm"]
+                    assert len(knorm) == 1 and np.isclose(knorm[0].get_xdata(), 0.5).any()
+    finally:
+        _close(fig)
+
+
+def test_no_oom_no_oom_marks(small):
+    fig = _build("score_vs_ratio", small)
+    try:
+        assert OOM_LABEL not in _legend_labels(fig) and "OOM" not in _texts(fig)
+        assert all(ax.get_ylim()[0] == 0.0 for ax in fig.axes)
+    finally:
+        _close(fig)
+    for name in ("pareto_memory", "niah_heatmap"):
+        fig = _build(name, small)
+        try:
+            assert not [t for t in _texts(fig) if "OOM" in t]
+        finally:
+            _close(fig)
+
+
+def test_oom_in_pareto_memory(oom_tables):
+    assert not (oom_tables["pareto"]["press"] == "snapkv-cr0.50").loc[oom_tables["pareto"]["length"] == 2048].any()
+    fig = _build("pareto_memory", oom_tables)
+    try:
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            notes = [t for t in ax.texts if t.get_gid() == "oom-note"]
+            if "1K" in ax.get_title():
+                assert not notes
+                continue
+            # 2K: niah, kv_retrieval and the task mean each list the variant, in a place free of points
+            assert len(notes) == 1 and notes[0].get_text() == "OOM: SnapKV 0.50"
+            box = notes[0].get_window_extent(renderer)
+            points = np.concatenate([c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections])
+            assert len(points) == 6  # no_press + 2 x 3 ratios - the OOM one
+            assert not any(box.contains(x, y) for x, y in points)
+            assert ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
+        assert len([ax for ax in fig.axes if "2K" in ax.get_title()]) == 3
+    finally:
+        _close(fig)
+
+
+def test_oom_in_niah_heatmap(oom_tables):
+    fig = _build("niah_heatmap", oom_tables)
+    try:
+        cells = [(ax, p) for ax in fig.axes for p in ax.patches if p.get_gid() == "oom-cell"]
+        labels = [(ax, t) for ax in fig.axes for t in ax.texts if t.get_gid() == "oom-label"]
+        assert len(cells) == 1 and len(labels) == 1
+        ax, cell = cells[0]
+        assert ax.get_title() == "ratio 0.50" and labels[0][0] is ax and labels[0][1].get_text() == "OOM"
+        assert cell.get_x() == 1 and cell.get_hatch()  # the 2K column, hatched
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1K", "2K"]
+    finally:
+        _close(fig)
+
+
+def test_oom_everywhere_still_renders(tmp_path):
+    """No press out of memory at 2K and a variant out of memory at every length: each figure shows them."""
+    t = tables(("no_press", "snapkv", "knorm"), (0.25, 0.5), seeds=(0,), n=10)
+    t = with_oom(t, [("no_press", 2048), ("knorm-cr0.25", 1024), ("knorm-cr0.25", 2048)])
+    for name in ("score_vs_ratio", "pareto_memory", "niah_heatmap"):
+        _check_outputs(FIGURES[name].draw(t, tmp_path / name), tmp_path / name)
+    fig = _build("score_vs_ratio", t)
+    try:
+        for ax in _panels(fig, "2K"):  # no baseline there, its crossed-out marker at ratio 0
+            assert [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_gid() == "oom:no_press"] == [0.0]
+        assert "No press" in _legend_labels(fig) and "Knorm" in _legend_labels(fig)
+    finally:
+        _close(fig)
+    fig = _build("niah_heatmap", t)
+    try:  # knorm 0.25 has no sample at all, yet its panel is there, both columns OOM
+        oom_axes = {id(ax): ax.get_title() for ax in fig.axes for p in ax.patches if p.get_gid() == "oom-cell"}
+        n_cells = sum(1 for ax in fig.axes for p in ax.patches if p.get_gid() == "oom-cell")
+        assert n_cells == 3 and sorted(oom_axes.values()) == ["full cache", "ratio 0.25"]
+    finally:
+        _close(fig)
+
+
+def test_realistic_oom_tables_render(tmp_path):
+    """The preview study with one variant (TOVA at ratio 0.5) out of memory at 2K tokens;
+    KVSTUDY_PLOTS_PREVIEW_OOM=DIR keeps the figures there to look at."""
+    t = with_oom(realistic_tables(), [("tova-cr0.50", 2048)])
+    out = Path(os.environ.get("KVSTUDY_PLOTS_PREVIEW_OOM", tmp_path))
+    for name in ("score_vs_ratio", "pareto_memory", "niah_heatmap"):
+        _check_outputs(FIGURES[name].draw(t, out / name), out / name)

@@ -141,3 +141,40 @@ def panel_title(task: str, model: str, length: int, many_models: bool) -> str:
 def finite(values) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     return arr[np.isfinite(arr)]
+
+
+# --- out-of-memory jobs ---------------------------------------------------------------------------------------
+
+OOM_LABEL = "OOM (out of memory)"
+OOM_COLOR = "#d00000"  # the cross over an OOM marker: a pure red, apart from every method colour
+OOM_TEXT_COLOR = "#a00000"
+_VARIANT_KEYS = ["model", "task", "length", "press", "method", "family", "compression_ratio"]
+
+
+def oom_variants(results: pd.DataFrame | None, figure: str) -> pd.DataFrame:
+    """Press variants that ran out of memory: one row per (model, task, length, press) (with `method`, `family`,
+    `compression_ratio`) whose jobs include an "oom" one and no "ok" one. Such a variant has no score and no
+    measures, so a figure shows it as OOM, never as a value. Empty when `results` is missing or has no `status`.
+    """
+    empty = pd.DataFrame(columns=_VARIANT_KEYS)
+    if results is None or results.empty or "status" not in results.columns:
+        return empty
+    require_columns(results, figure, "results", ["task", "length"])
+    df = results if "family" in results.columns else prepare(results, figure, "results")
+    status = df["status"].fillna("").astype(str).str.strip().str.lower()
+    df = df.assign(_oom=status.eq("oom"), _ok=status.eq("ok"), task=df["task"].astype(str))
+    keys = ["model", "task", "length", "press"]
+    per = df.groupby(keys, sort=False).agg(
+        method=("method", "first"), family=("family", "first"), compression_ratio=("compression_ratio", "first"),
+        any_oom=("_oom", "any"), any_ok=("_ok", "any"),
+    ).reset_index()
+    per = per[per["any_oom"] & ~per["any_ok"]]
+    return per[_VARIANT_KEYS].reset_index(drop=True)
+
+
+def variant_label(method: str, family: str, ratio: float, labels: dict[str, str]) -> str:
+    """"SnapKV 0.50", "No press": a press variant as the legend names it, with its ratio."""
+    from kvstudy.plots.style import ratio_label
+
+    label = labels.get(family) or method_label(method)
+    return label if method == "no_press" else f"{label} {ratio_label(ratio)}"

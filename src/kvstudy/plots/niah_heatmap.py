@@ -3,6 +3,10 @@
 Rows are methods (no press first, in its own single panel), columns compression ratios; depth is binned into 10
 bins on [0, 1] (0 % at the top). Samples come from samples.csv rows with task == "niah", or, where there are none,
 from every task with a needle depth. One shared colour bar (0-1); cells are annotated when the grid is small.
+
+A job that ran out of GPU memory has no samples: where results.csv says a variant's job at a length is "oom" (and
+samples.csv has nothing for it), that length's column is a hatched grey cell labelled "OOM", not a blank one; a
+variant that ran out of memory at every length still gets its panel.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pandas as pd
 from matplotlib.colors import Normalize
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, PercentFormatter
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
+    OOM_TEXT_COLOR,
     families,
     family_labels,
+    oom_variants,
     prepare,
     require_columns,
     require_rows,
@@ -59,13 +67,23 @@ def build(tables):
         raise ValueError(f"figure {NAME!r}: samples.csv has no needle depth in [0, 1]")
     df["bin"] = depth_bin(df["depth"])
 
-    models = list(dict.fromkeys(df["model"]))
-    lengths = sorted(df["length"].unique())
-    ratios = sorted(df.loc[df["method"] != "no_press", "compression_ratio"].unique())
-    fams = families(df)
+    # (model, family, ratio, length) whose job ran out of memory and left no sample
+    oom = oom_variants(tables.get("results"), NAME)
+    oom = oom[oom["task"].isin(tasks)]
+    have = set(zip(df["model"], df["family"], df["compression_ratio"], df["length"]))
+    keep = [k not in have for k in zip(oom["model"], oom["family"], oom["compression_ratio"], oom["length"])]
+    oom = oom[np.array(keep, dtype=bool)]
+    oom_cells = set(zip(oom["model"], oom["family"], oom["compression_ratio"], oom["length"]))
+    every = pd.concat([df[["model", "method", "family", "compression_ratio", "length"]],
+                       oom[["model", "method", "family", "compression_ratio", "length"]]], ignore_index=True)
+
+    models = list(dict.fromkeys(every["model"]))
+    lengths = sorted(every["length"].unique())
+    ratios = sorted(every.loc[every["method"] != "no_press", "compression_ratio"].unique())
+    fams = families(every)
     labels = family_labels(fams)
     # one row per (model, family); no_press sits in the first column of its row
-    present = set(zip(df["model"], df["family"]))
+    present = set(zip(every["model"], every["family"]))
     rows = [(m, method, fam) for m in models for method, fam in fams if (m, fam) in present]
     col_of = {r: i for i, r in enumerate(ratios)}
     ncols = max(1, len(ratios))
@@ -73,7 +91,7 @@ def build(tables):
 
     panels = []  # (row, col, model, method, family, ratio)
     for i, (model, method, fam) in enumerate(rows):
-        sub = df[(df["model"] == model) & (df["family"] == fam)]
+        sub = every[(every["model"] == model) & (every["family"] == fam)]
         for ratio in sorted(sub["compression_ratio"].unique()):
             col = 0 if method == "no_press" else col_of[ratio]
             panels.append((i, col, model, method, fam, ratio))
@@ -97,6 +115,13 @@ def build(tables):
                 data[b, j] = grid.get((model, fam, ratio, length, b), np.nan)
         mesh = ax.pcolormesh(np.arange(n_len + 1), np.linspace(0, 1, N_BINS + 1), np.ma.masked_invalid(data),
                              cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.3)
+        for j, length in enumerate(lengths):
+            if (model, fam, ratio, length) in oom_cells:  # no samples: the job ran out of memory
+                ax.add_patch(Rectangle((j, 0.0), 1.0, 1.0, facecolor="0.93", edgecolor="0.6", hatch="////",
+                                       linewidth=0.0, zorder=1.5, gid="oom-cell"))
+                ax.text(j + 0.5, 0.5, "OOM", ha="center", va="center", fontsize=9, fontweight="bold",
+                        color=OOM_TEXT_COLOR, zorder=3, gid="oom-label",
+                        bbox=dict(boxstyle="square,pad=0.2", facecolor="white", edgecolor="none"))
         ax.set_ylim(1.0, 0.0)  # 0 % (start of the context) at the top
         ax.set_xlim(0, n_len)
         ax.set_facecolor("0.85")  # bins without samples
@@ -136,7 +161,21 @@ def build(tables):
         cbar = fig.colorbar(mesh, ax=axes, shrink=min(1.0, 3.0 / max(1, len(rows)) + 0.25), aspect=25, pad=0.03)
         cbar.set_label("Mean score")
     cbar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
+    if oom_cells:
+        _fit_oom_labels(fig)
     return fig
 
 
-register(Figure(NAME, "needle depth x context length heatmap of mean score per press variant", ("samples",), build))
+def _fit_oom_labels(fig):
+    """Turn an "OOM" cell label upright where the column is too narrow for it (with the final layout)."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        column = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
+        for text in ax.texts:
+            if text.get_gid() == "oom-label" and text.get_window_extent(renderer).width > 0.8 * column:
+                text.set_rotation(90)
+
+
+register(Figure(NAME, "needle depth x context length heatmap of mean score per press variant; OOM jobs marked",
+                ("samples", "results"), build))

@@ -4,21 +4,29 @@ their compression ratio.
 
 Press variants with the same ratio keep about the same number of tokens, so they stack at one memory value: such a
 stack gets one ratio label (above its top point) instead of one per point.
+
+A variant that ran out of GPU memory (results.csv status "oom", so no row in pareto.csv) has neither a score nor a
+memory value: each panel lists its OOM variants in a small note ("OOM: TOVA 0.50") placed in a corner free of
+points, lines and labels; such a variant is never a point and never on the front. In the task-mean panel a variant
+counts as OOM when it ran out of memory on any task (it then has no mean).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
+    OOM_TEXT_COLOR,
     as_bool,
     families,
     family_labels,
     family_rank,
+    oom_variants,
     panel_title,
     prepare,
     require_columns,
@@ -30,6 +38,7 @@ from kvstudy.plots.style import (
     byte_unit,
     method_color,
     method_marker,
+    method_order,
     new_figure,
     ratio_label,
 )
@@ -97,7 +106,7 @@ def _place_ratio_labels(fig, per_axes, scale):
         for x, top, bottom, ratio in sorted(clusters, key=lambda c: -c[0]):
             text = ax.annotate(ratio_label(ratio), (x, top), xytext=(0, 5), textcoords="offset points",
                                ha="center", va="bottom", fontsize=10, color="0.2", zorder=4,
-                               annotation_clip=False)
+                               annotation_clip=False, gid="ratio-label")
             text.set_in_layout(False)
             chosen = None
             for anchor, dx, dy, ha, va in _CANDIDATES:
@@ -120,10 +129,136 @@ def _place_ratio_labels(fig, per_axes, scale):
             taken.append(chosen)
 
 
+# Where a panel's OOM note may go (axes fraction x, y, ha, va), in order of preference: the top left lies above the
+# memory front (no point can be there), the bottom right below it (dominated: few points).
+_NOTE_PLACES = (
+    (0.02, 0.98, "left", "top"),
+    (0.98, 0.03, "right", "bottom"),
+    (0.02, 0.03, "left", "bottom"),
+    (0.98, 0.98, "right", "top"),
+    (0.98, 0.5, "right", "center"),
+    (0.02, 0.5, "left", "center"),
+    (0.5, 0.03, "center", "bottom"),
+)
+NOTE_WIDTHS = (60, 30, 20)  # characters per line tried for an OOM note in a panel: one line, then narrower
+NOTE_STYLE = dict(fontsize=8, color=OOM_TEXT_COLOR, linespacing=1.15)
+
+
+def _oom_panels(results, tasks, pareto) -> pd.DataFrame:
+    """OOM variants per (model, task, length) panel; for the task mean, those that ran out of memory on any task
+    (pareto.csv has no mean for them). Variants present in pareto.csv are left out (they have a score there)."""
+    oom = oom_variants(results, NAME)
+    if oom.empty:
+        return oom
+    if "mean" in tasks:
+        mean = oom.drop_duplicates(["model", "length", "press"]).assign(task="mean")
+        oom = pd.concat([oom, mean], ignore_index=True)
+    oom = oom[oom["task"].isin(tasks)]
+    have = set(zip(pareto["model"], pareto["task"].astype(str), pareto["length"], pareto["press"]))
+    keep = [k not in have for k in zip(oom["model"], oom["task"], oom["length"], oom["press"])]
+    return oom[np.array(keep, dtype=bool)].reset_index(drop=True)
+
+
+def oom_note(panel_oom, labels) -> list[str]:
+    """The parts of a panel's note, ["No press", "TOVA 0.25, 0.50"]: methods in the fixed order, ratios
+    ascending."""
+    parts = []
+    for method in method_order(panel_oom["method"].unique()):
+        sub = panel_oom[panel_oom["method"] == method]
+        for fam in sorted(sub["family"].unique()):
+            label = labels.get(fam, fam)
+            if method == "no_press":
+                parts.append(label)
+            else:
+                ratios = sorted(sub.loc[sub["family"] == fam, "compression_ratio"].astype(float).unique())
+                parts.append(f"{label} {', '.join(ratio_label(r) for r in ratios)}")
+    return parts
+
+
+def _wrap(parts: list[str], width: int) -> str:
+    """"OOM: No press; TOVA 0.25, 0.50" in lines of about `width` characters, broken between variants only."""
+    lines = ["OOM:"]
+    for i, part in enumerate(parts):
+        piece = part + (";" if i < len(parts) - 1 else "")
+        if len(lines[-1]) + 1 + len(piece) <= width or lines[-1] == "OOM:":
+            lines[-1] += " " + piece
+        else:
+            lines.append(piece)
+    return "\n".join(lines)
+
+
+def _obstacles(ax, renderer, pt, scale, panel) -> list[Bbox]:
+    """Display boxes of a panel's markers, front segments and texts."""
+    taken = []
+    if len(panel):
+        marks = ax.transData.transform(np.c_[panel["kv_bytes"].to_numpy(float) / scale,
+                                             panel["score"].to_numpy(float)])
+        taken += [Bbox.from_extents(x - _MARKER_HALF * pt, y - _MARKER_HALF * pt, x + _MARKER_HALF * pt,
+                                    y + _MARKER_HALF * pt) for x, y in marks]
+    for line in ax.get_lines():
+        xy = _step_vertices(ax, line)
+        for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+            taken.append(Bbox.from_extents(min(x0, x1) - pt, min(y0, y1) - pt, max(x0, x1) + pt, max(y0, y1) + pt))
+    taken += [t.get_window_extent(renderer) for t in ax.texts if t.get_visible()]
+    return taken
+
+
+def _note_in_corner(ax, renderer, pt, scale, panel, text):
+    """The note as a text in the first corner (and line width) where it covers no marker, line or label and stays
+    in the axes; None (nothing added) where there is no such place."""
+    box = ax.get_window_extent(renderer)
+    taken = _obstacles(ax, renderer, pt, scale, panel)
+    places = ((0.5, 0.5, "center", "center"),) if panel.empty else _NOTE_PLACES
+    note = ax.text(0, 0, "", transform=ax.transAxes, zorder=6, gid="oom-note", **NOTE_STYLE)
+    note.set_in_layout(False)
+    for width in NOTE_WIDTHS:
+        note.set_text(_wrap(text, width))
+        for x, y, ha, va in places:
+            note.set_position((x, y))
+            note.set_ha(ha)
+            note.set_va(va)
+            ext = note.get_window_extent(renderer)
+            ext = Bbox.from_extents(ext.x0 - 2 * pt, ext.y0 - 2 * pt, ext.x1 + 2 * pt, ext.y1 + 2 * pt)
+            inside = box.x0 <= ext.x0 and ext.x1 <= box.x1 and box.y0 <= ext.y0 and ext.y1 <= box.y1
+            if inside and not any(ext.overlaps(b) for b in taken):
+                return note
+    note.remove()
+    return None
+
+
+def _place_labels_and_notes(fig, labels_to_place, notes, scale):
+    """Ratio labels first, then each panel's OOM note in a free corner of the panel. A note with no free corner
+    goes under the panel's x axis instead (as its x label, so the layout makes room and it covers nothing); the
+    layout then changes, so the labels and the corner notes are placed again."""
+    below: set[int] = set()
+    while True:
+        for ax in fig.axes:
+            for t in list(ax.texts):
+                if t.get_gid() in ("ratio-label", "oom-note"):
+                    t.remove()
+        _place_ratio_labels(fig, labels_to_place, scale)  # settles the layout first
+        if not notes:
+            return
+        renderer = fig.canvas.get_renderer()
+        pt = fig.dpi / 72.0
+        moved = False
+        for i, (ax, panel, text) in enumerate(notes):
+            if i in below:
+                continue
+            if _note_in_corner(ax, renderer, pt, scale, panel, text) is None:
+                label = ax.set_xlabel(_wrap(text, NOTE_WIDTHS[1]), **NOTE_STYLE)
+                label.set_gid("oom-note")
+                below.add(i)
+                moved = True
+        if not moved:
+            return
+
+
 def build(tables):
     df = require_rows(tables.get("pareto"), NAME, "pareto")
     require_columns(df, NAME, "pareto", ["task", "length", "score", "kv_bytes", "front_memory"])
     df = prepare(df, NAME, "pareto")
+    df["task"] = df["task"].astype(str)
     df = df[df["score"].notna() & df["kv_bytes"].notna() & (df["kv_bytes"] > 0)].copy()
     if df.empty:
         raise ValueError(f"figure {NAME!r}: pareto.csv has no row with both a score and kv_bytes")
@@ -133,9 +268,12 @@ def build(tables):
     if len(tasks) == 2 and tasks[-1] == "mean":  # the mean over one task is that task again
         tasks = tasks[:1]
         df = df[df["task"] == tasks[0]]
-    rows = row_keys(df)
-    many_models = df["model"].nunique() > 1
-    fams = families(df)
+    oom = _oom_panels(tables.get("results"), tasks, df)
+    every = pd.concat([df[["model", "task", "length", "method", "family"]],
+                       oom[["model", "task", "length", "method", "family"]]], ignore_index=True)
+    rows = row_keys(every)
+    many_models = every["model"].nunique() > 1
+    fams = families(every)
     labels = family_labels(fams)
     hollow = {fam: rank > 0 for fam, rank in family_rank(fams).items()}
     unit, scale = byte_unit(float(df["kv_bytes"].max()))
@@ -145,19 +283,38 @@ def build(tables):
     axes = np.atleast_2d(fig.subplots(nrows, ncols, sharey=True, squeeze=False))
     used: dict[str, Line2D] = {}
     labels_to_place = []
+    notes = []  # (axes, its points, OOM note)
     front_drawn = False
     for r, (model, length) in enumerate(rows):
         in_row = df[(df["model"] == model) & (df["length"] == length)]
-        lo, hi = float(in_row["kv_bytes"].min()) / scale, float(in_row["kv_bytes"].max()) / scale
+        oom_row = oom[(oom["model"] == model) & (oom["length"] == length)]
+        if len(in_row):
+            lo, hi = float(in_row["kv_bytes"].min()) / scale, float(in_row["kv_bytes"].max()) / scale
+        else:  # every variant of the row ran out of memory: panels with their note only
+            lo, hi = 0.0, 1.0
         log = hi > 10 * lo
+        row_first = None
         for c, task in enumerate(tasks):
             ax = axes[r, c]
             panel = in_row[in_row["task"] == task]
-            if panel.empty:
+            panel_oom = oom_row[oom_row["task"] == task]
+            if panel.empty and panel_oom.empty:
                 ax.remove()
                 continue
-            if c > 0 and axes[r, 0] in fig.axes:
-                ax.sharex(axes[r, 0])
+            if row_first is None:
+                row_first = ax
+            elif len(in_row):
+                ax.sharex(row_first)
+            if not panel_oom.empty:
+                notes.append((ax, panel, oom_note(panel_oom, labels)))
+            ax.set_title(panel_title(task, model, length, many_models))
+            ax.set_ylim(0.0, 1.16)
+            ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            ax.tick_params(labelleft=True)
+            if in_row.empty:
+                ax.set_xlim(0.0, 1.0)
+                ax.set_xticks([])
+                continue
             if log:
                 ax.set_xscale("log")
             front = panel[panel["front_memory"]].sort_values(["kv_bytes", "score"])
@@ -180,11 +337,9 @@ def build(tables):
                 used.setdefault(labels[fam], Line2D([], [], ls="none", marker=marker, markerfacecolor=face,
                                                     markeredgecolor=edge, markeredgewidth=width, markersize=7,
                                                     color=color))
-            labels_to_place.append((ax, panel, [(x / scale, top, bottom, ratio) for x, top, bottom, ratio
-                                                 in _clusters(panel, log)]))
-            ax.set_title(panel_title(task, model, length, many_models))
-            ax.set_ylim(0.0, 1.16)
-            ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            if len(panel):
+                labels_to_place.append((ax, panel, [(x / scale, top, bottom, ratio) for x, top, bottom, ratio
+                                                     in _clusters(panel, log)]))
             if log:
                 ax.xaxis.set_major_locator(LogLocator(base=2))
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -193,21 +348,20 @@ def build(tables):
                 ax.set_xlim(lo / 1.25, right)
             else:
                 ax.set_xlim(0.0, right)
-            ax.tick_params(labelleft=True)
 
     if not fig.axes:
         raise ValueError(f"figure {NAME!r}: no (task, length) panel has a point to plot")
     fig.supxlabel(f"KV cache memory ({unit})")
     fig.supylabel("Score")
 
-
     handles = [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]
     if front_drawn:
         handles.append(("Memory Pareto front", Line2D([], [], color=FRONT_COLOR, lw=1.2, drawstyle="steps-post")))
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
-    _place_ratio_labels(fig, labels_to_place, scale)  # last: needs the final layout
+    _place_labels_and_notes(fig, labels_to_place, notes, scale)  # last: needs the final layout
     return fig
 
 
-register(Figure(NAME, "score vs KV-cache memory per task x length with the memory Pareto front", ("pareto",), build))
+register(Figure(NAME, "score vs KV-cache memory per task x length with the memory Pareto front; OOM variants noted",
+                ("pareto", "results"), build))

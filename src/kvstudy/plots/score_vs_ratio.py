@@ -3,19 +3,27 @@
 Scores are means over seeds (a band of +-1 s.d. where there are several seeds). The no-press score is drawn as a
 dashed horizontal reference in each panel and as the ratio-0 point of every method's line, so each curve starts
 from the uncompressed baseline.
+
+A variant whose jobs all ran out of GPU memory (status "oom") has no score: it is drawn in an "OOM" strip below
+the score axis, as its method's marker crossed out in red, and its method's line is broken there (never joined
+through it). No press out of memory: no reference line in that panel, its crossed-out marker at ratio 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
+    OOM_COLOR,
+    OOM_LABEL,
     families,
     family_labels,
     family_linestyles,
     family_rank,
+    oom_variants,
     panel_title,
     prepare,
     require_columns,
@@ -27,6 +35,11 @@ from kvstudy.plots._common import (
 from kvstudy.plots.style import metric_label, method_color, method_marker, new_figure
 
 NAME = "score_vs_ratio"
+KEYS = ["model", "task", "length", "method", "family", "compression_ratio"]
+# the OOM strip below the score axis: its centre, its extent, the lower y limit when it is shown
+OOM_Y, OOM_BAND, OOM_YMIN = -0.12, (-0.21, -0.035), -0.21
+OOM_SPACING, OOM_MIN_SPACING = 0.07, 0.05  # ratio units between crossed-out markers that share a ratio
+OOM_ROW_DY = 0.042  # half the distance between the strip's two rows, when one is not enough
 
 
 def _marker_style(color: str, hollow: bool) -> dict:
@@ -36,22 +49,80 @@ def _marker_style(color: str, hollow: bool) -> dict:
     return {"markerfacecolor": color, "markeredgecolor": "white", "markeredgewidth": 0.5}
 
 
+OOM_CROSS = dict(marker="x", markersize=8.5, markeredgecolor=OOM_COLOR, markeredgewidth=1.1)
+
+
+def _oom_marker_style(color: str, marker: str, hollow: bool) -> dict:
+    """The method's own marker, a little larger than on its line, under the red cross."""
+    return dict(marker=marker, markersize=7, markerfacecolor="white" if hollow else color,
+                markeredgecolor=color if hollow else "white", markeredgewidth=1.3 if hollow else 0.5)
+
+
+def _segments(points: pd.DataFrame, oom_ratios) -> list[pd.DataFrame]:
+    """Split a line's points (sorted by ratio) wherever an OOM ratio lies between two neighbours."""
+    out, start = [], 0
+    x = points["compression_ratio"].to_numpy(float)
+    for i in range(1, len(points) + 1):
+        if i == len(points) or any(x[i - 1] < o < x[i] for o in oom_ratios):
+            out.append(points.iloc[start:i])
+            start = i
+    return out
+
+
+def _oom_positions(ratio: float, n: int, oom_ratios) -> list[tuple[float, float]]:
+    """(x, y) of `n` crossed-out markers sharing `ratio` in the OOM strip: side by side, OOM_SPACING apart or
+    closer so as to stay clear of the next OOM ratio's markers; in two rows when one row would crowd them."""
+    others = [abs(o - ratio) for o in oom_ratios if not np.isclose(o, ratio)]
+    half = 0.45 * min(others) if others else 0.5  # half the width this ratio's markers may take
+    per_row = max(1, int(2 * half / OOM_MIN_SPACING) + 1)
+    n_rows = 1 if n <= per_row else 2
+    rows = [list(range(n))] if n_rows == 1 else [list(range(0, n, 2)), list(range(1, n, 2))]
+    ys = [OOM_Y] if n_rows == 1 else [OOM_Y + OOM_ROW_DY, OOM_Y - OOM_ROW_DY]
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * n
+    for members, y in zip(rows, ys):
+        k = len(members)
+        step = OOM_SPACING if k <= 1 else min(OOM_SPACING, 2 * half / (k - 1))
+        for i, m in enumerate(members):
+            out[m] = (ratio + (i - (k - 1) / 2) * step, y)
+    return out
+
+
+def _draw_oom(ax, items, color_of, marker_of, hollow_of):
+    """Crossed-out markers in the OOM strip: `items` = [(ratio, method, family)]."""
+    by_ratio: dict[float, list] = {}
+    for ratio, method, fam in items:
+        by_ratio.setdefault(float(ratio), []).append((method, fam))
+    for ratio, members in sorted(by_ratio.items()):
+        for (x, y), (method, fam) in zip(_oom_positions(ratio, len(members), list(by_ratio)), members):
+            ax.plot([x], [y], ls="none", zorder=5, clip_on=False, gid=f"oom:{fam}",
+                    **_oom_marker_style(color_of(method), marker_of(method), hollow_of(fam)))
+            ax.plot([x], [y], ls="none", zorder=6, clip_on=False, gid=f"oom-cross:{fam}", **OOM_CROSS)
+
+
+def _oom_legend_handle():
+    return (Line2D([], [], ls="none", **_oom_marker_style("0.45", "o", False)),
+            Line2D([], [], ls="none", color=OOM_COLOR, **OOM_CROSS))
+
+
 def build(tables):
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score"])
-    df = scored(prepare(df, NAME, "results"))
+    df = prepare(df, NAME, "results")
+    oom = oom_variants(df, NAME)
+    df = scored(df)
     if df.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no job with status 'ok' and a score")
 
-    keys = ["model", "task", "length", "method", "family", "compression_ratio"]
-    agg = df.groupby(keys, sort=False)["score"].agg(["mean", "std", "count"]).reset_index()
-    if not (agg["method"] != "no_press").any():
+    agg = df.groupby(KEYS, sort=False)["score"].agg(["mean", "std", "count"]).reset_index()
+    oom = oom[KEYS].drop_duplicates()
+    if not ((agg["method"] != "no_press").any() or (oom["method"] != "no_press").any()):
         raise ValueError(f"figure {NAME!r}: results.csv has only no_press jobs, no compressed variant to plot")
+    every = pd.concat([agg[KEYS], oom], ignore_index=True)
 
-    tasks = task_order(agg["task"])
-    rows = row_keys(agg)
-    many_models = agg["model"].nunique() > 1
-    fams = families(agg)
+    tasks = task_order(every["task"])
+    rows = row_keys(every)
+    many_models = every["model"].nunique() > 1
+    fams = families(every)
     labels = family_labels(fams)
     styles = family_linestyles(fams)
     ranks = family_rank(fams)
@@ -66,48 +137,72 @@ def build(tables):
     fig = new_figure(2.9 * ncols + 2.0, 2.3 * nrows + 0.5)
     axes = np.atleast_2d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False))
     used: dict[str, tuple] = {}  # legend label -> handle
-    baseline_drawn = False
+    baseline_drawn = oom_drawn = False
+    show_oom = not oom.empty
     for r, (model, length) in enumerate(rows):
         for c, task in enumerate(tasks):
             ax = axes[r, c]
-            panel = agg[(agg["model"] == model) & (agg["task"] == task) & (agg["length"] == length)]
-            if panel.empty or not (panel["method"] != "no_press").any():
+            where = lambda t: (t["model"] == model) & (t["task"] == task) & (t["length"] == length)  # noqa: E731
+            panel, panel_oom = agg[where(agg)], oom[where(oom)]
+            if not (panel["method"] != "no_press").any() and panel_oom.empty:
                 ax.remove()
                 continue
             base = panel.loc[panel["method"] == "no_press", "mean"]
             baseline = float(base.mean()) if len(base) else None
             if baseline is not None:
                 ax.axhline(baseline, color=method_color("no_press"), ls="--", lw=1.0, zorder=1)
+            oom_items = []
             for method, fam in fams:
+                color = method_color(method)
+                marker_style = dict(marker=method_marker(method), **_marker_style(color, ranks[fam] > 0))
+                fam_oom = sorted(panel_oom.loc[panel_oom["family"] == fam, "compression_ratio"].astype(float))
+                oom_items += [(ratio, method, fam) for ratio in fam_oom]
+                if fam_oom and method != "no_press":  # no press has its own legend entry
+                    used.setdefault(labels[fam], Line2D([], [], color=color, ls=styles[fam], **marker_style))
                 if method == "no_press":
                     continue
                 line = panel[panel["family"] == fam].sort_values("compression_ratio")
                 line = line[line["compression_ratio"] > 0]
                 if line.empty:
                     continue
-                x = line["compression_ratio"].to_numpy(float)
-                y = line["mean"].to_numpy(float)
-                sd = line["std"].fillna(0.0).to_numpy(float)
                 if baseline is not None:
-                    x, y, sd = np.r_[0.0, x], np.r_[baseline, y], np.r_[0.0, sd]
-                color = method_color(method)
-                marker_style = dict(marker=method_marker(method), **_marker_style(color, ranks[fam] > 0))
-                ax.plot(x, y, color=color, ls=styles[fam], markevery=slice(1 if baseline is not None else 0, None),
-                        zorder=3, clip_on=False, **marker_style)
-                if (line["count"] > 1).any():
-                    ax.fill_between(x, np.clip(y - sd, 0, 1), np.clip(y + sd, 0, 1), color=color, alpha=0.1,
-                                    lw=0, zorder=2)
+                    start = pd.DataFrame({"compression_ratio": [0.0], "mean": [baseline], "std": [0.0],
+                                          "count": [1]})
+                    line = pd.concat([start, line[start.columns]], ignore_index=True)
+                # an OOM ratio breaks the line: no score is drawn (or interpolated) where the job had none
+                for seg in _segments(line, fam_oom):
+                    from_base = baseline is not None and float(seg["compression_ratio"].iloc[0]) == 0.0
+                    if from_base and len(seg) == 1:
+                        continue  # the baseline alone: its own marker is drawn below
+                    x = seg["compression_ratio"].to_numpy(float)
+                    y = seg["mean"].to_numpy(float)
+                    sd = seg["std"].fillna(0.0).to_numpy(float)
+                    ax.plot(x, y, color=color, ls=styles[fam], markevery=slice(1 if from_base else 0, None),
+                            zorder=3, clip_on=False, gid=f"score:{fam}", **marker_style)
+                    if (seg["count"] > 1).any():
+                        ax.fill_between(x, np.clip(y - sd, 0, 1), np.clip(y + sd, 0, 1), color=color, alpha=0.1,
+                                        lw=0, zorder=2)
                 used.setdefault(labels[fam], Line2D([], [], color=color, ls=styles[fam], **marker_style))
             if baseline is not None:
                 ax.plot([0.0], [baseline], ls="none", marker=method_marker("no_press"),
                         color=method_color("no_press"), markeredgecolor="white", markeredgewidth=0.5, zorder=4,
                         clip_on=False)
                 baseline_drawn = True
+            if show_oom:  # the strip in every panel, so that an empty one reads "nothing ran out of memory"
+                ax.axhspan(*OOM_BAND, facecolor="0.95", edgecolor="none", zorder=1.6)
+            if oom_items:
+                _draw_oom(ax, oom_items, method_color, method_marker, lambda f: ranks[f] > 0)
+                oom_drawn = True
             title = panel_title(task, model, length, many_models)
             if not one_metric and metrics.get(task):
                 ax.set_ylabel(metric_label(metrics[task]))
             ax.set_title(title)
-            ax.set_ylim(0.0, 1.02)
+            if show_oom:
+                ax.set_ylim(OOM_YMIN, 1.02)
+                ax.set_yticks([OOM_Y, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+                              ["OOM", "0.0", "0.2", "0.4", "0.6", "0.8", "1.0"])
+            else:
+                ax.set_ylim(0.0, 1.02)
             ax.set_xlim(-0.03, 1.0)
             ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
             ax.set_xticklabels(["0", "0.25", "0.5", "0.75", "1"])
@@ -119,10 +214,12 @@ def build(tables):
     fig.supylabel(metric_label(next(iter(metrics.values()), None)) if one_metric else "Score")
 
     handles = []
-    if baseline_drawn:
+    if baseline_drawn or (oom["method"] == "no_press").any():
         handles.append(("No press", Line2D([], [], color=method_color("no_press"), ls="--", lw=1.0,
                                            marker=method_marker("no_press"), markeredgecolor="white")))
     handles += [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]
+    if oom_drawn:
+        handles.append((OOM_LABEL, _oom_legend_handle()))
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
     return fig
