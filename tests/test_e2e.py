@@ -173,3 +173,15 @@ def test_killed_eval_leaves_nothing_downstream_accepts(run, tmp_path):
     assert not list(out.parent.glob("*.json"))
     snakemake(run, "figures/all")
     assert _json.loads(out.read_text())["status"] == "ok"
+
+
+def test_local_profile_makes_gpus_a_resource(run):
+    shutil.copytree(ROOT / "profiles", run / "profiles", dirs_exist_ok=True)
+    p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--profile", "profiles/local",
+                        "--configfile", ".test/config.yaml"], cwd=run, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    blocks = out.split("\n\n")
+    evals = [b for b in blocks if "rule eval:" in b]
+    assert evals and all("gpu=1" in b for b in evals)  # one GPU each: eval jobs never share a GPU
+    assert not any("gpu=1" in b for b in blocks if "rule aggregate:" in b)

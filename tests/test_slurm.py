@@ -25,22 +25,37 @@ CI_OVERRIDE = [
 ]
 
 
-def test_study_runs_through_sbatch(tmp_path):
+# The grouping the profile documents (commented out there): all eval jobs in one submission, one GPU.
+GROUPED = ["--groups", "eval=evalgroup", "--group-components", "evalgroup=3", "--resources", "gpu=1",
+           "--set-resource-scopes", "gpu=local"]
+
+
+def run_study(tmp_path, *extra):
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     for name in ("workflow", "envs", ".test", "profiles"):
         shutil.copytree(ROOT / name, tmp_path / name)
     cmd = ["timeout", "-s", "KILL", "600", sys.executable, "-m", "snakemake", "figures/all",
-           "--profile", "profiles/slurm", "--configfile", ".test/slurm.yaml", *CI_OVERRIDE]
+           "--profile", "profiles/slurm", "--configfile", ".test/slurm.yaml", *CI_OVERRIDE, *extra]
     p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-5000:]
-
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", out)
-    assert len(submitted) == 3, out[-3000:]  # the three eval jobs, nothing else
     for _, log in submitted:
         assert os.path.exists(log)
+    return submitted
+
+
+def test_study_runs_through_sbatch(tmp_path):
+    assert len(run_study(tmp_path)) == 3  # the three eval jobs, nothing else
     res = pd.read_csv(tmp_path / "results/tables/results.csv")
     assert len(res) == 3 and (res.status == "ok").all()
     assert res.set_index("press").score["no_press"] == 1.0
     assert (tmp_path / "figures/all").exists()
+
+
+def test_grouped_eval_jobs_share_one_submission(tmp_path):
+    submitted = run_study(tmp_path, *GROUPED)
+    assert len(submitted) == 1
+    assert open(submitted[0][1]).read().count("rule eval") >= 3
+    assert len(pd.read_csv(tmp_path / "results/tables/results.csv")) == 3
