@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "builtin:tiny-retrieval"
+
+
+def copy_workflow(dst: Path) -> Path:
+    """The workflow (Snakefile, configs, rules, envs, test studies, profiles) in `dst`, to run it without touching
+    the checkout."""
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, dst / name)
+    for name in ("workflow", "envs", ".test", "profiles"):
+        shutil.copytree(ROOT / name, dst / name)
+    return dst
 
 
 @pytest.fixture(scope="session")

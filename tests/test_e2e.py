@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, copy_workflow
 
 pytestmark = pytest.mark.e2e
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -29,11 +29,7 @@ def snakemake(workdir: Path, *args, check=True):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A copy of the workflow, run once to figures/all."""
-    wd = tmp_path_factory.mktemp("study")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, wd / name)
-    for name in ("workflow", "envs", ".test"):
-        shutil.copytree(ROOT / name, wd / name)
+    wd = copy_workflow(tmp_path_factory.mktemp("study"))
     snakemake(wd, "figures/all")
     return wd
 
@@ -176,7 +172,6 @@ def test_killed_eval_leaves_nothing_downstream_accepts(run, tmp_path):
 
 
 def test_local_profile_makes_gpus_a_resource(run):
-    shutil.copytree(ROOT / "profiles", run / "profiles", dirs_exist_ok=True)
     p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--profile", "profiles/local",
                         "--configfile", ".test/config.yaml"], cwd=run, capture_output=True, text=True)
     out = p.stdout + p.stderr

@@ -5,14 +5,13 @@ Every eval job must go through sbatch (a SLURM job id and log per job); aggregat
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import copy_workflow
 
 pytestmark = pytest.mark.skipif(os.environ.get("KVSTUDY_SLURM") != "1", reason="no SLURM cluster (KVSTUDY_SLURM!=1)")
 
@@ -31,10 +30,7 @@ GROUPED = ["--groups", "eval=evalgroup", "--group-components", "evalgroup=3", "-
 
 
 def run_study(tmp_path, *extra):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("workflow", "envs", ".test", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+    copy_workflow(tmp_path)
     cmd = ["timeout", "-s", "KILL", "600", sys.executable, "-m", "snakemake", "figures/all",
            "--profile", "profiles/slurm", "--configfile", ".test/slurm.yaml", *CI_OVERRIDE, *extra]
     p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)

@@ -1,7 +1,7 @@
 import json
 
 from kvstudy.config import validate
-from kvstudy.grid import jobs, raw_path
+from kvstudy.grid import LOG, jobs, raw_path
 from kvstudy.status import grid_status, render
 
 
@@ -13,7 +13,7 @@ def test_status_tells_done_oom_failed_and_missing(study, tmp_path):
         p = tmp_path / raw_path(job)
         p.parent.mkdir(parents=True)
         p.write_text(json.dumps({"status": status}))
-    log = tmp_path / "logs/eval" / raw_path(failed).removeprefix("results/raw/").replace(".json", ".log")
+    log = tmp_path / LOG.format(**failed)
     log.parent.mkdir(parents=True)
     log.write_text("Traceback ...")
 

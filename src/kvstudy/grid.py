@@ -9,6 +9,7 @@ import itertools
 import re
 
 RAW = "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json"
+LOG = "logs/eval/{model}/{task}/{length}/{press}/seed{seed}.log"
 
 
 def _abbr(name: str) -> str:

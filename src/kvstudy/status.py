@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from kvstudy.grid import jobs, raw_path, variants
+from kvstudy.grid import LOG, jobs, raw_path, variants
 
 LETTER = {"done": ".", "oom": "O", "failed": "F", "missing": "-"}
 
@@ -21,8 +21,7 @@ def job_state(job: dict, root: Path) -> str:
     if raw.exists():
         with open(raw) as f:
             return "oom" if json.load(f).get("status") == "oom" else "done"
-    log = root / "logs" / "eval" / raw_path(job).removeprefix("results/raw/").replace(".json", ".log")
-    return "failed" if log.exists() else "missing"
+    return "failed" if (root / LOG.format(**job)).exists() else "missing"
 
 
 def grid_status(config: dict, root: Path = Path(".")) -> dict[str, str]:

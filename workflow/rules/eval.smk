@@ -3,9 +3,9 @@
 
 rule eval:
     output:
-        "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json",
+        grid.RAW,
     log:
-        "logs/eval/{model}/{task}/{length}/{press}/seed{seed}.log",
+        grid.LOG,
     benchmark:
         "benchmarks/eval/{model}/{task}/{length}/{press}/seed{seed}.tsv"
     params:

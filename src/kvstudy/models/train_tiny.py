@@ -24,20 +24,19 @@ from kvstudy.tasks.kv_retrieval import kv_context
 
 NEEDLE = "{value} {key}"
 MAX_POS = 8192
+MAX_PAIRS = 64
 
 
 def training_batch(
-    rng, enc: PieceTokenizer, length: int, tokens_per_batch: int, n_queries: int, jumps: bool, needle: str = NEEDLE,
-    max_pairs: int = 64,
-    single_frac: float = 0.0,
+    rng, enc: PieceTokenizer, length: int, tokens_per_batch: int, n_queries: int, jumps: bool, single_frac: float = 0.0
 ):
     """Rows of [context | (? k v .) x n_queries]; loss only on the value and the stop token."""
     rows, targets, positions = [], [], []  # targets[t] = the token position t must predict, or -100
     q_id, stop_id = enc("?")[0], enc(".")[0]
     for _ in range(max(1, tokens_per_batch // (length + 4 * n_queries))):
         many = rng.random() >= single_frac  # single-needle rows teach copying; the rest association
-        n_pairs = int(rng.integers(1, min(max_pairs, (length - 1) // 2) + 1)) if many else 1
-        ctx, pairs, _ = kv_context(rng, enc, length, n_pairs, needle)
+        n_pairs = int(rng.integers(1, min(MAX_PAIRS, (length - 1) // 2) + 1)) if many else 1
+        ctx, pairs, _ = kv_context(rng, enc, length, n_pairs, NEEDLE)
         ids, tgt = list(ctx.ids), [-100] * length
         for qi in rng.integers(0, n_pairs, size=n_queries):
             k, v = pairs[qi]
