@@ -10,11 +10,20 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kvstudy.significance import bootstrap_ci, holm, significance, write_significance
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+
+from kvstudy.significance import (
+    SEED_COLUMNS,
+    bootstrap_ci,
+    holm,
+    seed_significance,
+    significance,
+    write_significance,
+)
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
            "n", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
-           "ci_low", "ci_high", "effect_size"]
+           "ci_low", "ci_high", "effect_size", "higher_is_better", "better"]
 
 
 def rows(press, scores, task="t", seed=0, ids=None, model="m", length=1024):
@@ -142,3 +151,87 @@ def test_write_significance_keeps_string_ids(tmp_path):
     written = pd.read_csv(tmp_path / "significance.csv")
     assert list(written.columns) == COLUMNS
     assert written.loc[0, "n"] == 2 and written.loc[0, "statistic"] == 1 and written.loc[0, "p_value"] == 1.0
+
+
+@pytest.mark.parametrize("b,c,both", [(8, 1, 3), (5, 5, 0), (0, 7, 2), (13, 4, 10), (30, 21, 5)])
+def test_mcnemar_matches_statsmodels_and_binomtest(b, c, both):
+    base = [0] * b + [1] * c + [1] * both + [0] * 3
+    var = [1] * b + [0] * c + [1] * both + [0] * 3
+    r = one(rows("no_press", base) + rows("a", var))
+    ref = sm_mcnemar([[both, c], [b, 3]], exact=True)  # rows: baseline right/wrong; cols: variant right/wrong
+    assert r.p_value == pytest.approx(ref.pvalue)
+    assert r.statistic == ref.statistic == min(b, c)
+    assert r.p_value == pytest.approx(stats.binomtest(b, b + c, 0.5).pvalue)
+
+
+def test_many_comparisons_match_one_at_a_time():
+    rng = np.random.default_rng(5)
+    samples = rows("no_press", list(rng.integers(0, 2, 30)))
+    for press in ("a", "b", "c"):
+        samples += rows(press, list(rng.integers(0, 2, 30)))
+    samples += rows("no_press", list(rng.uniform(size=12)), task="u") + rows("a", list(rng.uniform(size=12)), task="u")
+    together = significance(pd.DataFrame(samples)).set_index(["task", "press"])
+    for (task, press), r in together.iterrows():
+        alone = one([s for s in samples if s["task"] == task and s["press"] in ("no_press", press)])
+        for col in ("n", "statistic", "p_value", "ci_low", "ci_high", "effect_size", "diff"):
+            assert r[col] == pytest.approx(alone[col]), (task, press, col)
+    t = together.loc["t"]
+    assert t.loc["a", "test"] == "mcnemar_exact" and together.loc[("u", "a"), "test"] == "wilcoxon"
+    np.testing.assert_allclose(t.p_holm, holm(t.p_value.to_numpy()))
+
+
+def test_holm_matches_statsmodels_reference_on_random_vectors():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 17):
+        p = rng.uniform(0, 0.2, m)
+        # by hand: step-down maxima of (m - i) * p_(i), capped at 1
+        order = np.argsort(p)
+        hand = np.empty(m)
+        hand[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1)
+        np.testing.assert_allclose(holm(p), hand)
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
+
+
+def test_lower_is_better_flips_the_direction_not_the_test():
+    base, var = [3.0, 3.1, 2.9, 3.2, 3.0, 3.1, 2.8, 3.3], [4.0, 4.2, 3.9, 4.4, 4.1, 4.3, 3.8, 4.5]
+    higher = one(rows("no_press", base) + rows("a", var))
+    samples = pd.DataFrame(rows("no_press", base) + rows("a", var)).assign(higher_is_better=False)
+    lower = one(samples.to_dict("records"))
+    assert higher.p_value == lower.p_value and higher["diff"] == lower["diff"] > 0
+    assert bool(higher.significant) and (higher.better, lower.better) == ("better", "worse")
+    assert bool(lower.higher_is_better) is False
+
+
+def test_welch_across_seeds_matches_the_formula():
+    base_seeds = {0: [1, 1, 1, 0], 1: [1, 1, 1, 1], 2: [1, 0, 1, 1]}
+    var_seeds = {0: [0, 1, 0, 0], 1: [1, 0, 0, 0], 2: [0, 0, 0, 1], 3: [1, 1, 0, 0]}
+    samples = [r for s, sc in base_seeds.items() for r in rows("no_press", sc, seed=s)]
+    samples += [r for s, sc in var_seeds.items() for r in rows("a", sc, seed=s)]
+    samples += rows("b", [1, 1, 1, 1], seed=0)  # one seed only: no across-seed test
+    out = seed_significance(pd.DataFrame(samples))
+    assert list(out.columns) == SEED_COLUMNS and len(out) == 1
+    r = out.iloc[0]
+    x = np.array([np.mean(v) for v in var_seeds.values()])
+    y = np.array([np.mean(v) for v in base_seeds.values()])
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    t = (x.mean() - y.mean()) / np.sqrt(vx + vy)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    assert (r.press, r.n_seeds, r.n_seeds_baseline, r.test) == ("a", 4, 3, "welch_t")
+    assert r.statistic == pytest.approx(t) and r.df == pytest.approx(df)
+    assert r.p_value == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert r.p_holm == pytest.approx(r.p_value)
+
+
+def test_welch_needs_two_seeds_per_side():
+    assert seed_significance(pd.DataFrame(rows("no_press", [1, 0]) + rows("a", [0, 0]))).empty
+
+
+def test_write_significance_writes_the_seed_table(tmp_path):
+    samples = pd.DataFrame([r for s in (0, 1) for r in rows("no_press", [1, 1, 0], seed=s) + rows("a", [0, s, 0], seed=s)])
+    samples["extra_column"] = "ignored"
+    samples.to_csv(tmp_path / "samples.csv", index=False)
+    write_significance(tmp_path / "samples.csv", tmp_path / "sig.csv", seeds_csv=tmp_path / "seeds.csv")
+    assert len(pd.read_csv(tmp_path / "sig.csv")) == 2
+    assert list(pd.read_csv(tmp_path / "seeds.csv").columns) == SEED_COLUMNS
