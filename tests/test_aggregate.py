@@ -15,11 +15,11 @@ RESULTS_COLUMNS = (
     "model, model_path, task, length, press, method, compression_ratio, seed, status, metric, score, n, "
     "kv_tokens_kept, kv_tokens_full, kv_fraction_kept, kv_bytes, kv_bytes_full, peak_memory_bytes, "
     "peak_memory_kind, prefill_seconds, ttft_seconds, decode_tokens_per_second, total_seconds, params, device, "
-    "host, git_commit, kvstudy_version"
+    "host, git_commit, kvstudy_version, higher_is_better"
 ).split(", ")
 SAMPLES_COLUMNS = (
     "model, task, length, press, method, compression_ratio, seed, sample_id, score, prediction, references, "
-    "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds"
+    "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds, higher_is_better"
 ).split(", ")
 PAPER_COLUMNS = (
     "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec".split(",")
@@ -173,3 +173,14 @@ def test_other_schema_version_is_refused(tmp_path):
     with pytest.raises(ValueError, match="schema_version"):
         aggregate(write_raws(tmp_path, [raw]), tmp_path / "t")
     assert not (tmp_path / "t" / "results.csv").exists()
+
+
+def test_higher_is_better_is_optional_and_defaults_to_true(tmp_path):
+    lower = raw_result("no_press", task="ppl", scores=(12.5, 9.0))
+    lower["quality"]["higher_is_better"] = False
+    aggregate(write_raws(tmp_path, [raw_result("no_press"), lower]), tmp_path / "t")
+    results = read(tmp_path / "t", "results.csv").set_index("task")
+    assert results.loc["niah", "higher_is_better"]
+    assert not results.loc["ppl", "higher_is_better"]
+    samples = read(tmp_path / "t", "samples.csv")
+    assert samples.groupby("task")["higher_is_better"].all().to_dict() == {"niah": True, "ppl": False}

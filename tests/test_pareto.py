@@ -9,7 +9,7 @@ import pytest
 from kvstudy.pareto import non_dominated, pareto, write_pareto
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes",
-           "latency_seconds", "front_memory", "front_latency", "front_all"]
+           "latency_seconds", "front_memory", "front_latency", "front_all", "higher_is_better"]
 
 
 def job(task, press, score, kv_bytes, ttft, seed=0, status="ok", model="m", length=1024):
@@ -105,3 +105,16 @@ def test_write_pareto(tmp_path, results):
     assert list(written.columns) == COLUMNS
     assert flags(written, "t1")["d"] == (False, False, False)
     assert flags(written, "mean")["a"] == (True, False, True)
+
+
+def test_lower_is_better_score_is_minimised_and_left_out_of_the_mean():
+    rows = [job("ppl", "no_press", 10.0, 100, 1.0), job("ppl", "a", 12.0, 50, 1.0), job("ppl", "b", 9.0, 60, 1.0),
+            job("acc", "no_press", 0.9, 100, 1.0), job("acc", "a", 0.5, 50, 1.0), job("acc", "b", 0.6, 60, 1.0)]
+    results = pd.DataFrame(rows)
+    results["higher_is_better"] = results["task"] != "ppl"
+    table = pareto(results)
+    # perplexity: b (9.0) beats no_press (10.0) with less memory, so no_press is dominated; a has the least memory
+    assert {p: f[0] for p, f in flags(table, "ppl").items()} == {"no_press": False, "a": True, "b": True}
+    mean = table[table.task == "mean"].set_index("press")
+    assert mean.loc["b", "score"] == pytest.approx(0.6)  # the mean holds the accuracy task only
+    assert not table.loc[table.task == "ppl", "higher_is_better"].any()

@@ -17,11 +17,12 @@ RESULT_COLUMNS = [
     "status", "metric", "score", "n", "kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes",
     "kv_bytes_full", "peak_memory_bytes", "peak_memory_kind", "prefill_seconds", "ttft_seconds",
     "decode_tokens_per_second", "total_seconds", "params", "device", "host", "git_commit", "kvstudy_version",
+    "higher_is_better",
 ]
 SAMPLE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
     "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
-    "prefill_seconds", "ttft_seconds",
+    "prefill_seconds", "ttft_seconds", "higher_is_better",
 ]
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
@@ -83,7 +84,14 @@ def _result_row(raw: dict[str, Any]) -> dict[str, Any]:
     row.update({k: (eff.get(k) if ok else None) for k in _EFFICIENCY_KEYS})
     row["params"] = json.dumps(job.get("params") or {}, separators=(",", ":"), sort_keys=True)
     row.update({k: prov.get(k) for k in ("device", "host", "git_commit", "kvstudy_version")})
+    row["higher_is_better"] = _higher_is_better(raw)
     return row
+
+
+def _higher_is_better(raw: dict[str, Any]) -> bool:
+    """quality.higher_is_better (optional, e.g. false for perplexity); true when absent."""
+    value = (raw.get("quality") or {}).get("higher_is_better")
+    return True if value is None else bool(value)
 
 
 def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
@@ -91,10 +99,11 @@ def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
     if raw.get("status") != "ok":
         return []
     key = tuple(raw["job"].get(k) for k in _JOB_KEYS)
+    hib = _higher_is_better(raw)
     return [
         (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
          s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
-         s.get("prefill_seconds"), s.get("ttft_seconds"))
+         s.get("prefill_seconds"), s.get("ttft_seconds"), hib)
         for s in raw.get("samples") or []
     ]
 

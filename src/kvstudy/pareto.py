@@ -1,4 +1,8 @@
-"""Pareto fronts of quality against KV memory and latency, per task and averaged over tasks."""
+"""Pareto fronts of quality against KV memory and latency, per task and averaged over tasks.
+
+The score is maximised, or minimised where results.csv says `higher_is_better` is false (perplexity). The task
+mean ("mean") averages only higher-is-better tasks: a mean of accuracies and perplexities means nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from kvstudy.aggregate import write_csv_atomic
 
 PARETO_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes", "latency_seconds",
-    "front_memory", "front_latency", "front_all",
+    "front_memory", "front_latency", "front_all", "higher_is_better",
 ]
 # front flag -> (objective column, +1 to maximise / -1 to minimise)
 FRONTS = {
@@ -40,13 +44,22 @@ def non_dominated(values: np.ndarray) -> np.ndarray:
     return mask
 
 
+def higher_is_better(column: pd.Series | None, index) -> pd.Series:
+    """The optional higher_is_better column as bools (missing, empty or unreadable -> True)."""
+    if column is None:
+        return pd.Series(True, index=index)
+    text = column.astype(str).str.strip().str.lower()
+    return ~text.isin(["false", "0", "0.0", "no"])
+
+
 def _per_task(results: pd.DataFrame) -> pd.DataFrame:
     """One row per variant and task: ok jobs only, measures averaged over seeds."""
     ok = results[results["status"] == "ok"].rename(columns={"ttft_seconds": "latency_seconds"})
+    ok = ok.assign(higher_is_better=higher_is_better(ok.get("higher_is_better"), ok.index))
     return (
         ok.groupby(_VARIANT, sort=True)
         .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
-             **{m: (m, "mean") for m in _MEASURES})
+             higher_is_better=("higher_is_better", "first"), **{m: (m, "mean") for m in _MEASURES})
         .reset_index()
     )
 
@@ -54,6 +67,7 @@ def _per_task(results: pd.DataFrame) -> pd.DataFrame:
 def _over_tasks(per_task: pd.DataFrame) -> pd.DataFrame:
     """task = "mean": per (model, length), the mean over tasks of variants that have every task."""
     keys = ["model", "length"]
+    per_task = per_task[per_task["higher_is_better"]]
     n_tasks = per_task.groupby(keys)["task"].transform("nunique")
     n_have = per_task.groupby([*keys, "press"])["task"].transform("nunique")
     complete = per_task[n_have == n_tasks]
@@ -64,14 +78,17 @@ def _over_tasks(per_task: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     mean["task"] = "mean"
+    mean["higher_is_better"] = True
     return mean
 
 
 def _flag_fronts(group: pd.DataFrame) -> pd.DataFrame:
     """Add the three front flags to one (model, task, length) group."""
     group = group.copy()
+    score_sign = 1 if bool(group["higher_is_better"].iloc[0]) else -1
     for flag, objectives in FRONTS.items():
-        signed = np.column_stack([group[col].to_numpy(float) * sign for col, sign in objectives])
+        signed = np.column_stack([group[col].to_numpy(float) * sign * (score_sign if col == "score" else 1)
+                                  for col, sign in objectives])
         group[flag] = non_dominated(signed)
     return group
 
@@ -79,7 +96,8 @@ def _flag_fronts(group: pd.DataFrame) -> pd.DataFrame:
 def pareto(results: pd.DataFrame) -> pd.DataFrame:
     """Front flags per (model, task, length) and for the task mean, from a results.csv frame."""
     per_task = _per_task(results)
-    table = pd.concat([per_task, _over_tasks(per_task)], ignore_index=True)
+    mean = _over_tasks(per_task)
+    table = pd.concat([per_task, mean] if len(mean) else [per_task], ignore_index=True)
     if table.empty:
         return pd.DataFrame(columns=PARETO_COLUMNS)
     parts = [_flag_fronts(g) for _, g in table.groupby(["model", "task", "length"], sort=False)]
