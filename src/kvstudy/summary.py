@@ -1,0 +1,246 @@
+"""The paper's main tables, as CSV and as LaTeX (booktabs), from results.csv and significance.csv.
+
+- `summary_score`: score by press variant (rows, the `no_press` baseline first) x task (columns, plus the mean over
+  higher-is-better tasks), one block per (model, context length); mean over seeds. Scores in [0, 1] of
+  higher-is-better tasks are shown x 100. A cell is marked where the paired test against the baseline is
+  significant after Holm in every seed (and all seeds agree on the direction): "better" / "worse" in the CSV's
+  `<task>_mark` column, an up / down arrow in LaTeX.
+- `summary_memory`: per (model, press variant) and context length: KV-cache MiB after prefill (mean over tasks and
+  seeds), its saving against the baseline in %, and peak device memory in GB.
+- `summary_throughput`: per (model, press variant) and context length: decode tokens/s and time to first token.
+
+A variant whose jobs all ran out of memory shows "OOM" (LaTeX) / an empty value marked "oom" (CSV), never a
+number. LaTeX comes from pandas' Styler (booktabs rules via `hrules=True`), so nothing here formats TeX by hand
+except the cell text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kvstudy.aggregate import write_csv_atomic
+from kvstudy.pareto import higher_is_better
+
+BASELINE = "no_press"
+NAMES = ("summary_score", "summary_memory", "summary_throughput")
+_ID = {c: str for c in ("model", "task", "press", "method", "status")}
+UP, DOWN = r"$^{\uparrow}$", r"$^{\downarrow}$"
+
+
+def _variant_order(frame: pd.DataFrame) -> list[str]:
+    """Baseline first, then methods in the figures' order, ratios ascending."""
+    from kvstudy.plots.style import method_order
+
+    v = frame[["press", "method", "compression_ratio"]].drop_duplicates("press")
+    rank = {m: i for i, m in enumerate(method_order(v["method"].unique()))}
+    v = v.assign(_b=v["press"] != BASELINE, _m=v["method"].map(rank))
+    return v.sort_values(["_b", "_m", "compression_ratio", "press"])["press"].tolist()
+
+
+def _oom_only(results: pd.DataFrame, keys: list[str]) -> set[tuple]:
+    """Keys (tuples) whose jobs include an oom one and no ok one."""
+    status = results["status"].astype(str)
+    per = results.assign(_oom=status.eq("oom"), _ok=status.eq("ok")).groupby(keys)[["_oom", "_ok"]].any()
+    return set(per.index[per["_oom"] & ~per["_ok"]].map(lambda k: k if isinstance(k, tuple) else (k,)))
+
+
+def _marks(significance: pd.DataFrame | None) -> dict[tuple, str]:
+    """(model, task, length, press) -> "better" / "worse" where every seed's test is significant the same way."""
+    if significance is None or significance.empty:
+        return {}
+    sig = significance.assign(better=significance["better"].fillna("").astype(str))
+    out = {}
+    for key, g in sig.groupby(["model", "task", "length", "press"]):
+        kinds = set(g["better"])
+        if len(kinds) == 1 and kinds <= {"better", "worse"}:
+            out[(str(key[0]), str(key[1]), int(key[2]), str(key[3]))] = kinds.pop()
+    return out
+
+
+def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Wide score table: model, length, press, method, compression_ratio, then per task `<task>` and
+    `<task>_mark`, and `mean` (over higher-is-better tasks, for variants that have all of them)."""
+    results = results.assign(higher_is_better=higher_is_better(results.get("higher_is_better"), results.index))
+    ok = results[results["status"].astype(str) == "ok"].copy()
+    ok["score"] = pd.to_numeric(ok["score"], errors="coerce")
+    tasks = list(dict.fromkeys(results["task"].astype(str)))
+    hib = results.groupby("task")["higher_is_better"].first().to_dict()
+    percent = {t: bool(hib[t]) and ok.loc[ok["task"] == t, "score"].between(0, 1).all() for t in tasks}
+    means = ok.groupby(["model", "length", "press", "task"])["score"].mean()
+    oom = _oom_only(results, ["model", "length", "press", "task"])
+    marks = _marks(significance)
+    rows = []
+    for (model, length), block in results.groupby(["model", "length"], sort=True):
+        for press in _variant_order(block):
+            first = block[block["press"] == press].iloc[0]
+            row = {"model": model, "length": int(length), "press": press, "method": first["method"],
+                   "compression_ratio": float(first["compression_ratio"])}
+            for task in tasks:
+                value = means.get((model, length, press, task), np.nan)
+                row[task] = value * 100 if percent[task] and pd.notna(value) else value
+                mark = "oom" if (model, length, press, task) in oom else marks.get((model, task, int(length), press), "")
+                row[f"{task}_mark"] = mark
+            good = [t for t in tasks if hib[t]]
+            if len(good) > 1:
+                values = [row[t] for t in good]
+                row["mean"] = float(np.mean(values)) if all(pd.notna(values)) else np.nan
+                row["mean_mark"] = "oom" if any(row[f"{t}_mark"] == "oom" for t in good) else ""
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _efficiency(results: pd.DataFrame, measures: dict[str, tuple[str, float]]) -> pd.DataFrame:
+    """Per (model, press, length): the given measures (column, scale), mean over tasks and seeds; OOM marked."""
+    ok = results[results["status"].astype(str) == "ok"].copy()
+    for col, _ in measures.values():
+        ok[col] = pd.to_numeric(ok[col], errors="coerce")
+    means = ok.groupby(["model", "press", "length"])[[c for c, _ in measures.values()]].mean()
+    oom = _oom_only(results, ["model", "press", "length"])
+    rows = []
+    for model, block in results.groupby("model", sort=True):
+        lengths = sorted(block["length"].astype(int).unique())
+        for press in _variant_order(block):
+            first = block[block["press"] == press].iloc[0]
+            row = {"model": model, "press": press, "method": first["method"],
+                   "compression_ratio": float(first["compression_ratio"])}
+            for length in lengths:
+                for name, (col, scale) in measures.items():
+                    key = (model, press, length)
+                    row[f"{name}@{length}"] = means[col].get(key, np.nan) * scale if key in means.index else np.nan
+                row[f"status@{length}"] = "oom" if (model, press, length) in oom else (
+                    "ok" if (model, press, length) in means.index else "")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def memory_table(results: pd.DataFrame) -> pd.DataFrame:
+    out = _efficiency(results, {"kv_mib": ("kv_bytes", 1 / 2**20), "peak_gb": ("peak_memory_bytes", 1e-9)})
+    for col in [c for c in out.columns if c.startswith("kv_mib@")]:
+        length = col.split("@")[1]
+        base = out.loc[out["press"] == BASELINE].set_index("model")[col]
+        ref = out["model"].map(base)
+        out[f"kv_saving_pct@{length}"] = (1 - out[col] / ref) * 100
+    return out
+
+
+def throughput_table(results: pd.DataFrame) -> pd.DataFrame:
+    return _efficiency(results, {"decode_tps": ("decode_tokens_per_second", 1.0), "ttft_ms": ("ttft_seconds", 1e3)})
+
+
+# --- LaTeX ----------------------------------------------------------------------------------------------------
+
+
+_TEX = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def _cell(value, mark: str = "", digits: int = 1) -> str:
+    if mark == "oom":
+        return "OOM"
+    if value is None or pd.isna(value):
+        return "--"
+    text = f"{value:.{digits}f}"
+    return text + (DOWN if mark == "worse" else UP if mark == "better" else "")
+
+
+def _to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
+    """Booktabs LaTeX from pandas' Styler (cells already formatted as text)."""
+    frame = frame.copy()
+    frame.index = frame.index.set_names([_tex_escape(str(n)) if n else n for n in frame.index.names])
+    index = frame.index.map(lambda k: tuple(_tex_escape(str(x)) for x in (k if isinstance(k, tuple) else (k,))))
+    frame.index = pd.MultiIndex.from_tuples(index, names=frame.index.names) if frame.index.nlevels > 1 else \
+        pd.Index([k[0] for k in index], name=frame.index.name)
+    if isinstance(frame.columns, pd.MultiIndex):
+        frame.columns = pd.MultiIndex.from_tuples([tuple(_tex_escape(str(x)) for x in c) for c in frame.columns])
+    else:
+        frame.columns = [_tex_escape(str(c)) for c in frame.columns]
+    styler = frame.style
+    return styler.to_latex(hrules=True, caption=caption, label=label, position="t", position_float="centering",
+                           multirow_align="t", multicol_align="c",
+                           column_format="l" * frame.index.nlevels + "r" * frame.shape[1])
+
+
+def score_latex(table: pd.DataFrame) -> str:
+    tasks = [c for c in table.columns if f"{c}_mark" in table.columns and c != "mean"]
+    cells = pd.DataFrame({t: [_cell(v, m) for v, m in zip(table[t], table[f"{t}_mark"])] for t in tasks})
+    if "mean" in table.columns:
+        cells["Mean"] = [_cell(v, m) for v, m in zip(table["mean"], table["mean_mark"])]
+    cells.index = pd.MultiIndex.from_arrays([table["model"], table["length"], table["press"]],
+                                            names=["Model", "Length", "Press"])
+    return _to_latex(cells, "Score by press variant and task (mean over seeds; $\\times 100$ for scores in [0, 1]). "
+                     r"$\uparrow$/$\downarrow$: significantly better/worse than no press (paired test, Holm, "
+                     r"$p<0.05$, in every seed); OOM: out of memory.", "tab:score")
+
+
+def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple[str, int]], caption: str, label: str) -> str:
+    lengths = sorted({int(c.split("@")[1]) for c in table.columns if c.startswith("status@")})
+    cells = {}
+    for length in lengths:
+        status = table[f"status@{length}"]
+        for key, (title, digits) in columns.items():
+            cells[(f"{length} tokens", title)] = [_cell(v, "oom" if s == "oom" else "", digits)
+                                                  for v, s in zip(table[f"{key}@{length}"], status)]
+    frame = pd.DataFrame(cells)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    frame.index = pd.MultiIndex.from_arrays([table["model"], table["press"]], names=["Model", "Press"])
+    return _to_latex(frame, caption, label)
+
+
+def memory_latex(table: pd.DataFrame) -> str:
+    return _efficiency_latex(
+        table, {"kv_mib": ("KV MiB", 2), "kv_saving_pct": ("saved %", 1), "peak_gb": ("peak GB", 2)},
+        "KV-cache memory after prefill (MiB, mean over tasks and seeds), its saving against no press, and peak "
+        "device memory (GB) per context length; OOM: out of memory.", "tab:memory")
+
+
+def throughput_latex(table: pd.DataFrame) -> str:
+    return _efficiency_latex(
+        table, {"decode_tps": ("tok/s", 1), "ttft_ms": ("TTFT ms", 1)},
+        "Decode throughput (tokens/s) and time to first token (ms), mean over tasks and seeds, per context "
+        "length; OOM: out of memory.", "tab:throughput")
+
+
+def _write_text_atomic(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None) -> dict[str, tuple[pd.DataFrame, str]]:
+    """name -> (CSV frame, LaTeX text) for the three summary tables."""
+    score, memory, throughput = score_table(results, significance), memory_table(results), throughput_table(results)
+    return {
+        "summary_score": (score, score_latex(score)),
+        "summary_memory": (memory, memory_latex(memory)),
+        "summary_throughput": (throughput, throughput_latex(throughput)),
+    }
+
+
+def write_summary(results_csv: Path, significance_csv: Path | None, out_dir: Path) -> list[Path]:
+    """Write `<name>.csv` and `<name>.tex` for each summary table into out_dir; returns the paths."""
+    results = pd.read_csv(results_csv, dtype=_ID)
+    significance = None
+    if significance_csv is not None and Path(significance_csv).exists():
+        try:
+            significance = pd.read_csv(significance_csv, dtype=_ID)
+        except pd.errors.EmptyDataError:
+            significance = None
+    out_dir = Path(out_dir)
+    paths = []
+    for name, (frame, tex) in summary_tables(results, significance).items():
+        write_csv_atomic(frame, out_dir / f"{name}.csv")
+        _write_text_atomic(tex, out_dir / f"{name}.tex")
+        paths += [out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
+    return paths

@@ -1,0 +1,82 @@
+"""Summary tables (kvstudy.summary): score x task with significance marks, memory, throughput; CSV and booktabs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from kvstudy.summary import memory_table, score_table, summary_tables, throughput_table, write_summary
+
+
+def job(press, task, score, seed=0, length=1024, status="ok", kv=1000.0, hib=True):
+    ok = status == "ok"
+    method = press.split("-")[0]
+    return {"model": "m", "task": task, "length": length, "press": press, "method": method,
+            "compression_ratio": 0.0 if press == "no_press" else float(press.split("cr")[1]), "seed": seed,
+            "status": status, "score": score if ok else None, "kv_bytes": kv * 2**20 if ok else None,
+            "peak_memory_bytes": 2e9 if ok else None, "decode_tokens_per_second": 100.0 if ok else None,
+            "ttft_seconds": 0.05 if ok else None, "higher_is_better": hib, "extra_column": "x"}
+
+
+@pytest.fixture
+def results():
+    rows = []
+    for seed in (0, 1):
+        rows += [job("no_press", "niah", 1.0, seed), job("snapkv-cr0.50", "niah", 0.8, seed, kv=500.0),
+                 job("knorm-cr0.50", "niah", 0.4, seed, kv=500.0), job("no_press", "ppl", 10.0, seed, hib=False),
+                 job("snapkv-cr0.50", "ppl", 11.0, seed, kv=500.0, hib=False),
+                 job("knorm-cr0.50", "ppl", None, seed, status="oom", hib=False)]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def significance():
+    rows = []
+    for seed in (0, 1):
+        rows += [{"model": "m", "task": "niah", "length": 1024, "press": "knorm-cr0.50", "seed": seed,
+                  "better": "worse"},
+                 {"model": "m", "task": "niah", "length": 1024, "press": "snapkv-cr0.50", "seed": seed,
+                  "better": "worse" if seed == 0 else None}]  # not significant in seed 1: no mark
+    return pd.DataFrame(rows)
+
+
+def test_score_table_baseline_first_marks_and_oom(results, significance):
+    t = score_table(results, significance).set_index("press")
+    assert list(t.index) == ["no_press", "knorm-cr0.50", "snapkv-cr0.50"]  # baseline, then method order
+    assert t.loc["no_press", "niah"] == 100.0 and t.loc["snapkv-cr0.50", "niah"] == pytest.approx(80.0)
+    assert t.loc["snapkv-cr0.50", "ppl"] == 11.0  # lower-is-better score: not scaled
+    assert t.loc["knorm-cr0.50", "niah_mark"] == "worse" and t.loc["snapkv-cr0.50", "niah_mark"] == ""
+    assert t.loc["knorm-cr0.50", "ppl_mark"] == "oom" and pd.isna(t.loc["knorm-cr0.50", "ppl"])
+    assert "mean" not in t.columns  # one higher-is-better task: no mean column
+    assert "cline" not in summary_tables(results, significance)["summary_score"][1]
+
+
+def test_memory_and_throughput(results):
+    m = memory_table(results).set_index("press")
+    assert m.loc["snapkv-cr0.50", "kv_mib@1024"] == pytest.approx(500.0)
+    assert m.loc["snapkv-cr0.50", "kv_saving_pct@1024"] == pytest.approx(50.0)
+    assert m.loc["knorm-cr0.50", "status@1024"] == "ok"  # ok on niah: not an OOM row
+    t = throughput_table(results).set_index("press")
+    assert t.loc["no_press", "ttft_ms@1024"] == pytest.approx(50.0)
+
+
+def test_oom_everywhere_is_oom_in_latex(results):
+    results = pd.concat([results, pd.DataFrame([job("tova-cr0.90", t, None, status="oom") for t in ("niah", "ppl")])])
+    tables = summary_tables(results, None)
+    mem = tables["summary_memory"][0].set_index("press")
+    assert mem.loc["tova-cr0.90", "status@1024"] == "oom" and pd.isna(mem.loc["tova-cr0.90", "kv_mib@1024"])
+    assert "OOM" in tables["summary_memory"][1] and "OOM" in tables["summary_score"][1]
+
+
+def test_latex_is_booktabs_and_escaped(results, significance, tmp_path):
+    results.to_csv(tmp_path / "results.csv", index=False)
+    significance.to_csv(tmp_path / "significance.csv", index=False)
+    paths = write_summary(tmp_path / "results.csv", tmp_path / "significance.csv", tmp_path / "out")
+    assert sorted(p.name for p in paths) == sorted(
+        f"summary_{n}.{e}" for n in ("score", "memory", "throughput") for e in ("csv", "tex"))
+    tex = (tmp_path / "out" / "summary_score.tex").read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\caption{", r"\label{tab:score}"):
+        assert rule in tex
+    assert r"no\_press" in tex and "no_press" not in tex.replace(r"no\_press", "")
+    assert r"40.0$^{\downarrow}$" in tex and "80.0" in tex and r"80.0$^" not in tex
+    assert pd.read_csv(tmp_path / "out" / "summary_score.csv").loc[0, "press"] == "no_press"
