@@ -16,6 +16,7 @@ from kvstudy.significance import (
     SEED_COLUMNS,
     bootstrap_ci,
     holm,
+    holm_by_family,
     seed_significance,
     significance,
     write_significance,
@@ -169,7 +170,10 @@ def test_many_comparisons_match_one_at_a_time():
     samples = rows("no_press", list(rng.integers(0, 2, 30)))
     for press in ("a", "b", "c"):
         samples += rows(press, list(rng.integers(0, 2, 30)))
-    samples += rows("no_press", list(rng.uniform(size=12)), task="u") + rows("a", list(rng.uniform(size=12)), task="u")
+    # continuous: scipy picks exact / permutation / normal from ties and zeros, so cover each with 2 variants
+    for task, n, digits in (("u", 12, 6), ("v", 12, 1), ("w", 20, 1), ("x", 20, 6), ("y", 60, 6)):
+        for press in ("no_press", "a", "b"):
+            samples += rows(press, list(rng.uniform(size=n).round(digits)), task=task)
     together = significance(pd.DataFrame(samples)).set_index(["task", "press"])
     for (task, press), r in together.iterrows():
         alone = one([s for s in samples if s["task"] == task and s["press"] in ("no_press", press)])
@@ -192,6 +196,11 @@ def test_holm_matches_statsmodels_reference_on_random_vectors():
         hand[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1)
         np.testing.assert_allclose(holm(p), hand)
         np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
+    p = rng.uniform(0, 0.1, 40)
+    fams = rng.choice(["m/a", "m/b", "n/a", "z"], 40)
+    adjusted = holm_by_family(p, fams)
+    for fam in set(fams):
+        np.testing.assert_allclose(adjusted[fams == fam], multipletests(p[fams == fam], method="holm")[1])
 
 
 def test_lower_is_better_flips_the_direction_not_the_test():

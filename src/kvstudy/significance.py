@@ -46,11 +46,31 @@ _VARIANT = [*_PAIR, "press"]
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (statsmodels), monotone and capped at 1."""
+    """Holm-Bonferroni adjusted p-values of one family (statsmodels' multipletests), monotone and capped at 1."""
     p = np.asarray(p_values, dtype=float)
     if len(p) == 0:
         return p
     return multipletests(p, method="holm")[1]
+
+
+def holm_by_family(p_values: np.ndarray, families: np.ndarray) -> np.ndarray:
+    """Holm within each family, every family in one vectorised pass.
+
+    Written out because `multipletests` runs `gc.collect()` on every call: with a few hundred (model x task)
+    families and hundreds of thousands of samples in memory that alone took longer than the whole analysis. The
+    tests check it against `multipletests` family by family.
+    """
+    p = np.asarray(p_values, dtype=float)
+    codes = pd.factorize(np.asarray(families))[0]
+    order = np.lexsort((p, codes))
+    fam = codes[order]
+    size = np.bincount(codes)[fam]
+    first = np.r_[0, np.flatnonzero(np.diff(fam)) + 1]
+    rank = np.arange(len(p)) - np.repeat(first, np.diff(np.r_[first, len(p)]))
+    stepped = pd.Series((size - rank) * p[order]).groupby(fam).cummax().to_numpy()
+    adjusted = np.empty(len(p))
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted
 
 
 def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -113,6 +133,35 @@ def wilcoxon_paired(variant: np.ndarray, baseline: np.ndarray) -> tuple[float, f
     return float(res.statistic), float(res.pvalue), effect
 
 
+def _wilcoxon_many(v: np.ndarray, b: np.ndarray):
+    """`wilcoxon_paired` for every row of (comparisons x n) matrices at once, with the p-values one call per row
+    gives: scipy picks exact / permutation / normal from ties and zeros of the *whole* batch, so rows are batched
+    by that choice (no ties or zeros: method "auto"; ties or zeros with n > 13: "asymptotic", as auto picks for
+    one row) and the rare small rows with ties (permutation test) run one by one."""
+    d = v - b
+    n = d.shape[1]
+    ranks = stats.rankdata(np.abs(d), axis=1)
+    half_zero = (ranks * (d == 0)).sum(axis=1) / 2
+    r_plus, r_minus = (ranks * (d > 0)).sum(axis=1) + half_zero, (ranks * (d < 0)).sum(axis=1) + half_zero
+    effect = (r_plus - r_minus) / (r_plus + r_minus)
+    stat, p = np.minimum(r_plus, r_minus), np.ones(len(d))
+    absd = np.sort(np.abs(d), axis=1)
+    tied = (d == 0).any(axis=1) | (np.diff(absd, axis=1) == 0).any(axis=1)
+    varies = d.any(axis=1)
+    for rows, method in ((varies & ~tied, "auto"), (varies & tied, "asymptotic" if n > 13 else None)):
+        idx = np.flatnonzero(rows)
+        if not len(idx):
+            continue
+        if method is None:
+            for i in idx:
+                stat[i], p[i], effect[i] = wilcoxon_paired(v[i], b[i])
+            continue
+        res = stats.wilcoxon(v[idx], b[idx], zero_method="zsplit", method=method, axis=1)
+        stat[idx], p[idx] = res.statistic, res.pvalue
+    effect[~varies] = 0.0
+    return stat, p, effect
+
+
 def _direction(table: pd.DataFrame) -> pd.Series:
     """"better" / "worse" / "" per row, from the sign of diff, higher_is_better and significance."""
     up = np.where(table["higher_is_better"].astype(bool), 1.0, -1.0) * table["diff"].astype(float)
@@ -141,7 +190,7 @@ def _pairs(samples: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 
 def _holm_by_family(out: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    out["p_holm"] = out.groupby("family")["p_value"].transform(lambda p: holm(p.to_numpy())) if len(out) else []
+    out["p_holm"] = holm_by_family(out["p_value"].to_numpy(float), out["family"].to_numpy()) if len(out) else []
     out["significant"] = out["p_holm"] < alpha
     out["better"] = _direction(out) if len(out) else []
     return out
@@ -174,30 +223,45 @@ def significance(
     stat, p, effect = _mcnemar_many(n_up, n_down)
     out["test"] = np.where(binary, "mcnemar_exact", "wilcoxon")
     out["statistic"], out["p_value"], out["effect_size"] = stat, p, effect
-    starts = np.r_[0, np.cumsum(out["n"].to_numpy())]
-    for i in np.flatnonzero(~binary):
-        sl = slice(starts[i], starts[i + 1])
-        out.loc[i, ["statistic", "p_value", "effect_size"]] = wilcoxon_paired(v[sl], b[sl])
-
-    # bootstrap: every comparison with n pairs shares the seeded resamples of size n (as a loop would)
+    # every comparison with n pairs: rows of an (comparisons x n) matrix, for Wilcoxon and the bootstrap (which
+    # shares the seeded resamples of size n among them, as a loop with the same seed would)
+    starts = np.r_[0, np.cumsum(out["n"].to_numpy())][:-1]
     ci = np.empty((len(out), 2))
-    d = v - b
+    stat, p, effect = out["statistic"].to_numpy(float), out["p_value"].to_numpy(float), out["effect_size"].to_numpy(float)
     for n in np.unique(out["n"]):
         rows = np.flatnonzero(out["n"].to_numpy() == n)
-        take = (starts[rows][:, None] + np.arange(n)[None, :])
-        ci[rows] = bootstrap_cis(d[take], 1 - alpha, n_boot, seed)
+        take = starts[rows][:, None] + np.arange(n)[None, :]
+        ci[rows] = bootstrap_cis(v[take] - b[take], 1 - alpha, n_boot, seed)
+        cont = rows[~binary[rows]]
+        if len(cont):
+            sub = take[~binary[rows]]
+            stat[cont], p[cont], effect[cont] = _wilcoxon_many(v[sub], b[sub])
+    out["statistic"], out["p_value"], out["effect_size"] = stat, p, effect
     out["ci_low"], out["ci_high"] = ci[:, 0], ci[:, 1]
     return _holm_by_family(out, alpha)[SIGNIFICANCE_COLUMNS]
 
 
 def welch(variant: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
-    """Welch's t-test of per-seed scores: (t, Welch-Satterthwaite df, two-sided p); p = 1 when nothing varies."""
-    variant, baseline = np.asarray(variant, float), np.asarray(baseline, float)
-    if variant.var() == 0 and baseline.var() == 0:
-        same = variant.mean() == baseline.mean()
-        return 0.0 if same else float("nan"), float("nan"), 1.0 if same else 0.0
-    res = stats.ttest_ind(variant, baseline, equal_var=False)
-    return float(res.statistic), float(res.df), float(res.pvalue)
+    """Welch's t-test of per-seed scores for one comparison: (t, df, two-sided p)."""
+    t, df, p = _welch_many(*(np.array([f(x)]) for x in (variant, baseline) for f in
+                             (np.mean, lambda a: np.std(a, ddof=1), len)))
+    return float(t[0]), float(df[0]), float(p[0])
+
+
+def _welch_many(m1, s1, n1, m2, s2, n2):
+    """Vectorised Welch t-test from per-side means, sample s.d. and counts (`scipy.stats.ttest_ind_from_stats`,
+    equal_var=False); scipy does not return the Welch-Satterthwaite df, so it is computed here. Where neither
+    side varies: t = 0, p = 1 for equal means; t = nan, p = 0 for different ones (a certain difference)."""
+    v1, v2 = s1**2 / n1, s2**2 / n2
+    flat = (v1 + v2) == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        res = stats.ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False)
+        df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
+    t, p = np.asarray(res.statistic, float), np.asarray(res.pvalue, float)
+    same = m1 == m2
+    t = np.where(flat, np.where(same, 0.0, np.nan), t)
+    p = np.where(flat, np.where(same, 1.0, 0.0), p)
+    return t, np.where(flat, np.nan, df), p
 
 
 def seed_significance(
@@ -206,27 +270,26 @@ def seed_significance(
     """Across seeds: per (model, task, length, press) with >= 2 seeds on both sides, Welch's t-test of the per-seed
     mean scores against the baseline's; Holm within (model x task)."""
     samples = _with_direction(samples)
-    keys = ["model", "task", "length", "press"]
+    cell = ["model", "task", "length"]
+    keys = [*cell, "press"]
     per_seed = (samples.dropna(subset=["score"]).groupby([*keys, "seed"], sort=True)
                 .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
                      higher_is_better=("higher_is_better", "first"), score=("score", "mean")).reset_index())
-    base = {k: g["score"].to_numpy() for k, g in
-            per_seed[per_seed["press"] == baseline].groupby(["model", "task", "length"], sort=False)}
-    rows = []
-    for key, g in per_seed[per_seed["press"] != baseline].groupby(keys, sort=True):
-        ref = base.get(key[:3])
-        if ref is None or len(ref) < 2 or len(g) < 2:
-            continue
-        t, df, p = welch(g["score"].to_numpy(), ref)
-        rows.append({**dict(zip(keys, key)), "method": g["method"].iloc[0],
-                     "compression_ratio": g["compression_ratio"].iloc[0], "baseline": baseline,
-                     "family": f"{key[0]}/{key[1]}", "n_seeds": len(g), "n_seeds_baseline": len(ref),
-                     "score": g["score"].mean(), "baseline_score": ref.mean(),
-                     "diff": g["score"].mean() - ref.mean(), "test": "welch_t", "statistic": t, "df": df,
-                     "p_value": p, "higher_is_better": bool(g["higher_is_better"].iloc[0])})
-    out = pd.DataFrame(rows, columns=SEED_COLUMNS)
+    per = (per_seed.groupby(keys, sort=True)
+           .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
+                higher_is_better=("higher_is_better", "first"), n_seeds=("score", "size"),
+                score=("score", "mean"), sd=("score", "std")).reset_index())
+    base = per.loc[per["press"] == baseline, [*cell, "n_seeds", "score", "sd"]]
+    out = per[per["press"] != baseline].merge(base, on=cell, suffixes=("", "_baseline"))
+    out = out[(out["n_seeds"] >= 2) & (out["n_seeds_baseline"] >= 2)].reset_index(drop=True)
     if out.empty:
-        return out
+        return pd.DataFrame(columns=SEED_COLUMNS)
+    t, df, p = _welch_many(*(out[c].to_numpy(float) for c in
+                             ("score", "sd", "n_seeds", "score_baseline", "sd_baseline", "n_seeds_baseline")))
+    out = out.rename(columns={"score_baseline": "baseline_score"}).assign(
+        baseline=baseline, family=out["model"].astype(str) + "/" + out["task"].astype(str),
+        diff=out["score"] - out["score_baseline"], test="welch_t", statistic=t, df=df, p_value=p,
+        higher_is_better=out["higher_is_better"].astype(bool))
     return _holm_by_family(out, alpha)[SEED_COLUMNS]
 
 
