@@ -29,6 +29,8 @@ localrules:
     aggregate,
     pareto,
     significance,
+    summary,
+    provenance,
     plot,
     manifest,
 

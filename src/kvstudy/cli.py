@@ -38,13 +38,42 @@ def cmd_pareto(a) -> None:
 def cmd_significance(a) -> None:
     from kvstudy.significance import write_significance
 
-    write_significance(Path(a.samples), Path(a.out), baseline=a.baseline)
+    write_significance(Path(a.samples), Path(a.out), baseline=a.baseline,
+                       seeds_csv=Path(a.out_seeds) if a.out_seeds else None)
+
+
+def cmd_summary(a) -> None:
+    from kvstudy.summary import write_summary
+
+    write_summary(Path(a.results), Path(a.significance) if a.significance else None, Path(a.out_dir))
+
+
+def cmd_provenance(a) -> None:
+    from kvstudy.provenance import write_provenance
+
+    config = json.loads(a.config)
+    raw = []
+    if a.study_grid:  # the raw results of the config's grid (as `aggregate --study`)
+        from kvstudy.grid import jobs, raw_path
+
+        raw = [Path(raw_path(j)) for j in jobs(config)]
+    write_provenance(config, Path(a.out), Path(a.root), Path(a.results) if a.results else None, raw,
+                     Path(a.benchmarks) if a.benchmarks else None)
+
+
+def cmd_figures(a) -> None:
+    from kvstudy.plots import FIGURES
+
+    for fig in FIGURES.values():
+        opts = "; ".join(f"{k}: {v}" for k, v in fig.options.items()) or "-"
+        print(f"{fig.name:18s} {fig.description}\n{'':18s} tables: {', '.join(fig.needs)}; options: {opts}")
 
 
 def cmd_plot(a) -> None:
     from kvstudy.plots import make_figure
 
-    make_figure(a.figure, Path(a.tables), Path(a.analysis), Path(a.out_stem))
+    make_figure(a.figure, Path(a.tables), Path(a.analysis), Path(a.out_stem),
+                json.loads(a.options) if a.options else None)
 
 
 def cmd_manifest(a) -> None:
@@ -122,13 +151,33 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--samples", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--baseline", default="no_press")
+    s.add_argument("--out-seeds", help="also write the across-seed Welch t-test table here")
     s.set_defaults(fn=cmd_significance)
+
+    s = sub.add_parser("summary", help="results.csv (+ significance.csv) -> summary_*.csv and booktabs .tex")
+    s.add_argument("--results", required=True)
+    s.add_argument("--significance")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(fn=cmd_summary)
+
+    s = sub.add_parser("provenance", help="write the report's provenance page (HTML)")
+    s.add_argument("--config", required=True, help="the resolved config as JSON")
+    s.add_argument("--results", help="results.csv")
+    s.add_argument("--study-grid", action="store_true", help="read the provenance of the grid's raw results")
+    s.add_argument("--benchmarks", help="Snakemake benchmark directory")
+    s.add_argument("--root", default=".")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_provenance)
+
+    s = sub.add_parser("figures", help="list registered figures with their tables and options")
+    s.set_defaults(fn=cmd_figures)
 
     s = sub.add_parser("plot", help="draw one figure as PDF + PNG")
     s.add_argument("figure")
     s.add_argument("--tables", required=True)
     s.add_argument("--analysis", required=True)
     s.add_argument("--out-stem", required=True)
+    s.add_argument("--options", help="figure options as JSON (from the study's figures: entry)")
     s.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("manifest", help="write figures/all: every figure and table with its checksum")

@@ -42,7 +42,6 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Return the config with defaults filled in, or raise ConfigError naming the culprit."""
     from kvstudy.models import resolve
-    from kvstudy.plots import FIGURES
     from kvstudy.presses import PRESSES
     from kvstudy.tasks import TASKS
 
@@ -84,9 +83,12 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
 
-    for i, f in enumerate(config["figures"]):
-        if f not in FIGURES:
-            raise ConfigError(f"config error: figures[{i}]: unknown figure {f!r} (registered: {', '.join(FIGURES)})")
+    from kvstudy.plots.specs import resolve as resolve_figures
+
+    try:
+        resolve_figures(config)
+    except ValueError as e:
+        raise ConfigError(f"config error: {e}") from None
 
     from kvstudy.grid import variants
 

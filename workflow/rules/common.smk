@@ -6,6 +6,7 @@ import sys
 
 from kvstudy import grid
 from kvstudy.config import ConfigError, validate
+from kvstudy.plots import specs as figure_specs
 
 try:
     config.update(validate(config))
@@ -38,12 +39,30 @@ EVAL_RESOURCES = dict(config["resources"].get("eval", {}))
 for key, var in (("slurm_account", "KVSTUDY_SLURM_ACCOUNT"), ("slurm_partition", "KVSTUDY_SLURM_PARTITION")):
     if os.environ.get(var):
         EVAL_RESOURCES.setdefault(key, os.environ[var])
-FIGURES = config["figures"]
+# Figures of this study: output name -> {"figure": registered kind, "options": {...}} (kvstudy.plots.specs).
+FIGURE_SPECS = {f["name"]: f for f in figure_specs.resolve(config)}
+FIGURES = list(FIGURE_SPECS)
+GRID_SUMMARY = figure_specs.grid_summary(config)
+REPORT_LABELS = {
+    "models": ", ".join(config["models"]),
+    "tasks": ", ".join(config["tasks"]),
+    "presses": ", ".join(dict.fromkeys(p["method"] for p in config["presses"])),
+}
+SUMMARY = expand(
+    "results/tables/{name}.{ext}",
+    name=["summary_score", "summary_memory", "summary_throughput"],
+    ext=["csv", "tex"],
+)
+PROVENANCE = "results/provenance.html"
 TABLES = expand(
     "results/tables/{name}.csv",
     name=["results", "samples", "performance", "memory_usage", "throughput"],
 )
-ANALYSIS = ["results/analysis/pareto.csv", "results/analysis/significance.csv"]
+ANALYSIS = [
+    "results/analysis/pareto.csv",
+    "results/analysis/significance.csv",
+    "results/analysis/significance_seeds.csv",
+]
 
 
 wildcard_constraints:
@@ -60,6 +79,20 @@ def eval_job(wildcards):
     if path not in JOBS:
         raise ValueError(f"{path} is not a job of this config (check models/tasks/lengths/presses/seeds)")
     return json.dumps(JOBS[path], sort_keys=True)
+
+
+def figure_kind(wildcards):
+    return FIGURE_SPECS[wildcards.figure]["figure"]
+
+
+def figure_options(wildcards):
+    """The figure's options as JSON for `kvstudy plot --options`."""
+    return json.dumps(FIGURE_SPECS[wildcards.figure]["options"], sort_keys=True)
+
+
+def config_json(wildcards):
+    """The whole resolved config, for the provenance page."""
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def study_json(wildcards):

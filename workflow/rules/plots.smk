@@ -11,15 +11,20 @@ rule plot:
             "figures/{figure}.png",
             caption="../report/figure.rst",
             category="Figures",
-            labels={"figure": "{figure}"},
+            subcategory="{figure}",
+            labels={"figure": "{figure}", **REPORT_LABELS},
         ),
     log:
         "logs/plot/{figure}.log",
+    params:
+        kind=figure_kind,
+        options=figure_options,
+        grid=GRID_SUMMARY,
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "kvstudy plot {wildcards.figure} --tables results/tables --analysis results/analysis "
-        "--out-stem figures/{wildcards.figure} > {log} 2>&1"
+        "kvstudy plot {params.kind} --options {params.options:q} --tables results/tables "
+        "--analysis results/analysis --out-stem figures/{wildcards.figure} > {log} 2>&1"
 
 
 rule manifest:
@@ -27,6 +32,8 @@ rule manifest:
         figures=expand("figures/{figure}.{ext}", figure=FIGURES, ext=["pdf", "png"]),
         tables=TABLES,
         analysis=ANALYSIS,
+        summary=SUMMARY,
+        provenance=PROVENANCE,
         # every raw result, so a deleted one is recomputed even when the tables exist
         raw=RAW,
     output:
@@ -36,4 +43,5 @@ rule manifest:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "kvstudy manifest {input.figures} {input.tables} {input.analysis} --out {output} > {log} 2>&1"
+        "kvstudy manifest {input.figures} {input.tables} {input.analysis} {input.summary} {input.provenance} "
+        "--out {output} > {log} 2>&1"

@@ -7,22 +7,26 @@ below (except `style`, `manifest` and private `_*` ones). Each figure reads some
 - "results": `results/tables/results.csv` (one row per eval job),
 - "samples": `results/tables/samples.csv` (one row per sample),
 - "pareto":  `results/analysis/pareto.csv` (one row per press variant and (model, task, length)),
+- "significance": `results/analysis/significance.csv` (one row per paired test against the baseline),
 
 and writes `out_stem.pdf` and `out_stem.png`. A figure with nothing to show raises `ValueError` (never an empty
 plot).
+
+A figure may take options (`options`: name -> description): a study's `figures:` entry can then be a mapping
+`{figure: NAME, name: OUTPUT_NAME, OPTION: value, ...}` (see `kvstudy.plots.specs`); `build(tables, **options)`.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-TABLES = ("results", "samples", "pareto")
+TABLES = ("results", "samples", "pareto", "significance")
 
 
 @dataclass(frozen=True)
@@ -30,17 +34,23 @@ class Figure:
     name: str
     description: str
     needs: tuple[str, ...]  # subset of TABLES
-    build: Callable[[dict[str, pd.DataFrame]], "object"]  # tables -> matplotlib Figure (not saved)
+    build: Callable[..., "object"]  # (tables, **options) -> matplotlib Figure (not saved)
+    options: dict[str, str] = field(default_factory=dict)  # option name -> description
 
-    def draw(self, tables: dict[str, pd.DataFrame], out_stem: Path) -> list[Path]:
+    def draw(self, tables: dict[str, pd.DataFrame], out_stem: Path, options: dict | None = None) -> list[Path]:
         """Build the figure from `tables` and write `out_stem.pdf` and `out_stem.png`; returns both paths."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise ValueError(f"figure {self.name!r} has no option(s) {', '.join(unknown)} (options: {known})")
         from kvstudy.plots.style import paper_style, save
 
         missing = [t for t in self.needs if t not in tables or tables[t] is None]
         if missing:
             raise ValueError(f"figure {self.name!r} needs table(s) {', '.join(missing)}")
         with paper_style():
-            fig = self.build(tables)
+            fig = self.build(tables, **options)
         return save(fig, out_stem)
 
 
@@ -62,8 +72,8 @@ def get_figure(name: str) -> Figure:
 
 
 def table_path(table: str, tables_dir: Path, analysis_dir: Path) -> Path:
-    if table == "pareto":
-        return Path(analysis_dir) / "pareto.csv"
+    if table in ("pareto", "significance"):
+        return Path(analysis_dir) / f"{table}.csv"
     if table in TABLES:
         return Path(tables_dir) / f"{table}.csv"
     raise ValueError(f"unknown table {table!r}; known: {TABLES}")
@@ -80,15 +90,16 @@ def load_table(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def make_figure(name: str, tables_dir: Path, analysis_dir: Path, out_stem: Path) -> list[Path]:
+def make_figure(name: str, tables_dir: Path, analysis_dir: Path, out_stem: Path, options: dict | None = None
+                ) -> list[Path]:
     """Load the CSVs figure `name` needs (results.csv, samples.csv from `tables_dir`; pareto.csv from
     `analysis_dir`) and write `out_stem.pdf` and `out_stem.png`. Returns the two paths."""
     figure = get_figure(name)
     tables = {t: load_table(table_path(t, tables_dir, analysis_dir)) for t in figure.needs}
-    return figure.draw(tables, out_stem)
+    return figure.draw(tables, out_stem, options)
 
 
-_NOT_FIGURES = {"style", "manifest"}
+_NOT_FIGURES = {"style", "manifest", "specs"}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if not _info.name.startswith("_") and _info.name not in _NOT_FIGURES:
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -7,13 +7,14 @@ import os
 from pathlib import Path
 
 HEADER = "kind\tpath\tsha256\tbytes"
-KINDS = {".pdf": "figure", ".png": "figure", ".csv": "table", ".tex": "table"}
+KINDS = {".pdf": "figure", ".png": "figure", ".csv": "table", ".tex": "table", ".html": "provenance"}
 
 
 def file_kind(path: Path) -> str:
     kind = KINDS.get(Path(path).suffix.lower())
     if kind is None:
-        raise ValueError(f"manifest: {path} is neither a figure (.pdf, .png) nor a table (.csv, .tex)")
+        raise ValueError(f"manifest: {path} is neither a figure (.pdf, .png), a table (.csv, .tex) nor the "
+                         "provenance page (.html)")
     return kind
 
 

@@ -51,12 +51,12 @@ def _clusters(panel, log: bool):
     """Groups of points with the same ratio and (within 3 %) the same memory -> (x, top, bottom score, ratio)."""
     out = []
     for ratio, grp in panel.groupby("compression_ratio", sort=True):
-        xs = np.sort(grp["kv_bytes"].to_numpy(float))
+        xs = np.sort(grp["x"].to_numpy(float))
         start = 0
         for i in range(1, len(xs) + 1):
             if i == len(xs) or xs[i] > xs[start] * 1.03:
-                members = grp[(grp["kv_bytes"] >= xs[start]) & (grp["kv_bytes"] <= xs[i - 1])]
-                x = float(np.exp(np.log(members["kv_bytes"]).mean())) if log else float(members["kv_bytes"].mean())
+                members = grp[(grp["x"] >= xs[start]) & (grp["x"] <= xs[i - 1])]
+                x = float(np.exp(np.log(members["x"]).mean())) if log else float(members["x"].mean())
                 out.append((x, float(members["score"].max()), float(members["score"].min()), float(ratio)))
                 start = i
     return out
@@ -93,7 +93,7 @@ def _place_ratio_labels(fig, per_axes, scale):
     for ax, panel, clusters in per_axes:
         box = ax.get_window_extent(renderer)
         room = Bbox.from_extents(box.x0, box.y0, box.x1, box.y1)
-        marks = ax.transData.transform(np.c_[panel["kv_bytes"].to_numpy(float) / scale,
+        marks = ax.transData.transform(np.c_[panel["x"].to_numpy(float) / scale,
                                              panel["score"].to_numpy(float)])
         taken = [Bbox.from_extents(x - _MARKER_HALF * pt, y - _MARKER_HALF * pt, x + _MARKER_HALF * pt,
                                    y + _MARKER_HALF * pt) for x, y in marks]
@@ -144,10 +144,10 @@ NOTE_WIDTHS = (60, 30, 20)  # characters per line tried for an OOM note in a pan
 NOTE_STYLE = dict(fontsize=8, color=OOM_TEXT_COLOR, linespacing=1.15)
 
 
-def _oom_panels(results, tasks, pareto) -> pd.DataFrame:
+def _oom_panels(results, tasks, pareto, name=NAME) -> pd.DataFrame:
     """OOM variants per (model, task, length) panel; for the task mean, those that ran out of memory on any task
     (pareto.csv has no mean for them). Variants present in pareto.csv are left out (they have a score there)."""
-    oom = oom_variants(results, NAME)
+    oom = oom_variants(results, name)
     if oom.empty:
         return oom
     if "mean" in tasks:
@@ -191,7 +191,7 @@ def _obstacles(ax, renderer, pt, scale, panel) -> list[Bbox]:
     """Display boxes of a panel's markers, front segments and texts."""
     taken = []
     if len(panel):
-        marks = ax.transData.transform(np.c_[panel["kv_bytes"].to_numpy(float) / scale,
+        marks = ax.transData.transform(np.c_[panel["x"].to_numpy(float) / scale,
                                              panel["score"].to_numpy(float)])
         taken += [Bbox.from_extents(x - _MARKER_HALF * pt, y - _MARKER_HALF * pt, x + _MARKER_HALF * pt,
                                     y + _MARKER_HALF * pt) for x, y in marks]
@@ -254,21 +254,25 @@ def _place_labels_and_notes(fig, labels_to_place, notes, scale):
             return
 
 
-def build(tables):
-    df = require_rows(tables.get("pareto"), NAME, "pareto")
-    require_columns(df, NAME, "pareto", ["task", "length", "score", "kv_bytes", "front_memory"])
-    df = prepare(df, NAME, "pareto")
+def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_label: str, front_label: str):
+    """Score against `x_column` of pareto.csv with the front `front_column`; `x_unit(max) -> (unit, scale)`.
+    Shared with pareto_latency (the same figure against time to first token)."""
+    df = require_rows(tables.get("pareto"), name, "pareto")
+    require_columns(df, name, "pareto", ["task", "length", "score", x_column, front_column])
+    df = prepare(df.drop(columns=[c for c in ("x", "front") if c in df.columns]), name, "pareto")
+    df = df.rename(columns={x_column: "x", front_column: "front"})
+    df["x"] = pd.to_numeric(df["x"], errors="coerce")
     df["task"] = df["task"].astype(str)
-    df = df[df["score"].notna() & df["kv_bytes"].notna() & (df["kv_bytes"] > 0)].copy()
+    df = df[df["score"].notna() & df["x"].notna() & (df["x"] > 0)].copy()
     if df.empty:
-        raise ValueError(f"figure {NAME!r}: pareto.csv has no row with both a score and kv_bytes")
-    df["front_memory"] = as_bool(df["front_memory"])
+        raise ValueError(f"figure {name!r}: pareto.csv has no row with both a score and {x_column}")
+    df["front"] = as_bool(df["front"])
 
     tasks = task_order(df["task"])
     if len(tasks) == 2 and tasks[-1] == "mean":  # the mean over one task is that task again
         tasks = tasks[:1]
         df = df[df["task"] == tasks[0]]
-    oom = _oom_panels(tables.get("results"), tasks, df)
+    oom = _oom_panels(tables.get("results"), tasks, df, name)
     every = pd.concat([df[["model", "task", "length", "method", "family"]],
                        oom[["model", "task", "length", "method", "family"]]], ignore_index=True)
     rows = row_keys(every)
@@ -276,7 +280,7 @@ def build(tables):
     fams = families(every)
     labels = family_labels(fams)
     hollow = {fam: rank > 0 for fam, rank in family_rank(fams).items()}
-    unit, scale = byte_unit(float(df["kv_bytes"].max()))
+    unit, scale = x_unit(float(df["x"].max()))
 
     ncols, nrows = len(tasks), len(rows)
     fig = new_figure(2.9 * ncols + 2.1, 2.4 * nrows + 0.5)
@@ -289,7 +293,7 @@ def build(tables):
         in_row = df[(df["model"] == model) & (df["length"] == length)]
         oom_row = oom[(oom["model"] == model) & (oom["length"] == length)]
         if len(in_row):
-            lo, hi = float(in_row["kv_bytes"].min()) / scale, float(in_row["kv_bytes"].max()) / scale
+            lo, hi = float(in_row["x"].min()) / scale, float(in_row["x"].max()) / scale
         else:  # every variant of the row ran out of memory: panels with their note only
             lo, hi = 0.0, 1.0
         log = hi > 10 * lo
@@ -317,11 +321,11 @@ def build(tables):
                 continue
             if log:
                 ax.set_xscale("log")
-            front = panel[panel["front_memory"]].sort_values(["kv_bytes", "score"])
+            front = panel[panel["front"]].sort_values(["x", "score"])
             right = hi * 1.25 if log else hi * 1.1  # the x limit of the row
             if len(front):
                 # the staircase runs on to the right edge: more memory than the front's last point buys nothing
-                fx = np.r_[front["kv_bytes"].to_numpy(float) / scale, right]
+                fx = np.r_[front["x"].to_numpy(float) / scale, right]
                 fy = np.r_[front["score"].to_numpy(float), front["score"].iloc[-1]]
                 ax.plot(fx, fy, drawstyle="steps-post", color=FRONT_COLOR, lw=1.2, zorder=2)
                 front_drawn = True
@@ -332,7 +336,7 @@ def build(tables):
                 color, marker = method_color(method), method_marker(method)
                 # a method's first variant filled, its other parameter variants hollow
                 face, edge, width = ("white", color, 1.3) if hollow[fam] else (color, "white", 0.5)
-                ax.scatter(pts["kv_bytes"] / scale, pts["score"], s=38, marker=marker, facecolors=face,
+                ax.scatter(pts["x"] / scale, pts["score"], s=38, marker=marker, facecolors=face,
                            edgecolors=edge, linewidths=width, zorder=3, clip_on=False)
                 used.setdefault(labels[fam], Line2D([], [], ls="none", marker=marker, markerfacecolor=face,
                                                     markeredgecolor=edge, markeredgewidth=width, markersize=7,
@@ -350,17 +354,21 @@ def build(tables):
                 ax.set_xlim(0.0, right)
 
     if not fig.axes:
-        raise ValueError(f"figure {NAME!r}: no (task, length) panel has a point to plot")
-    fig.supxlabel(f"KV cache memory ({unit})")
+        raise ValueError(f"figure {name!r}: no (task, length) panel has a point to plot")
+    fig.supxlabel(f"{x_label} ({unit})")
     fig.supylabel("Score")
 
     handles = [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]
     if front_drawn:
-        handles.append(("Memory Pareto front", Line2D([], [], color=FRONT_COLOR, lw=1.2, drawstyle="steps-post")))
+        handles.append((front_label, Line2D([], [], color=FRONT_COLOR, lw=1.2, drawstyle="steps-post")))
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
     _place_labels_and_notes(fig, labels_to_place, notes, scale)  # last: needs the final layout
     return fig
+
+
+def build(tables):
+    return build_front(tables, NAME, "kv_bytes", "front_memory", byte_unit, "KV cache memory", "Memory Pareto front")
 
 
 register(Figure(NAME, "score vs KV-cache memory per task x length with the memory Pareto front; OOM variants noted",
