@@ -1,0 +1,132 @@
+"""Context-length scaling: time to first token, decode throughput and peak device memory against context length
+(columns), one row per model, one line per press variant (mean over tasks and seeds, from results.csv).
+
+A variant that ran out of memory at a length (every job of it there "oom") has no measure there: its line stops,
+and a crossed-out marker in its method's colour sits in the grey "OOM" strip at the top of each panel at that
+length -- the OOM threshold (e.g. no press OOM at 32K while a compressed run succeeds) reads off directly.
+
+Options: `methods` (list of methods to show, default all), `ratios` (list of compression ratios, default all).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from kvstudy.plots import Figure, register
+from kvstudy.plots._common import (
+    OOM_COLOR,
+    OOM_LABEL,
+    family_labels,
+    family_linestyles,
+    families,
+    oom_variants,
+    prepare,
+    require_columns,
+    require_rows,
+    variant_label,
+)
+from kvstudy.plots.style import length_label, method_color, method_marker, new_figure
+
+NAME = "context_scaling"
+MEASURES = [  # column, axis label, scale
+    ("ttft_seconds", "Time to first token (s)", 1.0),
+    ("decode_tokens_per_second", "Decode throughput (tokens/s)", 1.0),
+    ("peak_memory_bytes", "Peak memory (GB)", 1e-9),
+]
+STRIP = 0.86  # axes fraction where the OOM strip starts; data stay below it
+
+
+def build(tables, methods=None, ratios=None):
+    df = require_rows(tables.get("results"), NAME, "results")
+    require_columns(df, NAME, "results", ["task", "length", "status"] + [m for m, _, _ in MEASURES])
+    df = prepare(df, NAME, "results")
+    if methods is not None:
+        df = df[df["method"].isin(methods)]
+    if ratios is not None:
+        df = df[(df["method"] == "no_press") | df["compression_ratio"].round(6).isin([round(r, 6) for r in ratios])]
+    if df.empty:
+        raise ValueError(f"figure {NAME!r}: no results.csv rows left after the methods/ratios options")
+    oom_jobs = oom_variants(df, NAME)
+    # OOM at a length: every task's jobs of the variant ran out of memory there (none ok)
+    oom = (oom_jobs.groupby(["model", "length", "press"]).size().reset_index(name="tasks")
+           .merge(df.groupby(["model", "length", "press"])["task"].nunique().reset_index(name="all"))
+           if len(oom_jobs) else pd.DataFrame(columns=["model", "length", "press", "tasks", "all"]))
+    oom = oom[oom["tasks"] == oom["all"]]
+    ok = df[df["status"].astype(str) == "ok"].copy()
+    for col, _, _ in MEASURES:
+        ok[col] = pd.to_numeric(ok[col], errors="coerce")
+    if ok.empty and oom.empty:
+        raise ValueError(f"figure {NAME!r}: results.csv has no ok or oom job")
+    means = ok.groupby(["model", "press", "length"])[[c for c, _, _ in MEASURES]].mean().reset_index()
+    variants = df.drop_duplicates("press")[["press", "method", "family", "compression_ratio"]]
+    fams = families(variants)
+    labels = family_labels(fams)
+    styles = family_linestyles(fams)
+    order = {f: i for i, (_, f) in enumerate(fams)}
+    variants = variants.assign(_f=variants["family"].map(order)).sort_values(["_f", "compression_ratio"])
+    models = list(dict.fromkeys(df["model"]))
+    lengths = sorted(df["length"].unique())
+    ratio_alpha = {r: a for r, a in zip(sorted(variants["compression_ratio"].unique()),
+                                        np.linspace(1.0, 0.45, max(1, variants["compression_ratio"].nunique())))}
+
+    fig = new_figure(3.3 * len(MEASURES) + 2.6, 2.7 * len(models) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(models), len(MEASURES), squeeze=False, sharex=True))
+    handles: dict[str, object] = {}
+    oom_drawn = False
+    for r, model in enumerate(models):
+        for c, (col, ylabel, scale) in enumerate(MEASURES):
+            ax = axes[r, c]
+            ymax = 0.0
+            for press, method, fam, ratio in zip(variants["press"], variants["method"], variants["family"],
+                                                 variants["compression_ratio"]):
+                line = means[(means["model"] == model) & (means["press"] == press)].sort_values("length")
+                line = line[line[col].notna()]
+                color, marker = method_color(method), method_marker(method)
+                style = dict(color=color, marker=marker, ls="--" if method == "no_press" else styles[fam],
+                             alpha=ratio_alpha[ratio], markersize=5, lw=1.4)
+                label = variant_label(method, fam, ratio, labels)
+                if len(line):
+                    y = line[col].to_numpy(float) * scale
+                    ymax = max(ymax, float(np.nanmax(y)))
+                    ax.plot(line["length"], y, gid=f"scale:{press}", **style)
+                    handles.setdefault(label, Line2D([], [], **style))
+                gone = oom[(oom["model"] == model) & (oom["press"] == press)]["length"]
+                for length in gone:
+                    ax.plot([length], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
+                            markersize=7, color=color, markeredgecolor="white", clip_on=False, zorder=5,
+                            gid=f"oom:{press}")
+                    ax.plot([length], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker="x",
+                            markersize=8.5, markeredgecolor=OOM_COLOR, markeredgewidth=1.1, clip_on=False,
+                            zorder=6)
+                    handles.setdefault(label, Line2D([], [], **style))
+                    oom_drawn = True
+            if not oom.empty:
+                ax.add_patch(Rectangle((0, STRIP), 1, 1 - STRIP, transform=ax.transAxes, facecolor="0.93",
+                                       edgecolor="none", zorder=0.5))
+                ax.text(0.01, 0.93, "OOM", transform=ax.transAxes, va="center", ha="left", fontsize=10,
+                        color=OOM_COLOR, fontweight="bold")
+            top = (ymax if ymax > 0 else 1.0) * (1.05 / STRIP if not oom.empty else 1.1)
+            ax.set_ylim(0, top)
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_locator(FixedLocator(lengths))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([length_label(n) for n in lengths])
+            ax.set_ylabel(ylabel)
+            ax.set_title(model if len(models) > 1 else ylabel.split(" (")[0])
+    fig.supxlabel("Context length (tokens)")
+    items = list(handles.items())
+    if oom_drawn:
+        items.append((OOM_LABEL, (Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
+                                  Line2D([], [], ls="none", marker="x", markeredgecolor=OOM_COLOR, markersize=8.5))))
+    fig.legend([h for _, h in items], [label for label, _ in items], loc="outside right upper",
+               title="Press variant", alignment="left", ncols=1 if len(items) <= 16 else 2)
+    return fig
+
+
+register(Figure(NAME, "latency, throughput and peak memory vs context length per press variant; OOM lengths marked",
+                ("results",), build, options={"methods": "list of methods to show (default: all)",
+                                              "ratios": "list of compression ratios to show (default: all)"}))

@@ -1,0 +1,136 @@
+"""Model-group comparison (e.g. reasoning vs base models): score change against each model's own uncompressed
+score, against compression ratio, one panel per press method family, one line per model group (from
+results.csv).
+
+Groups come from the `groups` option: model -> group name, filled from `models.<m>.group` in the study config
+(kvstudy.plots.specs). For each model x task x length, Δ = variant score - no-press score (mean over seeds; sign
+flipped for lower-is-better scores so that positive is better); a group's point is the mean Δ over its models,
+tasks and lengths, with a band of ±1 s.d. across its models. Line colour and marker are the press method's, as in
+every figure; the line style tells the group. A variant that ran out of memory in every job of a group is a
+crossed-out marker in the grey OOM strip at the bottom of the panel, never a value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from kvstudy.plots import Figure, register
+from kvstudy.plots._common import (
+    OOM_COLOR,
+    OOM_LABEL,
+    families,
+    family_labels,
+    oom_variants,
+    prepare,
+    require_columns,
+    require_rows,
+    scored,
+)
+from kvstudy.plots.style import method_color, method_marker, new_figure
+
+NAME = "model_groups"
+GROUP_STYLES = ("-", "--", ":", "-.")
+STRIP = 0.12  # axes fraction of the OOM strip at the bottom
+
+
+def build(tables, groups=None):
+    df = require_rows(tables.get("results"), NAME, "results")
+    require_columns(df, NAME, "results", ["task", "length", "score", "status"])
+    if not groups or len(set(groups.values())) < 2:
+        raise ValueError(f"figure {NAME!r} needs at least two model groups: set models.<name>.group in the config "
+                         "(or the figure's groups option)")
+    df = prepare(df, NAME, "results")
+    df = df[df["model"].isin(groups)].assign(group=lambda d: d["model"].map(groups))
+    if df.empty:
+        raise ValueError(f"figure {NAME!r}: results.csv has no job of a grouped model ({', '.join(groups)})")
+    sign = 1.0
+    if "higher_is_better" in df.columns:
+        text = df["higher_is_better"].astype(str).str.lower()
+        df = df.assign(_sign=np.where(text.isin(["false", "0", "0.0"]), -1.0, 1.0))
+    else:
+        df = df.assign(_sign=sign)
+    ok = scored(df)
+    cell = ["model", "task", "length"]
+    means = ok.groupby([*cell, "press"]).agg(score=("score", "mean"), method=("method", "first"),
+                                             family=("family", "first"), ratio=("compression_ratio", "first"),
+                                             group=("group", "first"), sign=("_sign", "first")).reset_index()
+    base = means[means["method"] == "no_press"].set_index(cell)["score"]
+    var = means[means["method"] != "no_press"].join(base.rename("base"), on=cell).dropna(subset=["base"])
+    var["delta"] = (var["score"] - var["base"]) * var["sign"]
+    per_model = var.groupby(["group", "model", "family", "method", "ratio"])["delta"].mean().reset_index()
+    points = per_model.groupby(["group", "family", "method", "ratio"])["delta"].agg(["mean", "std"]).reset_index()
+
+    oom = oom_variants(df, NAME)
+    oom = oom[oom["method"] != "no_press"].assign(group=lambda d: d["model"].map(groups))
+    ok_keys = set(zip(ok["group"], ok["press"]))
+    oom = oom[[(g, p) not in ok_keys for g, p in zip(oom["group"], oom["press"])]]
+    every = pd.concat([points[["method", "family"]], oom[["method", "family"]]], ignore_index=True)
+    if every.empty:
+        raise ValueError(f"figure {NAME!r}: no compressed variant with a no-press baseline in any group")
+    fams = families(every)
+    labels = family_labels(fams)
+    group_names = sorted(set(groups.values()))
+    gstyle = {g: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(group_names)}
+
+    ncols = min(len(fams), 4)
+    nrows = int(np.ceil(len(fams) / ncols))
+    fig = new_figure(3.0 * ncols + 1.8, 2.6 * nrows + 0.4)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel())
+    lo = float(np.nanmin(points["mean"] - points["std"].fillna(0))) if len(points) else -1.0
+    hi = float(np.nanmax(points["mean"] + points["std"].fillna(0))) if len(points) else 0.0
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = (hi - lo) or 1.0
+    top = hi + 0.08 * span
+    # with an OOM strip: the strip (bottom STRIP of the axes) ends below the lowest value
+    bottom = (lo - 0.04 * span - STRIP * top) / (1 - STRIP) if not oom.empty else lo - 0.05 * span
+    oom_drawn = False
+    for k, (method, fam) in enumerate(fams):
+        ax = axes[k]
+        color, marker = method_color(method), method_marker(method)
+        ax.axhline(0.0, color="black", lw=0.8, ls="-", zorder=1)
+        for gi, g in enumerate(group_names):
+            line = points[(points["family"] == fam) & (points["group"] == g)].sort_values("ratio")
+            if len(line):
+                x, y, sd = line["ratio"].to_numpy(float), line["mean"].to_numpy(float), line["std"].fillna(0).to_numpy(float)
+                ax.plot(x, y, color=color, marker=marker, ls=gstyle[g], lw=1.5, markersize=6, zorder=3,
+                        markerfacecolor=color if gstyle[g] == "-" else "white", markeredgecolor=color,
+                        gid=f"group:{g}:{fam}")
+                ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.08, lw=0)
+            gone = oom[(oom["family"] == fam) & (oom["group"] == g)]["compression_ratio"]
+            for ratio in sorted(gone.astype(float).unique()):
+                x_oom = ratio + 0.04 * (gi - (len(group_names) - 1) / 2)  # groups side by side
+                solid = gstyle[g] == "-"
+                ax.plot([x_oom], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
+                        markersize=7, color=color, markerfacecolor=color if solid else "white",
+                        markeredgecolor="white" if solid else color, zorder=5, clip_on=False, gid=f"oom:{g}:{fam}")
+                ax.plot([x_oom], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker="x",
+                        markersize=8.5, markeredgecolor=OOM_COLOR, markeredgewidth=1.1, zorder=6, clip_on=False)
+                oom_drawn = True
+        if not oom.empty:
+            ax.add_patch(Rectangle((0, 0), 1, STRIP, transform=ax.transAxes, facecolor="0.93", edgecolor="none",
+                                   zorder=0.5))
+        ax.set_ylim(bottom, top)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_title(labels[fam])
+        ax.tick_params(labelleft=True)
+    for ax in axes[len(fams):]:
+        ax.remove()
+    fig.supxlabel("Compression ratio")
+    fig.supylabel("Δ score vs own no press (positive = better)")
+    handles = [(f"{g} ({', '.join(m for m, gg in groups.items() if gg == g)})",
+                Line2D([], [], color="0.3", ls=gstyle[g], marker="o", markerfacecolor="0.3" if gstyle[g] == "-"
+                       else "white")) for g in group_names]
+    if oom_drawn:
+        handles.append((OOM_LABEL, (Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
+                                    Line2D([], [], ls="none", marker="x", markeredgecolor=OOM_COLOR,
+                                           markersize=8.5))))
+    fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
+               title="Model group", alignment="left")
+    return fig
+
+
+register(Figure(NAME, "score change vs own baseline against compression ratio, one line per model group",
+                ("results",), build, options={"groups": "model -> group (default: models.<m>.group in the config)"}))
