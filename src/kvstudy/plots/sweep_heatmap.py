@@ -43,7 +43,8 @@ def _axes_for(sub: pd.DataFrame, params: list[str], x: str | None, y: str | None
     """The (x, y) parameters of one method: as given, else the two that take the most values."""
     varying = {p: sub[p].dropna().nunique() for p in params if sub[p].dropna().nunique() > 1}
     if x is not None and y is not None:
-        return (x, y) if x in sub.columns and y in sub.columns else None
+        given = x in sub.columns and y in sub.columns and sub[x].notna().any() and sub[y].notna().any()
+        return (x, y) if given else None
     ranked = sorted(varying, key=lambda p: (-varying[p], p))
     if x is not None:
         ranked = [x] + [p for p in ranked if p != x]
