@@ -81,11 +81,17 @@ def test_analysis_compares_every_variant_with_no_press(run):
 
 def test_figures_and_manifest(run):
     manifest = (run / "figures/all").read_text()
-    for fig in ("score_vs_ratio", "pareto_memory", "niah_heatmap"):
+    for fig in ("score_vs_ratio", "pareto_memory", "pareto_latency", "niah_heatmap", "delta_heatmap",
+                "context_scaling"):
         for ext in ("pdf", "png"):
             assert (run / f"figures/{fig}.{ext}").stat().st_size > 1000
             assert f"figures/{fig}.{ext}" in manifest
-    assert "results/tables/performance.csv" in manifest
+    for table in ("results/tables/performance.csv", "results/tables/summary_score.tex",
+                  "results/tables/summary_memory.csv", "results/analysis/significance_seeds.csv",
+                  "results/provenance.html"):
+        assert table in manifest
+    tex = (run / "results/tables/summary_score.tex").read_text()
+    assert "\\toprule" in tex and "no\\_press" in tex
 
 
 def test_deleted_result_is_recomputed_and_nothing_else(run):
@@ -105,6 +111,8 @@ def test_report_builds(run):
     snakemake(run, "--report", "report.html")
     html = (run / "report.html").read_text(errors="ignore")
     assert "score_vs_ratio" in html
+    for words in ("Provenance", "summary_score.tex", "delta_heatmap", "eval jobs (1 model x 2 tasks"):
+        assert words in html, words
 
 
 def test_bad_config_stops_before_any_job(run, tmp_path):

@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import OOM_TEXT_COLOR, as_bool, oom_variants, prepare, require_columns, require_rows
 from kvstudy.plots._common import task_order, variant_label, families, family_labels
-from kvstudy.plots.style import length_label, method_order, new_figure, task_label
+from kvstudy.plots.style import length_label, method_color, method_order, new_figure, task_label
 
 NAME = "delta_heatmap"
 CMAP = "RdBu"
@@ -53,6 +53,7 @@ def build(tables):
                 .sort_values(["_m", "family", "compression_ratio"]))
     rows = [(p, variant_label(m, f, r, labels)) for p, m, f, r in
             zip(variants["press"], variants["method"], variants["family"], variants["compression_ratio"])]
+    row_methods = list(variants["method"])
     panels = [(m, int(n)) for m in dict.fromkeys(every["model"])
               for n in sorted(every.loc[every["model"] == m, "length"].unique())]
     lim = float(np.nanmax(np.abs(cells["delta"]))) if len(cells) and np.isfinite(cells["delta"]).any() else 1.0
@@ -97,6 +98,8 @@ def build(tables):
         ax.grid(False)
         ax.set_xticks(np.arange(len(tasks)) + 0.5, [task_label(t) for t in tasks], rotation=30, ha="right")
         ax.set_yticks(np.arange(len(rows)) + 0.5, [label for _, label in rows] if k % ncols == 0 else [])
+        for tick, method in zip(ax.get_yticklabels(), row_methods):  # each press in its colour, as everywhere
+            tick.set_color(method_color(method))
         ax.tick_params(length=0)
         title = f"{length_label(length)} tokens"
         ax.set_title(f"{model} · {title}" if many_models else title)
