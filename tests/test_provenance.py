@@ -24,7 +24,7 @@ def test_provenance_page_has_commit_config_versions_devices_and_times(tmp_path, 
     out = write_provenance(study, tmp_path / "prov.html", root=tmp_path, results_csv=tmp_path / "results.csv",
                            raw_paths=[raw, tmp_path / "missing.json"], benchmarks=tmp_path / "benchmarks")
     page = out.read_text()
-    for words in ("Git commit", "not a git checkout", "NVIDIA H100", "gpu7", "abc123", "statsmodels", "pandas",
+    for words in ("Git commit", "not a git checkout", "kvstudy source", "NVIDIA H100", "gpu7", "abc123", "statsmodels", "pandas",
                   "12.5", "benchmark", "oom", "builtin:tiny-retrieval", "Resolved config"):
         assert words in page, words
 

@@ -102,17 +102,22 @@ def _table(frame: pd.DataFrame) -> str:
 def render(config: dict, root: Path, results: pd.DataFrame | None, raw_paths: list[Path],
            benchmarks: Path | None) -> str:
     git = git_state(root)
+    code = git_state(Path(__file__).resolve().parent)  # the kvstudy code that ran (may differ from the workdir)
     versions = pd.DataFrame(sorted(package_versions().items()), columns=["package", "version"])
     seen = raw_provenance(raw_paths)
     times, source = job_times(results, benchmarks)
     status = (results["status"].value_counts().rename_axis("status").reset_index(name="jobs")
               if results is not None and "status" in results.columns else pd.DataFrame())
     dirty = {True: " (working tree had uncommitted changes)", False: " (clean)", None: ""}[git["dirty"]]
+    source_dirty = {True: " (uncommitted changes)", False: " (clean)", None: ""}[code["dirty"]]
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     body = [
         f"<h1>Provenance of study {html.escape(str(config.get('study', '')))}</h1>",
         f"<p>Built {now} on {html.escape(os.uname().nodename)}.</p>",
-        "<h2>Git commit</h2>", f"<p><code>{html.escape(git['commit'])}</code>{dirty}</p>",
+        "<h2>Git commit</h2>", f"<p>Working directory: <code>{html.escape(git['commit'])}</code>{dirty}</p>",
+        f"<p>kvstudy source ({html.escape(str(Path(__file__).resolve().parent))}): "
+        f"<code>{html.escape(code['commit'])}</code>"
+        f"{source_dirty}</p>",
         "<h2>Job status</h2>", _table(status),
         "<h2>Devices, hosts and versions seen in the raw results</h2>",
         f"<p>{len(raw_paths)} raw results read; each row: a value and how many jobs report it.</p>", _table(seen),

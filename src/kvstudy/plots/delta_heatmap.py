@@ -63,7 +63,7 @@ def build(tables):
     ncols = min(len(panels), 3)
     nrows = int(np.ceil(len(panels) / ncols))
     w = 1.15 * len(tasks) + 2.6
-    h = 0.36 * len(rows) + 1.2
+    h = max(0.36 * len(rows) + 1.2, 2.8)  # room for the colour bar's label with few rows
     fig = new_figure(w * ncols + 1.2, h * nrows + 0.4)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     annotate = len(rows) * len(tasks) <= 200
@@ -105,8 +105,9 @@ def build(tables):
         ax.set_title(f"{model} · {title}" if many_models else title)
     for ax in axes[len(panels):]:
         ax.remove()
-    cbar = fig.colorbar(mesh, ax=list(axes[:len(panels)]), shrink=0.8, aspect=30, pad=0.02)
-    cbar.set_label("Δ score vs no press (positive = better)")
+    cbar = fig.colorbar(mesh, ax=list(axes[:len(panels)]), shrink=0.8 if len(rows) > 8 else 1.0,
+                        aspect=30 if len(rows) > 8 else 15, pad=0.02)
+    cbar.set_label("Δ score (positive = better)")
     fig.suptitle("Score difference to no press (* significant after Holm, every seed)")
     return fig
 
