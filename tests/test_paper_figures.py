@@ -202,3 +202,19 @@ def test_model_groups_needs_groups_and_draws_one_line_per_group():
 def test_options_are_checked(tables, tmp_path):
     with pytest.raises(ValueError, match="has no option"):
         FIGURES["delta_heatmap"].draw(tables, tmp_path / "x", {"colour": "red"})
+
+
+def test_score_vs_ratio_average_adds_a_task_mean_column(tables):
+    fig = _build("score_vs_ratio", tables, average=True)
+    try:
+        titles = [ax.get_title() for ax in fig.axes]
+        assert sum("Mean over tasks" in t for t in titles) == 2  # one per length
+        mean_1k = next(ax for ax in fig.axes if ax.get_title().startswith("Mean over tasks") and "1K" in ax.get_title())
+        line = next(ln for ln in mean_1k.get_lines() if ln.get_gid() == "score:snapkv")
+        r = tables["results"]
+        snap = r[(r.press == "snapkv-cr0.50") & (r.length == 1024)]
+        assert np.isclose(line.get_ydata(), snap.score.mean()).any()  # tasks and seeds balanced: plain mean
+        mean_2k = next(ax for ax in fig.axes if ax.get_title().startswith("Mean over tasks") and "2K" in ax.get_title())
+        assert [ln.get_gid() for ln in mean_2k.get_lines() if (ln.get_gid() or "").startswith("oom:")] == ["oom:knorm"]
+    finally:
+        plt.close(fig)

@@ -104,10 +104,38 @@ def _oom_legend_handle():
             Line2D([], [], ls="none", color=OOM_COLOR, **OOM_CROSS))
 
 
-def build(tables):
+def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` plus rows of task "mean": per (model, length, press, seed), the mean score over the higher-is-better
+    tasks, for variants scored on every one of them; a variant out of memory on any task and never complete is an
+    "oom" row of the mean (it has no mean)."""
+    hib = df.get("higher_is_better")
+    good = df if hib is None else df[~hib.astype(str).str.strip().str.lower().isin(["false", "0", "0.0"])]
+    tasks = good["task"].astype(str).unique()
+    if len(tasks) < 2:
+        return df
+    keys = ["model", "length", "press"]
+    ok = scored(good)
+    per = ok.groupby([*keys, "seed"], sort=False).agg(
+        score=("score", "mean"), n_tasks=("task", "nunique"), method=("method", "first"),
+        family=("family", "first"), compression_ratio=("compression_ratio", "first")).reset_index()
+    mean = per[per["n_tasks"] == len(tasks)].drop(columns="n_tasks").assign(task="mean", status="ok")
+    metrics = good["metric"].dropna().unique() if "metric" in good.columns else []
+    mean["metric"] = metrics[0] if len(metrics) == 1 else None
+    oom = oom_variants(good, NAME)
+    complete = set(zip(mean["model"], mean["length"], mean["press"]))
+    oom = oom[[k not in complete for k in zip(oom["model"], oom["length"], oom["press"])]]
+    oom = oom.drop_duplicates(keys).assign(task="mean", status="oom", score=np.nan)
+    return pd.concat([df, mean, oom.drop(columns=[c for c in oom.columns if c not in df.columns and c != "task"])],
+                     ignore_index=True)
+
+
+def build(tables, average=False):
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score"])
     df = prepare(df, NAME, "results")
+    df["task"] = df["task"].astype(str)
+    if average:
+        df = with_task_mean(df)
     oom = oom_variants(df, NAME)
     df = scored(df)
     if df.empty:
@@ -225,4 +253,5 @@ def build(tables):
     return fig
 
 
-register(Figure(NAME, "score vs compression ratio per task x length, one line per method", ("results",), build))
+register(Figure(NAME, "score vs compression ratio per task x length, one line per method", ("results",), build,
+                options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"}))

@@ -95,7 +95,9 @@ def build(tables, x=None, y=None, methods=None, tasks=None):
     pw, ph = 0.7 * max_x + 1.3, 0.45 * max_y + 1.3
     fig = new_figure(pw * len(task_list) + 1.6, ph * len(fig_rows) + 0.3)
     axes = np.atleast_2d(fig.subplots(len(fig_rows), len(task_list), squeeze=False))
-    norm = Normalize(0.0, 1.0)
+    scores = pd.to_numeric(df.loc[df["_ok"], "score"], errors="coerce").dropna()
+    # scores in [0, 1] share the 0-1 scale of the other heatmaps; others (perplexity) span their own range
+    norm = Normalize(0.0, 1.0) if scores.between(0, 1).all() else Normalize(scores.min(), scores.max())
     mesh = None
     for r, (method, xp, yp, sub, xs, ys) in enumerate(fig_rows):
         for c, task in enumerate(task_list):
@@ -119,7 +121,7 @@ def build(tables, x=None, y=None, methods=None, tasks=None):
                                 fontweight="bold", color=OOM_TEXT_COLOR, gid="oom-label")
                     elif np.isfinite(data[i, j]):
                         ax.text(j + 0.5, i + 0.5, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=10,
-                                color="black" if data[i, j] > 0.55 else "white")
+                                color="black" if norm(data[i, j]) > 0.55 else "white")
             ax.set_xlim(0, len(xs))
             ax.set_ylim(0, len(ys))
             ax.set_facecolor("0.97")
