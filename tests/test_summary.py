@@ -15,7 +15,8 @@ def job(press, task, score, seed=0, length=1024, status="ok", kv=1000.0, hib=Tru
             "compression_ratio": 0.0 if press == "no_press" else float(press.split("cr")[1]), "seed": seed,
             "status": status, "score": score if ok else None, "kv_bytes": kv * 2**20 if ok else None,
             "peak_memory_bytes": 2e9 if ok else None, "decode_tokens_per_second": 100.0 if ok else None,
-            "ttft_seconds": 0.05 if ok else None, "higher_is_better": hib, "extra_column": "x"}
+            "ttft_seconds": 0.05 if ok else None, "higher_is_better": hib, "extra_column": "x",
+            "kv_fraction_kept": (0.2 if press.startswith("adakv") else kv / 1000) if ok else None}
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def test_memory_and_throughput(results):
     assert m.loc["snapkv-cr0.50", "kv_mib@1024"] == pytest.approx(500.0)
     assert m.loc["snapkv-cr0.50", "kv_saving_pct@1024"] == pytest.approx(50.0)
     assert m.loc["knorm-cr0.50", "status@1024"] == "ok"  # ok on niah: not an OOM row
+    assert m.loc["snapkv-cr0.50", "kept_pct@1024"] == pytest.approx(50.0)
     t = throughput_table(results).set_index("press")
     assert t.loc["no_press", "ttft_ms@1024"] == pytest.approx(50.0)
 
@@ -80,3 +82,12 @@ def test_latex_is_booktabs_and_escaped(results, significance, tmp_path):
     assert r"no\_press" in tex and "no_press" not in tex.replace(r"no\_press", "")
     assert r"40.0$^{\downarrow}$" in tex and "80.0" in tex and r"80.0$^" not in tex
     assert pd.read_csv(tmp_path / "out" / "summary_score.csv").loc[0, "press"] == "no_press"
+
+
+def test_masking_press_shows_kept_fraction_beside_real_bytes(results):
+    masked = pd.DataFrame([job("adakv-cr0.80", t, 0.9, kv=1000.0) for t in ("niah", "ppl")])
+    tables = summary_tables(pd.concat([results, masked], ignore_index=True), None)
+    m = tables["summary_memory"][0].set_index("press")
+    assert m.loc["adakv-cr0.80", "kept_pct@1024"] == pytest.approx(20.0)
+    assert m.loc["adakv-cr0.80", "kv_saving_pct@1024"] == pytest.approx(0.0)  # no byte freed
+    assert "kept \\%" in tables["summary_memory"][1]

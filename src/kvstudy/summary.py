@@ -6,7 +6,8 @@
   significant after Holm in every seed (and all seeds agree on the direction): "better" / "worse" in the CSV's
   `<task>_mark` column, an up / down arrow in LaTeX.
 - `summary_memory`: per (model, press variant) and context length: KV-cache MiB after prefill (mean over tasks and
-  seeds), its saving against the baseline in %, and peak device memory in GB.
+  seeds), its saving against the baseline in %, the % of KV tokens kept (where results.csv has
+  `kv_fraction_kept`; masking presses keep few tokens but free no bytes) and peak device memory in GB.
 - `summary_throughput`: per (model, press variant) and context length: decode tokens/s and time to first token.
 
 A variant whose jobs all ran out of memory shows "OOM" (LaTeX) / an empty value marked "oom" (CSV), never a
@@ -118,7 +119,10 @@ def _efficiency(results: pd.DataFrame, measures: dict[str, tuple[str, float]]) -
 
 
 def memory_table(results: pd.DataFrame) -> pd.DataFrame:
-    out = _efficiency(results, {"kv_mib": ("kv_bytes", 1 / 2**20), "peak_gb": ("peak_memory_bytes", 1e-9)})
+    measures = {"kv_mib": ("kv_bytes", 1 / 2**20), "peak_gb": ("peak_memory_bytes", 1e-9)}
+    if "kv_fraction_kept" in results.columns:  # masking presses keep few tokens yet free no bytes: show both
+        measures["kept_pct"] = ("kv_fraction_kept", 100.0)
+    out = _efficiency(results, measures)
     for col in [c for c in out.columns if c.startswith("kv_mib@")]:
         length = col.split("@")[1]
         base = out.loc[out["press"] == BASELINE].set_index("model")[col]
@@ -195,10 +199,15 @@ def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple[str, int]], 
 
 
 def memory_latex(table: pd.DataFrame) -> str:
+    columns = {"kv_mib": ("KV MiB", 2), "kv_saving_pct": ("saved %", 1)}
+    if any(c.startswith("kept_pct@") for c in table.columns):
+        columns["kept_pct"] = ("kept %", 1)
+    columns["peak_gb"] = ("peak GB", 2)
     return _efficiency_latex(
-        table, {"kv_mib": ("KV MiB", 2), "kv_saving_pct": ("saved %", 1), "peak_gb": ("peak GB", 2)},
-        "KV-cache memory after prefill (MiB, mean over tasks and seeds), its saving against no press, and peak "
-        "device memory (GB) per context length; OOM: out of memory.", "tab:memory")
+        table, columns,
+        "KV-cache memory after prefill (MiB, measured from the cache tensors; mean over tasks and seeds), its "
+        "saving against no press, the fraction of KV tokens kept (a masking press keeps few tokens yet frees no "
+        "bytes), and peak device memory (GB) per context length; OOM: out of memory.", "tab:memory")
 
 
 def throughput_latex(table: pd.DataFrame) -> str:
