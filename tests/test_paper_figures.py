@@ -218,3 +218,21 @@ def test_score_vs_ratio_average_adds_a_task_mean_column(tables):
         assert [ln.get_gid() for ln in mean_2k.get_lines() if (ln.get_gid() or "").startswith("oom:")] == ["oom:knorm"]
     finally:
         plt.close(fig)
+
+
+def test_pareto_with_perplexity_uses_its_own_inverted_axis():
+    rows = [{"model": "m", "task": "ppl", "length": 1024, "press": p, "method": m, "compression_ratio": r, "seed": 0,
+             "status": "ok", "score": s, "kv_bytes": b, "ttft_seconds": 0.01, "higher_is_better": False}
+            for p, m, r, s, b in (("no_press", "no_press", 0.0, 10.0, 1000), ("knorm-cr0.50", "knorm", 0.5, 12.0, 500),
+                                  ("knorm-cr0.90", "knorm", 0.9, 30.0, 100))]
+    results = pd.DataFrame(rows)
+    fig = _build("pareto_memory", {"pareto": pareto(results), "results": results})
+    try:
+        ax = fig.axes[0]
+        low, high = ax.get_ylim()
+        assert low > high  # inverted: lower perplexity is up
+        assert high < 10.0 and low > 30.0  # every point inside the axes
+        front = ax.get_lines()[0]
+        assert list(front.get_ydata()[:-1]) == [30.0, 12.0, 10.0]  # all three are on the perplexity front
+    finally:
+        plt.close(fig)

@@ -284,7 +284,14 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
 
     ncols, nrows = len(tasks), len(rows)
     fig = new_figure(2.9 * ncols + 2.1, 2.4 * nrows + 0.5)
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, sharey=True, squeeze=False))
+    # scores in [0, 1] share one 0-1 axis; other scores (perplexity) get each panel's own range, and a
+    # lower-is-better score is drawn with its axis inverted so that up is better in every panel
+    unit_score = bool(df["score"].between(0, 1).all())
+    lower_better = set()
+    if "higher_is_better" in df.columns:
+        flags = df["higher_is_better"].astype(str).str.strip().str.lower().isin(["false", "0", "0.0"])
+        lower_better = set(zip(df.loc[flags, "model"], df.loc[flags, "task"], df.loc[flags, "length"]))
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, sharey=unit_score, squeeze=False))
     used: dict[str, Line2D] = {}
     labels_to_place = []
     notes = []  # (axes, its points, OOM note)
@@ -312,8 +319,15 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
             if not panel_oom.empty:
                 notes.append((ax, panel, oom_note(panel_oom, labels)))
             ax.set_title(panel_title(task, model, length, many_models))
-            ax.set_ylim(0.0, 1.16)
-            ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            if unit_score:
+                ax.set_ylim(0.0, 1.16)
+                ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            elif len(panel):
+                lo_s, hi_s = float(panel["score"].min()), float(panel["score"].max())
+                pad = 0.1 * ((hi_s - lo_s) or abs(hi_s) or 1.0)
+                ax.set_ylim(lo_s - pad, hi_s + 1.6 * pad)
+            if (model, task, length) in lower_better:
+                ax.invert_yaxis()
             ax.tick_params(labelleft=True)
             if in_row.empty:
                 ax.set_xlim(0.0, 1.0)
