@@ -87,6 +87,14 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
+    # --- task kinds with a loop of their own (issue 4: perplexity under compression) ---
+    from kvstudy.tasks import TASKS
+
+    if getattr(TASKS.get(job["task_kind"]), "kind", "generate") == "perplexity":
+        from kvstudy.perplexity import run_perplexity_job
+
+        return run_perplexity_job(job, threads=threads, device=device)
+    # --- end of task-kind dispatch ---
     started, t_start = now_iso(), time.perf_counter()
     if os.environ.get(INJECT_FAIL) and fnmatch.fnmatch(job["press"], os.environ[INJECT_FAIL]):
         raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")

@@ -18,6 +18,6 @@ def get_task(name: str, params: dict | None = None) -> Task:
     return TASKS[name](**(params or {}))
 
 
-from kvstudy.tasks import kv_retrieval, niah  # noqa: E402,F401  (registration)
+from kvstudy.tasks import kv_retrieval, niah, perplexity  # noqa: E402,F401  (registration)
 
 __all__ = ["TASKS", "Sample", "Task", "get_task", "register"]

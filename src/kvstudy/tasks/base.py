@@ -23,6 +23,8 @@ class Task:
     name: ClassVar[str]
     metric: ClassVar[str]
     description: ClassVar[str] = ""
+    kind: ClassVar[str] = "generate"  # "generate": greedy answer scored by `metric`; "perplexity": own loop
+    higher_is_better: ClassVar[bool] = True
 
     n_samples: int = 40
     max_new_tokens: int = 4
