@@ -71,6 +71,36 @@ def haystack_ids(rng: np.random.Generator, enc: PieceTokenizer, n_tokens: int, w
     return out[:n_tokens]
 
 
+def repeat_ids(enc: PieceTokenizer, n_tokens: int, sentences: list[str]) -> tuple[list[int], list[int]]:
+    """RULER's "noise" haystack: the sentences repeated, cut to `n_tokens`; also each sentence's start offset."""
+    out: list[int] = []
+    starts: list[int] = []
+    while len(out) < n_tokens:
+        for s in sentences:
+            starts.append(len(out))
+            out.extend(enc(" " + s) if out else enc(s))
+            if len(out) >= n_tokens:
+                break
+    return out[:n_tokens], [b for b in starts if b <= n_tokens]
+
+
+def pieces_ids(enc: PieceTokenizer, n_tokens: int, pieces, pad: list[int]) -> tuple[list[int], list[int]]:
+    """Whole pieces (e.g. distractor needles) while they fit, then `pad` tokens up to exactly `n_tokens`."""
+    out: list[int] = []
+    starts: list[int] = []
+    for piece in pieces:
+        ids = enc(piece)
+        if len(out) + len(ids) > n_tokens:
+            break
+        starts.append(len(out))
+        out.extend(ids)
+    if len(out) < n_tokens and not pad:
+        raise ValueError("padding piece encodes to no tokens")
+    while len(out) < n_tokens:
+        out.extend(pad[: n_tokens - len(out)])
+    return out, starts + [n_tokens]
+
+
 @dataclass
 class Context:
     ids: list[int]
@@ -84,20 +114,31 @@ def build_context(
     needles: list[list[int]],
     depths: list[float],
     filler=LEXICON.filler,
+    hay=None,
+    prefix: list[int] | None = None,
 ) -> Context:
-    """A context of exactly `length` tokens (BOS included) with each needle inserted at its depth.
+    """A context of exactly `length` tokens (BOS + `prefix` included) with each needle inserted at its depth.
 
     Depth is the needle's start as a fraction of the haystack (0 = first token after BOS, 1 = the end). Needles
-    never overlap: they are placed in depth order, each after the previous one.
+    never overlap: they are placed in depth order, each after the previous one. `hay(n)` may give another haystack
+    (ids, allowed cut offsets): cuts then snap to the nearest allowed offset (e.g. sentence starts), as RULER
+    inserts needles between sentences; the default is random `filler` words, cut anywhere.
     """
-    bos = enc.bos
+    bos = enc.bos + list(prefix or [])
     n_needle = sum(len(n) for n in needles)
     n_hay = length - len(bos) - n_needle
     if n_hay < 0:
         raise ValueError(f"length {length} is too short for {len(needles)} needles of {n_needle} tokens")
-    hay = haystack_ids(rng, enc, n_hay, filler)
+    if hay is None:
+        hay_ids, allowed = haystack_ids(rng, enc, n_hay, filler), None
+    else:
+        hay_ids, allowed = hay(n_hay)
+    hay = hay_ids
     order = np.argsort(depths, kind="stable")
     cuts = [int(round(depths[i] * n_hay)) for i in order]
+    if allowed:
+        allowed = sorted(set(allowed) | {n_hay})
+        cuts = [min(allowed, key=lambda b: abs(b - c)) for c in cuts]
     ids, offsets, prev = list(bos), [0] * len(needles), 0
     for i, cut in zip(order, cuts):
         cut = max(cut, prev)
