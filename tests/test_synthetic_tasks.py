@@ -6,14 +6,12 @@ import re
 from collections import Counter
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
+from bpe import train_bpe
 from kvstudy.metrics import METRICS
 from kvstudy.models.tiny import build_tokenizer
 from kvstudy.tasks import get_task
 from kvstudy.tasks.countdown import solve
-from kvstudy.tasks.vocab import NOISE, english_words
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +21,7 @@ def tiny_tok():
 
 @pytest.fixture(scope="module")
 def bpe():
-    """A small byte-level BPE (any text encodes; words split into subwords), like real HF tokenizers."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = [" ".join(english_words()), " ".join(NOISE), "One of the special magic numbers for is: VAR = 12345"]
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    return train_bpe()
 
 
 CASES = {  # kind: params for both tokenizers (the lexicon needs word values)

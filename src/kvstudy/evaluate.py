@@ -108,6 +108,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     attn = spec.attn_implementation or job.get("attn_implementation", "sdpa")
     model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
     task = get_task(job["task_kind"], job["task_params"])
+    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); used by tasks on real data
     samples = task.samples(tokenizer, job["length"], job["seed"])
     metric = METRICS[task.metric]
     stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
@@ -124,7 +125,8 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         if inject and fnmatch.fnmatch(job["press"], inject):
             raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
         for s in samples:
-            r = run_sample(model, tokenizer, press, s, task.max_new_tokens, stops, clock)
+            # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
+            r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
             r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
             rows.append(r)
     except torch.OutOfMemoryError as e:  # OOM is data: record it, free memory, fail nothing else

@@ -66,6 +66,7 @@ def jobs(config: dict) -> list[dict]:
                 "model_path": m["path"],
                 "dtype": m.get("dtype", "auto"),
                 "attn_implementation": m.get("attn_implementation", "sdpa"),
+                "chat_template": m.get("chat_template", "auto"),
                 "task": task,
                 "task_kind": t.get("kind", task),
                 "task_params": {k: x for k, x in t.items() if k != "kind"},

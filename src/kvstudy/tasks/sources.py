@@ -28,6 +28,7 @@ def load_records(
         return [{"text": path.read_text(encoding="utf-8")}]
     import datasets
 
+    datasets.disable_progress_bars()  # one bar per split would fill every job log
     if path.exists():
         if path.suffix not in _BUILDERS:
             raise ValueError(f"source {source}: unsupported file type {path.suffix!r} (use {', '.join(_BUILDERS)}, .txt)")
