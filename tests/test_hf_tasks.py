@@ -168,6 +168,8 @@ def test_hf_qa_job_end_to_end_on_the_tiny_model(tmp_path):
     r = run_job(job, device="cpu")
     assert r["quality"]["n"] == 3 and r["quality"]["score"] == 1.0
     assert all(x["decode_tokens"] == 0 for x in r["samples"])  # the row's max_new_tokens (1) was used
+    assert all(x["meta"]["truncated"] is False and x["context_tokens"] <= 256 for x in r["samples"])
+    json.dumps(r)  # the raw result (task meta included) is plain JSON
 
 
 def test_config_rejects_bad_task_settings(study):

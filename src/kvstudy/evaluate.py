@@ -128,6 +128,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
             # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
             r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
             r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
+            r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
             rows.append(r)
     except torch.OutOfMemoryError as e:  # OOM is data: record it, free memory, fail nothing else
         status, error, rows = "oom", str(e).splitlines()[0], []
