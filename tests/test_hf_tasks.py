@@ -170,6 +170,9 @@ def test_hf_qa_job_end_to_end_on_the_tiny_model(tmp_path):
     assert all(x["decode_tokens"] == 0 for x in r["samples"])  # the row's max_new_tokens (1) was used
     assert all(x["meta"]["truncated"] is False and x["context_tokens"] <= 256 for x in r["samples"])
     json.dumps(r)  # the raw result (task meta included) is plain JSON
+    # the documents are shorter than the length: the full cache is what was prefilled, not the length
+    assert r["efficiency"]["kv_tokens_full"] == r["samples"][0]["context_tokens"] == 200
+    assert r["efficiency"]["kv_fraction_kept"] == 1.0
 
 
 def test_config_rejects_bad_task_settings(study):
