@@ -1,6 +1,7 @@
 """RULER common words extraction (`cwe`): a numbered word list where `num_common` words appear `freq_common`
 times and the rest `freq_uncommon` times; name the most common ones. Words come from the shipped list
-(`tasks/data/words.txt`; the lexicon's fillers for the tiny model).
+(`tasks/data/words.txt`, ~1,250 nouns, verbs and adjectives, or `word_list`; the lexicon's fillers for the tiny
+model).
 
 Exact length: the largest number of uncommon occurrences whose list fits is found by bisection over cached piece
 lengths; the few tokens left (less than one list item) are padding before the list, recorded in `meta`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +35,7 @@ class CommonWords(Task):
     num_common: int = 10
     freq_common: int = 30
     freq_uncommon: int = 3
+    word_list: str = ""  # a file of words (whitespace-separated) instead of the shipped list, for long lengths
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         enc = PieceTokenizer(tokenizer)
@@ -43,10 +46,11 @@ class CommonWords(Task):
         q = (f" Question: What are the {self.num_common} most common words in the above list?"
              f" Answer: The top {self.num_common} words that appear most often in the list are:") if eng else " ?"
         budget = length - len(enc.bos) - len(head)
+        pool = list(dict.fromkeys(Path(self.word_list).read_text().split())) if self.word_list else list(v.words)
         out = []
         for i in range(self.n_samples):
             rng = np.random.default_rng([seed, length, i, 23])
-            words = [str(w) for w in rng.permutation(v.words)]
+            words = [str(w) for w in rng.permutation(pool)]
             common, rare = words[: self.num_common], words[self.num_common :]
             if not rare:
                 raise ValueError(f"the word list has {len(words)} words, more than num_common needed")

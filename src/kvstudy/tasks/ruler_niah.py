@@ -69,7 +69,14 @@ class RulerNIAH(Task):
         out = []
         for i in range(self.n_samples):
             rng = np.random.default_rng([seed, length, i, 21])
-            n_distract = 64 if self.haystack == "needle" else 0
+            n_distract = 0
+            if self.haystack == "needle":  # enough distinct distractors to fill the length (the lexicon cycles its few)
+                probe = make_items(np.random.default_rng(0), v, self.key_type, 1, "key")[0]
+                pv = make_items(np.random.default_rng(0), v, self.value_type, 1, "value")[0]
+                n_distract = length // max(1, len(enc(self._needle(v, probe, pv)))) + 1
+                if v.name != "english":
+                    n_distract = min(n_distract, len(v.keys) - self.num_keys,
+                                     len(v.values) - self.num_keys * self.num_values)
             keys = make_items(rng, v, self.key_type, self.num_keys + n_distract, "key")
             keys, distract_keys = keys[: self.num_keys], keys[self.num_keys :]
             queried = keys[: self.num_queries]
