@@ -79,3 +79,15 @@ def test_teacher_forcing_after_a_full_cache_matches_one_forward_pass(tiny):
     got = score_continuation(model, prefill(model, s.context_ids, None), 256, s.question_ids, chunk_size=7)
     assert got["scored_tokens"] == 63 and got["nll_sum"] == pytest.approx(want, rel=1e-4)
     assert math.isfinite(got["nll_sum"])
+
+
+def test_uneven_per_layer_caches_are_scored_token_by_token(tiny):
+    """PyramidKV-style budgets differ per layer; a multi-token chunk would fail in the mask."""
+    from kvpress import PyramidKVPress
+
+    model, tok = tiny
+    s = get_task("perplexity", PARAMS).samples(tok, 256, seed=0)[0]
+    cache = prefill(model, s.context_ids, PyramidKVPress(compression_ratio=0.5, window_size=16))
+    assert len({layer.keys.shape[-2] for layer in cache.layers}) > 1
+    r = score_continuation(model, cache, 256, s.question_ids, 24, prefill(model, s.context_ids, None))
+    assert r["chunk_size"] == 1 and r["scored_tokens"] == 63 and r["kl_sum"] > 0

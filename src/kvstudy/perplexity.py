@@ -39,6 +39,10 @@ def prefill(model, context_ids: list[int], press):
     return cache
 
 
+def uneven(cache) -> bool:
+    return len({layer.keys.shape[-2] for layer in cache.layers if getattr(layer, "keys", None) is not None}) > 1
+
+
 @torch.no_grad()
 def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_size: int, ref_cache=None,
                        clock: Clock | None = None) -> dict:
@@ -47,6 +51,8 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
     With `ref_cache` (the uncompressed cache of the same context) also KL(ref || cache) and top-1 agreement.
     """
     dev = model.device
+    if uneven(cache):  # per-layer budgets (PyramidKV): transformers cannot mask a multi-token step; go token by token
+        chunk_size = 1
     cont = torch.tensor([continuation], device=dev)
     n = cont.shape[1]
     nll = kl = 0.0
@@ -72,7 +78,7 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
             ref_logp = F.log_softmax(ref, -1)
             kl += float((ref_logp.exp() * (ref_logp - logp)).sum())
             agree += int((ref_logp.argmax(-1) == logp.argmax(-1)).sum())
-    out = {"nll_sum": nll, "scored_tokens": scored, "first_logits_at": first_logits_at}
+    out = {"nll_sum": nll, "scored_tokens": scored, "first_logits_at": first_logits_at, "chunk_size": chunk_size}
     if ref_cache is not None:
         out.update(kl_sum=kl, top1_agree=agree)
     return out
@@ -106,6 +112,7 @@ def run_sample(model, press, sample, chunk_size: int, fidelity: bool, clock: Clo
         "prefill_seconds": t1 - t0,
         "ttft_seconds": (r["first_logits_at"] or t3) - t0,
         "decode_tokens": len(sample.question_ids),
+        "chunk_size": r["chunk_size"],
         "decode_seconds": t3 - t2,
     }
     if fidelity:
