@@ -139,6 +139,8 @@ def test_longproc_loaders_and_their_metrics(bpe, subtask, file, good):
         assert METRICS[task.metric]("```tsv\n" + half + "\n```", s.references) == pytest.approx(2 / 3)
     elif subtask == "travel_planning":
         assert "Arriving in Rome" in text and "Helsinki" in q
+        with pytest.raises(ValueError, match="estimated_output_tokens"):  # the file's one plan is 500 tokens
+            get_task("longproc", params | {"min_output_tokens": 4096, "max_output_tokens": 8192}).samples(bpe, 4000, 0)
         plan = json.load(open(DATA / "longproc" / file))[0]["ground_truth_plan"]
         assert METRICS[task.metric](f"<Plan>\n{plan}\n</Plan>", s.references) == 1.0
         assert METRICS[task.metric](f"<Plan>\n{plan.replace('for 4 days', 'for 3 days')}\n</Plan>", s.references) == 0.0

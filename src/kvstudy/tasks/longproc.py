@@ -55,6 +55,9 @@ class LongProc(HFTask):
     subtask: str = "html_to_tsv"
     data_dir: str = ""  # where html_path is relative to (default: the JSON file's folder)
     demo_file: str = ""  # travel_planning worked examples
+    # travel_planning ships one file for all sizes; LongProc's 2k set is [0, 2048), its 8k set [4096, 8192)
+    min_output_tokens: int = 0
+    max_output_tokens: int = 0  # 0: no upper bound
 
     def __post_init__(self):
         if self.subtask not in SUBTASKS:
@@ -84,7 +87,13 @@ class LongProc(HFTask):
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         template = SUBTASKS[self.subtask][1]
         out = []
-        for i, r in enumerate(self.pick(self.records(seed), seed)):
+        rows = self.records(seed)
+        if self.min_output_tokens or self.max_output_tokens:
+            hi = self.max_output_tokens or float("inf")
+            rows = [r for r in rows if self.min_output_tokens <= r.get("estimated_output_tokens", 0) < hi]
+            if not rows:
+                raise ValueError(f"source {self.source}: no row with estimated_output_tokens in the range")
+        for i, r in enumerate(self.pick(rows, seed)):
             fields, refs = self._fields(r)
             ctx, q, meta = prompt.build(tokenizer, template, fields, "context", length, self.chat_template,
                                         self.truncation)
