@@ -199,3 +199,25 @@ def test_kvstudy_tasks_lists_every_kind_with_metric(capsys):
     for name, cls in TASKS.items():
         assert f"{name} " in out and f"metric={cls.metric}" in out
     assert "lower is better" in out  # perplexity
+
+
+def test_hub_ids_go_to_load_dataset_and_remote_code_only_when_asked(monkeypatch):
+    import datasets
+
+    from kvstudy.tasks.sources import load_records
+
+    calls = []
+
+    def fake(path, name=None, **kw):
+        calls.append((path, name, kw))
+        return [{"text": "x"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    assert load_records("Salesforce/wikitext", "wikitext-103-raw-v1", "test") == [{"text": "x"}]
+    path, name, kw = calls[-1]
+    assert (path, name, kw["split"]) == ("Salesforce/wikitext", "wikitext-103-raw-v1", "test")
+    assert "trust_remote_code" not in kw
+    load_records("deepmind/pg19", split="test", trust_remote_code=True)
+    assert calls[-1][2]["trust_remote_code"] is True
+    with pytest.raises(ValueError, match="no such file"):
+        load_records("./missing.jsonl")
