@@ -201,3 +201,16 @@ def test_seeded(kind, tiny_tok):
     task = get_task(kind, {"n_samples": 2} | CASES[kind])
     a, b, c = (task.samples(tiny_tok, 1024, seed=s) for s in (0, 0, 1))
     assert [s.context_ids for s in a] == [s.context_ids for s in b] != [s.context_ids for s in c]
+
+
+@pytest.mark.parametrize("kind", ["ruler_niah", "vt", "json_kv", "niah"])
+def test_chat_template_wraps_synthetic_prompts_at_the_exact_length(kind):
+    tok = train_bpe(chat=True)
+    task = get_task(kind, {"n_samples": 2} | ({"vocab": "english"} if kind != "niah" else {}))
+    for s in task.samples(tok, 1000, 0):  # chat_template "auto" and the tokenizer has one
+        assert len(s.context_ids) == 1000
+        assert tok.decode(s.context_ids).startswith("<|user|>\n")
+        assert tok.decode(s.question_ids).endswith("<|end|>\n<|assistant|>\n")
+    task.chat_template = "none"
+    s = task.samples(tok, 1000, 0)[0]
+    assert s.context_ids[0] == tok.bos_token_id and not tok.decode(s.question_ids).endswith("<|assistant|>\n")

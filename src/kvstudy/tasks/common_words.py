@@ -38,7 +38,7 @@ class CommonWords(Task):
     word_list: str = ""  # a file of words (whitespace-separated) instead of the shipped list, for long lengths
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         eng = v.name == "english"
         head = enc("Below is a numbered list of words. In these words, some appear more often than others."
@@ -91,7 +91,7 @@ class CommonWords(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx,
-                    question_ids=enc(q),
+                    question_ids=enc.question(q),
                     references=common,
                     meta={"pad_tokens": n_pad, "n_items": len(ws), "uncommon_max_freq": max_rare, "vocab": v.name},
                 )

@@ -89,7 +89,7 @@ class Countdown(Task):
     max_trace_lines: int = 150  # per worked example in the context
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         if v.name != "english":
             raise ValueError("countdown needs a tokenizer that encodes digits and + - * / = (vocab english)")
@@ -121,7 +121,7 @@ class Countdown(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx,
-                    question_ids=enc(f"# Problem\nNumbers: {nums}, target: {target}\n"),
+                    question_ids=enc.question(f"# Problem\nNumbers: {nums}, target: {target}\n"),
                     references=[json.dumps({"numbers": nums, "target": target})],
                     meta={"n_examples": n_demo, "pad_tokens": n_pad, "vocab": v.name},
                 )

@@ -34,7 +34,7 @@ class FreqWords(Task):
     top_k: int = 3
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         eng = v.name == "english"
         dots = "...." if eng else "."
@@ -79,7 +79,7 @@ class FreqWords(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx,
-                    question_ids=enc(q),
+                    question_ids=enc.question(q),
                     references=[w for w, _ in counts[: self.top_k]],
                     meta={"counts": dict(counts), "vocab": v.name},
                 )

@@ -41,11 +41,26 @@ LEXICON = Lexicon()
 
 
 class PieceTokenizer:
-    """Caches `tokenizer.encode(piece)` so contexts of 100k tokens are built from a few thousand encodes."""
+    """Caches `tokenizer.encode(piece)` so contexts of 100k tokens are built from a few thousand encodes.
 
-    def __init__(self, tokenizer):
+    With a chat template (`chat_template` auto and the tokenizer has one), the context starts with the template's
+    user header instead of a bare BOS, and `question()` ends with the assistant header: the whole prompt is one
+    user turn, and the header counts in the exact context length.
+    """
+
+    def __init__(self, tokenizer, chat_template: str = "none"):
         self.tokenizer = tokenizer
         self._cache: dict[str, list[int]] = {}
+        self.head: list[int] | None = None
+        self.tail: list[int] = []
+        from kvstudy.tasks.prompt import split_prompt, uses_chat_template
+
+        if uses_chat_template(tokenizer, chat_template):
+            p = split_prompt(tokenizer, "{context}", {}, "context", chat_template)
+            self.head, self.tail = p.head, p.tail
+
+    def question(self, text: str) -> list[int]:
+        return self(text) + self.tail
 
     def __call__(self, piece: str) -> list[int]:
         ids = self._cache.get(piece)
@@ -56,6 +71,9 @@ class PieceTokenizer:
 
     @property
     def bos(self) -> list[int]:
+        """What a context starts with: BOS, or the chat template's header (which carries its own BOS)."""
+        if self.head is not None:
+            return list(self.head)
         bos = self.tokenizer.bos_token_id
         return [] if bos is None else [bos]
 

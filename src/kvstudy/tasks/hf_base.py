@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
 import numpy as np
 
 from kvstudy.tasks.base import Task
@@ -13,9 +11,6 @@ from kvstudy.tasks.sources import load_records
 
 @dataclass
 class HFTask(Task):
-    # set per job from the model's config (`models.NAME.chat_template: auto | none`), not a task parameter
-    chat_template: ClassVar[str] = "auto"
-
     n_samples: int = 100
     source: str = ""  # hub id (org/name) or local .jsonl / .json / .parquet / .csv file
     dataset_name: str = ""  # hub config name

@@ -31,7 +31,7 @@ class JsonKV(Task):
     n_depths: int = 10
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         eng = v.name == "english"
         head = enc("Extract the value corresponding to the specified key in the JSON object below. JSON data: {") \
@@ -85,7 +85,7 @@ class JsonKV(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx,
-                    question_ids=enc(question),
+                    question_ids=enc.question(question),
                     references=[value],
                     depth=offset / length,
                     meta={"needle_offset": offset, "n_pairs": len(pairs), "pad_tokens": n_pad, "vocab": v.name},

@@ -58,7 +58,7 @@ class PathTraversal(Task):
     route_hops: int = 20  # lines of the answer: the output length knob
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         eng = v.name == "english"
         head = enc(INSTRUCTIONS) if eng else []
@@ -107,7 +107,7 @@ class PathTraversal(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx,
-                    question_ids=enc(q),
+                    question_ids=enc.question(q),
                     references=[answer],
                     meta={"n_cities": len(edges) + 1, "route_hops": self.route_hops, "pad_tokens": n_pad,
                           "vocab": v.name},

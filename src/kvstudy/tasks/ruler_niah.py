@@ -59,7 +59,7 @@ class RulerNIAH(Task):
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         if not 1 <= self.num_queries <= self.num_keys:
             raise ValueError(f"num_queries {self.num_queries} must be between 1 and num_keys {self.num_keys}")
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         prefix = []
         if v.name == "english":
@@ -104,7 +104,7 @@ class RulerNIAH(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx.ids,
-                    question_ids=enc(self._question(v, queried)),
+                    question_ids=enc.question(self._question(v, queried)),
                     references=refs,
                     depth=ctx.needle_offsets[0] / length,  # where the needle really is (instructions included)
                     meta={"needle_offset": ctx.needle_offsets[0], "answer_offsets": answer_offsets,

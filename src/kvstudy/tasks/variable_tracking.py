@@ -40,7 +40,7 @@ class VariableTracking(Task):
     num_hops: int = 4
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         v = resolve_vocab(tokenizer, self.vocab)
         eng = v.name == "english"
         out = []
@@ -70,7 +70,7 @@ class VariableTracking(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx.ids,
-                    question_ids=enc(q),
+                    question_ids=enc.question(q),
                     references=answer,
                     depth=ctx.needle_offsets[0] / length,
                     meta={"needle_offset": ctx.needle_offsets[0], "chain_offsets": ctx.needle_offsets[: len(answer)],
