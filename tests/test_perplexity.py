@@ -91,3 +91,20 @@ def test_uneven_per_layer_caches_are_scored_token_by_token(tiny):
     assert len({layer.keys.shape[-2] for layer in cache.layers}) > 1
     r = score_continuation(model, cache, 256, s.question_ids, 24, prefill(model, s.context_ids, None))
     assert r["chunk_size"] == 1 and r["scored_tokens"] == 63 and r["kl_sum"] > 0
+
+
+def test_windows_run_across_rows_of_a_jsonl_with_the_separator(tiny, tmp_path):
+    _, tok = tiny
+    words = open(TEXT).read().split()
+    rows = [" ".join(words[k : k + 90]) for k in range(0, 900, 90)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"body": r}) + "\n" for r in rows))
+    task = get_task("perplexity", {"source": str(path), "text_column": "body", "separator": " .",
+                                   "n_samples": 2, "continuation_tokens": 20})
+    s = task.samples(tok, 128, seed=0)
+    stream = " . ".join(rows).split()
+    assert tok.convert_ids_to_tokens(s[0].context_ids[1:] + s[0].question_ids) == stream[:147]
+    assert tok.convert_ids_to_tokens(s[1].context_ids[1:]) == stream[147 : 147 + 127]
+    assert task.samples(tok, 128, seed=1)[0].meta["start_document"] != 0  # the seed picks the first row
+    with pytest.raises(ValueError, match="no column 'text'"):
+        get_task("perplexity", {"source": str(path), "n_samples": 1}).samples(tok, 128, 0)

@@ -34,7 +34,7 @@ class Perplexity(Task):
     revision: str = ""
     trust_remote_code: bool = False
     text_column: str = "text"
-    separator: str = "\n\n"  # between documents when windows run across them
+    separator: str = ""  # between rows when windows run across them (WikiText rows end in "\n"; PG19: "\n\n")
     continuation_tokens: int = 256  # fed after the context; all but the first are scored (see kvstudy.perplexity)
     chunk_size: int = 128  # continuation tokens per forward pass
     fidelity: bool = True  # also run the uncompressed model: KL(full || press) and top-1 agreement
@@ -54,7 +54,7 @@ class Perplexity(Task):
         stream: list[int] = []
         for k in range(len(records)):
             text = records[(start + k) % len(records)][self.text_column] or ""
-            if not text.strip():
+            if not text:
                 continue
             stream.extend((sep if stream else []) + tokenizer.encode(text, add_special_tokens=False))
             if len(stream) >= need:
