@@ -80,6 +80,23 @@ def test_nested_fields_narrativeqa_with_rouge(bpe):
     assert METRICS[task.metric]("the knight slew the dragon", s.references) > 0.5
 
 
+def test_narrativeqa_preset_reads_the_same_file(bpe):
+    task = get_task("narrativeqa", {"source": str(DATA / "narrativeqa.jsonl")})
+    s = task.samples(bpe, 300, 0)[0]
+    assert task.metric == "rouge_l_f1" and len(s.context_ids) == 300 and s.meta["truncated"]
+    assert s.references == ["He slew the dragon.", "killed the dragon"]
+    assert bpe.decode(s.question_ids).endswith("Question: What did the knight do?\nAnswer:")
+
+
+def test_no_code_path_evaluates_data():
+    import ast
+
+    for path in (ROOT / "src" / "kvstudy").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in {"eval", "exec"}, f"{path}: {node.func.id}()"
+
+
 def test_helmet_rag_keeps_whole_passages_that_fit(bpe):
     task = get_task("helmet_rag", {"source": str(DATA / "helmet_nq.jsonl")})
     short, long = task.samples(bpe, 600, 0), task.samples(bpe, 3000, 0)

@@ -29,6 +29,7 @@ from kvstudy.tasks import (  # noqa: E402,F401  (registration)
     json_kv,
     kv_retrieval,
     longproc,
+    narrativeqa,
     niah,
     path_traversal,
     perplexity,
