@@ -99,20 +99,21 @@ class Countdown(Task):
         for i in range(self.n_samples):
             rng = np.random.default_rng([seed, length, i, 28])
             body: list[int] = []
-            n_demo = 0
-            for _ in range(10_000):
+            n_demo = misses = 0
+            while misses < 50:  # a worked example that does not fit is skipped; shorter ones fill the rest
                 nums, target = puzzle(rng)
                 text = worked(nums, target, self.max_trace_lines)
                 if text is None:
                     continue
                 ids = enc(f"# Example\nNumbers: {nums}, target: {target}\n{text}\n\n")
                 if len(body) + len(ids) > budget:
-                    break
+                    misses += 1
+                    continue
                 body += ids
                 n_demo += 1
-            pad = enc(" ") or enc("\n")
+            pad = enc("\n") or enc(" ")
             n_pad = budget - len(body)
-            ctx = enc.bos + head + body + (pad * n_pad)[:n_pad]
+            ctx = enc.bos + head + (pad * n_pad)[:n_pad] + body  # the few tokens left: blank lines before
             assert len(ctx) == length
             nums, target = puzzle(rng)
             while worked(nums, target, 10_000) is None:  # solvable by construction; the check documents it

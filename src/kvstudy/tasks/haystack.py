@@ -83,7 +83,7 @@ def haystack_ids(rng: np.random.Generator, enc: PieceTokenizer, n_tokens: int, w
     out: list[int] = []
     while len(out) < n_tokens:
         for w in rng.choice(words, size=max(16, n_tokens - len(out))):
-            out.extend(enc(" " + str(w)) if out else enc(str(w)))
+            out.extend(enc(" " + str(w)))
             if len(out) >= n_tokens:
                 break
     return out[:n_tokens]
@@ -96,7 +96,7 @@ def repeat_ids(enc: PieceTokenizer, n_tokens: int, sentences: list[str]) -> tupl
     while len(out) < n_tokens:
         for s in sentences:
             starts.append(len(out))
-            out.extend(enc(" " + s) if out else enc(s))
+            out.extend(enc(" " + s))  # a leading space: the haystack follows instructions or a needle
             if len(out) >= n_tokens:
                 break
     return out[:n_tokens], [b for b in starts if b <= n_tokens]
