@@ -76,7 +76,8 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
         if ref_cache is not None:
             ref = model(input_ids=ids, past_key_values=ref_cache, position_ids=pos).logits[0, :m].float()
             ref_logp = F.log_softmax(ref, -1)
-            kl += float((ref_logp.exp() * (ref_logp - logp)).sum())
+            # per-token KL, clamped at 0: rounding can make a near-identical pair a hair negative
+            kl += float((ref_logp.exp() * (ref_logp - logp)).sum(-1).clamp_min(0).sum())
             agree += int((ref_logp.argmax(-1) == logp.argmax(-1)).sum())
     out = {"nll_sum": nll, "scored_tokens": scored, "first_logits_at": first_logits_at, "chunk_size": chunk_size}
     if ref_cache is not None:
