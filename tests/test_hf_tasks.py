@@ -186,6 +186,7 @@ def test_hf_qa_job_end_to_end_on_the_tiny_model(tmp_path):
            "press": "no_press", "method": "no_press", "params": {}, "compression_ratio": 0.0, "stop_words": ["."]}
     r = run_job(job, device="cpu")
     assert r["quality"]["n"] == 3 and r["quality"]["score"] == 1.0
+    assert r["job"]["chat_template"] == "auto"
     assert all(x["decode_tokens"] == 0 for x in r["samples"])  # the row's max_new_tokens (1) was used
     assert all(x["meta"]["truncated"] is False and x["context_tokens"] <= 256 for x in r["samples"])
     json.dumps(r)  # the raw result (task meta included) is plain JSON

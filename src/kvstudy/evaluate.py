@@ -108,7 +108,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     attn = spec.attn_implementation or job.get("attn_implementation", "sdpa")
     model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
     task = get_task(job["task_kind"], job["task_params"])
-    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); used by tasks on real data
+    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
     metric = METRICS[task.metric]
     stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
@@ -144,7 +144,8 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
-                                     "params", "compression_ratio", "seed")},
+                                     "params", "compression_ratio", "seed")}
+        | {"chat_template": task.chat_template},
         "status": status,
         "error": error,
         "quality": {"metric": task.metric, "score": mean("score"), "n": len(rows)},
