@@ -239,3 +239,11 @@ def test_hub_ids_go_to_load_dataset_and_remote_code_only_when_asked(monkeypatch)
     assert calls[-1][2]["trust_remote_code"] is True
     with pytest.raises(ValueError, match="no such file"):
         load_records("./missing.jsonl")
+
+
+def test_chat_template_reaches_the_job_only_when_set(study):
+    from kvstudy.grid import jobs
+
+    assert all("chat_template" not in j for j in jobs(validate(study)))  # existing results keep their params
+    study["models"]["tiny"]["chat_template"] = "none"
+    assert {j["chat_template"] for j in jobs(validate(study))} == {"none"}
