@@ -67,8 +67,12 @@ def cmd_tasks(a) -> None:
     from kvstudy.tasks import TASKS
 
     for name, cls in TASKS.items():
-        shown = ", ".join(f"{k}={v!r}" for k, v in cls.params().items())
-        print(f"{name:14s} metric={cls.metric}  {cls.description}\n{'':14s} params: {shown}")
+        params = cls.params()
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        metric = cls.metric + (" (param scorer)" if "scorer" in params else " (per subtask)" if "subtask" in params
+                               else "")
+        order = "" if cls.higher_is_better else ", lower is better"
+        print(f"{name:14s} [{cls.kind}] metric={metric}{order}  {cls.description}\n{'':14s} params: {shown}")
 
 
 def cmd_validate(a) -> None:

@@ -68,6 +68,10 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         for key in t:
             if key != "kind" and key not in known:
                 raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
+        try:  # parameters a task checks itself (a scorer name, a LongProc subtask)
+            TASKS[kind](**{k: v for k, v in t.items() if k != "kind"})
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"config error: tasks.{name}: {e}") from None
 
     for i, p in enumerate(config["presses"]):
         method = p["method"]

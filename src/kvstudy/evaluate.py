@@ -87,6 +87,14 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
+    # --- task kinds with a loop of their own (issue 4: perplexity under compression) ---
+    from kvstudy.tasks import TASKS
+
+    if getattr(TASKS.get(job["task_kind"]), "kind", "generate") == "perplexity":
+        from kvstudy.perplexity import run_perplexity_job
+
+        return run_perplexity_job(job, threads=threads, device=device)
+    # --- end of task-kind dispatch ---
     started, t_start = now_iso(), time.perf_counter()
     if os.environ.get(INJECT_FAIL) and fnmatch.fnmatch(job["press"], os.environ[INJECT_FAIL]):
         raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
@@ -100,6 +108,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     attn = spec.attn_implementation or job.get("attn_implementation", "sdpa")
     model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
     task = get_task(job["task_kind"], job["task_params"])
+    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
     metric = METRICS[task.metric]
     stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
@@ -116,8 +125,10 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         if inject and fnmatch.fnmatch(job["press"], inject):
             raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
         for s in samples:
-            r = run_sample(model, tokenizer, press, s, task.max_new_tokens, stops, clock)
+            # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
+            r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
             r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
+            r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
             rows.append(r)
     except torch.OutOfMemoryError as e:  # OOM is data: record it, free memory, fail nothing else
         status, error, rows = "oom", str(e).splitlines()[0], []
@@ -128,20 +139,23 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         return sum(r[key] for r in rows) / len(rows) if rows else None
 
     decode_s = sum(r["decode_seconds"] for r in rows)
+    # a real-data context can be shorter than the length: the uncompressed cache is what was really prefilled
+    full_tokens = round(mean("context_tokens")) if rows else job["length"]
     return {
         "schema_version": SCHEMA_VERSION,
         "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
-                                     "params", "compression_ratio", "seed")},
+                                     "params", "compression_ratio", "seed")}
+        | {"chat_template": task.chat_template},
         "status": status,
         "error": error,
         "quality": {"metric": task.metric, "score": mean("score"), "n": len(rows)},
         "samples": rows,
         "efficiency": {
             "kv_tokens_kept": mean("kv_tokens"),
-            "kv_tokens_full": job["length"],
-            "kv_fraction_kept": mean("kv_tokens") / job["length"] if rows else None,
+            "kv_tokens_full": full_tokens,
+            "kv_fraction_kept": mean("kv_tokens") / full_tokens if rows else None,
             "kv_bytes": mean("kv_bytes"),
-            "kv_bytes_full": full_cache_bytes(model, job["length"]),
+            "kv_bytes_full": full_cache_bytes(model, full_tokens),
             "peak_memory_bytes": mem.peak(),
             "peak_memory_kind": mem.kind,
             "prefill_seconds": mean("prefill_seconds"),

@@ -66,6 +66,8 @@ def jobs(config: dict) -> list[dict]:
                 "model_path": m["path"],
                 "dtype": m.get("dtype", "auto"),
                 "attn_implementation": m.get("attn_implementation", "sdpa"),
+                # only when set: a new default key would change every job's params and rerun existing results
+                **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
                 "task": task,
                 "task_kind": t.get("kind", task),
                 "task_params": {k: x for k, x in t.items() if k != "kind"},
