@@ -69,6 +69,9 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             if key != "kind" and key not in known:
                 raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
 
+    from kvstudy.presses import VARIANT_OPTIONS
+    from kvstudy.presses.variant import check_options, split_options
+
     for i, p in enumerate(config["presses"]):
         method = p["method"]
         if method not in PRESSES:
@@ -79,10 +82,20 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         if spec.has_ratio and "compression_ratio" not in p:
             raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}")
         for key in p:
-            if key == "method" or (key == "compression_ratio" and spec.has_ratio):
+            if key == "method" or (key == "compression_ratio" and spec.has_ratio) or key in VARIANT_OPTIONS:
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
+        from kvstudy.grid import variants as _variants
+
+        for v in _variants({"presses": [p]}):  # values no schema can check (wrapped press names, files, combos)
+            press_params, options = split_options(v["params"])
+            try:
+                check_options(method, options)
+                if spec.check_values:
+                    spec.check_values({**spec.defaults, **press_params})
+            except ValueError as e:
+                raise ConfigError(f"config error: presses[{i}].{e}") from None
 
     for i, f in enumerate(config["figures"]):
         if f not in FIGURES:
