@@ -28,6 +28,18 @@ def test_valid_config_gets_defaults(study):
         (lambda c: c.update(figures=["pie_chart"]), "figures[0]", "pie_chart"),
         (lambda c: c.update(colour="red"), "(top level)", "colour"),
         (lambda c: c["presses"].append({"method": "knorm", "compression_ratio": 0.5}), "presses", "same variant"),
+        (lambda c: c["presses"].append({"method": "adakv", "compression_ratio": 0.5, "press": "snapk"}),
+         "presses[3].press", "unknown press 'snapk'"),
+        (lambda c: c["presses"].append({"method": "int4", "quantization": "int8"}), "presses[3].quantization",
+         "already is int4"),
+        (lambda c: c["presses"].append({"method": "knorm", "compression_ratio": 0.5, "quantization": "int3"}),
+         "presses[3].quantization", "int3"),
+        (lambda c: c["presses"].append({"method": "decoding", "compression_ratio": 0.5, "quantization": "int4"}),
+         "presses[3].quantization", "decoding"),
+        (lambda c: c["presses"].append({"method": "duo_attention", "compression_ratio": 0.5, "patterns": "no.tsv"}),
+         "presses[3].patterns", "no.tsv"),
+        (lambda c: c["presses"].append({"method": "cab", "compression_ratio": 0.5, "local_fraction": 0.9}),
+         "presses[3].bridge_fraction", "sum to at most 1"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(study, mutate, key, words):

@@ -42,7 +42,7 @@ def _build(press: str, alpha_safeguard: float, compression_ratio: float):
 register(
     PressSpec(
         "adakv",
-        "AdaKV: per-head budgets (global top-k) around a scorer press; masks keys, frees no memory",
+        "AdaKV: per-head budgets (global top-k) around a scorer press",
         _build,
         {"press": "snapkv", "alpha_safeguard": 0.2},
         masking=True,

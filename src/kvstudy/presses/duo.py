@@ -29,7 +29,7 @@ register(
     PressSpec(
         "duo_attention",
         "DuoAttention: a compression_ratio fraction of KV heads (lowest pattern scores) become streaming heads "
-        "(sink + recent tokens); patterns from a local TSV or computed on the fly; masks keys, frees no memory",
+        "(sink + recent tokens); patterns from a local TSV or computed on the fly",
         _build,
         {"patterns": "on_the_fly", "sink_size": 128, "recent_size": 256, "n_samples": 8, "q_len": 512},
         masking=True,
