@@ -6,7 +6,7 @@ The search is not scale-invariant: when query norms differ by orders of magnitud
 previous-token head with |q| ~ 200 next to heads with |q| < 1) it fails and raises, although such a y exists.
 The fallback runs the same search on unit-normalised queries (the sign of <q, y> does not depend on |q|) and
 scales the fake key so that the *smallest* margin is -1e5, the logit kvpress aims for. kvpress's own search is
-tried first, so results are unchanged wherever it succeeds.
+tried first whenever it can succeed (no all-zero query group), so kvpress's fake keys are kept wherever they work.
 
 A KV group whose queries are all exactly zero at a step (the shipped tiny model has one in layer 0 for the
 question tokens) attends uniformly and no fake key can change that: <0, k> = 0 for every k. There the masked keys
@@ -34,12 +34,13 @@ def install() -> None:
     warned: list[bool] = []  # warn once per process
 
     def search_hyperplane(X: torch.Tensor, max_iter: int = 1000) -> torch.Tensor:
-        try:
-            return original(X, max_iter)
-        except ValueError:
-            pass
         Xf = X.float()
         norms = Xf.norm(dim=-1, keepdim=True)
+        if not (norms.squeeze(-1) == 0).all(dim=1).any():  # kvpress's search can only succeed without zero rows
+            try:
+                return original(X, max_iter)
+            except ValueError:
+                pass
         Xn = torch.where(norms > 0, Xf / norms.clamp(min=1e-30), 0.0)
         dead = (norms.squeeze(-1) == 0).all(dim=1)  # rows whose queries are all zero: nothing can be masked
         if dead.any() and not warned:
