@@ -280,3 +280,31 @@ def test_cli_lists_every_press_with_parameters(capsys):
         assert f"\n{name} " in "\n" + out
     assert "alpha_safeguard=0.2" in out and "query_aware=False" in out and "[attention: eager]" in out
 
+
+
+def test_cab_recomputed_attention_equals_the_observed_one(models, samples):
+    """Under SDPA (no weights returned) CAB recomputes the attention; it must match eager attention's weights."""
+    from transformers import DynamicCache
+
+    from kvstudy.presses.cab_press import mean_received_attention
+
+    model = models("observed_attention")  # eager
+    seen = {}
+
+    def hook(module, args, kwargs, output):
+        cache = kwargs["past_key_values"]
+        keys = cache.layers[module.layer_idx].keys
+        seen[module.layer_idx] = (
+            mean_received_attention(module, kwargs["hidden_states"], keys, output[1], kwargs),
+            mean_received_attention(module, kwargs["hidden_states"], keys, None, kwargs),
+        )
+
+    hooks = [layer.self_attn.register_forward_hook(hook, with_kwargs=True) for layer in model.model.layers]
+    try:
+        with torch.no_grad():
+            model.model(input_ids=torch.tensor([samples[0].context_ids[:300]]), past_key_values=DynamicCache())
+    finally:
+        for h in hooks:
+            h.remove()
+    for observed, recomputed in seen.values():
+        assert torch.allclose(observed, recomputed, rtol=1e-4, atol=1e-6)

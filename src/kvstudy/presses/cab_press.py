@@ -69,25 +69,23 @@ def select(importance: torch.Tensor, n_kept: int, local_fraction: float, bridge_
     n_bridge = min(round(bridge_fraction * n_kept), n_kept - n_local)
     n_heavy = n_kept - n_local - n_bridge
     out = importance.clone().float().clamp(0, 1)
-    flat, rows = out.view(-1, k_len), importance.reshape(-1, k_len)
-    for r in range(flat.shape[0]):
-        kept = torch.zeros(k_len, dtype=torch.bool)
-        local = torch.arange(k_len - n_local, k_len)
+    flat, rows = out.view(-1, k_len), importance.reshape(-1, k_len).float()
+    local = torch.arange(k_len - n_local, k_len, device=out.device)
+    for r in range(flat.shape[0]):  # one row per (batch, KV head): a handful
+        kept = torch.zeros(k_len, dtype=torch.bool, device=out.device)
         kept[local] = True
-        order = [int(i) for i in torch.argsort(rows[r, : k_len - n_local].float().cpu(), descending=True, stable=True)]
+        order = torch.argsort(rows[r, : k_len - n_local], descending=True, stable=True)
         heavy, rest = order[:n_heavy], order[n_heavy:]
         kept[heavy] = True
-        bridges = []
-        for i in heavy:
-            if len(bridges) == n_bridge:
-                break
-            if i > 0 and not kept[i - 1]:
-                kept[i - 1] = True
-                bridges.append(i - 1)
-        filler = [i for i in rest if not kept[i]][: n_bridge - len(bridges)]  # too few bridges: next heavy hitters
-        flat[r, local.to(out.device)] = 4.0
+        # predecessors of distinct heavy hitters are distinct: no de-duplication needed
+        pred = heavy - 1
+        pred = pred[pred >= 0]
+        bridges = pred[~kept[pred]][:n_bridge]
+        kept[bridges] = True
+        filler = rest[~kept[rest]][: n_bridge - len(bridges)]  # too few bridges: the next heavy hitters
+        flat[r, local] = 4.0
         flat[r, heavy] = 3.0
-        flat[r, bridges + filler] = 2.0
+        flat[r, torch.cat([bridges, filler])] = 2.0
     return out
 
 
