@@ -40,6 +40,9 @@ def test_valid_config_gets_defaults(study):
          "presses[3].patterns", "no.tsv"),
         (lambda c: c["presses"].append({"method": "cab", "compression_ratio": 0.5, "local_fraction": 0.9}),
          "presses[3].bridge_fraction", "sum to at most 1"),
+        (lambda c: (c["models"]["tiny"].update(attn_implementation="eager"),
+                    c["presses"].append({"method": "adakv", "compression_ratio": 0.5})),
+         "models.tiny.attn_implementation", "adakv"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(study, mutate, key, words):

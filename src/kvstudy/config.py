@@ -96,6 +96,11 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                     spec.check_values({**spec.defaults, **press_params})
             except ValueError as e:
                 raise ConfigError(f"config error: presses[{i}].{e}") from None
+            if spec.masking and spec.attention(press_params) is None:  # kvpress masks keys only outside eager
+                for name, m in config["models"].items():
+                    if m.get("attn_implementation") == "eager":
+                        raise ConfigError(f"config error: models.{name}.attn_implementation: press {method!r} "
+                                          "masks keys per head, which kvpress cannot do with eager attention")
 
     for i, f in enumerate(config["figures"]):
         if f not in FIGURES:

@@ -44,11 +44,7 @@ class PressSpec:
             self.check_values({**self.defaults, **params})
 
     def build(self, params: dict[str, Any]):
-        unknown = set(params) - set(self.defaults) - ({"compression_ratio"} if self.has_ratio else set())
-        if unknown:
-            raise ValueError(f"press {self.name!r} has no parameter {sorted(unknown)[0]!r}")
-        if self.check_values:
-            self.check_values({**self.defaults, **params})
+        self.check(params)
         if self.factory is None:
             return None
         return self.factory(**{**self.defaults, **params})
