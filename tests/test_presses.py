@@ -242,9 +242,16 @@ def test_cab_split_is_configurable():
     assert no_bridge == set(imp[0, 0].topk(40).indices.tolist())  # pure cumulative attention
 
 
-def test_duo_patterns_from_a_local_file_or_computed(models, tmp_path):
+def test_duo_patterns_from_a_local_file_or_computed(models, tmp_path, monkeypatch):
+    import kvpress.presses.duo_attention_press as kvduo
+
     from kvstudy.presses.duo_press import LocalDuoAttentionPress, _on_the_fly, load_patterns
 
+    def offline(*a, **k):
+        raise AssertionError("DuoAttention tried to download")
+
+    monkeypatch.setattr(kvduo.requests, "get", offline)
+    monkeypatch.setattr(kvduo, "load_dataset", offline)
     model = models("duo_attention")
     computed = _on_the_fly(model, 2, 128)
     assert computed.shape == (2, 2) and ((computed >= 0) & (computed <= 1)).all()

@@ -40,7 +40,7 @@ def _on_the_fly(model, n_samples: int, q_len: int) -> np.ndarray:
 
     from kvstudy.tasks import get_task
 
-    tokenizer = AutoTokenizer.from_pretrained(model.config.name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(model.config.name_or_path, local_files_only=True)  # never fetched
     texts = [s.context_ids for s in get_task("kv_retrieval", {"n_samples": n_samples}).samples(tokenizer, q_len, 12345)]
     return on_the_fly_patterns(model, texts, q_len)
 
