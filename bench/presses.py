@@ -88,7 +88,8 @@ def main() -> None:
             models[attn] = load_model(a.model, "float32", attn, "cpu")
         return models[attn]
 
-    print(f"tiny model, CPU, {a.threads} thread(s), ratio {a.ratio}, median of {a.n} samples, {a.decode} decoded tokens")
+    print(f"tiny model, CPU, {a.threads} thread(s), ratio {a.ratio}, median of {a.n} samples, "
+          f"{a.decode} decoded tokens")
     print("| press | length | prefill s | prefill x | decode ms/token | decode x | KV bytes x (prefill) "
           "| KV bytes x (after decode) | attended |")
     print("|---|---|---|---|---|---|---|---|---|")

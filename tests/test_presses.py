@@ -91,7 +91,8 @@ def follow_ups(tokenizer, sample, n=4):
 
 def test_every_press_of_the_seed_studies_is_registered():
     assert {"no_press", "knorm", "streaming_llm", "snapkv", "tova", "expected_attention", "random", "pyramidkv",
-            "observed_attention", "keydiff", "adakv", "duo_attention", "decoding", "cab", "int8", "int4"} <= set(PRESSES)
+            "observed_attention", "keydiff", "adakv", "duo_attention", "decoding", "cab", "int8",
+            "int4"} <= set(PRESSES)
 
 
 @pytest.mark.parametrize("name", UNIFORM)

@@ -7,7 +7,6 @@ timed and the cache read between prefill and question.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os

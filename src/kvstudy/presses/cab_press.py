@@ -97,7 +97,8 @@ class CABPress(ScorerPress):
 
     def __post_init__(self):
         super().__post_init__()
-        assert 0 <= self.local_fraction and 0 <= self.bridge_fraction and self.local_fraction + self.bridge_fraction <= 1
+        lf, bf = self.local_fraction, self.bridge_fraction
+        assert 0 <= lf and 0 <= bf and lf + bf <= 1, "local_fraction and bridge_fraction must sum to at most 1"
 
     def score(self, module, hidden_states, keys, values, attentions, kwargs):
         importance = mean_received_attention(module, hidden_states, keys, attentions, kwargs)

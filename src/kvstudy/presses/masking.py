@@ -45,7 +45,8 @@ def install() -> None:
         dead = (norms.squeeze(-1) == 0).all(dim=1)  # rows whose queries are all zero: nothing can be masked
         if dead.any() and not warned:
             warned.append(True)
-            log.warning("kvpress masking: %d KV group(s) with all-zero queries cannot ignore masked keys", int(dead.sum()))
+            n = int(dead.sum())
+            log.warning("kvpress masking: %d KV group(s) with all-zero queries cannot ignore masked keys", n)
         Y = Xn.mean(1)
         for _ in range(max_iter):
             margins = torch.bmm(Xf, Y.unsqueeze(-1)).squeeze(-1)  # (bsz, n)
