@@ -91,8 +91,8 @@ def follow_ups(tokenizer, sample, n=4):
 
 def test_every_press_of_the_seed_studies_is_registered():
     assert {"no_press", "knorm", "streaming_llm", "snapkv", "tova", "expected_attention", "random", "pyramidkv",
-            "observed_attention", "keydiff", "adakv", "duo_attention", "decoding", "cab", "int8",
-            "int4"} <= set(PRESSES)
+            "observed_attention", "keydiff", "adakv", "duo_attention", "decoding", "decoding_budget", "cab",
+            "int8", "int4"} <= set(PRESSES)
 
 
 @pytest.mark.parametrize("name", UNIFORM)
@@ -140,6 +140,18 @@ def test_decoding_press_evicts_while_generating_to_one_minus_ratio_of_tokens_see
     seen = LENGTH + len(samples[0].question_ids) + r["decode_tokens"]  # the last token is not in the cache yet
     assert r["kv_tokens_final"] == int(seen * 0.5)
     assert r["kv_bytes_final"] == full_cache_bytes(model, int(seen * 0.5))
+
+
+def test_decoding_budget_evicts_to_a_fixed_size_and_changes_later_answers(models, samples, tiny):
+    run = build_run("decoding_budget", {"press": "knorm", "target_size": 64}, None)
+    model = models("decoding_budget", {"press": "knorm"})
+    r = run_sample(model, tiny[1], run, samples[0], 4, set(), Clock(torch.device("cpu")))
+    assert r["kv_tokens"] == LENGTH and r["kv_tokens_final"] == 64
+    assert r["kv_bytes_final"] == full_cache_bytes(model, 64)
+    more = {s.id: follow_ups(tiny[1], s) for s in samples}
+    base = [trace(model, None, s, more[s.id]).argmax(-1).tolist() for s in samples]
+    pressed = [trace(model, run, s, more[s.id]).argmax(-1).tolist() for s in samples]
+    assert base != pressed
 
 
 @pytest.mark.parametrize("kind, bits", [("int8", 8), ("int4", 4)])

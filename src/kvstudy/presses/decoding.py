@@ -1,4 +1,7 @@
-"""`decoding`: eviction while generating (kvpress `CompressionRatioDecodingPress`), H2O-style.
+"""`decoding` / `decoding_budget`: eviction while generating (kvpress decoding presses), H2O-style.
+
+`decoding` (kvpress `CompressionRatioDecodingPress`) keeps a fraction of the tokens seen; `decoding_budget`
+(kvpress `DecodingPress`) keeps a fixed number of tokens, `target_size`, per layer and head.
 
 Prefill keeps the full context; then every `compression_interval` decoding steps each layer's cache (context,
 question and generated tokens) is cut back to `int(tokens_seen * (1 - compression_ratio))` entries, chosen by the
@@ -29,6 +32,8 @@ def _check(params: dict) -> None:
     _inner(params["press"])
     if params["compression_interval"] < 1:
         raise ValueError("compression_interval: must be >= 1")
+    if params.get("target_size", 1) < 1:
+        raise ValueError("target_size: must be >= 1")
 
 
 def _build(press: str, compression_interval: int, hidden_states_buffer_size: int, compression_ratio: float):
@@ -49,6 +54,31 @@ register(
         "scored by `press` (observed_attention = H2O)",
         _build,
         {"press": "observed_attention", "compression_interval": 1, "hidden_states_buffer_size": 0},
+        phase="decoding",
+        attn_for=lambda p: get_press(p["press"]).attention({}),
+        check_values=_check,
+    )
+)
+
+
+def _build_budget(press: str, target_size: int, compression_interval: int, hidden_states_buffer_size: int):
+    kvpress = importlib.import_module("kvpress")
+    return kvpress.DecodingPress(
+        base_press=_inner(press).build({"compression_ratio": 0.0}),
+        target_size=target_size,
+        compression_interval=compression_interval,
+        hidden_states_buffer_size=hidden_states_buffer_size,
+    )
+
+
+register(
+    PressSpec(
+        "decoding_budget",
+        "evict during generation: every compression_interval steps cut each layer's cache to target_size tokens, "
+        "scored by `press` (observed_attention = H2O)",
+        _build_budget,
+        {"press": "observed_attention", "target_size": 256, "compression_interval": 1, "hidden_states_buffer_size": 0},
+        has_ratio=False,
         phase="decoding",
         attn_for=lambda p: get_press(p["press"]).attention({}),
         check_values=_check,
