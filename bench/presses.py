@@ -1,6 +1,6 @@
 """Every press on CPU with the built-in tiny model: time and KV bytes relative to `no_press` in the same run.
 
-    python bench/presses.py [--lengths 1024 4096] [--ratio 0.5] [--n 3] [--decode 32] [--threads 1]
+    python bench/presses.py [--lengths 1024 4096] [--ratio 0.5] [--n 5] [--decode 32] [--threads 1] [--only LABEL...]
 
 Per press variant and context length: median prefill seconds and median decode seconds per token (greedy, `--decode`
 tokens after the question, no stop token) over `--n` kv_retrieval samples, after one untimed warm-up sample (which
@@ -44,6 +44,7 @@ VARIANTS = [
     ("decoding(knorm)", "decoding", {"press": "knorm"}, True),
     ("decoding(observed_attention) = H2O, eager", "decoding", {}, True),
     ("decoding(cab)", "decoding", {"press": "cab"}, True),
+    ("decoding_budget(knorm, 256 tokens)", "decoding_budget", {"press": "knorm"}, False),
     ("int8", "int8", {}, False),
     ("int4", "int4", {}, False),
     ("knorm +int4", "knorm", {"quantization": "int4"}, True),
@@ -75,10 +76,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--ratio", type=float, default=0.5)
-    ap.add_argument("--n", type=int, default=3, help="timed samples per variant (plus one warm-up)")
+    ap.add_argument("--n", type=int, default=5, help="timed samples per variant (plus one warm-up)")
     ap.add_argument("--decode", type=int, default=32, help="tokens decoded after the question")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default="builtin:tiny-retrieval")
+    ap.add_argument("--only", nargs="*", help="run only the variants whose label contains one of these")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     models = {}
@@ -95,6 +97,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for length in a.lengths:
         for label, method, params, takes_ratio in VARIANTS:
+            if a.only and not any(o in label for o in a.only):
+                continue
             attn = "eager" if label.endswith("(eager)") else (attention_for(method, params) or "sdpa")
             model, tok = model_for(attn)
             samples = get_task("kv_retrieval", {"n_samples": a.n + 1, "n_pairs": 32}).samples(tok, length, seed=7)
