@@ -25,10 +25,19 @@ def _fmt(v) -> str:
 
 
 def slug(method: str, ratio: float | None, params: dict) -> str:
-    """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`."""
+    """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`.
+
+    The variant options say themselves at the end: `-qa` when the press sees the question (`query_aware: true`),
+    `+int4` for a quantized cache (`quantization: int4`), e.g. `snapkv-cr0.50-qa+int4`."""
+    options = {"query_aware", "quantization"}
     parts = [method] + ([f"cr{ratio:.2f}"] if ratio is not None else [])
-    parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params)]
-    return "-".join(parts)
+    parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params) if k not in options]
+    if params.get("query_aware"):
+        parts.append("qa")
+    out = "-".join(parts)
+    if params.get("quantization"):
+        out += f"+{params['quantization']}"
+    return out
 
 
 def variants(config: dict) -> list[dict]:
