@@ -108,3 +108,38 @@ def test_windows_run_across_rows_of_a_jsonl_with_the_separator(tiny, tmp_path):
     assert task.samples(tok, 128, seed=1)[0].meta["start_document"] != 0  # the seed picks the first row
     with pytest.raises(ValueError, match="no column 'text'"):
         get_task("perplexity", {"source": str(path), "n_samples": 1}).samples(tok, 128, 0)
+
+
+def _ppl_job(method, params, ratio, text):
+    return {"model": "tiny", "model_path": TINY, "dtype": "float32", "attn_implementation": "sdpa",
+            "task": "ppl", "task_kind": "perplexity",
+            "task_params": {"source": str(text), "n_samples": 2, "continuation_tokens": 48, "chunk_size": 16},
+            "length": 256, "seed": 0, "press": "x", "method": method, "params": params,
+            "compression_ratio": ratio}
+
+
+@pytest.mark.parametrize("method,params,ratio", [
+    ("int4", {}, 0.0),  # a quantized cache: fewer bytes, different logits
+    ("decoding_budget", {"press": "knorm", "target_size": 128}, 0.0),  # eviction while the continuation is fed
+])
+def test_quantized_and_decoding_presses_reach_the_scored_tokens(method, params, ratio):
+    from kvstudy.perplexity import run_perplexity_job
+
+    base = run_perplexity_job(_ppl_job("no_press", {}, 0.0, TEXT))
+    res = run_perplexity_job(_ppl_job(method, params, ratio, TEXT))
+    assert res["quality"]["score"] != base["quality"]["score"]
+    assert res["fidelity"]["kl"] > 0
+    eff, full = res["efficiency"], base["efficiency"]
+    if method == "int4":
+        assert eff["kv_bytes"] < 0.5 * full["kv_bytes"]
+    else:  # the cache after the continuation is cut to the budget, the uncompressed one grew
+        assert eff["kv_tokens_final"] <= 128 + 1 < full["kv_tokens_final"]
+
+
+def test_query_aware_with_perplexity_is_a_config_error(study):
+    from kvstudy.config import ConfigError, validate
+
+    study["tasks"] = {"ppl": {"kind": "perplexity", "source": str(TEXT)}}
+    study["presses"] = [{"method": "knorm", "compression_ratio": 0.5, "query_aware": True}]
+    with pytest.raises(ConfigError, match=r"presses\[0\]\.query_aware"):
+        validate(study)

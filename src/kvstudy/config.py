@@ -100,6 +100,10 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                     spec.check_values({**spec.defaults, **press_params})
             except ValueError as e:
                 raise ConfigError(f"config error: presses[{i}].{e}") from None
+            ppl = [n for n, t in config["tasks"].items() if getattr(TASKS[t.get("kind", n)], "kind", "") == "perplexity"]
+            if options["query_aware"] and ppl:
+                raise ConfigError(f"config error: presses[{i}].query_aware: task {ppl[0]!r} (perplexity) has no "
+                                  "question to show the press")
             if spec.masking and spec.attention(press_params) is None:  # kvpress masks keys only outside eager
                 for name, m in config["models"].items():
                     if m.get("attn_implementation") == "eager":

@@ -29,29 +29,41 @@ from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, now
 
 
 @torch.no_grad()
-def prefill(model, context_ids: list[int], press):
+def prefill(model, context_ids: list[int], run=None):
+    """The cache of `context_ids` prefilled under a press variant (`PressRun`; None: uncompressed, full precision).
+
+    A quantized variant fills a QuantizedCache; a decoding-time press does nothing here (it acts while the
+    continuation is fed)."""
     from transformers import DynamicCache
 
-    cache = DynamicCache()
+    from kvstudy.presses.variant import PressRun
+
+    if run is not None and not isinstance(run, PressRun):  # a bare kvpress press
+        run = PressRun(press=run)
+    cache = run.new_cache(model) if run is not None else DynamicCache()
     ids = torch.tensor([context_ids], device=model.device)
-    with press(model) if press is not None else contextlib.nullcontext():
+    with run.prefill(model) if run is not None else contextlib.nullcontext():
         model.model(input_ids=ids, past_key_values=cache)
     return cache
 
 
 def uneven(cache) -> bool:
-    return len({layer.keys.shape[-2] for layer in cache.layers if getattr(layer, "keys", None) is not None}) > 1
+    """Layers of different lengths (per-layer budgets); a quantized layer's length counts its quantized part."""
+    return len({cache.get_seq_length(i) for i in range(len(cache.layers))}) > 1
 
 
 @torch.no_grad()
 def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_size: int, ref_cache=None,
-                       clock: Clock | None = None) -> dict:
+                       clock: Clock | None = None, run=None) -> dict:
     """Teacher-force `continuation` after a cache of a context of `n_ctx` tokens; NLL of tokens 1..C-1.
 
     With `ref_cache` (the uncompressed cache of the same context) also KL(ref || cache) and top-1 agreement.
     """
     dev = model.device
     if uneven(cache):  # per-layer budgets (PyramidKV): transformers cannot mask a multi-token step; go token by token
+        chunk_size = 1
+    decoding = run is not None and run.phase == "decoding"
+    if decoding:  # eviction while generating (H2O, CAB): one token per step, as in generation
         chunk_size = 1
     cont = torch.tensor([continuation], device=dev)
     n = cont.shape[1]
@@ -65,9 +77,10 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
         # position j predicts continuation[j + 1]; the chunk's last position predicts the next chunk's first token
         m = min(b, n - 1) - a
         if m <= 0:  # the last token of the continuation predicts nothing we hold
-            model(input_ids=ids, past_key_values=cache, position_ids=pos, logits_to_keep=1)
             continue
-        logp = F.log_softmax(model(input_ids=ids, past_key_values=cache, position_ids=pos).logits[0, :m].float(), -1)
+        with run.decoding(model) if decoding else contextlib.nullcontext():
+            logits = model(input_ids=ids, past_key_values=cache, position_ids=pos).logits
+        logp = F.log_softmax(logits[0, :m].float(), -1)
         if first_logits_at is None and clock is not None:
             first_logits_at = clock.now()
         target = cont[0, a + 1 : a + 1 + m]
@@ -85,17 +98,18 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
     return out
 
 
-def run_sample(model, press, sample, chunk_size: int, fidelity: bool, clock: Clock) -> dict:
+def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock) -> dict:
     n_ctx = len(sample.context_ids)
     # the uncompressed reference is prefilled outside the timers; its chunk forwards count in decode_seconds
     ref = prefill(model, sample.context_ids, None) if fidelity else None
     t0 = clock.now()
-    cache = prefill(model, sample.context_ids, press)
+    cache = prefill(model, sample.context_ids, run)
     t1 = clock.now()
     kv_tokens, kv_bytes = cache_size(cache)
     t2 = t1
-    r = score_continuation(model, cache, n_ctx, sample.question_ids, chunk_size, ref, clock)
+    r = score_continuation(model, cache, n_ctx, sample.question_ids, chunk_size, ref, clock, run)
     t3 = clock.now()
+    kv_tokens_final, kv_bytes_final = cache_size(cache)
     n = r["scored_tokens"]
     row = {
         "id": sample.id,
@@ -110,6 +124,8 @@ def run_sample(model, press, sample, chunk_size: int, fidelity: bool, clock: Clo
         "context_tokens": n_ctx,
         "kv_tokens": kv_tokens,
         "kv_bytes": kv_bytes,
+        "kv_tokens_final": kv_tokens_final,  # after the continuation: decoding-time eviction keeps it bounded
+        "kv_bytes_final": kv_bytes_final,
         "prefill_seconds": t1 - t0,
         "ttft_seconds": (r["first_logits_at"] or t3) - t0,
         "decode_tokens": len(sample.question_ids),
@@ -125,7 +141,7 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
     """A perplexity job (task kind `perplexity`) -> a raw result of the same contract as a generation job."""
     from kvstudy.evaluate import INJECT_FAIL, INJECT_OOM, SCHEMA_VERSION, pick_device
     from kvstudy.models import load_model
-    from kvstudy.presses import get_press
+    from kvstudy.presses.variant import attention_for, build_run
     from kvstudy.tasks import get_task
 
     started, t_start = now_iso(), time.perf_counter()
@@ -133,12 +149,10 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
         raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
     torch.set_num_threads(threads)
     dev = pick_device(device)
-    spec = get_press(job["method"])
-    params = dict(job["params"])
-    if spec.has_ratio:
-        params["compression_ratio"] = job["compression_ratio"]
-    press = spec.build(params)
-    attn = spec.attn_implementation or job.get("attn_implementation", "sdpa")
+    run = build_run(job["method"], job["params"], job["compression_ratio"])
+    if run.query_aware:
+        raise ValueError("query_aware: a perplexity task has no question to show the press")
+    attn = attention_for(job["method"], job["params"]) or job.get("attn_implementation", "sdpa")
     model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
     task = get_task(job["task_kind"], job["task_params"])
     samples = task.samples(tokenizer, job["length"], job["seed"])
@@ -152,7 +166,7 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
     try:
         if inject and fnmatch.fnmatch(job["press"], inject):
             raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
-        rows = [run_sample(model, press, s, task.chunk_size, task.fidelity, clock) for s in samples]
+        rows = [run_sample(model, run, s, task.chunk_size, task.fidelity, clock) for s in samples]
     except torch.OutOfMemoryError as e:
         status, error, rows = "oom", str(e).splitlines()[0], []
         if dev.type == "cuda":
@@ -188,6 +202,9 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
             "kv_fraction_kept": mean("kv_tokens") / job["length"] if rows else None,
             "kv_bytes": mean("kv_bytes"),
             "kv_bytes_full": full_cache_bytes(model, job["length"]),
+            "kv_tokens_final": mean("kv_tokens_final"),
+            "kv_bytes_final": mean("kv_bytes_final"),
+            "attn_implementation": attn,
             "peak_memory_bytes": mem.peak(),
             "peak_memory_kind": mem.kind,
             "prefill_seconds": mean("prefill_seconds"),
