@@ -129,7 +129,8 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     press = build_run(job["method"], job["params"], job["compression_ratio"])
     # a press that needs another attention (observed_attention: eager) gets the model loaded with it, always
     attn = attention_for(job["method"], job["params"]) or job.get("attn_implementation", "sdpa")
-    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
+    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev),
+                                  job.get("config_overrides"))
     task = get_task(job["task_kind"], job["task_params"])
     task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
@@ -169,7 +170,8 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         "schema_version": SCHEMA_VERSION,
         "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
                                      "params", "compression_ratio", "seed")}
-        | {"chat_template": task.chat_template},
+        | {"chat_template": task.chat_template}
+        | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
         "status": status,
         "error": error,
         "quality": {"metric": task.metric, "score": mean("score"), "n": len(rows)},

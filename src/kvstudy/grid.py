@@ -77,6 +77,7 @@ def jobs(config: dict) -> list[dict]:
                 "attn_implementation": m.get("attn_implementation", "sdpa"),
                 # only when set: a new default key would change every job's params and rerun existing results
                 **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
+                **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
                 "task": task,
                 "task_kind": t.get("kind", task),
                 "task_params": {k: x for k, x in t.items() if k != "kind"},

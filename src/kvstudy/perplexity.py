@@ -153,7 +153,8 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
     if run.query_aware:
         raise ValueError("query_aware: a perplexity task has no question to show the press")
     attn = attention_for(job["method"], job["params"]) or job.get("attn_implementation", "sdpa")
-    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
+    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev),
+                                  job.get("config_overrides"))
     task = get_task(job["task_kind"], job["task_params"])
     samples = task.samples(tokenizer, job["length"], job["seed"])
     clock, mem = Clock(dev), PeakMemory(dev)
