@@ -236,3 +236,20 @@ def test_pareto_with_perplexity_uses_its_own_inverted_axis():
         assert list(front.get_ydata()[:-1]) == [30.0, 12.0, 10.0]  # all three are on the perplexity front
     finally:
         plt.close(fig)
+
+
+def test_score_vs_ratio_with_perplexity_labels_real_values_upside_down():
+    rows = [{"model": "m", "task": "wikitext", "length": 1024, "press": p, "method": m, "compression_ratio": r,
+             "seed": 0, "status": "ok", "score": s, "metric": "perplexity", "higher_is_better": False}
+            for p, m, r, s in (("no_press", "no_press", 0.0, 10.0), ("knorm-cr0.50", "knorm", 0.5, 12.0),
+                               ("knorm-cr0.90", "knorm", 0.9, 30.0))]
+    fig = _build("score_vs_ratio", {"results": pd.DataFrame(rows)})
+    try:
+        ax = fig.axes[0]
+        line = next(ln for ln in ax.get_lines() if ln.get_gid() == "score:knorm")
+        y = np.asarray(line.get_ydata(), float)
+        assert ((y >= 0) & (y <= 1)).all() and y[0] > y[-1]  # ppl 10 (the baseline) high, ppl 30 low
+        labels = [float(t.get_text()) for t in ax.get_yticklabels()]
+        assert labels[0] > 30 and labels[-1] < 10  # real perplexities, decreasing upwards
+    finally:
+        plt.close(fig)

@@ -129,6 +129,24 @@ def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
                      ignore_index=True)
 
 
+def _task_scales(df: pd.DataFrame, agg: pd.DataFrame) -> dict[str, tuple[float, float, bool]]:
+    """Where some score lies outside [0, 1]: task -> (low, span, higher_is_better) of its mean scores (+- s.d.),
+    so each task is drawn on the usual 0-1 axis (up = better) with its own tick labels. Empty when every score is
+    in [0, 1]."""
+    if df["score"].between(0, 1).all():
+        return {}
+    hib = df.get("higher_is_better")
+    lower = set(df.loc[hib.astype(str).str.strip().str.lower().isin(["false", "0", "0.0"]), "task"]) \
+        if hib is not None else set()
+    out = {}
+    for task, g in agg.groupby("task"):
+        sd = g["std"].fillna(0.0)
+        lo, hi = float((g["mean"] - sd).min()), float((g["mean"] + sd).max())
+        pad = 0.05 * ((hi - lo) or abs(hi) or 1.0)
+        out[task] = (lo - pad, (hi - lo) + 2 * pad, task not in lower)
+    return out
+
+
 def build(tables, average=False):
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score"])
@@ -142,6 +160,12 @@ def build(tables, average=False):
         raise ValueError(f"figure {NAME!r}: results.csv has no job with status 'ok' and a score")
 
     agg = df.groupby(KEYS, sort=False)["score"].agg(["mean", "std", "count"]).reset_index()
+    scales = _task_scales(df, agg)
+    if scales:  # scores outside [0, 1] (perplexity): drawn on a 0-1 axis per task, ticks labelled in real units
+        for task, (lo, span, up) in scales.items():
+            rows = agg["task"] == task
+            agg.loc[rows, "mean"] = (agg.loc[rows, "mean"] - lo) / span if up else (lo + span - agg.loc[rows, "mean"]) / span
+            agg.loc[rows, "std"] = agg.loc[rows, "std"] / span
     oom = oom[KEYS].drop_duplicates()
     if not ((agg["method"] != "no_press").any() or (oom["method"] != "no_press").any()):
         raise ValueError(f"figure {NAME!r}: results.csv has only no_press jobs, no compressed variant to plot")
@@ -163,7 +187,7 @@ def build(tables, average=False):
 
     ncols, nrows = len(tasks), len(rows)
     fig = new_figure(2.9 * ncols + 2.0, 2.3 * nrows + 0.5)
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False))
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, sharex=True, sharey=not scales, squeeze=False))
     used: dict[str, tuple] = {}  # legend label -> handle
     baseline_drawn = oom_drawn = False
     show_oom = not oom.empty
@@ -225,12 +249,17 @@ def build(tables, average=False):
             if not one_metric and metrics.get(task):
                 ax.set_ylabel(metric_label(metrics[task]))
             ax.set_title(title)
+            ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+            tick_labels = [f"{t:.1f}" for t in ticks]
+            if task in scales:  # the real values at the ticks; lower-is-better scores run downwards
+                lo, span, up = scales[task]
+                tick_labels = [f"{(lo + t * span) if up else (lo + span - t * span):.3g}" for t in ticks]
             if show_oom:
                 ax.set_ylim(OOM_YMIN, 1.02)
-                ax.set_yticks([OOM_Y, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-                              ["OOM", "0.0", "0.2", "0.4", "0.6", "0.8", "1.0"])
+                ax.set_yticks([OOM_Y, *ticks], ["OOM", *tick_labels])
             else:
                 ax.set_ylim(0.0, 1.02)
+                ax.set_yticks(ticks, tick_labels)
             ax.set_xlim(-0.03, 1.0)
             ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
             ax.set_xticklabels(["0", "0.25", "0.5", "0.75", "1"])
