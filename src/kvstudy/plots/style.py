@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -19,16 +20,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+# seaborn (which imports scipy.stats) and pyplot are imported where a figure is drawn, not here: validating a
+# study's `figures:` imports the figure registry, and the Snakefile does that in every snakemake process.
 
 DPI = 300
 
 # --- rc parameters --------------------------------------------------------------------------------------------
 
-STYLE: dict = {
-    **sns.axes_style("ticks"),
-    **sns.plotting_context("paper"),
+_RC: dict = {
     # DejaVu Sans ships with matplotlib: the same glyphs on every host (no "font not found" fallbacks).
     "font.family": ["sans-serif"],
     "font.sans-serif": ["DejaVu Sans"],
@@ -59,15 +58,25 @@ STYLE: dict = {
 }
 
 
+@functools.cache
+def style() -> dict:
+    """rc parameters of every figure: seaborn's "ticks" axes and "paper" context, then ours."""
+    import seaborn as sns
+
+    return {**sns.axes_style("ticks"), **sns.plotting_context("paper"), **_RC}
+
+
 @contextlib.contextmanager
 def paper_style():
     """Context in which figures are built and saved; leaves the global rcParams untouched."""
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(style()):
         yield
 
 
 def new_figure(width: float, height: float) -> matplotlib.figure.Figure:
     """A figure with constrained layout (call inside `paper_style()`)."""
+    import matplotlib.pyplot as plt
+
     return plt.figure(figsize=(width, height), layout="constrained")
 
 
@@ -90,26 +99,37 @@ METHODS: tuple[str, ...] = (
     "quantized",
 )
 
-_CB = sns.color_palette("colorblind").as_hex()  # 0 blue, 1 orange, 2 green, 3 vermillion, 4 purple, 5 brown,
-#                                                  6 pink, 7 grey, 8 yellow, 9 sky blue
+# seaborn "colorblind", filled by _fixed_colors(): 0 blue, 1 orange, 2 green, 3 vermillion, 4 purple, 5 brown,
+# 6 pink, 7 grey, 8 yellow, 9 sky blue
+_CB: list[str] = []
 _TOL = {"indigo": "#332288", "teal": "#44aa99", "olive": "#999933", "wine": "#882255"}
 
-_COLORS: dict[str, str] = {
-    "no_press": "#000000",  # the baseline: black
-    "knorm": _CB[0],
-    "streaming_llm": _CB[1],
-    "snapkv": _CB[2],
-    "tova": _CB[3],
-    "expected_attention": _CB[4],
-    "random": _CB[7],  # grey: the floor every method should beat
-    "pyramidkv": _CB[5],
-    "observed_attention": _CB[6],
-    "keydiff": _CB[9],
-    "adakv": _TOL["teal"],
-    "duo_attention": _TOL["indigo"],
-    "cab": _TOL["olive"],
-    "quantized": _TOL["wine"],
-}
+
+@functools.cache
+def _fixed_colors() -> dict[str, str]:
+    import seaborn as sns
+
+    _CB[:] = sns.color_palette("colorblind").as_hex()
+    return {
+        "no_press": "#000000",  # the baseline: black
+        "knorm": _CB[0],
+        "streaming_llm": _CB[1],
+        "snapkv": _CB[2],
+        "tova": _CB[3],
+        "expected_attention": _CB[4],
+        "random": _CB[7],  # grey: the floor every method should beat
+        "pyramidkv": _CB[5],
+        "observed_attention": _CB[6],
+        "keydiff": _CB[9],
+        "adakv": _TOL["teal"],
+        "duo_attention": _TOL["indigo"],
+        "cab": _TOL["olive"],
+        "quantized": _TOL["wine"],
+    }
+
+
+_COLORS: dict[str, str] = {}  # method -> colour: the fixed ones, then hashed ones as methods appear
+
 
 _MARKERS: dict[str, str] = {
     "no_press": "o",
@@ -154,6 +174,8 @@ def _digest(name: str) -> int:
 
 def method_color(method: str) -> str:
     """Hex colour of a press method; the same string object for a method in every figure."""
+    if not _COLORS:
+        _COLORS.update(_fixed_colors())
     color = _COLORS.get(method)
     if color is None:
         h = _digest(method)
@@ -267,5 +289,7 @@ def save(fig, out_stem: Path) -> list[Path]:
                 finally:
                     tmp.unlink(missing_ok=True)
     finally:
+        import matplotlib.pyplot as plt
+
         plt.close(fig)
     return paths
