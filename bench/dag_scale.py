@@ -4,8 +4,8 @@
 
 For each size N, a synthetic study of N eval jobs (1 model x 2 tasks x 10 lengths x N/20 press variants) is
 dry-run (`snakemake -n figures/all`) twice in a fresh copy of the workflow: once with no results ("build": the
-whole DAG is scheduled) and once with every output present ("no-op": all raw results, tables and figures exist,
-so nothing is to do). The bare Snakefile has the same eval jobs written as one `expand` into an aggregate rule,
+whole DAG is scheduled) and once with every output present ("no-op": all raw results, tables and figures exist and
+are up to date, so nothing is to do). The bare Snakefile has the same eval jobs written as one `expand` into an aggregate rule,
 with the same two situations. Prints a table of seconds and the ratio ours / bare (goal: <= 1.3).
 
 Where a SLURM client is installed but no controller answers, the SLURM executor plugin's import waits 10 s in
@@ -78,55 +78,40 @@ def dry_run(wd: Path, *args: str) -> tuple[float, float]:
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def touch_all(wd: Path, raw: list[str], later: list[str]) -> None:
-    """Every raw result, then (a second later, so they are newer) every downstream output."""
-    for p in raw:
-        path = wd / p
+def all_present(wd: Path) -> None:
+    """Every output of the DAG exists and is up to date: create each file `--summary` lists, then let
+    `snakemake --touch` give them modification times in DAG order."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--summary", "--cores", "1", "all"], cwd=wd, check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines()[1:]:
+        path = wd / line.split("\t")[0]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
-    time.sleep(1.1)
-    for p in later:
-        path = wd / p
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+    subprocess.run([sys.executable, "-m", "snakemake", "--touch", "--cores", "1", "all"], cwd=wd, check=True,
+                   capture_output=True)
 
 
 def ours(wd: Path, n: int) -> tuple[tuple, tuple, int]:
     from kvstudy.config import validate
-    from kvstudy.grid import jobs, raw_path
+    from kvstudy.grid import jobs
 
-    for name in ("Snakefile",):
-        shutil.copy(ROOT / name, wd / name)
+    shutil.copy(ROOT / "Snakefile", wd / "Snakefile")
     shutil.copytree(ROOT / "workflow", wd / "workflow")
     shutil.copytree(ROOT / "envs", wd / "envs")
     cfg = study(n)
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
-    raw = [raw_path(j) for j in jobs(validate(cfg))]
     build = dry_run(wd)
-    tables = [f"results/tables/{t}.csv" for t in ("results", "samples", "performance", "memory_usage", "throughput")]
-    figures = [f"figures/{f}.{e}" for f in cfg["figures"] for e in ("pdf", "png")]
-    touch_all(wd, raw + ["results/raw/.missing"], tables)
-    time.sleep(1.1)
-    touch_all(wd, [], ["results/analysis/pareto.csv", "results/analysis/significance.csv"])
-    time.sleep(1.1)
-    touch_all(wd, [], figures)
-    time.sleep(1.1)
-    touch_all(wd, [], ["figures/all"])
-    noop = dry_run(wd)
-    return build, noop, len(raw)
+    all_present(wd)
+    return build, dry_run(wd), len(jobs(validate(cfg)))
 
 
 def bare(wd: Path, n: int) -> tuple[tuple, tuple]:
     cfg = study(n)
     presses = [f"random-cr0.50-s{i}" for i in range(n // (N_TASKS * N_LENGTHS))]
     (wd / "Snakefile").write_text(BARE.format(tasks=list(cfg["tasks"]), lengths=cfg["lengths"], presses=presses))
-    raw = [f"results/raw/tiny/{t}/{ln}/{p}/seed0.json" for t in cfg["tasks"] for ln in cfg["lengths"] for p in presses]
     build = dry_run(wd)
-    touch_all(wd, raw, ["results/tables/results.csv"])
-    time.sleep(1.1)
-    touch_all(wd, [], ["figures/all"])
-    noop = dry_run(wd)
-    return build, noop
+    all_present(wd)
+    return build, dry_run(wd)
 
 
 def main() -> None:
