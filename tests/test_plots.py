@@ -510,3 +510,14 @@ def test_realistic_oom_tables_render(tmp_path):
     out = Path(os.environ.get("KVSTUDY_PLOTS_PREVIEW_OOM", tmp_path))
     for name in ("score_vs_ratio", "pareto_memory", "niah_heatmap"):
         _check_outputs(FIGURES[name].draw(t, out / name), out / name)
+
+
+def test_only_the_no_press_variant_is_the_baseline():
+    """`no_press+int4` (quantized, no eviction) is drawn as a method of its own, not averaged into the baseline."""
+    from kvstudy.plots._common import prepare
+
+    df = prepare(pd.DataFrame({"press": ["no_press", "no_press+int4", "knorm-cr0.50"],
+                               "method": ["no_press", "no_press", "knorm"], "length": [512] * 3,
+                               "score": [1.0, 0.9, 0.5]}), "score_vs_ratio", "results")
+    assert list(df["method"]) == ["no_press", "no_press+int4", "knorm"]
+    assert (df["method"] == "no_press").sum() == 1

@@ -52,6 +52,9 @@ def prepare(df: pd.DataFrame, figure: str, table: str) -> pd.DataFrame:
     if "method" not in df.columns:
         df["method"] = df["press"].str.split("-").str[0]
     df["method"] = df["method"].astype(str)
+    # the baseline is the `no_press` variant itself; `no_press-qa` or `no_press+int4` are methods of their own
+    other = df["method"].eq("no_press") & df["press"].ne("no_press")
+    df.loc[other, "method"] = df.loc[other, "press"]
     if "compression_ratio" not in df.columns:
         df["compression_ratio"] = df["press"].str.extract(_RATIO_IN_PRESS, expand=False)
     for col in ("compression_ratio", "length", "score", "kv_bytes", "depth", "seed"):
