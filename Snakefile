@@ -17,6 +17,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
@@ -31,6 +32,9 @@ localrules:
     significance,
     plot,
     manifest,
+    tune_global,
+    tune_task,
+    tuning_summary,
 
 
 rule all:

@@ -79,7 +79,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         if spec.has_ratio and "compression_ratio" not in p:
             raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}")
         for key in p:
-            if key == "method" or (key == "compression_ratio" and spec.has_ratio):
+            if key in ("method", "search") or (key == "compression_ratio" and spec.has_ratio):
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
@@ -87,6 +87,8 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     for i, f in enumerate(config["figures"]):
         if f not in FIGURES:
             raise ConfigError(f"config error: figures[{i}]: unknown figure {f!r} (registered: {', '.join(FIGURES)})")
+
+    _check_searches(config)  # press hyper-parameter searches (kvstudy.tuning)
 
     from kvstudy.grid import variants
 
@@ -96,6 +98,21 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
         seen[v["press"]] = 1
     return config
+
+
+def _check_searches(config: dict) -> None:
+    """`search:` blocks of press entries: known parameters, valid constraints, at least one candidate."""
+    from kvstudy.presses import PRESSES
+    from kvstudy.tuning import SearchError, check_search
+
+    for i, p in enumerate(config["presses"]):
+        if "search" in p:
+            try:
+                check_search(p, PRESSES[p["method"]])
+            except SearchError as e:
+                raise ConfigError(f"config error: presses[{i}].search.{e}") from None
+    if "tuning_sweep" in config["figures"] and not any("search" in p for p in config["presses"]):
+        raise ConfigError("config error: figures: tuning_sweep needs a press with a search: block")
 
 
 def load(path: str | Path) -> dict:

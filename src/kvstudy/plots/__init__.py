@@ -7,6 +7,7 @@ below (except `style`, `manifest` and private `_*` ones). Each figure reads some
 - "results": `results/tables/results.csv` (one row per eval job),
 - "samples": `results/tables/samples.csv` (one row per sample),
 - "pareto":  `results/analysis/pareto.csv` (one row per press variant and (model, task, length)),
+- "tuning_candidates": `results/analysis/tuning/candidates.csv` (one row per search candidate and task),
 
 and writes `out_stem.pdf` and `out_stem.png`. A figure with nothing to show raises `ValueError` (never an empty
 plot).
@@ -22,7 +23,7 @@ from typing import Callable
 
 import pandas as pd
 
-TABLES = ("results", "samples", "pareto")
+TABLES = ("results", "samples", "pareto", "tuning_candidates")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def get_figure(name: str) -> Figure:
 def table_path(table: str, tables_dir: Path, analysis_dir: Path) -> Path:
     if table == "pareto":
         return Path(analysis_dir) / "pareto.csv"
+    if table == "tuning_candidates":
+        return Path(analysis_dir) / "tuning" / "candidates.csv"
     if table in TABLES:
         return Path(tables_dir) / f"{table}.csv"
     raise ValueError(f"unknown table {table!r}; known: {TABLES}")
