@@ -97,8 +97,11 @@ def cmd_validate(a) -> None:
     from kvstudy.config import load
     from kvstudy.grid import jobs
 
+    from kvstudy.tuning import trial_jobs
+
     config = load(a.config)
-    print(f"{a.config}: ok, {len(jobs(config))} eval jobs")
+    trials = len(trial_jobs(config))
+    print(f"{a.config}: ok, {len(jobs(config))} eval jobs" + (f" + {trials} tuning trials" if trials else ""))
 
 
 def cmd_status(a) -> None:
