@@ -17,8 +17,9 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/tuning.smk"
+include: "workflow/rules/tuning_common.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
