@@ -276,3 +276,22 @@ def test_eval_job_records_attention_error_when_asked():
     result = run_job(job)
     assert result["fidelity"]["attn_output_error"] > 0
     assert all(s["attn_error"] >= 0 for s in result["samples"])
+
+
+@pytest.mark.parametrize("mode", ["global", "task"])
+def test_one_mode_only(tmp_path, mode):
+    import pandas as pd
+
+    from kvstudy.plots import make_figure
+
+    config = validate(searched({**GRID, "mode": mode}))
+    assert {j["press"] for j in jobs(config) if "tuning" in j} == {f"snapkv-cr0.50-tuned-{mode}"}
+    write_trials(tmp_path, config)
+    for task in ([None] if mode == "global" else ["niah", "kv"]):
+        choice = tuning.tune(config, "tiny", "snapkv-cr0.50", task, tmp_path)
+        write_atomic(choice, tmp_path / tuning.choice_path("tiny", "snapkv-cr0.50", mode, task))
+    out = tmp_path / "results/analysis/tuning"
+    tuning.write_summary(config, tmp_path, None, out)
+    choices = pd.read_csv(out / "choices.csv")
+    assert "dev_gain" not in choices.columns and f"{mode}_choice" in choices.columns
+    assert make_figure("tuning_sweep", tmp_path, tmp_path / "results/analysis", tmp_path / "f")

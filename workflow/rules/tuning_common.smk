@@ -40,12 +40,15 @@ def trial_job(wildcards):
     return json.dumps(TRIALS[path], sort_keys=True)
 
 
+# (model, searched press, task) -> its trial paths, so input functions do not scan every trial
+TRIALS_BY_TASK = {}
+for _path, _job in sorted(TRIALS.items()):
+    TRIALS_BY_TASK.setdefault((_job["model"], _job["tuning_of"], _job["task"]), []).append(_path)
+
+
 def trials_of(model, press, task=None):
-    return sorted(
-        p
-        for p, j in TRIALS.items()
-        if j["model"] == model and j["tuning_of"] == press and task in (None, j["task"])
-    )
+    tasks = list(config["tasks"]) if task is None else [task]
+    return [p for t in tasks for p in TRIALS_BY_TASK.get((model, press, t), [])]
 
 
 def tune_global_input(wildcards):
