@@ -38,17 +38,24 @@ def trials(workdir: Path) -> list[Path]:
     return sorted((workdir / "results/raw").glob("*/*/*/*/dev/seed*.json"))
 
 
+def started_unfinished(wd: Path) -> list[Path]:
+    """Trials whose job has started (its log exists) but whose result is not written yet."""
+    logs = (wd / "logs/eval").glob("*/*/*/*/dev/seed*.log")
+    return [log for log in logs if not (wd / "results/raw" / log.relative_to(wd / "logs/eval")).with_suffix(".json")
+            .exists()]
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     """A copy of the workflow whose first run was killed (snakemake and its jobs, SIGKILL: a lost node or a
-    cancelled allocation) while the trial after its first finished trial was running."""
+    cancelled allocation) while a trial was running, after at least one trial had finished."""
     wd = copy_workflow(tmp_path_factory.mktemp("tuning"))
     p = subprocess.Popen([*SNAKEMAKE, "figures/all", "--cores", "1", "--configfile", *CONFIG], cwd=wd,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
-    while not trials(wd) and p.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)  # Snakemake has recorded the finished trial; the next job (~5 s) is running
+    # One job at a time: a trial's log appears when its job starts, after Snakemake recorded the previous one.
+    while not (trials(wd) and started_unfinished(wd)) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)  # the process group this test started: snakemake and its running job
     p.wait(timeout=60)
     snakemake(wd, "--unlock")  # what a user does after a crash: the killed run left its lock
@@ -91,6 +98,12 @@ def test_tuned_jobs_use_the_choice(interrupted):
     assert choices.task_test_score.notna().all() and choices.global_test_score.notna().all()
     manifest = (wd / "figures/all").read_text()
     assert "figures/tuning_sweep.pdf" in manifest and "results/analysis/tuning/choices.tex" in manifest
+
+
+def test_report_has_the_tuning_figure_and_tables(interrupted):
+    snakemake(interrupted, "--report", "report.html")
+    html = (interrupted / "report.html").read_text(errors="ignore")
+    assert "tuning_sweep" in html and "choices: per task vs global" in html
 
 
 def test_rerun_reuses_everything_and_a_deleted_trial_reruns_alone(interrupted):
