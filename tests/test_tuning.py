@@ -295,3 +295,18 @@ def test_one_mode_only(tmp_path, mode):
     choices = pd.read_csv(out / "choices.csv")
     assert "dev_gain" not in choices.columns and f"{mode}_choice" in choices.columns
     assert make_figure("tuning_sweep", tmp_path, tmp_path / "results/analysis", tmp_path / "f")
+
+
+def test_a_choice_depends_only_on_its_part_of_the_study(tmp_path):
+    config = validate(searched(GRID))
+    write_trials(tmp_path, config)
+    part = tuning.tune_study(config, "tiny", "snapkv-cr0.50", "kv")
+    assert tuning.tune(part, "tiny", "snapkv-cr0.50", "kv", tmp_path) == tuning.tune(
+        config, "tiny", "snapkv-cr0.50", "kv", tmp_path)
+    more = searched(GRID)
+    more["presses"].append({"method": "knorm", "compression_ratio": 0.5})
+    more["models"]["other"] = {"path": TINY}
+    more["tasks"]["niah"]["n_samples"] = 3
+    more = validate(more)
+    assert tuning.tune_study(more, "tiny", "snapkv-cr0.50", "kv") == part  # a new press, model, other task's size
+    assert tuning.tune_study(more, "tiny", "snapkv-cr0.50") != tuning.tune_study(config, "tiny", "snapkv-cr0.50")

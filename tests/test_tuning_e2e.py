@@ -106,6 +106,17 @@ def test_report_has_the_tuning_figure_and_tables(interrupted):
     assert "tuning_sweep" in html and "choices: per task vs global" in html
 
 
+def test_an_added_press_keeps_the_search(interrupted):
+    cfg = (interrupted / ".test/tuning.yaml").read_text()
+    more = interrupted / ".test/more.yaml"
+    more.write_text(cfg.replace("  - method: no_press\n", "  - method: no_press\n  - {method: knorm, compression_ratio: 0.5}\n"))
+    p = subprocess.run([*SNAKEMAKE, "-n", "figures/all", "--cores", "1", "--configfile", str(more)], cwd=interrupted,
+                       capture_output=True, text=True)
+    plan = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, re.M))
+    assert plan.get("eval") == "2", plan  # knorm x 2 tasks; no trial, no choice, no tuned job again
+    assert not {"eval_trial", "tune_global", "tune_task", "eval_tuned"} & set(plan), plan
+
+
 def test_rerun_reuses_everything_and_a_deleted_trial_reruns_alone(interrupted):
     wd = interrupted
     assert "Nothing to be done" in snakemake(wd, "figures/all")

@@ -383,6 +383,20 @@ def select(table, candidate_order: list[str], task: str, objective: str) -> str:
     return min(winners.press, key=order.__getitem__)
 
 
+def tune_study(config: dict, model: str, press: str, task: str | None = None) -> dict:
+    """The part of the study one choice depends on (the `--study` of `kvstudy tune`): its model, its task (or all
+    tasks for the global choice), lengths, seeds, stop words and its press entry. A rule parameter: anything else
+    changing in the config (a new press, another model) does not redo the choice, and so does not rerun the tuned
+    test jobs that read it."""
+    entry = next(e for e in config["presses"] if "search" in e and any(
+        _base_slug(e["method"], f) == press for f in fixed_combos(e)))
+    tasks = config["tasks"] if task is None else {task: config["tasks"][task]}
+    lengths = entry["search"].get("lengths", config["lengths"])
+    return {"models": {model: config["models"][model]}, "tasks": tasks, "lengths": lengths,
+            "seeds": config.get("seeds", [0]),
+            "eval": {"stop_words": config.get("eval", {}).get("stop_words", [".", "\n"])}, "presses": [entry]}
+
+
 def find_search(config: dict, press: str) -> dict:
     for s in searches(config):
         if s["press"] == press:

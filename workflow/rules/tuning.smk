@@ -57,7 +57,7 @@ rule tune_global:
     log:
         "logs/tune/{model}/{press}.log",
     params:
-        study=study_json,
+        study=tune_study,
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -73,7 +73,7 @@ rule tune_task:
     log:
         "logs/tune/{model}/{press}/{task}.log",
     params:
-        study=study_json,
+        study=tune_study,
     conda:
         "../../envs/analysis.yaml"
     shell:

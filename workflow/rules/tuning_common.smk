@@ -80,3 +80,9 @@ def all_choices():
                 tasks = [None] if mode == "global" else list(config["tasks"])
                 out += [tuning.choice_path(model, s["press"], mode, t) for t in tasks]
     return out
+
+
+def tune_study(wildcards):
+    """Only what the choice depends on (kvstudy.tuning.tune_study), so unrelated config edits do not redo it."""
+    task = wildcards.get("task")
+    return json.dumps(tuning.tune_study(config, wildcards.model, wildcards.press, task), sort_keys=True)
