@@ -33,9 +33,11 @@ def searched(search: dict, **fixed) -> dict:
 def test_grid_candidates_in_order_filtered_by_constraints():
     s = {"params": {"window_size": [4, 16, 64], "kernel_size": [1, 7]}, "constraints": ["kernel_size < window_size / 2"]}
     got = tuning.candidates(s, {"compression_ratio": 0.5})
-    assert got == [{"window_size": 4, "kernel_size": 1}, {"window_size": 16, "kernel_size": 1},
-                   {"window_size": 16, "kernel_size": 7}, {"window_size": 64, "kernel_size": 1},
-                   {"window_size": 64, "kernel_size": 7}]
+    assert got == [{"kernel_size": 1, "window_size": 4}, {"kernel_size": 1, "window_size": 16},
+                   {"kernel_size": 1, "window_size": 64}, {"kernel_size": 7, "window_size": 16},
+                   {"kernel_size": 7, "window_size": 64}]  # parameters by name, values in the order given
+    reordered = {**s, "params": {"kernel_size": [1, 7], "window_size": [4, 16, 64]}}
+    assert tuning.candidates(reordered, {"compression_ratio": 0.5}) == got
 
 
 def test_constraints_see_fixed_parameters():
@@ -52,6 +54,8 @@ def test_random_candidates_are_seeded_distinct_and_valid():
     assert len({json.dumps(c, sort_keys=True) for c in a}) == 6
     assert all(4 <= c["window_size"] <= 512 and c["kernel_size"] <= c["window_size"] for c in a)
     assert tuning.candidates({**s, "seed": 4}, {}) != a
+    # the same candidates whatever the key order (a config goes through YAML and JSON on its way to a rule)
+    assert tuning.candidates({**s, "params": dict(reversed(list(s["params"].items())))}, {}) == a
     # a finite space with no more valid points than asked for: all of them
     small = {"params": {"window_size": [8, 16]}, "sample": 5}
     assert tuning.candidates(small, {}) == [{"window_size": 8}, {"window_size": 16}]

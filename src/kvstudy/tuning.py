@@ -149,10 +149,10 @@ def _draw(rng, spec):
 def candidates(search: dict, fixed: dict) -> list[dict]:
     """The candidate parameter dicts of a search, in a fixed order; constraints see `fixed` params too.
 
-    Grid: the cartesian product in the order given, filtered by the constraints. `sample: n`: n distinct valid
+    Grid: the cartesian product (parameters by name, values in the order given), filtered by the constraints. `sample: n`: n distinct valid
     candidates drawn with `seed` (all valid grid points when the space is finite and has no more than n)."""
     s = settings(search)
-    space = s["params"]
+    space = {k: s["params"][k] for k in sorted(s["params"])}  # by name: the same candidates however keys are ordered
     known = set(space) | set(fixed)
     trees = [parse_constraint(c, known) for c in s["constraints"]]
     ranged = [k for k, v in space.items() if _is_range(v)]

@@ -85,4 +85,4 @@ def all_choices():
 def tune_study(wildcards):
     """Only what the choice depends on (kvstudy.tuning.tune_study), so unrelated config edits do not redo it."""
     task = wildcards.get("task")
-    return json.dumps(tuning.tune_study(config, wildcards.model, wildcards.press, task), sort_keys=True)
+    return json.dumps(tuning.tune_study(config, wildcards.model, wildcards.press, task))
