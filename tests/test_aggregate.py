@@ -14,7 +14,8 @@ from kvstudy.aggregate import aggregate
 RESULTS_COLUMNS = (
     "model, model_path, task, length, press, method, compression_ratio, seed, status, metric, score, n, "
     "kv_tokens_kept, kv_tokens_full, kv_fraction_kept, kv_bytes, kv_bytes_full, peak_memory_bytes, "
-    "peak_memory_kind, prefill_seconds, ttft_seconds, decode_tokens_per_second, total_seconds, params, device, "
+    "peak_memory_kind, prefill_seconds, ttft_seconds, decode_tokens_per_second, total_seconds, "
+    "kv_fraction_attended, kv_tokens_final, kv_bytes_final, params, device, "
     "host, git_commit, kvstudy_version"
 ).split(", ")
 SAMPLES_COLUMNS = (

@@ -87,3 +87,30 @@ def test_injected_oom_is_a_result_not_a_crash(monkeypatch, schema, tmp_path):
 
     row = pd.read_csv(tmp_path / "tables/results.csv").iloc[0]
     assert row.status == "oom" and pd.isna(row.score)
+
+
+def test_press_needing_eager_attention_gets_an_eager_model(schema):
+    r = run_job(job("observed_attention", 0.5, n=2), device="cpu")
+    jsonschema.validate(r, schema)
+    assert r["efficiency"]["attn_implementation"] == "eager" and r["efficiency"]["kv_tokens_kept"] == 128
+
+
+def test_variant_options_reach_the_run_and_the_accounting(schema):
+    qa = {**job("snapkv", 0.5, n=2), "press": "snapkv-cr0.50-qa", "params": {"query_aware": True}}
+    r = run_job(qa, device="cpu")
+    jsonschema.validate(r, schema)
+    e = r["efficiency"]
+    assert e["kv_tokens_full"] == 256 + 2 and e["kv_tokens_kept"] == int(258 * 0.5)  # the press saw the question
+
+    q = {**job("knorm", 0.5, n=2), "press": "knorm-cr0.50+int4", "params": {"quantization": "int4"}}
+    r = run_job(q, device="cpu")
+    jsonschema.validate(r, schema)
+    e = r["efficiency"]
+    assert e["kv_tokens_kept"] == 128 and e["kv_bytes"] < e["kv_bytes_full"] / 2 / 6
+
+
+def test_masking_press_reports_attended_fraction_beside_full_bytes():
+    r = run_job(job("adakv", 0.5, n=2), device="cpu")
+    e = r["efficiency"]
+    assert e["kv_fraction_kept"] == 1.0 and e["kv_bytes"] == e["kv_bytes_full"]
+    assert e["kv_fraction_attended"] == 0.5

@@ -33,3 +33,19 @@ def test_jobs_cover_the_grid_once(study):
     kv = [j for j in js if j["task"] == "kv"][0]
     assert kv["task_kind"] == "kv_retrieval" and kv["task_params"] == {"n_pairs": 8}
     assert "results/raw/tiny/kv/256/no_press/seed0.json" in paths
+
+
+def test_variant_options_are_suffixes_and_leave_other_slugs_alone():
+    assert slug("snapkv", 0.5, {"window_size": 64, "query_aware": True}) == "snapkv-cr0.50-ws64-qa"
+    assert slug("snapkv", 0.5, {"window_size": 64, "query_aware": False}) == "snapkv-cr0.50-ws64"
+    assert slug("knorm", 0.5, {"quantization": "int4"}) == "knorm-cr0.50+int4"
+    assert slug("knorm", 0.5, {"quantization": None}) == "knorm-cr0.50"
+    assert slug("cab", 0.5, {"query_aware": True, "quantization": "int8"}) == "cab-cr0.50-qa+int8"
+    assert slug("int4", None, {}) == "int4"
+
+
+def test_variant_options_expand_like_parameters(study):
+    study["presses"] = [{"method": "knorm", "compression_ratio": 0.5, "quantization": [None, "int4"],
+                         "query_aware": [False, True]}]
+    names = [v["press"] for v in variants(validate(study))]
+    assert names == ["knorm-cr0.50", "knorm-cr0.50-qa", "knorm-cr0.50+int4", "knorm-cr0.50-qa+int4"]

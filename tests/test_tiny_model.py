@@ -42,3 +42,16 @@ def test_full_cache_retrieves_at_the_default_lengths(task, params):
         r = run_job(job, device="cpu")
         assert r["quality"]["score"] >= 0.95, (task, length, r["quality"])
         assert all(s["decode_tokens"] == 1 for s in r["samples"])  # answers, then stops at "."
+
+
+def test_config_overrides_reach_the_loaded_model(study):
+    """`models.NAME.config_overrides` (e.g. rope_scaling for YaRN) replace config entries at load, via the job."""
+    from kvstudy.config import validate
+    from kvstudy.grid import jobs
+    from kvstudy.models import load_model
+
+    study["models"]["tiny"]["config_overrides"] = {"rms_norm_eps": 0.125}
+    job = jobs(validate(study))[0]
+    model, _ = load_model(job["model_path"], "float32", "sdpa", "cpu", job["config_overrides"])
+    assert model.config.rms_norm_eps == 0.125
+    assert load_model(job["model_path"], "float32", "sdpa", "cpu")[0].config.rms_norm_eps != 0.125

@@ -129,16 +129,37 @@ def test_dev_split_shares_no_sample_with_the_test_split(tiny):
     """Every registered task, at the study seeds a test can use: no dev sample equals a test sample."""
     from kvstudy.tasks import TASKS, get_task
 
+    from dataclasses import fields
+
     _, tok = tiny
-    for name in TASKS:
-        task = get_task(name, {"n_samples": 20})
+    checked = []
+    for name, cls in TASKS.items():
+        if "source" in {f.name for f in fields(cls)}:
+            continue  # dataset tasks: a search refuses them (test_search_refuses_dataset_tasks)
+        task = get_task(name, {"n_samples": 10})
+        try:
+            task.samples(tok, 2048, 0)
+        except ValueError:
+            continue  # needs a tokenizer with digits, or a longer context, than the tiny model's at 2048
         for seed in (0, 1, 7):
-            test = {(tuple(s.context_ids), tuple(s.question_ids)) for s in task.samples(tok, 256, seed)}
+            test = {(tuple(s.context_ids), tuple(s.question_ids)) for s in task.samples(tok, 2048, seed)}
             dev = {(tuple(s.context_ids), tuple(s.question_ids))
-                   for s in task.samples(tok, 256, tuning.dev_seed(seed))}
-            assert len(test) == len(dev) == 20
+                   for s in task.samples(tok, 2048, tuning.dev_seed(seed))}
+            assert len(dev) == len(test) > 1
             assert not test & dev, (name, seed)
+        checked.append(name)
+    assert {"niah", "kv_retrieval", "vt", "cwe"} <= set(checked), checked
     assert tuning.dev_seed(0) > 999_999  # the schema's largest test seed
+
+
+def test_search_refuses_dataset_tasks():
+    config = searched({"params": {"window_size": [8]}})
+    config["tasks"]["qa"] = {"kind": "hf_qa", "source": "tests/data/kvpress_format.jsonl"}
+    with pytest.raises(ConfigError, match=r"presses\[1\]\.search\.a search needs a dev split .* task 'qa'"):
+        validate(config)
+    config = searched({"params": {"window_size": [8]}, "objective": "combined"})
+    config["tasks"]["count"] = {"kind": "countdown"}
+    validate(config)  # a generated answer with a 0-1 score: fine
 
 
 # --- selection on constructed results -------------------------------------------------------------------------
@@ -314,3 +335,19 @@ def test_a_choice_depends_only_on_its_part_of_the_study(tmp_path):
     more = validate(more)
     assert tuning.tune_study(more, "tiny", "snapkv-cr0.50", "kv") == part  # a new press, model, other task's size
     assert tuning.tune_study(more, "tiny", "snapkv-cr0.50") != tuning.tune_study(config, "tiny", "snapkv-cr0.50")
+
+
+def test_attention_output_error_follows_the_variant(tiny):
+    """The compressed pass is the eval job's: a quantized cache alone moves the outputs; a query-aware press
+    that keeps everything does not."""
+    from kvstudy import attn_error
+    from kvstudy.presses.variant import build_run
+    from kvstudy.tasks import get_task
+
+    model, tok = tiny
+    sample = get_task("niah", {"n_samples": 1}).samples(tok, 512, 0)[0]
+    assert attn_error.measure(model, build_run("no_press", {"quantization": "int4"}, None), sample) > 0
+    keep_all = build_run("snapkv", {"query_aware": True}, 0.0)
+    assert attn_error.measure(model, keep_all, sample) == pytest.approx(0, abs=1e-5)
+    qa = attn_error.measure(model, build_run("streaming_llm", {"query_aware": True}, 0.9), sample)
+    assert qa > 0

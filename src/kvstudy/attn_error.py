@@ -1,17 +1,17 @@
 """Attention-output error of a press: how much the question tokens' attention outputs change under compression.
 
-For one sample: prefill the context twice, once under the press and once with the full cache, then run the question
-tokens (positions continuing after the original context, as in `evaluate.run_sample`) against each cache and
-capture every layer's attention output (the input of `self_attn.o_proj`: heads concatenated, before the output
-projection). The error of a layer is the relative Frobenius norm ||A_compressed - A_full||_F / ||A_full||_F; the
-sample's error is the mean over layers. It is a tuning objective (kvstudy.tuning, `objective: combined`).
+For one sample: prefill the context twice, once as the eval job does (`evaluate.run_sample`: the variant's cache,
+under its prefill press, with the question appended when query-aware) and once with a full-precision, uncompressed
+cache of the same tokens; then ask the question against each (positions continuing after the prefill, under the
+variant's decoding press for the compressed one) and capture every layer's attention output: the input of
+`self_attn.o_proj` (heads concatenated, before the output projection). A layer's error is the relative Frobenius
+norm ||A_compressed - A_full||_F / ||A_full||_F; the sample's error is the mean over layers. It is a tuning
+objective (kvstudy.tuning, `objective: combined`).
 
 Neither kvpress nor transformers measures this, so it is written here with forward pre-hooks.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
@@ -24,31 +24,46 @@ def _o_projs(model) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
-def _question_attn_outputs(model, press, context_ids: list[int], question_ids: list[int]) -> list[torch.Tensor]:
+def _question_attn_outputs(model, run, sample, compressed: bool) -> list[torch.Tensor]:
     from transformers import DynamicCache
 
+    from kvstudy.evaluate import ask  # the question exactly as the eval job asks it
+
     device = model.device
-    ctx = torch.tensor([context_ids], device=device)
-    cache = DynamicCache()
-    with press(model) if press is not None else contextlib.nullcontext():
+    prefix = sample.context_ids + (sample.question_ids if run.query_aware else [])
+    ctx = torch.tensor([prefix], device=device)
+    cache = run.new_cache(model) if compressed else DynamicCache()
+    with run.prefill(model) if compressed else _null():
         model.model(input_ids=ctx, past_key_values=cache)
-    q = torch.tensor([question_ids], device=device)
+    q = torch.tensor([sample.question_ids], device=device)
     pos = torch.arange(ctx.shape[1], ctx.shape[1] + q.shape[1], device=device).unsqueeze(0)
-    captured: list[torch.Tensor] = []
-    hooks = [m.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().float().clone()))
-             for m in _o_projs(model)]
+    mods = _o_projs(model)
+    captured: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(mods))}
+    hooks = [m.register_forward_pre_hook(lambda _m, args, i=i: captured[i].append(args[0].detach().float()))
+             for i, m in enumerate(mods)]
     try:
-        model.model(input_ids=q, past_key_values=cache, position_ids=pos)
+        with run.decoding(model) if compressed else _null():
+            ask(model, q, cache, pos)  # one call, or one per token for uneven layers: concatenated below
     finally:
         for h in hooks:
             h.remove()
-    return captured
+    return [torch.cat(captured[i], dim=1) for i in range(len(mods))]
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def layer_errors(model, press, sample) -> list[float]:
-    """Relative Frobenius error of each layer's question-token attention output, compressed vs full cache."""
-    full = _question_attn_outputs(model, None, sample.context_ids, sample.question_ids)
-    comp = _question_attn_outputs(model, press, sample.context_ids, sample.question_ids)
+    """Relative Frobenius error of each layer's question-token attention output, compressed vs full cache.
+    `press` is a `kvstudy.presses.variant.PressRun`, a bare kvpress press, or None."""
+    from kvstudy.presses.variant import PressRun
+
+    run = press if isinstance(press, PressRun) else PressRun(press)
+    full = _question_attn_outputs(model, run, sample, compressed=False)
+    comp = _question_attn_outputs(model, run, sample, compressed=True)
     return [float(torch.linalg.norm(c - f) / torch.linalg.norm(f).clamp_min(1e-12)) for c, f in zip(comp, full)]
 
 

@@ -76,21 +76,29 @@ def cmd_tuning_summary(a) -> None:
 
 
 def cmd_presses(a) -> None:
-    from kvstudy.presses import PRESSES
+    from kvstudy.presses import PRESSES, VARIANT_OPTIONS
 
     for spec in PRESSES.values():
         params = ([("compression_ratio", "required")] if spec.has_ratio else []) + list(spec.defaults.items())
         shown = ", ".join(f"{k}={v}" for k, v in params) or "-"
         extra = f" [attention: {spec.attn_implementation}]" if spec.attn_implementation else ""
+        extra += " [evicts while decoding]" if spec.phase == "decoding" else ""
+        extra += " [masks keys, frees no memory]" if spec.masking else ""
         print(f"{spec.name:20s} {spec.description}{extra}\n{'':20s} params: {shown}")
+    options = ", ".join(f"{k}={v}" for k, v in VARIANT_OPTIONS.items())
+    print(f"\nevery press also takes: {options} (quantization: int8, int4, int2; slugs end -qa / +int4)")
 
 
 def cmd_tasks(a) -> None:
     from kvstudy.tasks import TASKS
 
     for name, cls in TASKS.items():
-        shown = ", ".join(f"{k}={v!r}" for k, v in cls.params().items())
-        print(f"{name:14s} metric={cls.metric}  {cls.description}\n{'':14s} params: {shown}")
+        params = cls.params()
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        metric = cls.metric + (" (param scorer)" if "scorer" in params else " (per subtask)" if "subtask" in params
+                               else "")
+        order = "" if cls.higher_is_better else ", lower is better"
+        print(f"{name:14s} [{cls.kind}] metric={metric}{order}  {cls.description}\n{'':14s} params: {shown}")
 
 
 def cmd_validate(a) -> None:

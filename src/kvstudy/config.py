@@ -68,6 +68,13 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         for key in t:
             if key != "kind" and key not in known:
                 raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
+        try:  # parameters a task checks itself (a scorer name, a LongProc subtask)
+            TASKS[kind](**{k: v for k, v in t.items() if k != "kind"})
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"config error: tasks.{name}: {e}") from None
+
+    from kvstudy.presses import VARIANT_OPTIONS
+    from kvstudy.presses.variant import check_options, split_options
 
     for i, p in enumerate(config["presses"]):
         method = p["method"]
@@ -79,10 +86,29 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         if spec.has_ratio and "compression_ratio" not in p:
             raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}")
         for key in p:
-            if key in ("method", "search") or (key == "compression_ratio" and spec.has_ratio):
+            if key in ("method", "search") or (key == "compression_ratio" and spec.has_ratio) or key in VARIANT_OPTIONS:
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
+        from kvstudy.grid import variants as _variants
+
+        for v in _variants({"presses": [p]}):  # values no schema can check (wrapped press names, files, combos)
+            press_params, options = split_options(v["params"])
+            try:
+                check_options(method, options)
+                if spec.check_values:
+                    spec.check_values({**spec.defaults, **press_params})
+            except ValueError as e:
+                raise ConfigError(f"config error: presses[{i}].{e}") from None
+            ppl = [n for n, t in config["tasks"].items() if getattr(TASKS[t.get("kind", n)], "kind", "") == "perplexity"]
+            if options["query_aware"] and ppl:
+                raise ConfigError(f"config error: presses[{i}].query_aware: task {ppl[0]!r} (perplexity) has no "
+                                  "question to show the press")
+            if spec.masking and spec.attention(press_params) is None:  # kvpress masks keys only outside eager
+                for name, m in config["models"].items():
+                    if m.get("attn_implementation") == "eager":
+                        raise ConfigError(f"config error: models.{name}.attn_implementation: press {method!r} "
+                                          "masks keys per head, which kvpress cannot do with eager attention")
 
     for i, f in enumerate(config["figures"]):
         if f not in FIGURES:
@@ -103,12 +129,13 @@ def validate(config: dict, schema: dict | None = None) -> dict:
 def _check_searches(config: dict) -> None:
     """`search:` blocks of press entries: known parameters, valid constraints, at least one candidate."""
     from kvstudy.presses import PRESSES
-    from kvstudy.tuning import SearchError, check_search
+    from kvstudy.tuning import SearchError, check_search, check_tasks
 
     for i, p in enumerate(config["presses"]):
         if "search" in p:
             try:
                 check_search(p, PRESSES[p["method"]])
+                check_tasks(p, config)
             except SearchError as e:
                 raise ConfigError(f"config error: presses[{i}].search.{e}") from None
     if "tuning_sweep" in config["figures"] and not any("search" in p for p in config["presses"]):

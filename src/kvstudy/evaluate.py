@@ -7,7 +7,6 @@ timed and the cache read between prefill and question.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os
@@ -18,10 +17,10 @@ from pathlib import Path
 import torch
 
 from kvstudy import attn_error
-from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, now_iso, provenance
+from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, masked_fraction, now_iso, provenance
 from kvstudy.metrics import METRICS
 from kvstudy.models import load_model
-from kvstudy.presses import get_press
+from kvstudy.presses.variant import PressRun, attention_for, build_run
 from kvstudy.tasks import get_task
 
 SCHEMA_VERSION = 1
@@ -47,38 +46,65 @@ def stop_token_ids(tokenizer, words: list[str]) -> set[int]:
     return ids
 
 
+def ask(model, q: torch.Tensor, cache, pos: torch.Tensor):
+    """Feed the question against the cache. Presses with per-layer budgets (PyramidKV) leave layers of different
+    lengths, for which transformers cannot build one attention mask for several new tokens (a known
+    limitation): there the question goes in one token at a time, which computes the same thing."""
+    lengths = {layer.get_seq_length() for layer in cache.layers}
+    if len(lengths) <= 1 or q.shape[1] == 1:
+        return model(input_ids=q, past_key_values=cache, position_ids=pos, logits_to_keep=1)
+    for i in range(q.shape[1]):
+        out = model(input_ids=q[:, i : i + 1], past_key_values=cache, position_ids=pos[:, i : i + 1], logits_to_keep=1)
+    return out
+
+
 @torch.no_grad()
 def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: set[int], clock: Clock) -> dict:
-    device = model.device
-    from transformers import DynamicCache
+    """Prefill (under a prefill press), read the cache, ask the question, decode greedily (under a decoding press).
 
-    ctx = torch.tensor([sample.context_ids], device=device)
+    `press` is a `PressRun` (see `kvstudy.presses.variant`) or a bare kvpress press / None (a prefill press on a
+    full-precision cache)."""
+    run = press if isinstance(press, PressRun) else PressRun(press)
+    device = model.device
+
+    # query-aware: the press sees the question appended to the context; the question is asked again afterwards
+    prefix = sample.context_ids + (sample.question_ids if run.query_aware else [])
+    ctx = torch.tensor([prefix], device=device)
     n_ctx = ctx.shape[1]
-    cache = DynamicCache()
+    cache = run.new_cache(model)
     t0 = clock.now()
-    with press(model) if press is not None else contextlib.nullcontext():
+    with run.prefill(model):
         model.model(input_ids=ctx, past_key_values=cache)
     t1 = clock.now()
     kv_tokens, kv_bytes = cache_size(cache)
+    masked = masked_fraction(model, cache) if run.masking else 0.0
 
     q = torch.tensor([sample.question_ids], device=device)
-    pos = torch.arange(n_ctx, n_ctx + q.shape[1], device=device).unsqueeze(0)
-    out = model(input_ids=q, past_key_values=cache, position_ids=pos, logits_to_keep=1)
-    generated = [int(out.logits[0, -1].argmax())]
-    t2 = clock.now()
-    pos = pos[:, -1:] + 1
-    while len(generated) < max_new_tokens and generated[-1] not in stop_ids:
-        out = model(input_ids=torch.tensor([[generated[-1]]], device=device), past_key_values=cache, position_ids=pos)
-        generated.append(int(out.logits[0, -1].argmax()))
-        pos = pos + 1
+    with run.decoding(model):
+        pos = torch.arange(n_ctx, n_ctx + q.shape[1], device=device).unsqueeze(0)
+        out = ask(model, q, cache, pos)
+        generated = [int(out.logits[0, -1].argmax())]
+        t2 = clock.now()
+        pos = pos[:, -1:] + 1
+        while len(generated) < max_new_tokens and generated[-1] not in stop_ids:
+            out = model(
+                input_ids=torch.tensor([[generated[-1]]], device=device), past_key_values=cache, position_ids=pos
+            )
+            generated.append(int(out.logits[0, -1].argmax()))
+            pos = pos + 1
     t3 = clock.now()
+    kv_tokens_final, kv_bytes_final = cache_size(cache)
     answer = generated[:-1] if generated[-1] in stop_ids else generated
     return {
         "prediction": tokenizer.decode(answer, skip_special_tokens=True).strip(),
-        "input_tokens": n_ctx + q.shape[1],
-        "context_tokens": n_ctx,
+        "input_tokens": len(sample.context_ids) + q.shape[1],
+        "context_tokens": len(sample.context_ids),
+        "prefill_tokens": n_ctx,  # the tokens the press saw: context (+ question when query-aware)
         "kv_tokens": kv_tokens,
         "kv_bytes": kv_bytes,
+        "kv_tokens_attended": kv_tokens * (1 - masked),  # per-head masking presses keep but ignore keys
+        "kv_tokens_final": kv_tokens_final,  # after decoding (differs from kv_tokens for decoding-time eviction)
+        "kv_bytes_final": kv_bytes_final,
         "prefill_seconds": t1 - t0,
         "ttft_seconds": t2 - t0,
         "decode_tokens": len(generated) - 1,
@@ -88,19 +114,26 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
+    # --- task kinds with a loop of their own (issue 4: perplexity under compression) ---
+    from kvstudy.tasks import TASKS
+
+    if getattr(TASKS.get(job["task_kind"]), "kind", "generate") == "perplexity":
+        from kvstudy.perplexity import run_perplexity_job
+
+        return run_perplexity_job(job, threads=threads, device=device)
+    # --- end of task-kind dispatch ---
     started, t_start = now_iso(), time.perf_counter()
     if os.environ.get(INJECT_FAIL) and fnmatch.fnmatch(job["press"], os.environ[INJECT_FAIL]):
         raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
     torch.set_num_threads(threads)
     dev = pick_device(device)
-    spec = get_press(job["method"])
-    params = dict(job["params"])
-    if spec.has_ratio:
-        params["compression_ratio"] = job["compression_ratio"]
-    press = spec.build(params)
-    attn = spec.attn_implementation or job.get("attn_implementation", "sdpa")
-    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev))
+    press = build_run(job["method"], job["params"], job["compression_ratio"])
+    # a press that needs another attention (observed_attention: eager) gets the model loaded with it, always
+    attn = attention_for(job["method"], job["params"]) or job.get("attn_implementation", "sdpa")
+    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev),
+                                  job.get("config_overrides"))
     task = get_task(job["task_kind"], job["task_params"])
+    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
     metric = METRICS[task.metric]
     stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
@@ -117,8 +150,10 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         if inject and fnmatch.fnmatch(job["press"], inject):
             raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
         for s in samples:
-            r = run_sample(model, tokenizer, press, s, task.max_new_tokens, stops, clock)
+            # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
+            r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
             r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
+            r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
             if job.get("attn_error"):  # tuning objective: attention-output error of the question (kvstudy.attn_error)
                 r["attn_error"] = attn_error.measure(model, press, s)
             rows.append(r)
@@ -131,20 +166,30 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         return sum(r[key] for r in rows) / len(rows) if rows else None
 
     decode_s = sum(r["decode_seconds"] for r in rows)
+    # the uncompressed cache is what was really prefilled: a real-data context can be shorter than the length,
+    # and a query-aware variant prefills the question too
+    full_tokens = round(mean("prefill_tokens")) if rows else job["length"]
     return {
         "schema_version": SCHEMA_VERSION,
         "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
-                                     "params", "compression_ratio", "seed")},
+                                     "params", "compression_ratio", "seed")}
+        | {"chat_template": task.chat_template}
+        | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
         "status": status,
         "error": error,
         "quality": {"metric": task.metric, "score": mean("score"), "n": len(rows)},
         "samples": rows,
         "efficiency": {
             "kv_tokens_kept": mean("kv_tokens"),
-            "kv_tokens_full": job["length"],
-            "kv_fraction_kept": mean("kv_tokens") / job["length"] if rows else None,
+            "kv_tokens_full": full_tokens,
+            "kv_fraction_kept": mean("kv_tokens") / full_tokens if rows else None,
+            # masking presses (AdaKV, DuoAttention): fraction of entries attention still sees; bytes stay full
+            "kv_fraction_attended": mean("kv_tokens_attended") / full_tokens if rows else None,
             "kv_bytes": mean("kv_bytes"),
-            "kv_bytes_full": full_cache_bytes(model, job["length"]),
+            "kv_bytes_full": full_cache_bytes(model, full_tokens),
+            "kv_tokens_final": mean("kv_tokens_final"),
+            "kv_bytes_final": mean("kv_bytes_final"),
+            "attn_implementation": attn,
             "peak_memory_bytes": mem.peak(),
             "peak_memory_kind": mem.kind,
             "prefill_seconds": mean("prefill_seconds"),

@@ -25,10 +25,19 @@ def _fmt(v) -> str:
 
 
 def slug(method: str, ratio: float | None, params: dict) -> str:
-    """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`."""
+    """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`.
+
+    The variant options say themselves at the end: `-qa` when the press sees the question (`query_aware: true`),
+    `+int4` for a quantized cache (`quantization: int4`), e.g. `snapkv-cr0.50-qa+int4`."""
+    options = {"query_aware", "quantization"}
     parts = [method] + ([f"cr{ratio:.2f}"] if ratio is not None else [])
-    parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params)]
-    return "-".join(parts)
+    parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params) if k not in options]
+    if params.get("query_aware"):
+        parts.append("qa")
+    out = "-".join(parts)
+    if params.get("quantization"):
+        out += f"+{params['quantization']}"
+    return out
 
 
 def variants(config: dict) -> list[dict]:
@@ -71,6 +80,9 @@ def jobs(config: dict) -> list[dict]:
                 "model_path": m["path"],
                 "dtype": m.get("dtype", "auto"),
                 "attn_implementation": m.get("attn_implementation", "sdpa"),
+                # only when set: a new default key would change every job's params and rerun existing results
+                **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
+                **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
                 "task": task,
                 "task_kind": t.get("kind", task),
                 "task_params": {k: x for k, x in t.items() if k != "kind"},

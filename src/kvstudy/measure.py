@@ -14,17 +14,55 @@ from pathlib import Path
 import torch
 
 
+def tensor_bytes(obj) -> int:
+    """Bytes held by a tensor, a quantized tensor subclass (quanto: packed data + scales + shifts, found through
+    `__tensor_flatten__`), or a tuple/dict of them (HQQ: packed data and its meta with scale and zero)."""
+    if isinstance(obj, torch.Tensor):
+        flatten = getattr(type(obj), "__tensor_flatten__", None)
+        if flatten is not None and type(obj) is not torch.Tensor and not isinstance(obj, torch.nn.Parameter):
+            names, _ = obj.__tensor_flatten__()
+            return sum(tensor_bytes(getattr(obj, n)) for n in names)
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (tuple, list)):
+        return sum(tensor_bytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(o) for o in obj.values())
+    return 0
+
+
 def cache_size(cache) -> tuple[float, int]:
-    """(tokens kept averaged over layers, bytes of every tensor the cache holds), read from the tensors."""
+    """(tokens kept averaged over layers, bytes of every tensor the cache holds), read from the tensors.
+
+    transformers' `QuantizedLayer` (5.x) holds the quantized part in `_quantized_keys/_quantized_values` and the
+    full-precision residual (the most recent tokens) in `keys/values`; its token count is `cumulative_length`
+    (kvpress sets it after evicting from a quantized cache)."""
     tokens, nbytes = [], 0
     for layer in cache.layers:
         for name in ("keys", "values", "_quantized_keys", "_quantized_values"):
-            t = getattr(layer, name, None)
-            if isinstance(t, torch.Tensor):
-                nbytes += t.numel() * t.element_size()
-        k = getattr(layer, "keys", None)
-        tokens.append(k.shape[-2] if isinstance(k, torch.Tensor) and k.dim() == 4 else 0)
+            nbytes += tensor_bytes(getattr(layer, name, None))
+        if hasattr(layer, "cumulative_length"):
+            tokens.append(layer.cumulative_length)
+        else:
+            k = getattr(layer, "keys", None)
+            tokens.append(k.shape[-2] if isinstance(k, torch.Tensor) and k.dim() == 4 else 0)
     return sum(tokens) / max(len(tokens), 1), nbytes
+
+
+def masked_fraction(model, cache) -> float:
+    """Fraction of the cache's (layer, KV head, token) entries that per-head presses (AdaKV, DuoAttention in
+    kvpress) mask out of attention (`masked_key_indices` on each attention module) while keeping them in memory."""
+    masked, total = 0, 0
+    for i, layer in enumerate(model.model.layers):
+        attn = layer.self_attn
+        k = cache.layers[i].keys if i < len(cache.layers) else None
+        if not isinstance(k, torch.Tensor) or k.dim() != 4:
+            continue
+        total += k.shape[0] * k.shape[1] * k.shape[2]
+        idx = getattr(attn, "masked_key_indices", None)
+        if idx is not None and len(idx[0]):
+            b, h, s = idx
+            masked += int(torch.unique((b * k.shape[1] + h) * k.shape[2] + s).numel())
+    return masked / total if total else 0.0
 
 
 def full_cache_bytes(model, n_tokens: int) -> int:

@@ -25,6 +25,7 @@ Constraints are small arithmetic/boolean expressions over parameter names, evalu
 from __future__ import annotations
 
 import ast
+import dataclasses
 import itertools
 import json
 import math
@@ -370,15 +371,50 @@ def candidate_table(trials, candidate_order: list[str], objective: str, penalty:
     return pd.DataFrame(rows, columns=["press", "task", "score", "attn_error", "objective", "n_trials", "oom"])
 
 
-def select(table, candidate_order: list[str], task: str, objective: str) -> str:
-    """The best candidate for `task` ("all" = global): max score or min combined objective; ties go to the
+def higher_is_better(config: dict, objective: str, tasks=None) -> bool:
+    """Direction of the objective: `combined` is minimised; `score` follows the tasks (perplexity: lower)."""
+    from kvstudy.tasks import TASKS
+
+    if objective == "combined":
+        return False
+    kinds = [config["tasks"][t].get("kind", t) for t in (tasks or config["tasks"])]
+    return all(getattr(TASKS[k], "higher_is_better", True) for k in kinds)
+
+
+def check_tasks(entry: dict, config: dict) -> None:
+    """What the study's tasks allow a search: the combined objective needs generated answers scored in [0, 1] (the
+    error is measured on the question tokens); a global choice averages over tasks, so their scores must go the
+    same way."""
+    from kvstudy.tasks import TASKS
+
+    s = settings(entry["search"])
+    for name, t in config["tasks"].items():
+        cls = TASKS[t.get("kind", name)]
+        if "source" in {f.name for f in dataclasses.fields(cls)}:
+            # dataset rows are picked from a fixed pool (the first n, or a seeded choice that may overlap): a dev
+            # seed does not give different samples, so the dev split would leak into the test split
+            raise SearchError(f"a search needs a dev split disjoint from the test split; task {name!r} "
+                              f"({cls.name}) reads dataset rows, which have none yet (synthetic tasks only)")
+        if s["objective"] == "combined" and (getattr(cls, "kind", "generate") != "generate"
+                                             or not getattr(cls, "higher_is_better", True)):
+            raise SearchError(f"objective: combined needs tasks with a question and a score in [0, 1]; task "
+                              f"{name!r} ({cls.name}) has none (use objective: score)")
+    if "global" in s["mode"]:
+        ways = {getattr(TASKS[t.get("kind", n)], "higher_is_better", True) for n, t in config["tasks"].items()}
+        if len(ways) > 1:
+            raise SearchError("mode: global averages the score over tasks, but some tasks score lower-is-better "
+                              "(perplexity) and others higher-is-better; use mode: task")
+
+
+def select(table, candidate_order: list[str], task: str, higher: bool) -> str:
+    """The best candidate for `task` ("all" = global): max (or, `higher` false, min) objective; ties go to the
     candidate listed first (grid / draw order), so the choice is deterministic."""
     t = table[(table.task == task) & table.objective.notna()]
     if t.empty:
         raise ValueError(f"no feasible candidate for task {task!r} (every candidate ran out of memory or has no "
                          f"trial)")
     order = {p: i for i, p in enumerate(candidate_order)}
-    best = t.objective.max() if objective == "score" else t.objective.min()
+    best = t.objective.max() if higher else t.objective.min()
     winners = t[np.isclose(t.objective, best, rtol=0, atol=1e-12)]
     return min(winners.press, key=order.__getitem__)
 
@@ -413,7 +449,8 @@ def tune(config: dict, model: str, press: str, task: str | None, root: Path = Pa
     order = [c["press"] for c in s["candidates"]]
     table = candidate_table(trials, order, st["objective"], st["penalty"])
     key = "all" if task is None else task
-    chosen = select(table, order, key, st["objective"])
+    higher = higher_is_better(config, st["objective"], None if task is None else [task])
+    chosen = select(table, order, key, higher)
     params = {c["press"]: c["params"] for c in s["candidates"]}
     mine = table[table.task == key].set_index("press")
 
@@ -426,7 +463,7 @@ def tune(config: dict, model: str, press: str, task: str | None, root: Path = Pa
         "model": model, "press": press, "method": s["method"], "fixed": s["fixed"],
         "mode": "global" if task is None else "task", "task": task,
         "objective": st["objective"], "penalty": st["penalty"] if st["objective"] == "combined" else None,
-        "better": "higher" if st["objective"] == "score" else "lower",
+        "better": "higher" if higher else "lower",
         "split": "dev", "dev_seeds": sorted({j["seed"] for j in jobs}), "lengths": sorted({j["length"] for j in jobs}),
         "tasks": sorted({j["task"] for j in jobs}), "n_trials": len(jobs),
         "chosen": record(chosen),
@@ -455,7 +492,7 @@ def summary(config: dict, root: Path, results_csv: Path | None):
     for s in searches(config):
         st = settings(s["settings"])
         order = [c["press"] for c in s["candidates"]]
-        sign = 1.0 if st["objective"] == "score" else -1.0
+        sign = 1.0 if higher_is_better(config, st["objective"]) else -1.0
         for model in config["models"]:
             jobs = [j for j in trial_jobs(config, s) if j["model"] == model]
             trials = read_trials(root / dev_raw_path(j) for j in jobs)
@@ -478,6 +515,8 @@ def summary(config: dict, root: Path, results_csv: Path | None):
             table["chosen_task"] = [t in per_task and per_task[t]["chosen"]["press"] == p
                                     for p, t in zip(table.press, table.task)]
             table["objective_name"] = st["objective"]
+            table["better"] = ["higher" if higher_is_better(config, st["objective"], None if t == "all" else [t])
+                               else "lower" for t in table.task]
             cand_frames.append(table)
             for task in [*config["tasks"], "mean"]:
                 key = "all" if task == "mean" else task

@@ -30,7 +30,10 @@ def resolve(path: str) -> str:
     return path
 
 
-def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa", device: str = "cpu"):
+def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa", device: str = "cpu",
+               config_overrides: dict | None = None):
+    """Model (eval mode, on `device`) and tokenizer. `config_overrides` replace entries of the model's config
+    (e.g. `rope_scaling` to run a model with YaRN), as `from_pretrained` keyword arguments."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -39,7 +42,8 @@ def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa"
 
     where = resolve(path)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, attn_implementation=attn_implementation)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, attn_implementation=attn_implementation,
+                                                 **(config_overrides or {}))
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(where)
     return model, tokenizer

@@ -45,18 +45,20 @@ def build(tables):
         g = df[(df.model == model) & (df.search == search)]
         rows = list(dict.fromkeys(g.press))
         tasks = [t for t in dict.fromkeys(g.task) if t != "all"] + (["all"] if (g.task == "all").any() else [])
-        lower = str(g.objective_name.iloc[0]) == "combined"
+        lower = (str(g.better.iloc[0]) == "lower") if "better" in g.columns else str(g.objective_name.iloc[0]) == "combined"
+        bounded = str(g.objective_name.iloc[0]) == "score" and not lower  # a score in [0, 1]
         grid = np.full((len(rows), len(tasks)), np.nan)
         for r in g.itertuples():
             grid[rows.index(r.press), tasks.index(r.task)] = r.objective
         vals = grid[np.isfinite(grid)]
-        vmin, vmax = (0.0, 1.0) if not lower else (0.0, max(float(vals.max()) if vals.size else 1.0, 1e-9))
+        vmin, vmax = (0.0, 1.0) if bounded else (0.0, max(float(vals.max()) if vals.size else 1.0, 1e-9))
         ax.grid(False)
         im = ax.imshow(grid, aspect="auto", cmap="viridis_r" if lower else "viridis", vmin=vmin, vmax=vmax)
         labels = {p: _label(g[g.press == p].params.iloc[0]) for p in rows}
         ax.set_yticks(range(len(rows)), [labels[p] for p in rows])
         ax.set_xticks(range(len(tasks)), ["all tasks" if t == "all" else task_label(t) for t in tasks])
-        ax.set_title(f"{model} · {search} · dev {'objective (lower is better)' if lower else 'score'}")
+        what = "score" if str(g.objective_name.iloc[0]) == "score" else "objective"
+        ax.set_title(f"{model} · {search} · dev {what}{' (lower is better)' if lower else ''}")
         for r in g.itertuples():
             i, j = rows.index(r.press), tasks.index(r.task)
             if r.oom:
@@ -71,7 +73,7 @@ def build(tables):
             if chosen:
                 color = GLOBAL_COLOR if r.task == "all" else "black"
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=2.2))
-        fig.colorbar(im, ax=ax, shrink=0.9, label="combined" if lower else "score")
+        fig.colorbar(im, ax=ax, shrink=0.9, label=what)
     fig.supxlabel("frames: black = per-task choice, red = global choice", fontsize=7)
     return fig
 

@@ -1,7 +1,11 @@
 """Press registry: method name -> how to build it, its parameters and defaults.
 
 Adding a method is one module that calls `register(...)`. kvpress-backed presses are declared in
-`kvpress_backed.py`; presses kvpress lacks get a file of their own.
+`kvpress_backed.py`; presses kvpress lacks (or that need more than a constructor call) get a file of their own.
+
+Besides its own parameters, every press variant takes two variant options (`VARIANT_OPTIONS`), handled by
+`kvstudy.presses.variant`, not by the press: `query_aware` (the question is appended to the context before
+compression) and `quantization` (`int8`/`int4`/`int2` KV cache, composable with any eviction press).
 """
 
 from __future__ import annotations
@@ -19,17 +23,37 @@ class PressSpec:
     defaults: dict[str, Any] = field(default_factory=dict)  # every accepted parameter with its default
     has_ratio: bool = True  # takes `compression_ratio`
     attn_implementation: str | None = None  # attention the model must be loaded with, if the press needs one
+    phase: str = "prefill"  # "prefill": compresses the context once; "decoding": evicts while generating
+    masking: bool = False  # masks keys per head but frees no memory (AdaKV, DuoAttention in kvpress)
+    quantization: str | None = None  # KV quantization the method itself stands for (`int8`, `int4`)
+    # params -> attention the model needs, for wrappers whose need depends on the wrapped press
+    attn_for: Callable[[dict[str, Any]], str | None] | None = None
+    # params -> None, or raise ValueError("<param>: what is wrong") for values no schema can check
+    check_values: Callable[[dict[str, Any]], None] | None = None
 
-    def build(self, params: dict[str, Any]):
+    def attention(self, params: dict[str, Any]) -> str | None:
+        """Attention implementation this variant needs (None: whatever the model config says)."""
+        return self.attn_for({**self.defaults, **params}) if self.attn_for else self.attn_implementation
+
+    def check(self, params: dict[str, Any]) -> None:
+        """Raise ValueError naming the first parameter this press does not take."""
         unknown = set(params) - set(self.defaults) - ({"compression_ratio"} if self.has_ratio else set())
         if unknown:
             raise ValueError(f"press {self.name!r} has no parameter {sorted(unknown)[0]!r}")
+        if self.check_values:
+            self.check_values({**self.defaults, **params})
+
+    def build(self, params: dict[str, Any]):
+        self.check(params)
         if self.factory is None:
             return None
         return self.factory(**{**self.defaults, **params})
 
 
 PRESSES: dict[str, PressSpec] = {}
+# Options every press variant accepts (not passed to the press): see kvstudy.presses.variant
+VARIANT_OPTIONS: dict[str, Any] = {"query_aware": False, "quantization": None}
+QUANTIZATIONS = ("int8", "int4", "int2")
 
 
 def register(spec: PressSpec) -> PressSpec:
@@ -44,4 +68,5 @@ def get_press(name: str) -> PressSpec:
 
 
 register(PressSpec("no_press", "full KV cache (the baseline)", None, has_ratio=False))
-importlib.import_module("kvstudy.presses.kvpress_backed")
+for _module in ("kvpress_backed", "adakv", "duo", "decoding", "cab", "quantized"):
+    importlib.import_module(f"kvstudy.presses.{_module}")

@@ -18,6 +18,23 @@ def get_task(name: str, params: dict | None = None) -> Task:
     return TASKS[name](**(params or {}))
 
 
-from kvstudy.tasks import kv_retrieval, niah  # noqa: E402,F401  (registration)
+from kvstudy.tasks import (  # noqa: E402,F401  (registration)
+    common_words,
+    countdown,
+    freq_words,
+    helmet_icl,
+    helmet_rag,
+    helmet_rerank,
+    hf_qa,
+    json_kv,
+    kv_retrieval,
+    longproc,
+    narrativeqa,
+    niah,
+    path_traversal,
+    perplexity,
+    ruler_niah,
+    variable_tracking,
+)
 
 __all__ = ["TASKS", "Sample", "Task", "get_task", "register"]

@@ -23,6 +23,10 @@ class Task:
     name: ClassVar[str]
     metric: ClassVar[str]
     description: ClassVar[str] = ""
+    kind: ClassVar[str] = "generate"  # "generate": greedy answer scored by `metric`; "perplexity": own loop
+    higher_is_better: ClassVar[bool] = True
+    # set per job from the model's config (`models.NAME.chat_template: auto | none`), not a task parameter
+    chat_template: ClassVar[str] = "auto"
 
     n_samples: int = 40
     max_new_tokens: int = 4

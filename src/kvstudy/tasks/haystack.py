@@ -41,11 +41,26 @@ LEXICON = Lexicon()
 
 
 class PieceTokenizer:
-    """Caches `tokenizer.encode(piece)` so contexts of 100k tokens are built from a few thousand encodes."""
+    """Caches `tokenizer.encode(piece)` so contexts of 100k tokens are built from a few thousand encodes.
 
-    def __init__(self, tokenizer):
+    With a chat template (`chat_template` auto and the tokenizer has one), the context starts with the template's
+    user header instead of a bare BOS, and `question()` ends with the assistant header: the whole prompt is one
+    user turn, and the header counts in the exact context length.
+    """
+
+    def __init__(self, tokenizer, chat_template: str = "none"):
         self.tokenizer = tokenizer
         self._cache: dict[str, list[int]] = {}
+        self.head: list[int] | None = None
+        self.tail: list[int] = []
+        from kvstudy.tasks.prompt import split_prompt, uses_chat_template
+
+        if uses_chat_template(tokenizer, chat_template):
+            p = split_prompt(tokenizer, "{context}", {}, "context", chat_template)
+            self.head, self.tail = p.head, p.tail
+
+    def question(self, text: str) -> list[int]:
+        return self(text) + self.tail
 
     def __call__(self, piece: str) -> list[int]:
         ids = self._cache.get(piece)
@@ -56,6 +71,9 @@ class PieceTokenizer:
 
     @property
     def bos(self) -> list[int]:
+        """What a context starts with: BOS, or the chat template's header (which carries its own BOS)."""
+        if self.head is not None:
+            return list(self.head)
         bos = self.tokenizer.bos_token_id
         return [] if bos is None else [bos]
 
@@ -65,10 +83,40 @@ def haystack_ids(rng: np.random.Generator, enc: PieceTokenizer, n_tokens: int, w
     out: list[int] = []
     while len(out) < n_tokens:
         for w in rng.choice(words, size=max(16, n_tokens - len(out))):
-            out.extend(enc(" " + str(w)) if out else enc(str(w)))
+            out.extend(enc(" " + str(w)))
             if len(out) >= n_tokens:
                 break
     return out[:n_tokens]
+
+
+def repeat_ids(enc: PieceTokenizer, n_tokens: int, sentences: list[str]) -> tuple[list[int], list[int]]:
+    """RULER's "noise" haystack: the sentences repeated, cut to `n_tokens`; also each sentence's start offset."""
+    out: list[int] = []
+    starts: list[int] = []
+    while len(out) < n_tokens:
+        for s in sentences:
+            starts.append(len(out))
+            out.extend(enc(" " + s))  # a leading space: the haystack follows instructions or a needle
+            if len(out) >= n_tokens:
+                break
+    return out[:n_tokens], [b for b in starts if b <= n_tokens]
+
+
+def pieces_ids(enc: PieceTokenizer, n_tokens: int, pieces, pad: list[int]) -> tuple[list[int], list[int]]:
+    """Whole pieces (e.g. distractor needles) while they fit, then `pad` tokens up to exactly `n_tokens`."""
+    out: list[int] = []
+    starts: list[int] = []
+    for piece in pieces:
+        ids = enc(piece)
+        if len(out) + len(ids) > n_tokens:
+            break
+        starts.append(len(out))
+        out.extend(ids)
+    if len(out) < n_tokens and not pad:
+        raise ValueError("padding piece encodes to no tokens")
+    while len(out) < n_tokens:
+        out.extend(pad[: n_tokens - len(out)])
+    return out, starts + [n_tokens]
 
 
 @dataclass
@@ -84,20 +132,31 @@ def build_context(
     needles: list[list[int]],
     depths: list[float],
     filler=LEXICON.filler,
+    hay=None,
+    prefix: list[int] | None = None,
 ) -> Context:
-    """A context of exactly `length` tokens (BOS included) with each needle inserted at its depth.
+    """A context of exactly `length` tokens (BOS + `prefix` included) with each needle inserted at its depth.
 
     Depth is the needle's start as a fraction of the haystack (0 = first token after BOS, 1 = the end). Needles
-    never overlap: they are placed in depth order, each after the previous one.
+    never overlap: they are placed in depth order, each after the previous one. `hay(n)` may give another haystack
+    (ids, allowed cut offsets): cuts then snap to the nearest allowed offset (e.g. sentence starts), as RULER
+    inserts needles between sentences; the default is random `filler` words, cut anywhere.
     """
-    bos = enc.bos
+    bos = enc.bos + list(prefix or [])
     n_needle = sum(len(n) for n in needles)
     n_hay = length - len(bos) - n_needle
     if n_hay < 0:
         raise ValueError(f"length {length} is too short for {len(needles)} needles of {n_needle} tokens")
-    hay = haystack_ids(rng, enc, n_hay, filler)
+    if hay is None:
+        hay_ids, allowed = haystack_ids(rng, enc, n_hay, filler), None
+    else:
+        hay_ids, allowed = hay(n_hay)
+    hay = hay_ids
     order = np.argsort(depths, kind="stable")
     cuts = [int(round(depths[i] * n_hay)) for i in order]
+    if allowed:
+        allowed = sorted(set(allowed) | {n_hay})
+        cuts = [min(allowed, key=lambda b: abs(b - c)) for c in cuts]
     ids, offsets, prev = list(bos), [0] * len(needles), 0
     for i, cut in zip(order, cuts):
         cut = max(cut, prev)

@@ -37,7 +37,7 @@ class KVRetrieval(Task):
     question_template: str = " ? {key}"
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         out = []
         for i in range(self.n_samples):
             rng = np.random.default_rng([seed, length, i, 1])
@@ -48,7 +48,7 @@ class KVRetrieval(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx.ids,
-                    question_ids=enc(self.question_template.format(key=key)),
+                    question_ids=enc.question(self.question_template.format(key=key)),
                     references=[str(value)],
                     depth=float(ctx.needle_offsets[q] / length),
                     meta={"needle_offset": ctx.needle_offsets[q], "n_pairs": self.n_pairs},

@@ -26,7 +26,7 @@ class NIAH(Task):
     question_template: str = " ? {key}"
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
-        enc = PieceTokenizer(tokenizer)
+        enc = PieceTokenizer(tokenizer, self.chat_template)
         out = []
         for i in range(self.n_samples):
             rng = np.random.default_rng([seed, length, i, 2])
@@ -39,7 +39,7 @@ class NIAH(Task):
                 Sample(
                     id=f"{i}",
                     context_ids=ctx.ids,
-                    question_ids=enc(self.question_template.format(key=key)),
+                    question_ids=enc.question(self.question_template.format(key=key)),
                     references=[value],
                     depth=float(depth),
                     meta={"needle_offset": ctx.needle_offsets[0]},

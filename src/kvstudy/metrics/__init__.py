@@ -1,0 +1,45 @@
+"""Scoring functions, by name: `METRICS[name](prediction, references) -> score in [0, 1]`.
+
+RULER's definitions score a prediction against every reference string. Structured references (rankings,
+puzzles, plans) are JSON strings, read with `json.loads` — data is never evaluated as code.
+Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+def string_match_all(prediction: str, references: list[str]) -> float:
+    """RULER `string_match_all`: the fraction of references found (case-insensitive) in the prediction."""
+    p = prediction.lower()
+    return sum(r.lower() in p for r in references) / len(references)
+
+
+def string_match_part(prediction: str, references: list[str]) -> float:
+    """RULER `string_match_part`: 1 if any reference is found in the prediction."""
+    p = prediction.lower()
+    return float(any(r.lower() in p for r in references))
+
+
+def exact_match(prediction: str, references: list[str]) -> float:
+    return float(prediction.strip().lower() in {r.strip().lower() for r in references})
+
+
+from kvstudy.metrics.longproc import countdown_solution, route_partial_accuracy, travel_plan_accuracy, tsv_row_f1  # noqa: E402
+from kvstudy.metrics.qa import icl_accuracy, rouge_l_f1, substring_exact_match  # noqa: E402
+from kvstudy.metrics.ranking import ndcg_at_10  # noqa: E402
+
+METRICS: dict[str, Callable[[str, list[str]], float]] = {
+    "string_match_all": string_match_all,
+    "string_match_part": string_match_part,
+    "exact_match": exact_match,
+    "substring_exact_match": substring_exact_match,
+    "rouge_l_f1": rouge_l_f1,
+    "icl_accuracy": icl_accuracy,
+    "ndcg_at_10": ndcg_at_10,
+    "route_partial_accuracy": route_partial_accuracy,
+    "countdown_solution": countdown_solution,
+    "tsv_row_f1": tsv_row_f1,
+    "travel_plan_accuracy": travel_plan_accuracy,
+}

@@ -1,0 +1,102 @@
+"""DuoAttention (kvpress `DuoAttentionPress`) with head patterns that are never downloaded.
+
+kvpress loads DuoAttention head patterns from GitHub for six hub models, and its on-the-fly variant downloads
+BookSum and the model's tokenizer. Here the patterns come from a local file named in the config
+(`patterns: path/to/full_attention_heads.tsv`, the DuoAttention repo's format: one row per layer, one column per
+KV head, scores in [0, 1], higher = retrieval head), or are computed on the fly (`patterns: on_the_fly`) with
+kvpress's own recipe (mean query and key over sample texts, RoPE over `q_len` positions, area under the last
+query's cumulative attention curve) on local text: haystack contexts from kvstudy's synthetic retrieval task,
+tokenized with the model's own tokenizer. That recipe is rewritten here only because kvpress's version fetches
+its data from the hub.
+
+Streaming heads keep `sink_size` + `recent_size` tokens, retrieval heads everything; the fraction of heads made
+streaming is the variant's `compression_ratio`. kvpress masks the streaming heads' other keys in attention: the
+cache keeps every token and frees no memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from kvpress import DuoAttentionPress
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+
+def load_patterns(path: str | Path, n_layers: int, n_kv_heads: int) -> np.ndarray:
+    scores = np.loadtxt(path, dtype=float, delimiter="\t", ndmin=2)
+    if scores.shape != (n_layers, n_kv_heads):
+        raise ValueError(f"patterns: {path} holds {scores.shape[0]}x{scores.shape[1]} head scores, the model has "
+                         f"{n_layers} layers x {n_kv_heads} KV heads")
+    return np.clip(scores, 0, 1)
+
+
+@lru_cache(maxsize=8)
+def _on_the_fly(model, n_samples: int, q_len: int) -> np.ndarray:
+    from transformers import AutoTokenizer
+
+    from kvstudy.tasks import get_task
+
+    tokenizer = AutoTokenizer.from_pretrained(model.config.name_or_path, local_files_only=True)  # never fetched
+    texts = [s.context_ids for s in get_task("kv_retrieval", {"n_samples": n_samples}).samples(tokenizer, q_len, 12345)]
+    return on_the_fly_patterns(model, texts, q_len)
+
+
+@torch.no_grad()
+def on_the_fly_patterns(model, texts: list[list[int]], q_len: int) -> np.ndarray:
+    """kvpress's `duo_attention_on_the_fly` on the token-id sequences `texts` (layers x KV heads, in [0, 1])."""
+    cfg = model.config
+    n_kv = cfg.num_key_value_heads
+    groups = cfg.num_attention_heads // n_kv
+    position_ids = torch.arange(q_len, device=model.device).unsqueeze(0)
+    scores = torch.zeros(cfg.num_hidden_layers, n_kv)
+    for ids in texts:
+        hidden = model(input_ids=torch.tensor([ids], device=model.device), output_hidden_states=True).hidden_states
+        for layer_idx, h in enumerate(hidden[:-1]):
+            layer = model.model.layers[layer_idx]
+            d = layer.self_attn.head_dim
+            h = layer.input_layernorm(h)
+            q = layer.self_attn.q_proj(h).view(1, h.shape[1], -1, d).mean(1, keepdim=True)
+            k = layer.self_attn.k_proj(h).view(1, h.shape[1], -1, d).mean(1, keepdim=True)
+            q = q.repeat(1, q_len, 1, 1).transpose(1, 2)
+            k = k.repeat(1, q_len, 1, 1).transpose(1, 2)
+            cos, sin = model.model.rotary_emb(h, position_ids)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            k = k.repeat_interleave(groups, dim=1)
+            w = (q[:, :, -1:] @ k.transpose(2, 3) / d**0.5).softmax(-1, dtype=torch.float32).squeeze()
+            s = torch.cumsum(w, dim=1).mean(1).view(-1, groups).mean(1)
+            scores[layer_idx] += s.cpu() / len(texts)
+    return scores.numpy()
+
+
+@dataclass
+class LocalDuoAttentionPress(DuoAttentionPress):
+    patterns: str = "on_the_fly"
+    sink_size: int = 128
+    recent_size: int = 256
+    n_samples: int = 8
+    q_len: int = 512
+
+    def post_init_from_model(self, model):
+        cfg = model.config
+        if self.patterns == "on_the_fly":
+            head_scores = _on_the_fly(model, self.n_samples, self.q_len)
+        else:
+            head_scores = load_patterns(self.patterns, cfg.num_hidden_layers, cfg.num_key_value_heads)
+        n_pruned = round(head_scores.size * self.head_compression_ratio)
+        self.streaming_mask = torch.zeros(head_scores.shape, dtype=torch.bool, device=model.device)
+        if n_pruned > 0:
+            idx = np.argsort(head_scores, axis=None, kind="stable")[:n_pruned]
+            self.streaming_mask[np.unravel_index(idx, head_scores.shape)] = True
+
+    def compress(self, module, hidden_states, keys, values, attentions, kwargs):
+        # kvpress masks [sink, -recent) on streaming heads whenever head_compression_ratio > 0; with a context
+        # shorter than sink + recent that slice would be empty or wrap around, so there is nothing to mask.
+        if keys.shape[2] <= self.sink_size + self.recent_size or not self.streaming_mask.any():
+            module.masked_key_indices = None
+            self.compression_ratio_ = 0.0
+            return keys, values
+        return super().compress(module, hidden_states, keys, values, attentions, kwargs)

@@ -1,0 +1,79 @@
+"""A press variant ready to run: the press, when it acts (prefill or decoding), whether it sees the question,
+and which cache it fills (full precision or quantized).
+
+`query_aware: true` follows kvpress's evaluation (`compress_questions`): the question is appended to the context
+before compression, so attention-based presses score the context against it. kvpress then feeds only a question
+suffix ("\\n" or the chat template's answer prefix); the token-level tasks here have none, so the question itself
+is asked again after compression (positions continuing after context + question). The shipped model answers that
+way with the full cache (checked); `no_press` with `query_aware: true` is the matching baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from kvstudy.presses import QUANTIZATIONS, VARIANT_OPTIONS, get_press
+
+
+@dataclass
+class PressRun:
+    press: Any = None  # a kvpress press (context manager over a model) or None
+    phase: str = "prefill"
+    query_aware: bool = False
+    quantization: str | None = None
+    masking: bool = False
+
+    def new_cache(self, model):
+        from kvstudy.presses.quantized import make_cache
+
+        return make_cache(model, self.quantization)
+
+    def prefill(self, model):
+        return self.press(model) if self.press is not None and self.phase == "prefill" else contextlib.nullcontext()
+
+    def decoding(self, model):
+        return self.press(model) if self.press is not None and self.phase == "decoding" else contextlib.nullcontext()
+
+
+def split_options(params: dict) -> tuple[dict, dict]:
+    """(press parameters, variant options with defaults filled in)."""
+    press_params = {k: v for k, v in params.items() if k not in VARIANT_OPTIONS}
+    options = {**VARIANT_OPTIONS, **{k: v for k, v in params.items() if k in VARIANT_OPTIONS}}
+    return press_params, options
+
+
+def check_options(method: str, options: dict) -> None:
+    """Raise ValueError("<option>: ...") for a combination that cannot run (never run something else instead)."""
+    spec = get_press(method)
+    q = options["quantization"]
+    if q is not None and q not in QUANTIZATIONS:
+        raise ValueError(f"quantization: unknown kind {q!r} (known: {', '.join(QUANTIZATIONS)})")
+    if q is not None and spec.quantization is not None:
+        raise ValueError(f"quantization: press {method!r} already is {spec.quantization} quantization")
+    if q is not None and spec.phase == "decoding":
+        # kvpress's decoding hook re-reads a quantized layer without its full-precision residual: it would drop
+        # the most recent tokens, so this combination is refused rather than measured wrongly.
+        raise ValueError(f"quantization: not supported with decoding-time eviction ({method!r})")
+    if not isinstance(options["query_aware"], bool):
+        raise ValueError("query_aware: must be true or false")
+
+
+def build_run(method: str, params: dict, compression_ratio: float | None) -> PressRun:
+    spec = get_press(method)
+    press_params, options = split_options(params)
+    check_options(method, options)
+    if spec.has_ratio:
+        press_params["compression_ratio"] = compression_ratio
+    return PressRun(
+        press=spec.build(press_params),
+        phase=spec.phase,
+        query_aware=options["query_aware"],
+        quantization=options["quantization"] or spec.quantization,
+        masking=spec.masking,
+    )
+
+
+def attention_for(method: str, params: dict) -> str | None:
+    return get_press(method).attention(split_options(params)[0])

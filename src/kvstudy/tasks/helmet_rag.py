@@ -1,0 +1,62 @@
+"""HELMET RAG (nq, hotpotqa): answer from many retrieved passages; scored by substring exact match.
+
+HELMET's KILT files (jsonl rows `question, answers, ctxs: [{title, text}, ...]`, the gold passages already mixed
+into `ctxs`) are read as they are; as many passages as fit the length are kept, in file order, whole (a passage
+is never cut). Which file (nq, hotpotqa; HELMET ships one per length) is the study's `source`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvstudy.tasks import prompt, register
+from kvstudy.tasks.base import Sample
+from kvstudy.tasks.hf_base import HFTask
+
+TEMPLATE = ("Use the given documents to write a concise and short answer to the question. Write your answer in the"
+            " following format:\nAnswer: [answer]\n\n{context}\n\nQuestion: {question}")
+PASSAGE = "Document (Title: {title}): {text}"
+
+
+def fit_passages(tokenizer, passages: list[str], budget: int, sep: str = "\n\n") -> tuple[str, int]:
+    """The first passages whose tokens (with separators) fit in `budget`, joined; and how many."""
+    used, kept = 0, []
+    for p in passages:
+        n = len(tokenizer.encode((sep if kept else "") + p, add_special_tokens=False))
+        if used + n > budget:
+            break
+        kept.append(p)
+        used += n
+    return sep.join(kept), len(kept)
+
+
+@register
+@dataclass
+class HelmetRAG(HFTask):
+    name = "helmet_rag"
+    metric = "substring_exact_match"
+    description = "HELMET RAG (nq, hotpotqa): question over retrieved passages filling the length"
+
+    max_new_tokens: int = 20
+    question_field: str = "question"
+    answers_field: str = "answers"
+    passages_field: str = "ctxs"
+
+    def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        out = []
+        for i, r in enumerate(self.pick(self.records(seed), seed)):
+            fields = {"question": prompt.get_field(r, self.question_field)}
+            p = prompt.split_prompt(tokenizer, TEMPLATE, fields | {"context": ""}, "context", self.chat_template,
+                                    "Answer:")
+            passages = [prompt.fill(PASSAGE, {"title": c.get("title", ""), "text": c["text"]})
+                        for c in prompt.get_field(r, self.passages_field)]
+            context, n = fit_passages(tokenizer, passages, p.budget(length))
+            if n == 0:
+                raise ValueError(f"length {length} fits no passage of sample {i}")
+            ctx, q, meta = prompt.build(tokenizer, TEMPLATE, fields | {"context": context}, "context", length,
+                                        self.chat_template, self.truncation, "Answer:")
+            answers = prompt.get_field(r, self.answers_field)
+            meta.update(n_passages=n, n_passages_available=len(passages))
+            out.append(Sample(id=str(i), context_ids=ctx, question_ids=q,
+                              references=[answers] if isinstance(answers, str) else list(answers), meta=meta))
+        return out

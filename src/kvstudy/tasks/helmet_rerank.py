@@ -1,0 +1,52 @@
+"""HELMET re-ranking (MS MARCO): rank the passages that fit the length for a query; scored by NDCG@10.
+
+Rows: `query, ctxs: [{id, title, text, label}, ...]` (HELMET's msmarco files); `label` is the relevance grade.
+The reference is the JSON qrels of the passages shown (`{id: label}`); the model writes `Ranking: a > b > ...`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from kvstudy.tasks import prompt, register
+from kvstudy.tasks.base import Sample
+from kvstudy.tasks.helmet_rag import fit_passages
+from kvstudy.tasks.hf_base import HFTask
+
+TEMPLATE = ("You are provided with a list of documents, each indicated by their ID. Rank each document based on"
+            " their relevance to the question in descending order from most relevant to least relevant texts."
+            " Include all documents in the rankings. Write your answer using the unique IDs, with the following"
+            " format:\nRanking: ID3 > ID1 > ID2\n\n{context}\n\nQuery: {question}")
+PASSAGE = "[ID: {id}] Document (Title: {title}): {text}"
+
+
+@register
+@dataclass
+class HelmetRerank(HFTask):
+    name = "helmet_rerank"
+    metric = "ndcg_at_10"
+    description = "HELMET re-rank (msmarco): rank the passages for a query, NDCG@10"
+
+    max_new_tokens: int = 200
+    question_field: str = "query"
+    passages_field: str = "ctxs"
+
+    def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        out = []
+        for i, r in enumerate(self.pick(self.records(seed), seed)):
+            fields = {"question": prompt.get_field(r, self.question_field)}
+            p = prompt.split_prompt(tokenizer, TEMPLATE, fields | {"context": ""}, "context", self.chat_template,
+                                    "Ranking:")
+            ctxs = list(prompt.get_field(r, self.passages_field))
+            passages = [prompt.fill(PASSAGE, {"id": c["id"], "title": c.get("title", ""), "text": c["text"]})
+                        for c in ctxs]
+            context, n = fit_passages(tokenizer, passages, p.budget(length))
+            if n == 0:
+                raise ValueError(f"length {length} fits no passage of sample {i}")
+            ctx, q, meta = prompt.build(tokenizer, TEMPLATE, fields | {"context": context}, "context", length,
+                                        self.chat_template, self.truncation, "Ranking:")
+            qrels = {str(c["id"]): float(c.get("label", 0)) for c in ctxs[:n]}
+            meta.update(n_passages=n)
+            out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=[json.dumps(qrels)], meta=meta))
+        return out

@@ -1,0 +1,63 @@
+"""Long-document QA from a dataset: the kvpress hub format by default, any QA dataset by field mapping.
+
+kvpress's hub datasets (RULER, LongBench, LooGLE, InfiniteBench, ZeroSCROLLS; e.g. `simonjegou/ruler` with name
+`4096`) have columns `context, question, answer_prefix, answer, max_new_tokens` (and `task`, the sub-task,
+selectable with `subset`); the defaults read them. Other datasets map their fields, dotted through nested
+records: NarrativeQA (`deepmind/narrativeqa`) is `context_field: document.text, question_field: question.text,
+answer_field: answers.text, scorer: rouge_l_f1`. HELMET's json_kv files: `scorer: substring_exact_match`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvstudy.metrics import METRICS
+from kvstudy.tasks import prompt, register
+from kvstudy.tasks.base import Sample
+from kvstudy.tasks.hf_base import HFTask
+
+
+@register
+@dataclass
+class HFQA(HFTask):
+    name = "hf_qa"
+    metric = "string_match_all"  # default of `scorer`
+    description = "QA over a long document from datasets (kvpress format by default; fields configurable)"
+
+    max_new_tokens: int = 64  # used when the row has no max_new_tokens
+    scorer: str = "string_match_all"  # any registered metric
+    context_field: str = "context"
+    question_field: str = "question"
+    answer_field: str = "answer"  # a string or a list of strings
+    answer_prefix_field: str = "answer_prefix"  # optional column
+    max_new_tokens_field: str = "max_new_tokens"  # optional column
+    subset_field: str = "task"
+    subset: str = ""  # keep only rows whose subset_field equals this (e.g. niah_single_1)
+    template: str = "{context}{question}"  # kvpress: the question follows the context directly
+
+    def __post_init__(self):
+        if self.scorer not in METRICS:
+            raise ValueError(f"scorer {self.scorer!r} is not a registered metric ({', '.join(METRICS)})")
+        self.metric = self.scorer
+
+    def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        rows = self.records(seed)
+        if self.subset:
+            rows = [r for r in rows if str(prompt.get_field(r, self.subset_field)) == self.subset]
+            if not rows:
+                raise ValueError(f"source {self.source}: no row with {self.subset_field} == {self.subset!r}")
+        out = []
+        for i, r in enumerate(self.pick(rows, seed)):
+            answer = prompt.get_field(r, self.answer_field)
+            refs = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
+            prefix = str(r.get(self.answer_prefix_field) or "")
+            fields = {"context": prompt.get_field(r, self.context_field),
+                      "question": prompt.get_field(r, self.question_field)}
+            ctx, q, meta = prompt.build(tokenizer, self.template, fields, "context", length, self.chat_template,
+                                        self.truncation, prefix)
+            if r.get(self.max_new_tokens_field):
+                meta["max_new_tokens"] = int(r[self.max_new_tokens_field])
+            if "id" in r:
+                meta["source_id"] = str(r["id"])
+            out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=refs, meta=meta))
+        return out

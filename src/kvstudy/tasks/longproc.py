@@ -1,0 +1,102 @@
+"""LongProc from its JSON files (github.com/princeton-pli/LongProc, `data/<task>/<task>_<size>.json`):
+html_to_tsv (row F1), travel_planning (plan accuracy), path_traversal (route partial accuracy).
+
+- html_to_tsv rows: `task_description, filtering_instruction, tsv_header, gt` and the page as `html_str` or as
+  `html_path` (relative to `data_dir`, default the JSON file's folder). The page is the context.
+- travel_planning rows: `disambig_question_text, ground_truth_cities, ground_truth_durations` (`A**B`, `5**3`);
+  worked examples (`demo_file`: LongProc's travel_planning_icl_examples.json, their `ground_truth_plan`s) are the
+  context, the problem is the question.
+- path_traversal rows: `context_nl, question_repr [src, dst], answer_nl`.
+The instructions are ours, in LongProc's output formats (```tsv, <Plan>, <Route>) which the metrics parse.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvstudy.metrics import METRICS
+from kvstudy.tasks import prompt, register
+from kvstudy.tasks.base import Sample
+from kvstudy.tasks.hf_base import HFTask
+
+SUBTASKS = {
+    "html_to_tsv": (
+        "tsv_row_f1",
+        "Extract information from the HTML page below into a TSV table.\n\n[HTML]\n{context}\n\n[TASK]\n"
+        "{task_description}\n{filtering_instruction}\nUse this tab-separated header: {tsv_header}\n"
+        "Write the whole table between ```tsv and ```.",
+    ),
+    "travel_planning": (
+        "travel_plan_accuracy",
+        "Create a trip plan that visits the cities for the given durations using only direct flights. Count"
+        " arrival and departure days as full days. Search day by day, then mark the final plan with <Plan> and"
+        " </Plan>, one line per stay as in the examples.\n\n{context}\n\n# Your task\n{question}",
+    ),
+    "path_traversal": (
+        "route_partial_accuracy",
+        "Each city has a one-way connection to exactly one other city. Give the route, one line per step in the"
+        " format `From <CITY>, take a <TRANSIT> to <CITY>.`, between <Route> and </Route>.\n\n{context}\n\n"
+        "Now find the route from {src} to {dst} based on the information above.",
+    ),
+}
+
+
+@register
+@dataclass
+class LongProc(HFTask):
+    name = "longproc"
+    metric = "tsv_row_f1"  # set by `subtask`
+    description = "LongProc html_to_tsv / travel_planning / path_traversal from its JSON files (long outputs)"
+
+    n_samples: int = 20
+    max_new_tokens: int = 2048
+    subtask: str = "html_to_tsv"
+    data_dir: str = ""  # where html_path is relative to (default: the JSON file's folder)
+    demo_file: str = ""  # travel_planning worked examples
+    # travel_planning ships one file for all sizes; LongProc's 2k set is [0, 2048), its 8k set [4096, 8192)
+    min_output_tokens: int = 0
+    max_output_tokens: int = 0  # 0: no upper bound
+
+    def __post_init__(self):
+        if self.subtask not in SUBTASKS:
+            raise ValueError(f"unknown LongProc subtask {self.subtask!r} ({', '.join(SUBTASKS)})")
+        self.metric = SUBTASKS[self.subtask][0]
+        assert self.metric in METRICS
+
+    def _fields(self, r: dict) -> tuple[dict, list[str]]:
+        if self.subtask == "html_to_tsv":
+            html = r.get("html_str")
+            if html is None:
+                base = Path(self.data_dir) if self.data_dir else Path(self.source).parent
+                html = (base / r["html_path"]).read_text(encoding="utf-8")
+            keys = ("task_description", "filtering_instruction", "tsv_header")
+            return {"context": html} | {k: r.get(k, "") for k in keys}, [r["gt"]]
+        if self.subtask == "travel_planning":
+            demos = []
+            if self.demo_file:
+                for d in json.loads(Path(self.demo_file).read_text()):
+                    demos.append(f"# Example\n{d['disambig_question_text']}\n<Plan>\n{d['ground_truth_plan']}\n</Plan>")
+            ref = {"cities": r["ground_truth_cities"].split("**"),
+                   "durations": [int(x) for x in str(r["ground_truth_durations"]).split("**")]}
+            return {"context": "\n\n".join(demos), "question": r["disambig_question_text"]}, [json.dumps(ref)]
+        src, dst = r["question_repr"]
+        return {"context": r["context_nl"], "src": src, "dst": dst}, [r["answer_nl"]]
+
+    def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        template = SUBTASKS[self.subtask][1]
+        out = []
+        rows = self.records(seed)
+        if self.min_output_tokens or self.max_output_tokens:
+            hi = self.max_output_tokens or float("inf")
+            rows = [r for r in rows if self.min_output_tokens <= r.get("estimated_output_tokens", 0) < hi]
+            if not rows:
+                raise ValueError(f"source {self.source}: no row with estimated_output_tokens in the range")
+        for i, r in enumerate(self.pick(rows, seed)):
+            fields, refs = self._fields(r)
+            ctx, q, meta = prompt.build(tokenizer, template, fields, "context", length, self.chat_template,
+                                        self.truncation)
+            meta["source_id"] = str(r.get("id", r.get("task_id", i)))
+            out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=refs, meta=meta))
+        return out

@@ -1,0 +1,249 @@
+"""Tasks on real data, each loader on a small local file in its benchmark's format (tests/data): truncation to the
+length with the model's tokenizer, chat template, real lengths, references and metrics."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bpe import train_bpe
+from conftest import ROOT, TINY
+from kvstudy.config import ConfigError, validate
+from kvstudy.metrics import METRICS
+from kvstudy.tasks import get_task
+
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return train_bpe()
+
+
+@pytest.fixture(scope="module")
+def bpe_chat():
+    return train_bpe(chat=True)
+
+
+def kvpress(**kw):
+    return get_task("hf_qa", {"source": str(DATA / "kvpress_format.jsonl")} | kw)
+
+
+def test_kvpress_format_rows_become_samples(bpe):
+    samples = kvpress().samples(bpe, 4096, 0)
+    assert len(samples) == 3
+    s = samples[1]
+    assert bpe.decode(s.context_ids) == "<s>A short context about the lake."
+    assert bpe.decode(s.question_ids) == "\nWhere? Answer:"
+    assert s.references == ["lake"] and s.meta["max_new_tokens"] == 5 and not s.meta["truncated"]
+    assert samples[2].references == ["river", "water"]
+
+
+@pytest.mark.parametrize("mode", ["middle", "left", "right"])
+def test_long_context_is_cut_to_the_length(bpe, mode):
+    s = kvpress(truncation=mode, n_samples=1).samples(bpe, 300, 0)[0]
+    text = bpe.decode(s.context_ids)
+    assert len(s.context_ids) == 300 and s.meta["truncated"] and s.meta["original_context_tokens"] > 300
+    assert ("START" in text) == (mode != "left")
+    assert ("END" in text) == (mode != "right")
+    assert "MIDDLE" not in text
+
+
+def test_subset_selects_rows_and_a_parquet_file_reads_the_same(bpe, tmp_path):
+    assert [s.references for s in kvpress(subset="niah_single_1").samples(bpe, 4096, 0)] == [["hotel7"], ["river", "water"]]
+    pq = tmp_path / "ruler.parquet"
+    pd.read_json(DATA / "kvpress_format.jsonl", lines=True).to_parquet(pq)
+    a = [s.context_ids for s in kvpress().samples(bpe, 4096, 0)]
+    b = [s.context_ids for s in get_task("hf_qa", {"source": str(pq)}).samples(bpe, 4096, 0)]
+    assert a == b
+
+
+def test_chat_template_wraps_the_prompt_and_can_be_turned_off(bpe_chat):
+    task = kvpress(n_samples=2)
+    s = task.samples(bpe_chat, 4096, 0)[1]  # chat_template "auto": the tokenizer has one
+    assert bpe_chat.decode(s.context_ids) == "<|user|>\nA short context about the lake."
+    assert bpe_chat.decode(s.question_ids) == "\nWhere?<|end|>\n<|assistant|>\n Answer:"
+    assert s.meta["chat_template"] is True
+    task.chat_template = "none"
+    s = task.samples(bpe_chat, 4096, 0)[1]
+    assert bpe_chat.decode(s.context_ids) == "<s>A short context about the lake." and s.meta["chat_template"] is False
+
+
+def test_nested_fields_narrativeqa_with_rouge(bpe):
+    task = get_task("hf_qa", {"source": str(DATA / "narrativeqa.jsonl"), "context_field": "document.text",
+                              "question_field": "question.text", "answer_field": "answers.text",
+                              "scorer": "rouge_l_f1", "template": "{context}\n\nQuestion: {question}"})
+    s = task.samples(bpe, 200, 0)[0]
+    assert task.metric == "rouge_l_f1" and len(s.context_ids) == 200
+    assert "dragon" in bpe.decode(s.context_ids)  # middle truncation keeps the end of the story
+    assert s.references == ["He slew the dragon.", "killed the dragon"]
+    assert METRICS[task.metric]("the knight slew the dragon", s.references) > 0.5
+
+
+def test_narrativeqa_preset_reads_the_same_file(bpe):
+    task = get_task("narrativeqa", {"source": str(DATA / "narrativeqa.jsonl")})
+    s = task.samples(bpe, 300, 0)[0]
+    assert task.metric == "rouge_l_f1" and len(s.context_ids) == 300 and s.meta["truncated"]
+    assert s.references == ["He slew the dragon.", "killed the dragon"]
+    assert bpe.decode(s.question_ids).endswith("Question: What did the knight do?\nAnswer:")
+
+
+def test_no_code_path_evaluates_data():
+    import ast
+
+    for path in (ROOT / "src" / "kvstudy").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in {"eval", "exec"}, f"{path}: {node.func.id}()"
+
+
+def test_helmet_rag_keeps_whole_passages_that_fit(bpe):
+    task = get_task("helmet_rag", {"source": str(DATA / "helmet_nq.jsonl")})
+    short, long = task.samples(bpe, 600, 0), task.samples(bpe, 3000, 0)
+    for s in short + long:
+        text = bpe.decode(s.context_ids)
+        assert len(s.context_ids) <= (600 if s in short else 3000)
+        assert text.count("Document (Title:") == s.meta["n_passages"]
+        assert not s.meta["truncated"]
+        assert bpe.decode(s.question_ids).endswith("Answer:")
+    assert 0 < short[0].meta["n_passages"] < long[0].meta["n_passages"] <= 12
+    assert long[0].references == ["Herman Melville", "Melville"]
+    assert METRICS[task.metric]("Answer: herman melville.", long[0].references) == 1.0
+
+
+def test_helmet_rerank_qrels_of_the_shown_passages(bpe):
+    task = get_task("helmet_rerank", {"source": str(DATA / "helmet_msmarco.jsonl")})
+    s = task.samples(bpe, 5000, 0)[0]
+    qrels = json.loads(s.references[0])
+    assert len(qrels) == s.meta["n_passages"] == 15 and qrels["d3"] == 2.0
+    assert METRICS[task.metric]("Ranking: d3 > d5 > d0", s.references) == 1.0
+    assert METRICS[task.metric]("Ranking: d0 > d1 > d5 > d3", s.references) < 0.6
+    small = task.samples(bpe, 700, 0)[0]
+    assert len(json.loads(small.references[0])) == small.meta["n_passages"] < 15
+
+
+def test_helmet_icl_balanced_examples_and_label_accuracy(bpe):
+    task = get_task("helmet_icl", {"source": str(DATA / "icl_test.jsonl"),
+                                   "demo_source": str(DATA / "icl_train.jsonl")})
+    samples = task.samples(bpe, 500, 0)
+    assert len(samples) == 4
+    for s in samples:
+        text = bpe.decode(s.context_ids)
+        labels = [line.split("label: ")[1] for line in text.splitlines() if line.startswith("label: ")]
+        counts = pd.Series(labels).value_counts()
+        assert len(labels) == s.meta["n_examples"] >= 4 and counts.max() - counts.min() <= 1
+        assert "test message" not in text and bpe.decode(s.question_ids).strip().startswith("test message")
+    assert samples[1].references == ["1"] and METRICS[task.metric]("label: 1", ["1"]) == 1.0
+
+
+@pytest.mark.parametrize("subtask,file,good", [
+    ("html_to_tsv", "html_to_tsv.json", lambda s: "```tsv\n" + s.references[0] + "\n```"),
+    ("travel_planning", "travel_planning.json", None),
+    ("path_traversal", "path_traversal.json", lambda s: "<Route>\n" + s.references[0] + "\n</Route>"),
+])
+def test_longproc_loaders_and_their_metrics(bpe, subtask, file, good):
+    params = {"source": str(DATA / "longproc" / file), "subtask": subtask}
+    if subtask == "travel_planning":
+        params["demo_file"] = str(DATA / "longproc" / "travel_planning_icl_examples.json")
+    task = get_task("longproc", params)
+    s = task.samples(bpe, 4000, 0)[0]
+    text, q = bpe.decode(s.context_ids), bpe.decode(s.question_ids)
+    if subtask == "html_to_tsv":
+        assert "<td>Item 39</td>" in text and "tsv" in q and task.metric == "tsv_row_f1"
+        pred = good(s)
+        assert METRICS[task.metric](pred, s.references) == 1.0
+        half = "\n".join(s.references[0].splitlines()[:11])  # header + 10 of 20 rows
+        assert METRICS[task.metric]("```tsv\n" + half + "\n```", s.references) == pytest.approx(2 / 3)
+    elif subtask == "travel_planning":
+        assert "Arriving in Rome" in text and "Helsinki" in q
+        with pytest.raises(ValueError, match="estimated_output_tokens"):  # the file's one plan is 500 tokens
+            get_task("longproc", params | {"min_output_tokens": 4096, "max_output_tokens": 8192}).samples(bpe, 4000, 0)
+        plan = json.load(open(DATA / "longproc" / file))[0]["ground_truth_plan"]
+        assert METRICS[task.metric](f"<Plan>\n{plan}\n</Plan>", s.references) == 1.0
+        assert METRICS[task.metric](f"<Plan>\n{plan.replace('for 4 days', 'for 3 days')}\n</Plan>", s.references) == 0.0
+    else:
+        assert "Lille to Abingdon" in text and "from Lille to Augsburg" in q
+        assert METRICS[task.metric](good(s), s.references) == 1.0
+        first_only = "<Route>\nFrom Lille, take a ferry to Abingdon.\nFrom Abingdon, take a train to Augsburg.</Route>"
+        assert METRICS[task.metric](first_only, s.references) == 0.5
+
+
+def test_hf_qa_job_end_to_end_on_the_tiny_model(tmp_path):
+    """A kvpress-format file in the tiny model's words through run_job: the full cache answers."""
+    from kvstudy.evaluate import run_job
+    from kvstudy.models.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    rows = []
+    for s in get_task("kv_retrieval", {"n_samples": 3, "n_pairs": 8}).samples(tok, 200, 0):
+        rows.append({"context": tok.decode(s.context_ids[1:]), "question": tok.decode(s.question_ids),
+                     "answer_prefix": "", "answer": s.references, "max_new_tokens": 1})
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    job = {"model": "tiny", "model_path": TINY, "dtype": "float32", "attn_implementation": "sdpa",
+           "chat_template": "auto", "task": "qa", "task_kind": "hf_qa",
+           "task_params": {"source": str(path), "template": "{context} {question}"}, "length": 256, "seed": 0,
+           "press": "no_press", "method": "no_press", "params": {}, "compression_ratio": 0.0, "stop_words": ["."]}
+    r = run_job(job, device="cpu")
+    assert r["quality"]["n"] == 3 and r["quality"]["score"] == 1.0
+    assert r["job"]["chat_template"] == "auto"
+    assert all(x["decode_tokens"] == 0 for x in r["samples"])  # the row's max_new_tokens (1) was used
+    assert all(x["meta"]["truncated"] is False and x["context_tokens"] <= 256 for x in r["samples"])
+    json.dumps(r)  # the raw result (task meta included) is plain JSON
+    # the documents are shorter than the length: the full cache is what was prefilled, not the length
+    assert r["efficiency"]["kv_tokens_full"] == r["samples"][0]["context_tokens"] == 200
+    assert r["efficiency"]["kv_fraction_kept"] == 1.0
+
+
+def test_config_rejects_bad_task_settings(study):
+    study["tasks"] = {"qa": {"kind": "hf_qa", "source": "x.jsonl", "scorer": "nope"}}
+    with pytest.raises(ConfigError, match=r"tasks\.qa: scorer 'nope'"):
+        validate(study)
+    study["tasks"] = {"lp": {"kind": "longproc", "subtask": "pseudo"}}
+    with pytest.raises(ConfigError, match="subtask"):
+        validate(study)
+    study["tasks"] = {"niah": {}}
+    study["models"]["tiny"]["chat_template"] = "always"
+    with pytest.raises(ConfigError, match="chat_template"):
+        validate(study)
+
+
+def test_kvstudy_tasks_lists_every_kind_with_metric(capsys):
+    from kvstudy.cli import main
+    from kvstudy.tasks import TASKS
+
+    main(["tasks"])
+    out = capsys.readouterr().out
+    for name, cls in TASKS.items():
+        assert f"{name} " in out and f"metric={cls.metric}" in out
+    assert "lower is better" in out  # perplexity
+
+
+def test_hub_ids_go_to_load_dataset_and_remote_code_only_when_asked(monkeypatch):
+    import datasets
+
+    from kvstudy.tasks.sources import load_records
+
+    calls = []
+
+    def fake(path, name=None, **kw):
+        calls.append((path, name, kw))
+        return [{"text": "x"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    assert load_records("Salesforce/wikitext", "wikitext-103-raw-v1", "test") == [{"text": "x"}]
+    path, name, kw = calls[-1]
+    assert (path, name, kw["split"]) == ("Salesforce/wikitext", "wikitext-103-raw-v1", "test")
+    assert "trust_remote_code" not in kw
+    load_records("deepmind/pg19", split="test", trust_remote_code=True)
+    assert calls[-1][2]["trust_remote_code"] is True
+    with pytest.raises(ValueError, match="no such file"):
+        load_records("./missing.jsonl")
+
+
+def test_chat_template_reaches_the_job_only_when_set(study):
+    from kvstudy.grid import jobs
+
+    assert all("chat_template" not in j for j in jobs(validate(study)))  # existing results keep their params
+    study["models"]["tiny"]["chat_template"] = "none"
+    assert {j["chat_template"] for j in jobs(validate(study))} == {"none"}

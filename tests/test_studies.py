@@ -1,0 +1,63 @@
+"""The paper-scale studies under studies/: each validates, its grid has the job count its header states, and
+`snakemake -n --configfile studies/X.yaml figures/all` schedules exactly those eval jobs (no GPU, no hub: a dry
+run reads no model and no data)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, copy_workflow
+
+STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
+
+
+def header_count(path: Path) -> int:
+    """The eval-job count the study's header comment states ("Eval jobs: ... = 3,360")."""
+    m = re.search(r"^# Eval jobs:.*?= ([\d,]+)", path.read_text(), re.M | re.S)
+    assert m, f"{path.name}: header states no eval-job count"
+    return int(m.group(1).replace(",", ""))
+
+
+def test_the_five_seed_studies_are_there():
+    assert {p.stem for p in STUDIES} >= {
+        "helmet_reasoning", "ppl_kvpress", "tuning_ruler", "generation_h2o_cab", "long_context_scaling"
+    }
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_validates_with_the_stated_job_count(path):
+    from kvstudy.config import validate
+    from kvstudy.grid import jobs
+
+    config = validate(yaml.safe_load(path.read_text()))
+    assert len(jobs(config)) + n_trials(config) == header_count(path)
+
+
+def n_trials(config) -> int:
+    """Dev-split trials of press searches (tuning), if the study has any."""
+    try:
+        from kvstudy.tuning import trial_jobs
+    except ImportError:
+        return 0
+    return len(trial_jobs(config))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_dry_runs_with_the_stated_job_count(path, tmp_path):
+    wd = copy_workflow(tmp_path)
+    (wd / "studies").mkdir()
+    (wd / "studies" / path.name).write_text(path.read_text())
+    p = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "figures/all", "--cores", "1", "--configfile", f"studies/{path.name}"],
+        cwd=wd, capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", p.stdout, re.M))
+    # eval jobs of every kind: plain, tuning trials (dev split) and tuned variants (workflow/rules/tuning.smk)
+    n_eval = sum(int(counts.get(rule, 0)) for rule in ("eval", "eval_trial", "eval_tuned"))
+    assert n_eval == header_count(path), p.stdout[-2000:]
+    assert int(counts["manifest"]) == 1

@@ -1,0 +1,216 @@
+"""RULER / HELMET / LongProc synthetic generators: exact lengths, right answers, on the tiny model's word-level
+tokenizer (lexicon rendering) and on a byte-level BPE tokenizer trained here (English rendering, subword pieces)."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from bpe import train_bpe
+from kvstudy.metrics import METRICS
+from kvstudy.models.tiny import build_tokenizer
+from kvstudy.tasks import get_task
+from kvstudy.tasks.countdown import solve
+
+
+@pytest.fixture(scope="module")
+def tiny_tok():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return train_bpe()
+
+
+CASES = {  # kind: params for both tokenizers (the lexicon needs word values)
+    "ruler_niah": {"value_type": "words"},
+    "vt": {"num_chains": 2},
+    "cwe": {"num_common": 3, "freq_common": 20, "freq_uncommon": 2},
+    "fwe": {},
+    "json_kv": {},
+    "path_traversal": {"route_hops": 6},
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES) + ["countdown"])
+@pytest.mark.parametrize("length", [700, 2048, 3001])
+@pytest.mark.parametrize("which", ["tiny", "bpe"])
+def test_exact_length_on_any_tokenizer(kind, length, which, tiny_tok, bpe):
+    if kind == "countdown" and which == "tiny":
+        pytest.skip("countdown has no lexicon rendering (tested below)")
+    tok = tiny_tok if which == "tiny" else bpe
+    samples = get_task(kind, {"n_samples": 2} | CASES.get(kind, {})).samples(tok, length, seed=0)
+    for s in samples:
+        assert len(s.context_ids) == length and s.context_ids[0] == tok.bos_token_id
+        assert s.question_ids and s.references
+        assert tok.unk_token_id is None or tok.unk_token_id not in s.context_ids + s.question_ids
+        assert s.meta["vocab"] == ("lexicon" if which == "tiny" else "english")
+
+
+def test_countdown_needs_digits(tiny_tok):
+    with pytest.raises(ValueError, match="digits"):
+        get_task("countdown", {"n_samples": 1}).samples(tiny_tok, 512, 0)
+
+
+def test_numbers_on_the_lexicon_is_an_error_naming_the_fix(tiny_tok):
+    with pytest.raises(ValueError, match="value_type: words"):
+        get_task("ruler_niah", {"n_samples": 1}).samples(tiny_tok, 512, 0)
+
+
+@pytest.mark.parametrize("params", [
+    {"key_type": "words", "value_type": "numbers"},
+    {"key_type": "uuids", "value_type": "uuids", "haystack": "needle", "num_keys": 4},
+    {"value_type": "numbers", "num_values": 4, "haystack": "words"},
+    {"key_type": "numbers", "num_keys": 4, "num_queries": 3},
+])
+def test_ruler_niah_needles_hold_the_answers(bpe, params):
+    task = get_task("ruler_niah", {"n_samples": 6, "n_depths": 3} | params)
+    for s in task.samples(bpe, 2000, seed=1):
+        text = bpe.decode(s.context_ids)
+        q = bpe.decode(s.question_ids)
+        assert len(s.references) == task.num_values * task.num_queries
+        for ref, off in zip(s.references, s.meta["answer_offsets"]):
+            needle = bpe.decode(s.context_ids[off : off + 200]).split(".")[0]
+            assert needle.startswith(" One of the special magic") and needle.endswith(f"is: {ref}")
+            key = re.search(r" for (.+?) is:", needle).group(1)
+            assert key in q  # the needle holding the answer is the queried key's
+        if task.value_type == "numbers":
+            assert all(re.fullmatch(r"\d{7}", r) for r in s.references)
+        if task.value_type == "uuids":
+            assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", r)
+                       for r in s.references)
+        # a queried key's values are in the context exactly once each; RULER's metric gives the full answer 1.0
+        assert all(text.count(r) == 1 for r in s.references)
+        assert METRICS["string_match_all"](" ".join(s.references), s.references) == 1.0
+        assert s.depth == s.meta["needle_offset"] / 2000
+        assert abs(s.depth - s.meta["target_depth"]) < 0.1  # the instructions shift it a little
+        if task.haystack == "noise":
+            assert "The grass is green." in text
+        if task.haystack == "needle":  # distinct distractor keys, as RULER's
+            keys = re.findall(r"One of the special magic \w+ for (\S+) is:", text)
+            assert len(keys) > 10 and len(keys) == len(set(keys))
+
+
+def test_ruler_niah_lexicon_needles(tiny_tok):
+    for s in get_task("ruler_niah", {"n_samples": 5, "value_type": "words", "num_values": 2}).samples(tiny_tok, 512, 3):
+        key = tiny_tok.convert_ids_to_tokens(s.question_ids)[1]
+        for ref, off in zip(s.references, s.meta["answer_offsets"]):
+            assert tiny_tok.convert_ids_to_tokens(s.context_ids[off : off + 2]) == [ref, key]
+
+
+def test_vt_chain_leads_from_the_value_to_every_answer(bpe, tiny_tok):
+    for s in get_task("vt", {"n_samples": 4, "num_chains": 2, "num_hops": 3}).samples(bpe, 1500, 0):
+        text = bpe.decode(s.context_ids)
+        assigned = dict(re.findall(r"VAR (\w+) = (\w+)\.", text))
+        holders, frontier = set(), {s.meta["value"]}
+        while frontier:  # follow the assignments from the value
+            frontier = {var for var, src in assigned.items() if src in frontier} - holders
+            holders |= frontier
+        assert holders == set(s.references) and len(holders) == 4
+        assert s.meta["value"] in bpe.decode(s.question_ids)
+    s = get_task("vt", {"n_samples": 1}).samples(tiny_tok, 512, 0)[0]
+    first = tiny_tok.convert_ids_to_tokens(s.context_ids[s.meta["needle_offset"] : s.meta["needle_offset"] + 2])
+    assert first == [s.meta["value"], s.references[0]]
+
+
+@pytest.mark.parametrize("which", ["tiny", "bpe"])
+def test_cwe_references_are_the_most_common_words(which, tiny_tok, bpe):
+    tok = tiny_tok if which == "tiny" else bpe
+    task = get_task("cwe", {"n_samples": 3, "num_common": 4, "freq_common": 12, "freq_uncommon": 2})
+    for s in task.samples(tok, 2500, 0):
+        text = tok.decode(s.context_ids[1:])
+        words = re.findall(r"\d+\. (\w+)", text) if which == "bpe" else text.split()[s.meta["pad_tokens"]:]
+        assert len(words) == s.meta["n_items"]
+        counts = Counter(words)
+        assert all(counts[w] == 12 for w in s.references)
+        assert max(c for w, c in counts.items() if w not in s.references) < 12
+        if which == "bpe":
+            assert [int(n) for n in re.findall(r"(\d+)\. \w+", text)] == list(range(1, len(words) + 1))
+
+
+@pytest.mark.parametrize("which", ["tiny", "bpe"])
+def test_fwe_references_are_the_top_three_after_the_dots(which, tiny_tok, bpe):
+    tok = tiny_tok if which == "tiny" else bpe
+    for s in get_task("fwe", {"n_samples": 3}).samples(tok, 1500, 2):
+        text = tok.decode(s.context_ids[1:])
+        if which == "bpe":
+            text = text.split("Coded text:", 1)[1]
+        counts = Counter(w for w in text.split() if w.strip("."))
+        top = [w for w, _ in counts.most_common(4)]
+        assert top[:3] == s.references and counts[top[2]] > counts[top[3]]
+
+
+def test_json_kv_is_valid_json_holding_the_answer(bpe, tiny_tok):
+    for s in get_task("json_kv", {"n_samples": 4}).samples(bpe, 1800, 0):
+        text = bpe.decode(s.context_ids[1:])
+        obj = json.loads("{" + text.split("JSON data: {", 1)[1])
+        key = json.loads(bpe.decode(s.question_ids).split("Key: ", 1)[1].split(" Corresponding")[0])
+        assert obj[key] == s.references[0] and len(obj) == s.meta["n_pairs"] > 10
+        assert bpe.decode(s.context_ids[s.meta["needle_offset"] :]).lstrip(", ").startswith(json.dumps(key))
+        assert METRICS["substring_exact_match"](f"The value is {s.references[0]}.", s.references) == 1.0
+    for s in get_task("json_kv", {"n_samples": 3}).samples(tiny_tok, 1024, 0):
+        off = s.meta["needle_offset"]
+        assert tiny_tok.convert_ids_to_tokens(s.context_ids[off : off + 2]) == [
+            s.references[0], tiny_tok.convert_ids_to_tokens(s.question_ids)[1]]
+
+
+@pytest.mark.parametrize("which", ["tiny", "bpe"])
+def test_path_traversal_route_is_the_unique_way(which, tiny_tok, bpe):
+    tok = tiny_tok if which == "tiny" else bpe
+    for s in get_task("path_traversal", {"n_samples": 3, "route_hops": 7}).samples(tok, 2500, 0):
+        text = tok.decode(s.context_ids[1:])
+        q = tok.decode(s.question_ids)
+        if which == "bpe":
+            edges = re.findall(r"You can travel from (.+?) to (.+?) by (\w+)\.", text)
+            src, dst = re.search(r"route from (.+?) to (.+?) based", q).groups()
+            hop = "From {}, take a {} to {}."
+            nxt = {a: (b, t) for a, b, t in edges}
+            fmt = lambda a, b, t: hop.format(a, t, b)  # noqa: E731
+        else:
+            words = text.split()
+            edges = [(words[k - 2], words[k - 1], "") for k, w in enumerate(words) if w == "."]
+            src, dst = q.split()[1:]
+            nxt = {a: (b, t) for a, b, t in edges}
+            fmt = lambda a, b, t: f"{a} {b} ."  # noqa: E731
+        assert len(nxt) == len(edges)  # one outgoing connection per city
+        route, city = [], src
+        while city != dst:
+            b, t = nxt[city]
+            route.append(fmt(city, b, t))
+            city = b
+        assert "\n".join(route) == s.references[0] and len(route) == 7
+        assert METRICS["route_partial_accuracy"]("<Route>\n" + s.references[0] + "\n</Route>", s.references) == 1.0
+
+
+def test_countdown_examples_check_out_and_the_puzzle_is_solvable(bpe):
+    s = get_task("countdown", {"n_samples": 1}).samples(bpe, 3000, 0)[0]
+    text = bpe.decode(s.context_ids[1:])
+    examples = re.findall(r"Numbers: \[([\d, ]+)\], target: (\d+)\n[\s\S]*?(<Solution>[\s\S]*?</Solution>)", text)
+    assert len(examples) == s.meta["n_examples"] >= 2
+    for nums, target, sol in examples:  # the metric accepts every worked example's own solution
+        ref = json.dumps({"numbers": [int(x) for x in nums.split(",")], "target": int(target)})
+        assert METRICS["countdown_solution"](sol, [ref]) == 1.0
+    ref = json.loads(s.references[0])
+    assert solve(ref["numbers"], ref["target"], [], limit=10_000) is not None
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_seeded(kind, tiny_tok):
+    task = get_task(kind, {"n_samples": 2} | CASES[kind])
+    a, b, c = (task.samples(tiny_tok, 1024, seed=s) for s in (0, 0, 1))
+    assert [s.context_ids for s in a] == [s.context_ids for s in b] != [s.context_ids for s in c]
+
+
+@pytest.mark.parametrize("kind", ["ruler_niah", "vt", "json_kv", "niah"])
+def test_chat_template_wraps_synthetic_prompts_at_the_exact_length(kind):
+    tok = train_bpe(chat=True)
+    task = get_task(kind, {"n_samples": 2} | ({"vocab": "english"} if kind != "niah" else {}))
+    for s in task.samples(tok, 1000, 0):  # chat_template "auto" and the tokenizer has one
+        assert len(s.context_ids) == 1000
+        assert tok.decode(s.context_ids).startswith("<|user|>\n")
+        assert tok.decode(s.question_ids).endswith("<|end|>\n<|assistant|>\n")
+    task.chat_template = "none"
+    s = task.samples(tok, 1000, 0)[0]
+    assert s.context_ids[0] == tok.bos_token_id and not tok.decode(s.question_ids).endswith("<|assistant|>\n")
