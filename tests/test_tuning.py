@@ -351,3 +351,14 @@ def test_attention_output_error_follows_the_variant(tiny):
     assert attn_error.measure(model, keep_all, sample) == pytest.approx(0, abs=1e-5)
     qa = attn_error.measure(model, build_run("streaming_llm", {"query_aware": True}, 0.9), sample)
     assert qa > 0
+
+
+def test_candidates_get_the_press_checks_a_listed_variant_gets():
+    config = searched({"params": {"local_fraction": [0.3, 0.9]}})
+    config["presses"][1]["method"] = "cab"
+    with pytest.raises(ConfigError, match=r"presses\[1\]\.search\.params: candidate \{'local_fraction': 0.9\}: "
+                                          r"bridge_fraction: .* sum to at most 1"):
+        validate(config)
+    # the constraint language can keep such candidates out
+    config["presses"][1]["search"]["constraints"] = ["local_fraction + bridge_fraction <= 1"]
+    validate(config)

@@ -147,11 +147,14 @@ def _draw(rng, spec):
     return float(f"{x:.3g}")  # 3 significant digits: readable slugs, and distinct draws stay distinct enough
 
 
-def candidates(search: dict, fixed: dict) -> list[dict]:
-    """The candidate parameter dicts of a search, in a fixed order; constraints see `fixed` params too.
+def candidates(search: dict, fixed: dict, defaults: dict | None = None) -> list[dict]:
+    """The candidate parameter dicts of a search, in a fixed order; constraints see the `fixed` params too, and the
+    press's `defaults` for the parameters neither fixed nor searched.
 
-    Grid: the cartesian product (parameters by name, values in the order given), filtered by the constraints. `sample: n`: n distinct valid
-    candidates drawn with `seed` (all valid grid points when the space is finite and has no more than n)."""
+    Grid: the cartesian product (parameters by name, values in the order given), filtered by the constraints.
+    `sample: n`: n distinct valid candidates drawn with `seed` (all valid grid points when the space is finite and
+    has no more than n)."""
+    fixed = {**(defaults or {}), **fixed}
     s = settings(search)
     space = {k: s["params"][k] for k in sorted(s["params"])}  # by name: the same candidates however keys are ordered
     known = set(space) | set(fixed)
@@ -201,14 +204,22 @@ def check_search(entry: dict, spec) -> None:
                 raise SearchError(f"params.{k}: a log range needs low > 0")
     for i, c in enumerate(s["constraints"]):
         try:
-            parse_constraint(c, set(s["params"]) | fixed_names(entry))
+            parse_constraint(c, set(s["params"]) | fixed_names(entry) | set(spec.defaults))
         except SearchError as e:
             raise SearchError(f"constraints[{i}]: {e}") from None
     for fixed in fixed_combos(entry):
-        if not candidates(s, fixed):
+        cands = candidates(s, fixed, spec.defaults)
+        if not cands:
             shown = ", ".join(f"{k}={v}" for k, v in fixed.items())
             raise SearchError(f"constraints: no candidate satisfies them ({shown}); "
                               f"widen the grid/ranges or relax the constraints")
+        if getattr(spec, "check_values", None):  # values only the press can judge, as for a listed variant
+            own = {k: v for k, v in fixed.items() if k in spec.defaults}
+            for c in cands:
+                try:
+                    spec.check_values({**spec.defaults, **own, **c})
+                except ValueError as e:
+                    raise SearchError(f"params: candidate {c}: {e}") from None
 
 
 def fixed_names(entry: dict) -> set[str]:
@@ -237,18 +248,20 @@ def searches(config: dict) -> list[dict]:
     """One search per (searched entry, fixed combination): base press slug, method, fixed params, settings and
     candidates (each with its trial slug)."""
     from kvstudy.grid import slug
+    from kvstudy.presses import get_press
 
     out = []
     for entry in config["presses"]:
         if "search" not in entry:
             continue
         s = settings(entry["search"])
+        defaults = get_press(entry["method"]).defaults
         for fixed in fixed_combos(entry):
             ratio = fixed.get("compression_ratio")
             params = {k: v for k, v in fixed.items() if k != "compression_ratio"}
             cands = [
                 {"press": slug(entry["method"], ratio, {**params, **c}), "params": c}
-                for c in candidates(s, fixed)
+                for c in candidates(s, fixed, defaults)
             ]
             out.append({"press": _base_slug(entry["method"], fixed), "method": entry["method"], "fixed": fixed,
                         "settings": s, "candidates": cands})
