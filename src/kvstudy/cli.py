@@ -118,6 +118,10 @@ def cmd_status(a) -> None:
 
     config = load(a.config)
     print(render(config, grid_status(config, Path(a.root))))
+    from kvstudy.tuning import render_trial_status
+
+    if any("search" in p for p in config["presses"]):  # hyper-parameter searches: where their trials stand
+        print(render_trial_status(config, Path(a.root)))
 
 
 def cmd_train_tiny(a) -> None:

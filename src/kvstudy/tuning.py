@@ -316,6 +316,28 @@ def dev_raw_path(job: dict) -> str:
     return DEV_RAW.format(**job)
 
 
+def render_trial_status(config: dict, root: Path = Path(".")) -> str:
+    """One line per search: its trials done / oom / failed (a log, no result) / missing, and its choices made."""
+    lines = ["tuning trials (dev split):"]
+    for s in searches(config):
+        counts = {"done": 0, "oom": 0, "failed": 0, "missing": 0}
+        for job in trial_jobs(config, s):
+            raw = Path(root) / dev_raw_path(job)
+            if raw.exists():
+                counts["oom" if json.loads(raw.read_text()).get("status") == "oom" else "done"] += 1
+            else:
+                counts["failed" if (Path(root) / DEV_LOG.format(**job)).exists() else "missing"] += 1
+        made = total = 0
+        for model in config["models"]:
+            for mode in settings(s["settings"])["mode"]:
+                for task in [None] if mode == "global" else list(config["tasks"]):
+                    total += 1
+                    made += (Path(root) / choice_path(model, s["press"], mode, task)).exists()
+        shown = "  ".join(f"{k}={v}" for k, v in counts.items())
+        lines.append(f"  {s['press']:30s} {shown}  choices={made}/{total}")
+    return "\n".join(lines)
+
+
 def apply_choice(job: dict, root: Path = Path(".")) -> dict:
     """A tuned test-split job with the parameters its tuning JSON chose (read at run time)."""
     t = job["tuning"]
