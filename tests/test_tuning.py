@@ -264,8 +264,15 @@ def test_summary_tables_and_sweep_figure(tmp_path):
         task = None if name == "global" else name
         write_atomic(choice, tmp_path / tuning.choice_path("tiny", "snapkv-cr0.50", choice["mode"], task))
     out = tmp_path / "results/analysis/tuning"
-    tuning.write_summary(config, tmp_path, None, out)
+    test_scores = {("niah", "global"): 0.7, ("niah", "task"): 0.8, ("kv", "global"): 0.6, ("kv", "task"): 0.5}
+    results = pd.DataFrame([{"model": "tiny", "press": f"snapkv-cr0.50-tuned-{m}", "task": t, "length": 256,
+                             "status": "ok", "score": v} for (t, m), v in test_scores.items()])
+    results.to_csv(tmp_path / "results.csv", index=False)
+    tuning.write_summary(config, tmp_path, tmp_path / "results.csv", out)
     choices = pd.read_csv(out / "choices.csv").set_index("task")
+    assert choices.loc["niah", "test_gain"] == pytest.approx(0.1)
+    assert choices.loc["kv", "test_gain"] == pytest.approx(-0.1)  # per-task tuning can lose on the test split
+    assert choices.loc["mean", "task_test_score"] == pytest.approx(0.65)
     assert choices.loc["niah", "dev_gain"] == pytest.approx(0.9 - 0.8)
     assert choices.loc["kv", "dev_gain"] == pytest.approx(0.9 - 0.8)
     assert choices.loc["mean", "task_dev"] == pytest.approx(0.9)

@@ -513,12 +513,56 @@ def _num(x):
 # --- summary tables -------------------------------------------------------------------------------------------
 
 
+def _read_choices(root: Path, model: str, s: dict, st: dict, tasks) -> tuple[dict | None, dict]:
+    """(the global choice or None, {task: per-task choice}) of one search for one model, as the tune rules wrote
+    them."""
+    read = lambda mode, task=None: json.loads((root / choice_path(model, s["press"], mode, task)).read_text())  # noqa: E731
+    glob = read("global") if "global" in st["mode"] else None
+    per_task = {t: read("task", t) for t in tasks} if "task" in st["mode"] else {}
+    return glob, per_task
+
+
+def _choice_row(config, model, s, st, task, table, glob, per_task, results) -> dict:
+    """One row of choices.csv: (model, search, task or "mean")."""
+    key = "all" if task == "mean" else task
+    row = {"model": model, "search": s["press"], "task": task, "objective": st["objective"]}
+    look = table[table.task == key].set_index("press")
+    if glob:
+        g = glob["chosen"]["press"]
+        row.update(global_choice=g, global_params=json.dumps(glob["chosen"]["params"]),
+                   global_dev=_num(look.objective.get(g)))
+    if per_task and task == "mean":  # the per-task choices' dev objectives, averaged like the global objective
+        vals = [_num(table[(table.task == t) & (table.press == c["chosen"]["press"])].objective.iloc[0])
+                for t, c in per_task.items()]
+        row.update(task_choice="(per task)", task_params="",
+                   task_dev=float(np.mean(vals)) if None not in vals else None)
+    elif per_task:
+        c = per_task[task]["chosen"]
+        row.update(task_choice=c["press"], task_params=json.dumps(c["params"]),
+                   task_dev=_num(look.objective.get(c["press"])))
+    if row.get("global_dev") is not None and row.get("task_dev") is not None:
+        sign = 1.0 if higher_is_better(config, st["objective"]) else -1.0
+        row["dev_gain"] = sign * (row["task_dev"] - row["global_dev"])
+    if results is not None:  # test split: the tuned variants' scores (mean over lengths and seeds)
+        for mode in st["mode"]:
+            r = results[(results.model == model) & (results.press == f"{s['press']}-tuned-{mode}")
+                        & (results.status == "ok")]
+            if task != "mean":
+                r = r[r.task == task]
+            # "mean": each task weighted equally, like the global objective
+            row[f"{mode}_test_score"] = float(r.groupby("task").score.mean().mean()) if len(r) else None
+        if row.get("global_test_score") is not None and row.get("task_test_score") is not None:
+            row["test_gain"] = row["task_test_score"] - row["global_test_score"]
+    return row
+
+
 def summary(config: dict, root: Path, results_csv: Path | None):
     """(trials, candidates, choices) tables of every search of the study.
 
     choices: one row per (model, press, task) and (model, press, "mean"): the per-task and the global choice, their
     dev objective on that task, the dev gain of per-task tuning over global (positive = per-task better), and,
-    when results.csv is given, the test-split score of both tuned variants and the test gain."""
+    when results.csv is given, the test-split score of both tuned variants and the test gain (per-task minus
+    global score)."""
     import pandas as pd
 
     root = Path(root)
@@ -527,64 +571,26 @@ def summary(config: dict, root: Path, results_csv: Path | None):
     for s in searches(config):
         st = settings(s["settings"])
         order = [c["press"] for c in s["candidates"]]
-        sign = 1.0 if higher_is_better(config, st["objective"]) else -1.0
+        params = {c["press"]: json.dumps(c["params"], sort_keys=True) for c in s["candidates"]}
         for model in config["models"]:
             jobs = [j for j in trial_jobs(config, s) if j["model"] == model]
             trials = read_trials(root / dev_raw_path(j) for j in jobs)
             trials.insert(1, "search", s["press"])
             trial_frames.append(trials)
+            glob, per_task = _read_choices(root, model, s, st, config["tasks"])
             table = candidate_table(trials, order, st["objective"], st["penalty"])
-            chosen = {}
-            if "global" in st["mode"]:
-                chosen["global"] = json.loads((root / choice_path(model, s["press"], "global")).read_text())
-            per_task = {}
-            if "task" in st["mode"]:
-                for task in config["tasks"]:
-                    per_task[task] = json.loads((root / choice_path(model, s["press"], "task", task)).read_text())
             table.insert(0, "model", model)
             table.insert(1, "search", s["press"])
-            table["params"] = [json.dumps(dict(c["params"]), sort_keys=True)
-                               for c in (next(c for c in s["candidates"] if c["press"] == p) for p in table.press)]
-            table["chosen_global"] = (table.press.eq(chosen["global"]["chosen"]["press"])
-                                     if "global" in chosen else False)
+            table["params"] = table.press.map(params)
+            table["chosen_global"] = table.press.eq(glob["chosen"]["press"]) if glob else False
             table["chosen_task"] = [t in per_task and per_task[t]["chosen"]["press"] == p
                                     for p, t in zip(table.press, table.task)]
             table["objective_name"] = st["objective"]
             table["better"] = ["higher" if higher_is_better(config, st["objective"], None if t == "all" else [t])
                                else "lower" for t in table.task]
             cand_frames.append(table)
-            for task in [*config["tasks"], "mean"]:
-                key = "all" if task == "mean" else task
-                row = {"model": model, "search": s["press"], "task": task, "objective": st["objective"]}
-                look = table[table.task == key].set_index("press")
-                if "global" in chosen:
-                    g = chosen["global"]["chosen"]["press"]
-                    row.update(global_choice=g, global_params=json.dumps(chosen["global"]["chosen"]["params"]),
-                               global_dev=_num(look.objective.get(g)))
-                if per_task:
-                    if task == "mean":
-                        vals = [_num(table[(table.task == t) & (table.press == per_task[t]["chosen"]["press"])]
-                                     .objective.iloc[0]) for t in per_task]
-                        row.update(task_choice="(per task)", task_params="",
-                                   task_dev=float(np.mean(vals)) if None not in vals else None)
-                    else:
-                        c = per_task[task]["chosen"]
-                        row.update(task_choice=c["press"], task_params=json.dumps(c["params"]),
-                                   task_dev=_num(look.objective.get(c["press"])))
-                if row.get("global_dev") is not None and row.get("task_dev") is not None:
-                    row["dev_gain"] = sign * (row["task_dev"] - row["global_dev"])
-                if results is not None:
-                    for mode in st["mode"]:
-                        r = results[(results.model == model) & (results.press == f"{s['press']}-tuned-{mode}")
-                                    & (results.status == "ok")]
-                        if task != "mean":
-                            r = r[r.task == task]
-                            row[f"{mode}_test_score"] = float(r.score.mean()) if len(r) else None
-                        else:  # each task weighted equally, like the global objective
-                            row[f"{mode}_test_score"] = float(r.groupby("task").score.mean().mean()) if len(r) else None
-                    if row.get("global_test_score") is not None and row.get("task_test_score") is not None:
-                        row["test_gain"] = row["task_test_score"] - row["global_test_score"]
-                choice_rows.append(row)
+            choice_rows += [_choice_row(config, model, s, st, task, table, glob, per_task, results)
+                            for task in [*config["tasks"], "mean"]]
     cols = ["model", "search", "task", "objective", "global_choice", "global_params", "global_dev", "task_choice",
             "task_params", "task_dev", "dev_gain", "global_test_score", "task_test_score", "test_gain"]
     choices = pd.DataFrame(choice_rows)
