@@ -17,7 +17,9 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/tuning_common.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
@@ -33,6 +35,9 @@ localrules:
     provenance,
     plot,
     manifest,
+    tune_global,
+    tune_task,
+    tuning_summary,
 
 
 rule all:

@@ -12,7 +12,12 @@ def cmd_eval(a) -> None:
     from kvstudy.evaluate import run_job, write_atomic
 
     job = json.loads(a.job)
+    if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
+        from kvstudy.tuning import apply_choice
+
+        job = apply_choice(job)
     result = run_job(job, threads=a.threads, device=a.device)
+    result["job"].update({k: job[k] for k in ("split", "tuning") if k in job})  # dev trial / tuned variant
     write_atomic(result, Path(a.out))
     q = result["quality"]
     print(f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}")
@@ -82,6 +87,23 @@ def cmd_manifest(a) -> None:
     write_manifest([Path(p) for p in a.files], Path(a.out), Path(a.root))
 
 
+def cmd_tune(a) -> None:
+    from kvstudy.evaluate import write_atomic
+    from kvstudy.tuning import tune
+
+    choice = tune(json.loads(a.study), a.model, a.press, a.task)
+    write_atomic(choice, Path(a.out))
+    c = choice["chosen"]
+    print(f"{a.model}/{a.press}/{a.task or 'all tasks'}: {c['press']} ({choice['objective']}={c['objective']})")
+
+
+def cmd_tuning_summary(a) -> None:
+    from kvstudy.tuning import write_summary
+
+    for p in write_summary(json.loads(a.study), Path(a.root), Path(a.results), Path(a.out_dir)):
+        print(p)
+
+
 def cmd_presses(a) -> None:
     from kvstudy.presses import PRESSES, VARIANT_OPTIONS
 
@@ -112,8 +134,11 @@ def cmd_validate(a) -> None:
     from kvstudy.config import load
     from kvstudy.grid import jobs
 
+    from kvstudy.tuning import trial_jobs
+
     config = load(a.config)
-    print(f"{a.config}: ok, {len(jobs(config))} eval jobs")
+    trials = len(trial_jobs(config))
+    print(f"{a.config}: ok, {len(jobs(config))} eval jobs" + (f" + {trials} tuning trials" if trials else ""))
 
 
 def cmd_status(a) -> None:
@@ -122,6 +147,10 @@ def cmd_status(a) -> None:
 
     config = load(a.config)
     print(render(config, grid_status(config, Path(a.root))))
+    from kvstudy.tuning import render_trial_status
+
+    if any("search" in p for p in config["presses"]):  # hyper-parameter searches: where their trials stand
+        print(render_trial_status(config, Path(a.root)))
 
 
 def cmd_train_tiny(a) -> None:
@@ -193,6 +222,21 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--root", default=".")
     s.set_defaults(fn=cmd_manifest)
+
+    s = sub.add_parser("tune", help="choose a searched press's parameters from its dev-split trials")
+    s.add_argument("--study", required=True, help="resolved config as JSON")
+    s.add_argument("--model", required=True)
+    s.add_argument("--press", required=True, help="the searched press (its slug without the searched parameters)")
+    s.add_argument("--task", help="per-task choice; without it the global choice over all tasks")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_tune)
+
+    s = sub.add_parser("tuning-summary", help="trials, candidates and choices tables of every search")
+    s.add_argument("--study", required=True, help="resolved config as JSON")
+    s.add_argument("--results", required=True, help="results.csv (test-split scores of the tuned variants)")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--root", default=".")
+    s.set_defaults(fn=cmd_tuning_summary)
 
     s = sub.add_parser("presses", help="list registered presses with their parameters")
     s.set_defaults(fn=cmd_presses)

@@ -85,7 +85,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         if spec.has_ratio and "compression_ratio" not in p:
             raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}")
         for key in p:
-            if key == "method" or (key == "compression_ratio" and spec.has_ratio) or key in VARIANT_OPTIONS:
+            if key in ("method", "search") or (key == "compression_ratio" and spec.has_ratio) or key in VARIANT_OPTIONS:
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
@@ -116,6 +116,8 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     except ValueError as e:
         raise ConfigError(f"config error: {e}") from None
 
+    _check_searches(config)  # press hyper-parameter searches (kvstudy.tuning)
+
     from kvstudy.grid import variants
 
     seen: dict[str, int] = {}
@@ -124,6 +126,22 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
         seen[v["press"]] = 1
     return config
+
+
+def _check_searches(config: dict) -> None:
+    """`search:` blocks of press entries: known parameters, valid constraints, at least one candidate."""
+    from kvstudy.presses import PRESSES
+    from kvstudy.tuning import SearchError, check_search, check_tasks
+
+    for i, p in enumerate(config["presses"]):
+        if "search" in p:
+            try:
+                check_search(p, PRESSES[p["method"]])
+                check_tasks(p, config)
+            except SearchError as e:
+                raise ConfigError(f"config error: presses[{i}].search.{e}") from None
+    if "tuning_sweep" in config["figures"] and not any("search" in p for p in config["presses"]):
+        raise ConfigError("config error: figures: tuning_sweep needs a press with a search: block")
 
 
 def load(path: str | Path) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from kvstudy import attn_error
 from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, masked_fraction, now_iso, provenance
 from kvstudy.metrics import METRICS
 from kvstudy.models import load_model
@@ -153,6 +154,8 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
             r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
             r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
             r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
+            if job.get("attn_error"):  # tuning objective: attention-output error of the question (kvstudy.attn_error)
+                r["attn_error"] = attn_error.measure(model, press, s)
             rows.append(r)
     except torch.OutOfMemoryError as e:  # OOM is data: record it, free memory, fail nothing else
         status, error, rows = "oom", str(e).splitlines()[0], []
@@ -194,7 +197,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
             "decode_tokens_per_second": sum(r["decode_tokens"] for r in rows) / decode_s if decode_s > 0 else None,
             "total_seconds": time.perf_counter() - t_start,
         },
-        "fidelity": None,
+        "fidelity": attn_error.summary(rows) if job.get("attn_error") else None,
         "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
     }
 

@@ -45,6 +45,11 @@ def variants(config: dict) -> list[dict]:
     out = []
     for entry in config["presses"]:
         method = entry["method"]
+        if "search" in entry:  # searched press: its tuned test-split variants (params chosen on the dev split)
+            from kvstudy.tuning import fixed_combos, tuned_variants
+
+            out += [v for fixed in fixed_combos(entry) for v in tuned_variants(method, fixed, entry["search"])]
+            continue
         keys = [k for k in entry if k != "method"]
         grids = [v if isinstance(v, list) else [v] for v in (entry[k] for k in keys)]
         for combo in itertools.product(*grids):

@@ -8,6 +8,7 @@ below (except `style`, `manifest` and private `_*` ones). Each figure reads some
 - "samples": `results/tables/samples.csv` (one row per sample),
 - "pareto":  `results/analysis/pareto.csv` (one row per press variant and (model, task, length)),
 - "significance": `results/analysis/significance.csv` (one row per paired test against the baseline),
+- "tuning_candidates": `results/analysis/tuning/candidates.csv` (one row per search candidate and task),
 
 and writes `out_stem.pdf` and `out_stem.png`. A figure with nothing to show raises `ValueError` (never an empty
 plot).
@@ -26,7 +27,7 @@ from typing import Callable
 
 import pandas as pd
 
-TABLES = ("results", "samples", "pareto", "significance")
+TABLES = ("results", "samples", "pareto", "significance", "tuning_candidates")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def get_figure(name: str) -> Figure:
 def table_path(table: str, tables_dir: Path, analysis_dir: Path) -> Path:
     if table in ("pareto", "significance"):
         return Path(analysis_dir) / f"{table}.csv"
+    if table == "tuning_candidates":
+        return Path(analysis_dir) / "tuning" / "candidates.csv"
     if table in TABLES:
         return Path(tables_dir) / f"{table}.csv"
     raise ValueError(f"unknown table {table!r}; known: {TABLES}")
