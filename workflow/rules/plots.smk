@@ -34,8 +34,9 @@ rule manifest:
         analysis=ANALYSIS,
         summary=SUMMARY,
         provenance=PROVENANCE,
-        # every raw result, so a deleted one is recomputed even when the tables exist
-        raw=RAW,
+        # figures/all depends on every raw result through aggregate's input (RAW and RAW_MARKER, common.smk), so a
+        # deleted result is recomputed even when the tables exist; listing RAW here again would only double the
+        # DAG's work per job
     output:
         "figures/all",
     log:
