@@ -65,5 +65,5 @@ def test_load_reports_bad_yaml(tmp_path):
 def test_shipped_configs_validate():
     from conftest import ROOT
 
-    assert len(jobs(load(ROOT / "config.yaml"))) == 1 * 2 * 2 * 13
+    assert len(jobs(load(ROOT / "config.yaml"))) == 1 * 2 * 2 * 16  # model x tasks x lengths x variants
     assert len(jobs(load(ROOT / ".test" / "config.yaml"))) == 1 * 2 * 2 * 4
