@@ -521,3 +521,19 @@ def test_only_the_no_press_variant_is_the_baseline():
                                "score": [1.0, 0.9, 0.5]}), "score_vs_ratio", "results")
     assert list(df["method"]) == ["no_press", "no_press+int4", "knorm"]
     assert (df["method"] == "no_press").sum() == 1
+
+
+def test_score_vs_ratio_draws_variants_that_evict_nothing_at_ratio_zero(tmp_path):
+    """int4 (a quantized cache, compression_ratio 0) is a marker at ratio 0 with a legend entry, not left out."""
+    from kvstudy.plots import FIGURES
+
+    rows = []
+    for press, method, ratio, score in [("no_press", "no_press", 0.0, 1.0), ("knorm-cr0.50", "knorm", 0.5, 0.2),
+                                        ("int4", "int4", 0.0, 0.9)]:
+        rows.append({"model": "tiny", "task": "niah", "length": 512, "press": press, "method": method,
+                     "compression_ratio": ratio, "seed": 0, "status": "ok", "score": score, "metric": "string_match_all"})
+    fig = FIGURES["score_vs_ratio"].build({"results": pd.DataFrame(rows)})
+    ax = fig.axes[0]
+    marks = [ln for ln in ax.lines if ln.get_gid() == "score:int4"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [0.0] and list(marks[0].get_ydata()) == [0.9]
+    assert "Int4" in [t.get_text() for t in fig.legends[0].get_texts()]

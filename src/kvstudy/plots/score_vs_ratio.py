@@ -214,7 +214,15 @@ def build(tables, average=False):
                 if method == "no_press":
                     continue
                 line = panel[panel["family"] == fam].sort_values("compression_ratio")
+                at_zero = line[line["compression_ratio"] <= 0]
                 line = line[line["compression_ratio"] > 0]
+                if line.empty and not at_zero.empty:
+                    # evicts no token (int4: quantized cache; a fixed-budget press): one marker at ratio 0
+                    # above the no-press dot and smaller, so both show when the scores are equal
+                    ax.plot([0.0], [float(at_zero["mean"].mean())], ls="none", zorder=4.5, clip_on=False,
+                            gid=f"score:{fam}", **{**marker_style, "markersize": 4.5})
+                    used.setdefault(labels[fam], Line2D([], [], ls="none", **marker_style))
+                    continue
                 if line.empty:
                     continue
                 if baseline is not None:
