@@ -123,6 +123,49 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         return run_perplexity_job(job, threads=threads, device=device)
     # --- end of task-kind dispatch ---
     started, t_start = now_iso(), time.perf_counter()
+    dev, press, attn, model, tokenizer, task = setup(job, threads, device)
+    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
+    samples = task.samples(tokenizer, job["length"], job["seed"])
+    metric = METRICS[task.metric]
+    stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
+    clock, mem = Clock(dev), warm_up(model, samples, dev)
+
+    def one(s):
+        # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
+        r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
+        r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
+        r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
+        if job.get("attn_error"):  # tuning objective: attention-output error of the question (kvstudy.attn_error)
+            r["attn_error"] = attn_error.measure(model, press, s)
+        return r
+
+    rows, status, error = run_samples(job, dev, samples, one)
+    # the uncompressed cache is what was really prefilled: a real-data context can be shorter than the length,
+    # and a query-aware variant prefills the question too
+    full_tokens = round(mean(rows, "prefill_tokens")) if rows else job["length"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "job": {k: job[k] for k in JOB_KEYS}
+        | {"chat_template": task.chat_template}
+        | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
+        "status": status,
+        "error": error,
+        "quality": {"metric": task.metric, "score": mean(rows, "score"), "n": len(rows)},
+        "samples": rows,
+        "efficiency": efficiency(rows, model, full_tokens, attn, mem, t_start, attended=True),
+        "fidelity": attn_error.summary(rows) if job.get("attn_error") else None,
+        "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
+    }
+
+
+# --- what every job kind shares (generation here, perplexity in kvstudy.perplexity) ---------------------------
+
+JOB_KEYS = ("model", "model_path", "task", "task_params", "length", "press", "method", "params",
+            "compression_ratio", "seed")
+
+
+def setup(job: dict, threads: int, device: str):
+    """(device, press variant, attention, model, tokenizer, task) of a job; a failure injected by a test first."""
     if os.environ.get(INJECT_FAIL) and fnmatch.fnmatch(job["press"], os.environ[INJECT_FAIL]):
         raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
     torch.set_num_threads(threads)
@@ -132,73 +175,59 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     attn = attention_for(job["method"], job["params"]) or job.get("attn_implementation", "sdpa")
     model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev),
                                   job.get("config_overrides"))
-    task = get_task(job["task_kind"], job["task_params"])
-    task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
-    samples = task.samples(tokenizer, job["length"], job["seed"])
-    metric = METRICS[task.metric]
-    stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
-    clock, mem = Clock(dev), PeakMemory(dev)
+    return dev, press, attn, model, tokenizer, get_task(job["task_kind"], job["task_params"])
 
-    # Warm-up: the first forward pays one-time costs (kernel selection, allocator) that are not the press's.
+
+def warm_up(model, samples, dev) -> PeakMemory:
+    """The first forward pays one-time costs (kernel selection, allocator) that are not the press's; the peak
+    memory is measured from after it."""
+    mem = PeakMemory(dev)
     with torch.no_grad():
         model(input_ids=torch.tensor([samples[0].context_ids[:64]], device=dev))
     mem.reset()
+    return mem
 
-    rows, status, error = [], "ok", None
+
+def run_samples(job: dict, dev, samples, one) -> tuple[list[dict], str, str | None]:
+    """(rows, status, error): `one(sample)` for every sample; a CUDA out-of-memory is data, not a failure."""
     inject = os.environ.get(INJECT_OOM)
     try:
         if inject and fnmatch.fnmatch(job["press"], inject):
             raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
-        for s in samples:
-            # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
-            r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
-            r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
-            r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
-            if job.get("attn_error"):  # tuning objective: attention-output error of the question (kvstudy.attn_error)
-                r["attn_error"] = attn_error.measure(model, press, s)
-            rows.append(r)
-    except torch.OutOfMemoryError as e:  # OOM is data: record it, free memory, fail nothing else
-        status, error, rows = "oom", str(e).splitlines()[0], []
+        return [one(s) for s in samples], "ok", None
+    except torch.OutOfMemoryError as e:  # record it, free memory, fail nothing else
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+        return [], "oom", str(e).splitlines()[0]
 
-    def mean(key):
-        return sum(r[key] for r in rows) / len(rows) if rows else None
 
+def mean(rows: list[dict], key: str):
+    return sum(r[key] for r in rows) / len(rows) if rows else None
+
+
+def efficiency(rows, model, full_tokens: int, attn: str, mem: PeakMemory, t_start: float, attended: bool) -> dict:
+    """The result's `efficiency`: means over the samples' rows; `attended` adds the fraction of the cache attention
+    still sees (rows with `kv_tokens_attended`)."""
     decode_s = sum(r["decode_seconds"] for r in rows)
-    # the uncompressed cache is what was really prefilled: a real-data context can be shorter than the length,
-    # and a query-aware variant prefills the question too
-    full_tokens = round(mean("prefill_tokens")) if rows else job["length"]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
-                                     "params", "compression_ratio", "seed")}
-        | {"chat_template": task.chat_template}
-        | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
-        "status": status,
-        "error": error,
-        "quality": {"metric": task.metric, "score": mean("score"), "n": len(rows)},
-        "samples": rows,
-        "efficiency": {
-            "kv_tokens_kept": mean("kv_tokens"),
-            "kv_tokens_full": full_tokens,
-            "kv_fraction_kept": mean("kv_tokens") / full_tokens if rows else None,
-            # masking presses (AdaKV, DuoAttention): fraction of entries attention still sees; bytes stay full
-            "kv_fraction_attended": mean("kv_tokens_attended") / full_tokens if rows else None,
-            "kv_bytes": mean("kv_bytes"),
-            "kv_bytes_full": full_cache_bytes(model, full_tokens),
-            "kv_tokens_final": mean("kv_tokens_final"),
-            "kv_bytes_final": mean("kv_bytes_final"),
-            "attn_implementation": attn,
-            "peak_memory_bytes": mem.peak(),
-            "peak_memory_kind": mem.kind,
-            "prefill_seconds": mean("prefill_seconds"),
-            "ttft_seconds": mean("ttft_seconds"),
-            "decode_tokens_per_second": sum(r["decode_tokens"] for r in rows) / decode_s if decode_s > 0 else None,
-            "total_seconds": time.perf_counter() - t_start,
-        },
-        "fidelity": attn_error.summary(rows) if job.get("attn_error") else None,
-        "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
+    out = {
+        "kv_tokens_kept": mean(rows, "kv_tokens"),
+        "kv_tokens_full": full_tokens,
+        "kv_fraction_kept": mean(rows, "kv_tokens") / full_tokens if rows else None,
+    }
+    if attended:  # masking presses (AdaKV, DuoAttention): fraction of entries attention still sees; bytes stay full
+        out["kv_fraction_attended"] = mean(rows, "kv_tokens_attended") / full_tokens if rows else None
+    return out | {
+        "kv_bytes": mean(rows, "kv_bytes"),
+        "kv_bytes_full": full_cache_bytes(model, full_tokens),
+        "kv_tokens_final": mean(rows, "kv_tokens_final"),
+        "kv_bytes_final": mean(rows, "kv_bytes_final"),
+        "attn_implementation": attn,
+        "peak_memory_bytes": mem.peak(),
+        "peak_memory_kind": mem.kind,
+        "prefill_seconds": mean(rows, "prefill_seconds"),
+        "ttft_seconds": mean(rows, "ttft_seconds"),
+        "decode_tokens_per_second": sum(r["decode_tokens"] for r in rows) / decode_s if decode_s > 0 else None,
+        "total_seconds": time.perf_counter() - t_start,
     }
 
 

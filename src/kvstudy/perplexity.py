@@ -17,15 +17,13 @@ two argmaxes agree. Written by hand: no library scores a teacher-forced continua
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import math
-import os
 import time
 
 import torch
 import torch.nn.functional as F
 
-from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, now_iso, provenance
+from kvstudy.measure import Clock, cache_size, now_iso, provenance
 
 
 @torch.no_grad()
@@ -139,42 +137,16 @@ def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock
 
 def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """A perplexity job (task kind `perplexity`) -> a raw result of the same contract as a generation job."""
-    from kvstudy.evaluate import INJECT_FAIL, INJECT_OOM, SCHEMA_VERSION, pick_device
-    from kvstudy.models import load_model
-    from kvstudy.presses.variant import attention_for, build_run
-    from kvstudy.tasks import get_task
+    from kvstudy.evaluate import JOB_KEYS, SCHEMA_VERSION, efficiency, run_samples, setup, warm_up
 
     started, t_start = now_iso(), time.perf_counter()
-    if os.environ.get(INJECT_FAIL) and fnmatch.fnmatch(job["press"], os.environ[INJECT_FAIL]):
-        raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
-    torch.set_num_threads(threads)
-    dev = pick_device(device)
-    run = build_run(job["method"], job["params"], job["compression_ratio"])
+    dev, run, attn, model, tokenizer, task = setup(job, threads, device)
     if run.query_aware:
         raise ValueError("query_aware: a perplexity task has no question to show the press")
-    attn = attention_for(job["method"], job["params"]) or job.get("attn_implementation", "sdpa")
-    model, tokenizer = load_model(job["model_path"], job.get("dtype", "auto"), attn, str(dev),
-                                  job.get("config_overrides"))
-    task = get_task(job["task_kind"], job["task_params"])
     samples = task.samples(tokenizer, job["length"], job["seed"])
-    clock, mem = Clock(dev), PeakMemory(dev)
-    with torch.no_grad():  # warm-up, as in evaluate.run_job
-        model(input_ids=torch.tensor([samples[0].context_ids[:64]], device=dev))
-    mem.reset()
-
-    rows, status, error = [], "ok", None
-    inject = os.environ.get(INJECT_OOM)
-    try:
-        if inject and fnmatch.fnmatch(job["press"], inject):
-            raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {INJECT_OOM}={inject})")
-        rows = [run_sample(model, run, s, task.chunk_size, task.fidelity, clock) for s in samples]
-    except torch.OutOfMemoryError as e:
-        status, error, rows = "oom", str(e).splitlines()[0], []
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-
-    def mean(key):
-        return sum(r[key] for r in rows) / len(rows) if rows else None
+    clock, mem = Clock(dev), warm_up(model, samples, dev)
+    rows, status, error = run_samples(
+        job, dev, samples, lambda s: run_sample(model, run, s, task.chunk_size, task.fidelity, clock))
 
     n_tok = sum(r["scored_tokens"] for r in rows)
     # corpus perplexity: token-weighted over every scored token (per-sample perplexities are in the rows)
@@ -187,32 +159,15 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
             "top1_agreement": sum(r["top1_agree"] for r in rows) / n_tok,
             "n_tokens": n_tok,
         }
-    decode_s = sum(r["decode_seconds"] for r in rows)
     return {
         "schema_version": SCHEMA_VERSION,
-        "job": {k: job[k] for k in ("model", "model_path", "task", "task_params", "length", "press", "method",
-                                     "params", "compression_ratio", "seed")},
+        "job": {k: job[k] for k in JOB_KEYS},
         "status": status,
         "error": error,
         "quality": {"metric": "perplexity", "score": ppl, "n": len(rows), "higher_is_better": False,
                     "scored_tokens": n_tok},
         "samples": rows,
-        "efficiency": {
-            "kv_tokens_kept": mean("kv_tokens"),
-            "kv_tokens_full": job["length"],
-            "kv_fraction_kept": mean("kv_tokens") / job["length"] if rows else None,
-            "kv_bytes": mean("kv_bytes"),
-            "kv_bytes_full": full_cache_bytes(model, job["length"]),
-            "kv_tokens_final": mean("kv_tokens_final"),
-            "kv_bytes_final": mean("kv_bytes_final"),
-            "attn_implementation": attn,
-            "peak_memory_bytes": mem.peak(),
-            "peak_memory_kind": mem.kind,
-            "prefill_seconds": mean("prefill_seconds"),
-            "ttft_seconds": mean("ttft_seconds"),
-            "decode_tokens_per_second": sum(r["decode_tokens"] for r in rows) / decode_s if decode_s > 0 else None,
-            "total_seconds": time.perf_counter() - t_start,
-        },
+        "efficiency": efficiency(rows, model, job["length"], attn, mem, t_start, attended=False),
         "fidelity": fidelity,
         "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
     }
