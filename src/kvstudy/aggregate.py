@@ -55,6 +55,18 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
+def write_text_atomic(text: str, path: Path) -> None:
+    """Text written next to the target then os.replace'd onto it: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _load(path: Path) -> dict[str, Any]:
     """Read one raw result; refuse other schema versions since the columns assume version 1."""
     with open(path) as fh:

@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from kvstudy.aggregate import write_text_atomic
+
 PACKAGES = ("kvstudy", "snakemake", "torch", "transformers", "kvpress", "datasets", "numpy", "pandas", "scipy",
             "statsmodels", "matplotlib", "seaborn", "jsonschema", "pyyaml")
 RAW_FIELDS = ("device", "device_name", "cuda", "host", "python", "torch", "transformers", "kvpress",
@@ -140,11 +142,5 @@ def write_provenance(config: dict, out: Path, root: Path = Path("."), results_cs
         results = pd.read_csv(results_csv, dtype={c: str for c in ("model", "task", "press", "status")})
     text = render(config, Path(root), results, [Path(p) for p in raw_paths if Path(p).exists()], benchmarks)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(text, out)
     return out

@@ -17,13 +17,12 @@ except the cell text.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kvstudy.aggregate import write_csv_atomic
+from kvstudy.aggregate import write_csv_atomic, write_text_atomic
 from kvstudy.pareto import higher_is_better
 
 BASELINE = "no_press"
@@ -217,16 +216,6 @@ def throughput_latex(table: pd.DataFrame) -> str:
         "length; OOM: out of memory.", "tab:throughput")
 
 
-def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None) -> dict[str, tuple[pd.DataFrame, str]]:
     """name -> (CSV frame, LaTeX text) for the three summary tables."""
     score, memory, throughput = score_table(results, significance), memory_table(results), throughput_table(results)
@@ -250,6 +239,6 @@ def write_summary(results_csv: Path, significance_csv: Path | None, out_dir: Pat
     paths = []
     for name, (frame, tex) in summary_tables(results, significance).items():
         write_csv_atomic(frame, out_dir / f"{name}.csv")
-        _write_text_atomic(tex, out_dir / f"{name}.tex")
+        write_text_atomic(tex, out_dir / f"{name}.tex")
         paths += [out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
     return paths

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from kvstudy.aggregate import write_text_atomic
 
 HEADER = "kind\tpath\tsha256\tbytes"
 KINDS = {".pdf": "figure", ".png": "figure", ".csv": "table", ".tex": "table", ".html": "provenance"}
@@ -42,13 +43,7 @@ def write_manifest(paths: list[Path], out: Path, root: Path) -> Path:
             raise ValueError(f"manifest: {p} is not under {root}") from None
         rows[rel] = f"{file_kind(p)}\t{rel}\t{sha256(p)}\t{p.stat().st_size}"
     text = "\n".join([HEADER] + [rows[k] for k in sorted(rows)]) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(text, out)
     return out
 
 
