@@ -32,6 +32,7 @@ if workflow.is_main_process:
                 f.write("\n".join([f"# {datetime.datetime.now().isoformat()}", *_paths, ""]))
 
 
+@per_job
 def trial_job(wildcards):
     """The trial of one dev-split raw result, as JSON for `kvstudy eval`."""
     path = tuning.DEV_RAW.format(**wildcards)
@@ -65,6 +66,7 @@ def tune_task_input(wildcards):
     ]
 
 
+@per_job
 def tuned_choice(wildcards):
     """The tuning JSON a tuned test-split job reads at run time."""
     job = JOBS[grid.RAW.format(**wildcards)]

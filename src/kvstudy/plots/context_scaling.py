@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import FixedLocator, NullLocator
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
@@ -41,6 +38,10 @@ STRIP = 0.86  # axes fraction where the OOM strip starts; data stay below it
 
 
 def build(tables, methods=None, ratios=None):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FixedLocator, NullLocator
+
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "status"] + [m for m, _, _ in MEASURES])
     df = prepare(df, NAME, "results")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.patches import Rectangle
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import OOM_TEXT_COLOR, as_bool, oom_variants, prepare, require_columns, require_rows
@@ -29,6 +27,9 @@ def _signed(df: pd.DataFrame) -> pd.Series:
 
 
 def build(tables):
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
+
     df = require_rows(tables.get("significance"), NAME, "significance")
     require_columns(df, NAME, "significance", ["task", "length", "press", "diff", "significant"])
     df = prepare(df, NAME, "significance")

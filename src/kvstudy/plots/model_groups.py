@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
@@ -37,6 +35,9 @@ STRIP = 0.12  # axes fraction of the OOM strip at the bottom
 
 
 def build(tables, groups=None):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score", "status"])
     if not groups or len(set(groups.values())) < 2:

@@ -15,9 +15,6 @@ import textwrap
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import Normalize
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import FixedLocator, PercentFormatter
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
@@ -55,6 +52,10 @@ def depth_bin(depth):
 
 
 def build(tables):
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FixedLocator, PercentFormatter
+
     df = require_rows(tables.get("samples"), NAME, "samples")
     require_columns(df, NAME, "samples", ["task", "length", "score", "depth"])
     df = scored(prepare(df, NAME, "samples"))

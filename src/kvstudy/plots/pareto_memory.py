@@ -13,11 +13,10 @@ counts as OOM when it ran out of memory on any task (it then has no mean).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
-from matplotlib.transforms import Bbox
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
@@ -34,6 +33,9 @@ from kvstudy.plots._common import (
     row_keys,
     task_order,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.transforms import Bbox
 from kvstudy.plots.style import (
     byte_unit,
     method_color,
@@ -87,6 +89,8 @@ def _step_vertices(ax, line) -> np.ndarray:
 def _place_ratio_labels(fig, per_axes, scale):
     """Label every cluster with its ratio where the text overlaps no other label, no marker and stays in the
     axes; with constrained layout settled first so the positions are final."""
+    from matplotlib.transforms import Bbox
+
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     pt = fig.dpi / 72.0
@@ -189,6 +193,8 @@ def _wrap(parts: list[str], width: int) -> str:
 
 def _obstacles(ax, renderer, pt, scale, panel) -> list[Bbox]:
     """Display boxes of a panel's markers, front segments and texts."""
+    from matplotlib.transforms import Bbox
+
     taken = []
     if len(panel):
         marks = ax.transData.transform(np.c_[panel["x"].to_numpy(float) / scale,
@@ -206,6 +212,8 @@ def _obstacles(ax, renderer, pt, scale, panel) -> list[Bbox]:
 def _note_in_corner(ax, renderer, pt, scale, panel, text):
     """The note as a text in the first corner (and line width) where it covers no marker, line or label and stays
     in the axes; None (nothing added) where there is no such place."""
+    from matplotlib.transforms import Bbox
+
     box = ax.get_window_extent(renderer)
     taken = _obstacles(ax, renderer, pt, scale, panel)
     places = ((0.5, 0.5, "center", "center"),) if panel.empty else _NOTE_PLACES
@@ -257,6 +265,9 @@ def _place_labels_and_notes(fig, labels_to_place, notes, scale):
 def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_label: str, front_label: str):
     """Score against `x_column` of pareto.csv with the front `front_column`; `x_unit(max) -> (unit, scale)`.
     Shared with pareto_latency (the same figure against time to first token)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
     df = require_rows(tables.get("pareto"), name, "pareto")
     require_columns(df, name, "pareto", ["task", "length", "score", x_column, front_column])
     df = prepare(df.drop(columns=[c for c in ("x", "front") if c in df.columns]), name, "pareto")

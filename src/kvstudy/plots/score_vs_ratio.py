@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
@@ -100,6 +99,8 @@ def _draw_oom(ax, items, color_of, marker_of, hollow_of):
 
 
 def _oom_legend_handle():
+    from matplotlib.lines import Line2D
+
     return (Line2D([], [], ls="none", **_oom_marker_style("0.45", "o", False)),
             Line2D([], [], ls="none", color=OOM_COLOR, **OOM_CROSS))
 
@@ -148,6 +149,8 @@ def _task_scales(df: pd.DataFrame, agg: pd.DataFrame) -> dict[str, tuple[float, 
 
 
 def build(tables, average=False):
+    from matplotlib.lines import Line2D
+
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score"])
     df = prepare(df, NAME, "results")

@@ -14,8 +14,6 @@ import json
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import Normalize
-from matplotlib.patches import Rectangle
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import OOM_TEXT_COLOR, prepare, require_columns, require_rows, task_order
@@ -54,6 +52,9 @@ def _axes_for(sub: pd.DataFrame, params: list[str], x: str | None, y: str | None
 
 
 def build(tables, x=None, y=None, methods=None, tasks=None):
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score", "status", "params"])
     df = prepare(df, NAME, "results")

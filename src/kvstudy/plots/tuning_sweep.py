@@ -13,7 +13,6 @@ import json
 
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Rectangle
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import OOM_TEXT_COLOR, as_bool, require_columns, require_rows
@@ -31,6 +30,8 @@ def _label(params: str) -> str:
 
 
 def build(tables):
+    from matplotlib.patches import Rectangle
+
     df = require_rows(tables["tuning_candidates"], NAME, "tuning_candidates")
     require_columns(df, NAME, "tuning_candidates", COLUMNS)
     df = df.copy()
