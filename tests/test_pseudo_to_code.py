@@ -2,6 +2,7 @@
 under limits, only when the config opts in. Programs here are tiny; limits are lowered to keep the tests fast."""
 
 import json
+import os
 
 import jsonschema
 import pytest
@@ -168,3 +169,14 @@ def test_eval_job_end_to_end_on_the_tiny_model(monkeypatch):
     assert s1["score"] == s2["score"] == 0.0 and s1["score_detail"]["reason"] == "no ```cpp block"
     assert r["quality"]["score"] == pytest.approx(1 / 3)
     json.dumps(r)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root scorer drops to nobody")
+def test_as_root_the_compiler_and_program_run_as_nobody(tmp_path):
+    secret = tmp_path / "secret.txt"  # pytest's tmp_path is private to root (0700)
+    secret.write_text("password\n")
+    score, detail = score_cpp(cpp(f'#include "{secret}"\nint main() {{}}'), A_PLUS_B)
+    assert "Permission denied" in detail["reason"] and "password" not in detail["reason"]
+    target = tmp_path / "written"
+    writes = f'int a, b; cin >> a >> b; ofstream f("{target}"); f << 1; f.close(); cout << a + b << endl;'
+    assert score_cpp(main(writes), A_PLUS_B, FAST)[0] == 1.0 and not target.exists()

@@ -110,7 +110,7 @@ def _spawn(argv: list[str], cwd: Path, stdin: Path, out: Path, timeout: float, r
             proc.wait()
 
 
-def _compile(code: str, workdir: Path, limits: Limits) -> str | None:
+def _compile(code: str, workdir: Path, limits: Limits, user: dict) -> str | None:
     """None when it compiled to workdir/prog, else the reason (the first error line)."""
     gxx = compiler()
     if gxx is None:
@@ -119,10 +119,11 @@ def _compile(code: str, workdir: Path, limits: Limits) -> str | None:
     (workdir / "empty").write_bytes(b"")
     rl = [(resource.RLIMIT_CPU, int(limits.compile_timeout_s) + 1),
           (resource.RLIMIT_AS, limits.compile_memory_bytes), (resource.RLIMIT_FSIZE, 256 * MiB)]
-    # the compiler needs PATH for its assembler and linker; it only reads the code (the program runs below)
+    # the compiler needs PATH for its assembler and linker; unprivileged too, since `#include "/some/file"` would
+    # show that file's lines in the error message recorded in the result
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     status = _spawn([gxx, *COMPILE_FLAGS, "-o", "prog", "prog.cpp"], workdir, workdir / "empty",
-                    workdir / "compile.log", limits.compile_timeout_s, rl, env, merge_stderr=True)
+                    workdir / "compile.log", limits.compile_timeout_s, rl, env, merge_stderr=True, **user)
     if status is None:
         return "compile error: timeout"
     if status != 0:
@@ -132,9 +133,8 @@ def _compile(code: str, workdir: Path, limits: Limits) -> str | None:
     return None
 
 
-def _run_case(exe: Path, case_input: str, limits: Limits) -> tuple[bytes | None, int | None]:
+def _run_case(exe: Path, case_input: str, limits: Limits, user: dict) -> tuple[bytes | None, int | None]:
     """(stdout, status) of one run in a fresh directory; stdout None on timeout."""
-    user = _unprivileged()
     with tempfile.TemporaryDirectory(prefix="kvstudy-run-") as d:
         run = Path(d)
         (run / "stdin").write_bytes(case_input.encode("utf-8"))
@@ -147,24 +147,32 @@ def _run_case(exe: Path, case_input: str, limits: Limits) -> tuple[bytes | None,
         return (None if status is None else (run / "stdout").read_bytes()), status
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def run_tests(code: str, testcases: list, limits: Limits = Limits()) -> CodeResult:
     """LongProc's check of `code` (without the header) against `[[input lines], [output lines]]` cases."""
     cases = testcases[:MAX_CASES]
+    user = _unprivileged()
     with tempfile.TemporaryDirectory(prefix="kvstudy-cc-") as d:
         build = Path(d)
-        why = _compile(code, build, limits)
+        if user:
+            os.chown(build, user["user"], user["group"])  # compiled and run by nobody
+        why = _compile(code, build, limits, user)
         if why:
             return CodeResult(False, why, 0, len(cases))
         exe = build / "prog"
-        if _unprivileged():
-            os.chmod(build, 0o755)  # nobody runs prog (mkdtemp made the directory 0700)
         for i, (inputs, outputs) in enumerate(cases):
-            out, status = _run_case(exe, "\n".join(inputs) + "\n", limits)
+            out, status = _run_case(exe, "\n".join(inputs) + "\n", limits, user)
             expected = "\n".join(outputs) + "\n"
             if out is None:
                 why = "timeout"
             elif status is not None and status < 0:
-                why = f"killed by {signal.Signals(-status).name}"
+                why = f"killed by {_signal_name(-status)}"
             else:
                 try:
                     why = None if out.decode("utf-8") == expected else "wrong output"
