@@ -8,10 +8,10 @@ program passes when every checked case matches; the first failure stops the run.
 checked (as in LongProc), but a program killed by a signal (a crash, or one of our limits) fails the case.
 
 What we add, because this executes model output: every run is a fresh process in a fresh temporary directory,
-no shell, an empty environment, stdin/stdout from/to files (so `RLIMIT_FSIZE` bounds the output the scorer
-reads back), limits set with `resource.setrlimit` in `preexec_fn` (CPU seconds, address space, file size,
-processes), its own session so a timeout kills the whole group, and, when kvstudy runs as root, the program runs
-as `nobody` (root ignores the process limit). These are limits, not a sandbox: the program can still read what
+no shell, an empty environment, stdin/stdout from/to unnamed temporary files (so `RLIMIT_FSIZE` bounds the
+output the scorer reads back), limits set with `resource.setrlimit` in `preexec_fn` (CPU seconds, address space,
+file size, processes), its own session so a timeout kills the whole group, and, when kvstudy runs as root,
+compiler and program run as `nobody` (root ignores the process limit and could read or write anything). These are limits, not a sandbox: the program can still read what
 the user running it can read. Run studies that opt in (`allow_code_execution: true`) in a disposable
 container or account. No library does this for C++ with these limits; HF evaluate's `code_eval` runs Python only.
 
@@ -91,23 +91,28 @@ def _unprivileged() -> dict:
         return {"user": 65534, "group": 65534, "extra_groups": []}
 
 
-def _spawn(argv: list[str], cwd: Path, stdin: Path, out: Path, timeout: float, rlimits, env: dict,
-           merge_stderr: bool = False, **kw) -> int | None:
-    """Exit status (negative: killed by that signal) or None on timeout; its whole session is killed after."""
-    with open(stdin, "rb") as fin, open(out, "wb") as fout:
+def _spawn(argv: list[str], cwd: Path, stdin: bytes, timeout: float, rlimits, env: dict, max_output: int,
+           merge_stderr: bool = False, **kw) -> tuple[int | None, bytes]:
+    """(exit status, stdout) — status negative when killed by that signal, None on timeout; its whole session is
+    killed after. stdin and stdout are unnamed temporary files the program cannot swap for a link or a pipe."""
+    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout:
+        fin.write(stdin)
+        fin.seek(0)
         proc = subprocess.Popen(argv, cwd=cwd, stdin=fin, stdout=fout,
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.DEVNULL, env=env,
                                 close_fds=True, start_new_session=True, preexec_fn=_limiter(rlimits), **kw)
         try:
-            return proc.wait(timeout=timeout)
+            status = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            return None
+            status = None
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # a timed-out program, or anything it left in its session
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
+        fout.seek(0)
+        return status, fout.read(max_output)
 
 
 def _compile(code: str, workdir: Path, limits: Limits, user: dict) -> str | None:
@@ -116,35 +121,32 @@ def _compile(code: str, workdir: Path, limits: Limits, user: dict) -> str | None
     if gxx is None:
         raise RuntimeError("g++ not found on PATH (needed to score pseudo_to_code)")
     (workdir / "prog.cpp").write_text(HEADER + code, encoding="utf-8")
-    (workdir / "empty").write_bytes(b"")
     rl = [(resource.RLIMIT_CPU, int(limits.compile_timeout_s) + 1),
           (resource.RLIMIT_AS, limits.compile_memory_bytes), (resource.RLIMIT_FSIZE, 256 * MiB)]
     # the compiler needs PATH for its assembler and linker; unprivileged too, since `#include "/some/file"` would
     # show that file's lines in the error message recorded in the result
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
-    status = _spawn([gxx, *COMPILE_FLAGS, "-o", "prog", "prog.cpp"], workdir, workdir / "empty",
-                    workdir / "compile.log", limits.compile_timeout_s, rl, env, merge_stderr=True, **user)
+    status, log = _spawn([gxx, *COMPILE_FLAGS, "-o", "prog", "prog.cpp"], workdir, b"", limits.compile_timeout_s,
+                         rl, env, MiB, merge_stderr=True, **user)
     if status is None:
         return "compile error: timeout"
     if status != 0:
-        lines = (workdir / "compile.log").read_text(errors="replace").splitlines()
+        lines = log.decode(errors="replace").splitlines()
         first = next((ln for ln in lines if "error" in ln), lines[0] if lines else f"g++ exit status {status}")
-        return "compile error: " + first.replace(str(workdir) + os.sep, "")[:200]
+        return "compile error: " + first[:200]
     return None
 
 
-def _run_case(exe: Path, case_input: str, limits: Limits, user: dict) -> tuple[bytes | None, int | None]:
-    """(stdout, status) of one run in a fresh directory; stdout None on timeout."""
+def _run_case(exe: Path, case_input: str, limits: Limits, user: dict) -> tuple[int | None, bytes]:
+    """(status, stdout) of one run in a fresh working directory."""
     with tempfile.TemporaryDirectory(prefix="kvstudy-run-") as d:
-        run = Path(d)
-        (run / "stdin").write_bytes(case_input.encode("utf-8"))
         if user:
-            os.chown(run, user["user"], user["group"])  # its working directory is its own, nothing else
+            os.chown(d, user["user"], user["group"])  # its working directory is its own, nothing else
         rl = [(resource.RLIMIT_CPU, limits.cpu_s), (resource.RLIMIT_AS, limits.memory_bytes),
               (resource.RLIMIT_FSIZE, limits.output_bytes), (resource.RLIMIT_NPROC, 0),
               (resource.RLIMIT_CORE, 0)]
-        status = _spawn([str(exe)], run, run / "stdin", run / "stdout", limits.timeout_s, rl, {}, **user)
-        return (None if status is None else (run / "stdout").read_bytes()), status
+        return _spawn([str(exe)], Path(d), case_input.encode("utf-8"), limits.timeout_s, rl, {},
+                      limits.output_bytes, **user)
 
 
 def _signal_name(number: int) -> str:
@@ -167,11 +169,11 @@ def run_tests(code: str, testcases: list, limits: Limits = Limits()) -> CodeResu
             return CodeResult(False, why, 0, len(cases))
         exe = build / "prog"
         for i, (inputs, outputs) in enumerate(cases):
-            out, status = _run_case(exe, "\n".join(inputs) + "\n", limits, user)
+            status, out = _run_case(exe, "\n".join(inputs) + "\n", limits, user)
             expected = "\n".join(outputs) + "\n"
-            if out is None:
+            if status is None:
                 why = "timeout"
-            elif status is not None and status < 0:
+            elif status < 0:
                 why = f"killed by {_signal_name(-status)}"
             else:
                 try:
