@@ -11,9 +11,9 @@ What we add, because this executes model output: every run is a fresh process in
 no shell, an empty environment, stdin/stdout from/to unnamed temporary files (so `RLIMIT_FSIZE` bounds the
 output the scorer reads back), limits set with `resource.setrlimit` in `preexec_fn` (CPU seconds, address space,
 file size, processes), its own session so a timeout kills the whole group, and, when kvstudy runs as root,
-compiler and program run as `nobody` (root ignores the process limit and could read or write anything). These are limits, not a sandbox: the program can still read what
-the user running it can read. Run studies that opt in (`allow_code_execution: true`) in a disposable
-container or account. No library does this for C++ with these limits; HF evaluate's `code_eval` runs Python only.
+compiler and program run as `nobody` (root ignores the process limit and could read or write anything).
+These are limits, not a sandbox: the program can still read what its user can read and use the network. Run
+studies that opt in (`allow_code_execution: true`) in a disposable container or account. No library does this for C++ with these limits; HF evaluate's `code_eval` runs Python only.
 
 `preexec_fn` runs Python between fork and exec; the function below only calls `setrlimit` with precomputed
 numbers, which keeps that window short in a process that has other (torch) threads.
