@@ -18,7 +18,7 @@ import torch
 
 from kvstudy import attn_error
 from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, masked_fraction, now_iso, provenance
-from kvstudy.metrics import METRICS
+from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model
 from kvstudy.presses.variant import PressRun, attention_for, build_run
 from kvstudy.tasks import get_task
@@ -126,14 +126,16 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     dev, press, attn, model, tokenizer, task = setup(job, threads, device)
     task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
-    metric = METRICS[task.metric]
     stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
     clock, mem = Clock(dev), warm_up(model, samples, dev)
 
     def one(s):
         # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
         r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
-        r.update(id=s.id, references=s.references, depth=s.depth, score=metric(r["prediction"], s.references))
+        score, detail = score_with_detail(task.metric, r["prediction"], s.references)
+        r.update(id=s.id, references=s.references, depth=s.depth, score=score)
+        if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
+            r["score_detail"] = detail
         r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
         if job.get("attn_error"):  # tuning objective: attention-output error of the question (kvstudy.attn_error)
             r["attn_error"] = attn_error.measure(model, press, s)

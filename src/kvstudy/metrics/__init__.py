@@ -2,7 +2,9 @@
 
 RULER's definitions score a prediction against every reference string. Structured references (rankings,
 puzzles, plans) are JSON strings, read with `json.loads` — data is never evaluated as code.
-Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans).
+Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans),
+`code_exec` (LongProc pseudo_to_code: compiles and runs the model's C++; see its docstring).
+A metric in `DETAILED` also says why it scored what it did (`score_with_detail`); evaluate records that per sample.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def exact_match(prediction: str, references: list[str]) -> float:
     return float(prediction.strip().lower() in {r.strip().lower() for r in references})
 
 
+from kvstudy.metrics.code_exec import score_cpp  # noqa: E402
 from kvstudy.metrics.longproc import countdown_solution, route_partial_accuracy, travel_plan_accuracy, tsv_row_f1  # noqa: E402
 from kvstudy.metrics.qa import icl_accuracy, rouge_l_f1, substring_exact_match  # noqa: E402
 from kvstudy.metrics.ranking import ndcg_at_10  # noqa: E402
@@ -42,4 +45,15 @@ METRICS: dict[str, Callable[[str, list[str]], float]] = {
     "countdown_solution": countdown_solution,
     "tsv_row_f1": tsv_row_f1,
     "travel_plan_accuracy": travel_plan_accuracy,
+    "cpp_tests_pass": lambda prediction, references: score_cpp(prediction, references)[0],
 }
+
+# name -> (prediction, references) -> (score, detail dict): metrics that can say why (a compile error, a timeout)
+DETAILED: dict[str, Callable[[str, list[str]], tuple[float, dict]]] = {"cpp_tests_pass": score_cpp}
+EXECUTES_CODE = {"cpp_tests_pass"}  # metrics that run model output: a task uses them only with an explicit opt-in
+
+
+def score_with_detail(name: str, prediction: str, references: list[str]) -> tuple[float, dict | None]:
+    if name in DETAILED:
+        return DETAILED[name](prediction, references)
+    return METRICS[name](prediction, references), None

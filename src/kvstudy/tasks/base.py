@@ -6,6 +6,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
+class TaskParamError(ValueError):
+    """A bad value of one task parameter; config validation names it (`config error: tasks.NAME.KEY: ...`)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 @dataclass
 class Sample:
     id: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvstudy.metrics import METRICS
+from kvstudy.metrics import EXECUTES_CODE, METRICS
 from kvstudy.tasks import prompt, register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.hf_base import HFTask
@@ -38,6 +38,8 @@ class HFQA(HFTask):
     def __post_init__(self):
         if self.scorer not in METRICS:
             raise ValueError(f"scorer {self.scorer!r} is not a registered metric ({', '.join(METRICS)})")
+        if self.scorer in EXECUTES_CODE:  # only behind an explicit opt-in (longproc pseudo_to_code)
+            raise ValueError(f"scorer {self.scorer!r} runs generated code; use longproc's pseudo_to_code subtask")
         self.metric = self.scorer
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:

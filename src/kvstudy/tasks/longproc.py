@@ -1,5 +1,6 @@
 """LongProc from its JSON files (github.com/princeton-pli/LongProc, `data/<task>/<task>_<size>.json`):
-html_to_tsv (row F1), travel_planning (plan accuracy), path_traversal (route partial accuracy).
+html_to_tsv (row F1), travel_planning (plan accuracy), path_traversal (route partial accuracy),
+pseudo_to_code (all checked test cases pass).
 
 - html_to_tsv rows: `task_description, filtering_instruction, tsv_header, gt` and the page as `html_str` or as
   `html_path` (relative to `data_dir`, default the JSON file's folder). The page is the context.
@@ -7,7 +8,11 @@ html_to_tsv (row F1), travel_planning (plan accuracy), path_traversal (route par
   worked examples (`demo_file`: LongProc's travel_planning_icl_examples.json, their `ground_truth_plan`s) are the
   context, the problem is the question.
 - path_traversal rows: `context_nl, question_repr [src, dst], answer_nl`.
-The instructions are ours, in LongProc's output formats (```tsv, <Plan>, <Route>) which the metrics parse.
+- pseudo_to_code rows: `problem_id, pseudocode_lines, code_lines, testcases [[input lines], [output lines]]`;
+  the pseudocode is the context, the first 10 test cases (those LongProc checks) are the reference. Scoring
+  compiles and runs the model's C++ (`kvstudy.metrics.code_exec`), so the task refuses to exist unless the config
+  sets `allow_code_execution: true` and g++ is on PATH.
+The instructions are ours, in LongProc's output formats (```tsv, <Plan>, <Route>, ```cpp) which the metrics parse.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvstudy.metrics import METRICS
+from kvstudy.metrics import EXECUTES_CODE, METRICS
+from kvstudy.metrics import code_exec
 from kvstudy.tasks import prompt, register
-from kvstudy.tasks.base import Sample
+from kvstudy.tasks.base import Sample, TaskParamError
 from kvstudy.tasks.hf_base import HFTask
 
 SUBTASKS = {
@@ -40,6 +46,14 @@ SUBTASKS = {
         " format `From <CITY>, take a <TRANSIT> to <CITY>.`, between <Route> and </Route>.\n\n{context}\n\n"
         "Now find the route from {src} to {dst} based on the information above.",
     ),
+    "pseudo_to_code": (
+        "cpp_tests_pass",
+        "Write the C++ program that the pseudocode below describes line by line. The pseudocode is correct and"
+        " complete.\n\n[PSEUDOCODE]\n{context}\n\n[INSTRUCTION]\nThese headers are already included, followed by"
+        " `using namespace std;`; do not include them again: "
+        + ", ".join(line[len("#include "):] for line in code_exec.HEADER.splitlines() if line.startswith("#"))
+        + ". Translate the pseudocode line by line and write the whole code between ```cpp and ```.",
+    ),
 }
 
 
@@ -48,7 +62,8 @@ SUBTASKS = {
 class LongProc(HFTask):
     name = "longproc"
     metric = "tsv_row_f1"  # set by `subtask`
-    description = "LongProc html_to_tsv / travel_planning / path_traversal from its JSON files (long outputs)"
+    description = ("LongProc html_to_tsv / travel_planning / path_traversal / pseudo_to_code from its JSON files"
+                   " (long outputs)")
 
     n_samples: int = 20
     max_new_tokens: int = 2048
@@ -58,12 +73,21 @@ class LongProc(HFTask):
     # travel_planning ships one file for all sizes; LongProc's 2k set is [0, 2048), its 8k set [4096, 8192)
     min_output_tokens: int = 0
     max_output_tokens: int = 0  # 0: no upper bound
+    # pseudo_to_code runs the model's C++ (compiled with g++, run under resource limits): an explicit opt-in
+    allow_code_execution: bool = False
 
     def __post_init__(self):
         if self.subtask not in SUBTASKS:
             raise ValueError(f"unknown LongProc subtask {self.subtask!r} ({', '.join(SUBTASKS)})")
         self.metric = SUBTASKS[self.subtask][0]
         assert self.metric in METRICS
+        if self.metric in EXECUTES_CODE:
+            if self.allow_code_execution is not True:
+                raise TaskParamError("allow_code_execution", f"subtask {self.subtask} compiles and runs the model's"
+                                     " C++ to score it; set allow_code_execution: true to allow that (run it in a"
+                                     " disposable container: resource limits are not a sandbox)")
+            if code_exec.compiler() is None:
+                raise ValueError(f"subtask {self.subtask} needs g++ on PATH to compile the model's C++ (not found)")
 
     def _fields(self, r: dict) -> tuple[dict, list[str]]:
         if self.subtask == "html_to_tsv":
@@ -81,6 +105,9 @@ class LongProc(HFTask):
             ref = {"cities": r["ground_truth_cities"].split("**"),
                    "durations": [int(x) for x in str(r["ground_truth_durations"]).split("**")]}
             return {"context": "\n\n".join(demos), "question": r["disambig_question_text"]}, [json.dumps(ref)]
+        if self.subtask == "pseudo_to_code":
+            return ({"context": "\n".join(r["pseudocode_lines"])},
+                    [json.dumps(r["testcases"][: code_exec.MAX_CASES])])
         src, dst = r["question_repr"]
         return {"context": r["context_nl"], "src": src, "dst": dst}, [r["answer_nl"]]
 
@@ -97,6 +124,6 @@ class LongProc(HFTask):
             fields, refs = self._fields(r)
             ctx, q, meta = prompt.build(tokenizer, template, fields, "context", length, self.chat_template,
                                         self.truncation)
-            meta["source_id"] = str(r.get("id", r.get("task_id", i)))
+            meta["source_id"] = str(r.get("id", r.get("task_id", r.get("problem_id", i))))
             out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=refs, meta=meta))
         return out
