@@ -2,7 +2,9 @@
 
 RULER's definitions score a prediction against every reference string. Structured references (rankings,
 puzzles, plans) are JSON strings, read with `json.loads` — data is never evaluated as code.
-Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans).
+Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans), `cite`
+(HELMET cite / ALCE: answer correctness here; citation recall/precision need a judge model, `nli`, and are scored
+by the task after generation).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def exact_match(prediction: str, references: list[str]) -> float:
     return float(prediction.strip().lower() in {r.strip().lower() for r in references})
 
 
+from kvstudy.metrics.cite import qampari_rec_top5, str_em  # noqa: E402
 from kvstudy.metrics.longproc import countdown_solution, route_partial_accuracy, travel_plan_accuracy, tsv_row_f1  # noqa: E402
 from kvstudy.metrics.qa import icl_accuracy, rouge_l_f1, substring_exact_match  # noqa: E402
 from kvstudy.metrics.ranking import ndcg_at_10  # noqa: E402
@@ -42,4 +45,6 @@ METRICS: dict[str, Callable[[str, list[str]], float]] = {
     "countdown_solution": countdown_solution,
     "tsv_row_f1": tsv_row_f1,
     "travel_plan_accuracy": travel_plan_accuracy,
+    "alce_str_em": str_em,
+    "qampari_rec_top5": qampari_rec_top5,
 }
