@@ -69,8 +69,10 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                 raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
         try:  # parameters a task checks itself (a scorer name, a LongProc subtask)
             TASKS[kind](**{k: v for k, v in t.items() if k != "kind"})
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"config error: tasks.{name}: {e}") from None
+        except (ValueError, TypeError) as e:  # "param: why" points at the parameter (tasks.cite.judge: ...)
+            key, _, why = str(e).partition(": ")
+            where = f"tasks.{name}.{key}: {why}" if key in known and why else f"tasks.{name}: {e}"
+            raise ConfigError(f"config error: {where}") from None
 
     from kvstudy.presses import VARIANT_OPTIONS
     from kvstudy.presses.variant import check_options, split_options
