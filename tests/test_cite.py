@@ -135,6 +135,8 @@ def test_missing_judge_is_a_config_error_or_one_line_naming_task_and_judge(tmp_p
     study["tasks"]["cite"].update(judge="google/t5_xxl_true_nli_mixture", shots=2)  # hub id: not checked offline
     with pytest.raises(ConfigError, match=r"tasks\.cite\.demo_file: shots 2"):
         validate(study)
+    study["tasks"]["cite"].update(demo_file="data/helmet/prompts/asqa_revised.json")  # data arrives later: valid
+    validate(study)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")  # exists, cannot load
@@ -223,3 +225,17 @@ def test_judge_rows_scores_cited_answers_with_the_t5_judge(judge_dir, tiny):
     assert rows[0]["alce_str_em"] == 1.0 and rows[0]["citation_rec"] == 0.0  # this judge never says exactly "1"
     assert rows[1]["alce_str_em"] == 0.5 and rows[1]["score"] == pytest.approx(0.5 / 3)
     assert extra["sub_scores"]["alce_str_em"] == 0.75
+
+
+def test_job_start_checks_the_hub_cache_offline_and_the_demo_file(tiny, monkeypatch):
+    from huggingface_hub import constants
+
+    _, tok = tiny
+    params = {"source": str(DATA / "alce_asqa.json"), "shots": 0, "judge": "org/judge-not-cached"}
+    get_task("helmet_cite", params).samples(tok, 400, 0)  # online: a hub id is taken on trust
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="judge 'org/judge-not-cached': .*not in the local hub cache"):
+        get_task("helmet_cite", params).samples(tok, 400, 0)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ValueError, match="demo_file nope.json: no such file"):
+        get_task("helmet_cite", params | {"shots": 2, "demo_file": "nope.json"}).samples(tok, 400, 0)

@@ -12,14 +12,14 @@ DEFAULT_JUDGE = "google/t5_xxl_true_nli_mixture"
 DTYPES = ("bfloat16", "float32", "float16")
 
 
-def check(judge: str) -> str:
+def check(judge: str, hub_cache: bool = False) -> str:
     """What can be checked before any GPU time; returns what `from_pretrained` gets. A local judge must be a
-    directory with a config.json; a hub id cannot be checked offline — except that, with the hub switched off
-    (HF_HUB_OFFLINE=1), it must already be in the local cache."""
+    directory with a config.json (checked when the config is validated); a hub id cannot be checked offline —
+    with `hub_cache` (at job start) and the hub switched off (HF_HUB_OFFLINE=1) it must be in the local cache."""
     from kvstudy.models import resolve
 
     where = resolve(judge)  # ValueError naming the path when it is neither an existing directory nor a hub id
-    if where == judge and not judge.startswith((".", "/", "~")):
+    if hub_cache and where == judge:
         from huggingface_hub import constants, try_to_load_from_cache
 
         if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(judge, "config.json"), str):

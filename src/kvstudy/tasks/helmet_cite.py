@@ -79,14 +79,12 @@ class HelmetCite(HFTask):
         if self.shots and not self.demo_file:
             raise ValueError(f"demo_file: shots {self.shots} needs HELMET's ALCE demo file "
                              f"(prompts/{self.alce_dataset}_revised.json), or set shots: 0")
-        if self.demo_file and not Path(self.demo_file).expanduser().is_file():
-            raise ValueError(f"demo_file: {self.demo_file}: no such file")
         if self.judge_dtype not in DTYPES:
             raise ValueError(f"judge_dtype: {self.judge_dtype!r} is not one of {', '.join(DTYPES)}")
         if self.num_docs < 0 or self.shots < 0 or self.at_most_citations < 1:
             raise ValueError("num_docs and shots must be >= 0, at_most_citations >= 1")
         try:
-            check(self.judge)  # a local judge must exist now; a hub id is checked only when the hub is offline
+            check(self.judge)  # a local judge must exist now; a hub id cannot be checked offline
         except ValueError as e:
             raise ValueError(f"judge: {e}") from None
         self._shown: dict[str, tuple[str, list[dict]]] = {}  # sample id -> (question, passages shown)
@@ -94,13 +92,20 @@ class HelmetCite(HFTask):
     def _prompts(self) -> tuple[str, str, str, list[dict]]:
         if not self.demo_file:
             return INSTRUCTIONS[self.alce_dataset], DEMO_PROMPT, DOC_PROMPT, []
-        spec = json.loads(Path(self.demo_file).expanduser().read_text(encoding="utf-8"))
+        path = Path(self.demo_file).expanduser()
+        if not path.is_file():  # checked here, not at validation: data files arrive after the config is written
+            raise ValueError(f"demo_file {self.demo_file}: no such file")
+        spec = json.loads(path.read_text(encoding="utf-8"))
         demos = spec.get("demos", [])
         if len(demos) < self.shots:
             raise ValueError(f"demo_file {self.demo_file}: {len(demos)} demos, shots {self.shots}")
         return spec["instruction"], spec["demo_prompt"], spec["doc_prompt"], demos
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        try:  # before any generation: a judge that cannot be there after it should not cost the GPU time
+            check(self.judge, hub_cache=True)
+        except ValueError as e:
+            raise ValueError(f"task helmet_cite: judge {self.judge!r}: {e}") from None
         instruction, demo_prompt, doc_prompt, demos = self._prompts()
 
         def docs_text(docs: list[dict]) -> list[str]:
