@@ -189,8 +189,27 @@ def test_cite_prompt_is_helmets(tiny):
 
 # --- one eval job end to end ---
 
-def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir):
+def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir, monkeypatch):
+    import weakref
+
+    from kvstudy import evaluate
     from kvstudy.evaluate import run_job
+    from kvstudy.tasks.helmet_cite import HelmetCite
+
+    loaded, judged = [], []
+    load, judge_rows = evaluate.load_model, HelmetCite.judge_rows
+
+    def load_and_watch(*a, **kw):
+        model, tok = load(*a, **kw)
+        loaded.append(weakref.ref(model))
+        return model, tok
+
+    def judge_after_free(self, *a, **kw):
+        judged.append(loaded[0]() is None)  # the evaluated model is gone when the judge loads
+        return judge_rows(self, *a, **kw)
+
+    monkeypatch.setattr(evaluate, "load_model", load_and_watch)
+    monkeypatch.setattr(HelmetCite, "judge_rows", judge_after_free)
 
     job = {"model": "tiny", "model_path": TINY, "dtype": "float32", "attn_implementation": "sdpa", "task": "cite",
            "task_kind": "helmet_cite", "length": 256, "seed": 0, "press": "knorm-cr0.50", "method": "knorm",
@@ -210,6 +229,7 @@ def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir):
     # no stop at "." or a new line: the answer may run over sentences (6 tokens unless end of sequence)
     assert any(x["decode_tokens"] == 5 for x in r["samples"])
     assert q["score"] == pytest.approx(sum(x["score"] for x in r["samples"]) / 3)
+    assert judged == [True]
 
 
 def test_judge_rows_scores_cited_answers_with_the_t5_judge(judge_dir, tiny):

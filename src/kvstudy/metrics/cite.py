@@ -14,7 +14,7 @@ Deviations from HELMET, all small: sentences are split by a regex (end punctuati
 capital, digit, quote or bracket, except after common abbreviations and initials) instead of NLTK's Punkt, whose
 English model is a separate download; an answer with no sentence of >= 5 characters scores 0 recall and 0
 precision (HELMET leaves such samples out of its citation means); a citation past the passages shown (HELMET: past
-the file's passages) is unsupported. HELMET reports 0-100; these are fractions in [0, 1].
+the file's passages) or `[0]` (HELMET: the last passage) is unsupported. HELMET reports 0-100; these are fractions in [0, 1].
 """
 
 from __future__ import annotations

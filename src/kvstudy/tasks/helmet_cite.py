@@ -138,9 +138,9 @@ class HelmetCite(HFTask):
             ctx, q, meta = prompt.build(tokenizer, TEMPLATE, fields | {"context": context}, "context", length,
                                         self.chat_template, self.truncation, prefix)
             if self.alce_dataset == "asqa":
-                refs = [json.dumps(qa["short_answers"]) for qa in r["qa_pairs"]]
+                refs = [json.dumps(qa["short_answers"], ensure_ascii=False) for qa in r["qa_pairs"]]
             else:
-                refs = [json.dumps(a) for a in r["answers"]]
+                refs = [json.dumps(a, ensure_ascii=False) for a in r["answers"]]
             meta.update(n_passages=n, n_demos=len(shown_demos))
             self._shown[str(i)] = (r["question"], docs[:n])
             out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=refs, meta=meta))
