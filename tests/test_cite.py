@@ -137,6 +137,10 @@ def test_missing_judge_is_a_config_error_or_one_line_naming_task_and_judge(tmp_p
         validate(study)
     study["tasks"]["cite"].update(demo_file="data/helmet/prompts/asqa_revised.json")  # data arrives later: valid
     validate(study)
+    study["tasks"]["cite"].update(judge_dtype="float16")
+    with pytest.raises(ConfigError, match=r"tasks\.cite\.judge_dtype: 'float16'"):
+        validate(study)
+    study["tasks"]["cite"].update(judge_dtype="bfloat16")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")  # exists, cannot load
