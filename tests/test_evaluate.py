@@ -114,3 +114,20 @@ def test_masking_press_reports_attended_fraction_beside_full_bytes():
     e = r["efficiency"]
     assert e["kv_fraction_kept"] == 1.0 and e["kv_bytes"] == e["kv_bytes_full"]
     assert e["kv_fraction_attended"] == 0.5
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("longproc", {"subtask": "html_to_tsv", "source": "x.json"}),
+    ("path_traversal", {}),
+    ("countdown", {}),
+    ("helmet_cite", {"source": "x.json", "shots": 0}),
+])
+def test_long_output_tasks_stop_only_at_end_of_sequence(kind, params):
+    """A multi-line answer (a TSV table, a route, a search trace, cited sentences) cut at the first "." or newline
+    would score 0 on a real tokenizer, where both are single tokens."""
+    from kvstudy.evaluate import stop_words
+    from kvstudy.tasks import get_task
+
+    job = {"stop_words": [".", "\n"]}
+    assert stop_words(get_task(kind, params), job) == []
+    assert stop_words(get_task("niah", {}), job) == [".", "\n"]  # short answers keep the study's stop words

@@ -69,9 +69,16 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                 raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
         try:  # parameters a task checks itself (a scorer name, a LongProc subtask)
             TASKS[kind](**{k: v for k, v in t.items() if k != "kind"})
-        except (ValueError, TypeError) as e:  # a TaskParamError names the parameter
-            where = f"tasks.{name}" + (f".{e.key}" if getattr(e, "key", None) else "")
-            raise ConfigError(f"config error: {where}: {e}") from None
+        except (ValueError, TypeError) as e:
+            # a TaskParamError names its parameter; "param: why" also points at it (tasks.cite.judge: ...)
+            key, _, why = str(e).partition(": ")
+            if getattr(e, "key", None):
+                where = f"tasks.{name}.{e.key}: {e}"
+            elif key in known and why:
+                where = f"tasks.{name}.{key}: {why}"
+            else:
+                where = f"tasks.{name}: {e}"
+            raise ConfigError(f"config error: {where}") from None
 
     from kvstudy.presses import VARIANT_OPTIONS
     from kvstudy.presses.variant import check_options, split_options

@@ -112,6 +112,13 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
     }
 
 
+def stop_words(task, job: dict) -> list[str]:
+    """The job's `eval.stop_words`, unless the task sets its own: a task whose answers run over sentences and lines
+    (helmet_cite, LongProc, path_traversal, countdown) sets () = stop at end of sequence only."""
+    words = getattr(task, "stop_words", None)
+    return job.get("stop_words", [".", "\n"]) if words is None else list(words)
+
+
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
     # --- task kinds with a loop of their own (issue 4: perplexity under compression) ---
@@ -126,16 +133,18 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     dev, press, attn, model, tokenizer, task = setup(job, threads, device)
     task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
-    stops = stop_token_ids(tokenizer, job.get("stop_words", [".", "\n"]))
+    judged = getattr(task, "judged", False)  # scored after generation by a judge model (helmet_cite)
+    stops = stop_token_ids(tokenizer, stop_words(task, job))
     clock, mem = Clock(dev), warm_up(model, samples, dev)
 
     def one(s):
         # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
         r = run_sample(model, tokenizer, press, s, s.meta.get("max_new_tokens", task.max_new_tokens), stops, clock)
-        score, detail = score_with_detail(task.metric, r["prediction"], s.references)
-        r.update(id=s.id, references=s.references, depth=s.depth, score=score)
-        if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
-            r["score_detail"] = detail
+        r.update(id=s.id, references=s.references, depth=s.depth, score=None)
+        if not judged:
+            r["score"], detail = score_with_detail(task.metric, r["prediction"], s.references)
+            if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
+                r["score_detail"] = detail
         r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept (issue 4)
         if job.get("attn_error"):  # tuning objective: attention-output error of the question (kvstudy.attn_error)
             r["attn_error"] = attn_error.measure(model, press, s)
@@ -145,6 +154,16 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     # the uncompressed cache is what was really prefilled: a real-data context can be shorter than the length,
     # and a query-aware variant prefills the question too
     full_tokens = round(mean(rows, "prefill_tokens")) if rows else job["length"]
+    eff = efficiency(rows, model, full_tokens, attn, mem, t_start, attended=True)
+    quality = {"metric": task.metric}
+    # --- judged tasks (helmet_cite): the evaluated model is freed, then the judge loads on the same device and
+    # scores every row; its time and memory are not in `efficiency` (measured above) ---
+    if judged and rows:
+        del model, press
+        free_memory(dev)
+        quality |= task.judge_rows(rows, dev, job["task"])
+    # --- end of judged tasks ---
+    quality |= {"score": mean(rows, "score"), "n": len(rows)}
     return {
         "schema_version": SCHEMA_VERSION,
         "job": {k: job[k] for k in JOB_KEYS}
@@ -152,9 +171,9 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
         "status": status,
         "error": error,
-        "quality": {"metric": task.metric, "score": mean(rows, "score"), "n": len(rows)},
+        "quality": quality,
         "samples": rows,
-        "efficiency": efficiency(rows, model, full_tokens, attn, mem, t_start, attended=True),
+        "efficiency": eff,
         "fidelity": attn_error.summary(rows) if job.get("attn_error") else None,
         "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
     }
@@ -201,6 +220,14 @@ def run_samples(job: dict, dev, samples, one) -> tuple[list[dict], str, str | No
         if dev.type == "cuda":
             torch.cuda.empty_cache()
         return [], "oom", str(e).splitlines()[0]
+
+
+def free_memory(dev) -> None:
+    import gc
+
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def mean(rows: list[dict], key: str):

@@ -22,6 +22,7 @@ from kvstudy.tasks import (  # noqa: E402,F401  (registration)
     common_words,
     countdown,
     freq_words,
+    helmet_cite,
     helmet_icl,
     helmet_rag,
     helmet_rerank,

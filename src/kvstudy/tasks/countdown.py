@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -82,6 +83,7 @@ class Countdown(Task):
     name = "countdown"
     metric = "countdown_solution"
     description = "LongProc countdown: reach a target with + - * / over 4 numbers, search shown (long output)"
+    stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
 
     n_samples: int = 10
     max_new_tokens: int = 2048

@@ -43,18 +43,20 @@ class HelmetRAG(HFTask):
     passages_field: str = "ctxs"
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        # the answer cue opens the assistant turn, or (no chat template) a paragraph of its own, as in HELMET
+        prefix = "Answer:" if prompt.uses_chat_template(tokenizer, self.chat_template) else "\n\nAnswer:"
         out = []
         for i, r in enumerate(self.pick(self.records(seed), seed)):
             fields = {"question": prompt.get_field(r, self.question_field)}
             p = prompt.split_prompt(tokenizer, TEMPLATE, fields | {"context": ""}, "context", self.chat_template,
-                                    "Answer:")
+                                    prefix)
             passages = [prompt.fill(PASSAGE, {"title": c.get("title", ""), "text": c["text"]})
                         for c in prompt.get_field(r, self.passages_field)]
             context, n = fit_passages(tokenizer, passages, p.budget(length))
             if n == 0:
                 raise ValueError(f"length {length} fits no passage of sample {i}")
             ctx, q, meta = prompt.build(tokenizer, TEMPLATE, fields | {"context": context}, "context", length,
-                                        self.chat_template, self.truncation, "Answer:")
+                                        self.chat_template, self.truncation, prefix)
             answers = prompt.get_field(r, self.answers_field)
             meta.update(n_passages=n, n_passages_available=len(passages))
             out.append(Sample(id=str(i), context_ids=ctx, question_ids=q,

@@ -33,11 +33,13 @@ class HelmetRerank(HFTask):
     passages_field: str = "ctxs"
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        # the answer cue opens the assistant turn, or (no chat template) a paragraph of its own, as in HELMET
+        prefix = "Ranking:" if prompt.uses_chat_template(tokenizer, self.chat_template) else "\n\nRanking:"
         out = []
         for i, r in enumerate(self.pick(self.records(seed), seed)):
             fields = {"question": prompt.get_field(r, self.question_field)}
             p = prompt.split_prompt(tokenizer, TEMPLATE, fields | {"context": ""}, "context", self.chat_template,
-                                    "Ranking:")
+                                    prefix)
             ctxs = list(prompt.get_field(r, self.passages_field))
             passages = [prompt.fill(PASSAGE, {"id": c["id"], "title": c.get("title", ""), "text": c["text"]})
                         for c in ctxs]
@@ -45,7 +47,7 @@ class HelmetRerank(HFTask):
             if n == 0:
                 raise ValueError(f"length {length} fits no passage of sample {i}")
             ctx, q, meta = prompt.build(tokenizer, TEMPLATE, fields | {"context": context}, "context", length,
-                                        self.chat_template, self.truncation, "Ranking:")
+                                        self.chat_template, self.truncation, prefix)
             qrels = {str(c["id"]): float(c.get("label", 0)) for c in ctxs[:n]}
             meta.update(n_passages=n)
             out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=[json.dumps(qrels)], meta=meta))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
@@ -64,6 +65,7 @@ class LongProc(HFTask):
     metric = "tsv_row_f1"  # set by `subtask`
     description = ("LongProc html_to_tsv / travel_planning / path_traversal / pseudo_to_code from its JSON files"
                    " (long outputs)")
+    stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
 
     n_samples: int = 20
     max_new_tokens: int = 2048

@@ -11,6 +11,7 @@ the tiny model writes a connection as `src dst .`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class PathTraversal(Task):
     name = "path_traversal"
     metric = "route_partial_accuracy"
     description = "LongProc path traversal: list every hop of the unique route between two cities (long output)"
+    stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
 
     n_samples: int = 10
     max_new_tokens: int = 1024

@@ -1,0 +1,68 @@
+"""The entailment judge of HELMET `cite`: a T5 seq2seq NLI model (default HELMET's and ALCE's
+`google/t5_xxl_true_nli_mixture`) asked `premise: P hypothesis: H`; it entails when the greedy answer is `1`.
+
+Loaded only to score a judged task, after generation, on the job's device; answers are cached per (premise,
+hypothesis) since citation precision asks again about passages recall already asked about. Memory: the default
+judge is 11B parameters, ~22 GB in bfloat16 (HELMET's dtype; float16 overflows in T5).
+"""
+
+from __future__ import annotations
+
+DEFAULT_JUDGE = "google/t5_xxl_true_nli_mixture"
+DTYPES = ("bfloat16", "float32")  # not float16: T5 activations overflow in it
+
+
+def check(judge: str, hub_cache: bool = False) -> str:
+    """What can be checked before any GPU time; returns what `from_pretrained` gets. A local judge must be a
+    directory with a config.json (checked when the config is validated); a hub id cannot be checked offline —
+    with `hub_cache` (at job start) and the hub switched off (HF_HUB_OFFLINE=1) it must be in the local cache."""
+    from kvstudy.models import resolve
+
+    where = resolve(judge)  # ValueError naming the path when it is neither an existing directory nor a hub id
+    if hub_cache and where == judge:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(judge, "config.json"), str):
+            raise ValueError(f"{judge!r} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE)")
+    return where
+
+
+class NLIJudge:
+    """`judge(premise, hypothesis) -> bool`."""
+
+    def __init__(self, judge: str, dtype: str = "bfloat16", device: str = "cpu", max_new_tokens: int = 10):
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        where = check(judge)
+        self.tokenizer = AutoTokenizer.from_pretrained(where)
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(where, dtype=getattr(torch, dtype)).to(device).eval()
+        self.max_new_tokens = max_new_tokens
+        self.cache: dict[tuple[str, str], bool] = {}
+        self.calls = 0  # model calls (cache misses)
+
+    def __call__(self, premise: str, hypothesis: str) -> bool:
+        key = (premise, hypothesis)
+        if key not in self.cache:
+            import torch
+
+            ids = self.tokenizer(f"premise: {premise} hypothesis: {hypothesis}", return_tensors="pt").input_ids
+            with torch.inference_mode():
+                out = self.model.generate(ids.to(self.model.device), max_new_tokens=self.max_new_tokens,
+                                          do_sample=False)
+            self.cache[key] = self.tokenizer.decode(out[0], skip_special_tokens=True).strip() == "1"
+            self.calls += 1
+        return self.cache[key]
+
+    def close(self) -> None:
+        """Free the judge's memory (the job's device is shared with nothing else, but the process lives on)."""
+        import gc
+
+        import torch
+
+        del self.model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
