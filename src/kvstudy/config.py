@@ -28,7 +28,8 @@ def _where(path) -> str:
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    return yaml.safe_load(path.read_text())
+    # libyaml's loader where present: the schema is read in every snakemake process
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _fill_defaults(config: dict, schema: dict) -> None:
