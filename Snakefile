@@ -35,9 +35,6 @@ localrules:
     provenance,
     plot,
     manifest,
-    tune_global,
-    tune_task,
-    tuning_summary,
 
 
 rule all:

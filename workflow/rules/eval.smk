@@ -9,13 +9,11 @@ rule eval:
     benchmark:
         "benchmarks/eval/{model}/{task}/{length}/{press}/seed{seed}.tsv"
     params:
-        job=eval_job,
-        device=config["eval"]["device"],
+        args=eval_args,  # --job '<the job as JSON>' --out <the raw result> --device <eval.device> (common.smk)
     threads: config["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
     conda:
         "../../envs/eval.yaml"
     shell:
-        "kvstudy eval --job {params.job:q} --out {output} --threads {threads} "
-        "--device {params.device} > {log} 2>&1"
+        "kvstudy eval {params.args} --threads {threads} > {log} 2>&1"

@@ -33,12 +33,12 @@ if workflow.is_main_process:
 
 
 @per_job
-def trial_job(wildcards):
-    """The trial of one dev-split raw result, as JSON for `kvstudy eval`."""
+def trial_args(wildcards):
+    """`kvstudy eval`'s arguments for one dev-split raw result (eval_cli in common.smk)."""
     path = tuning.DEV_RAW.format(**wildcards)
     if path not in TRIALS:
         raise ValueError(f"{path} is not a trial of this config (check the presses' search blocks)")
-    return json.dumps(TRIALS[path], sort_keys=True)
+    return eval_cli(TRIALS[path], path)
 
 
 # (model, searched press, task) -> its trial paths, so input functions do not scan every trial
