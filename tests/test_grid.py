@@ -35,6 +35,16 @@ def test_jobs_cover_the_grid_once(study):
     assert "results/raw/tiny/kv/256/no_press/seed0.json" in paths
 
 
+def test_jobs_record_the_stop_words_their_task_uses(study):
+    """A long-output task stops at end of sequence only, whatever eval.stop_words says; its jobs record that (so
+    the raw result says what generation used, and a change of the study's stop words reruns only the tasks that
+    use them)."""
+    study["tasks"]["route"] = {"kind": "path_traversal"}
+    study["eval"] = {"stop_words": ["\n"]}
+    by_task = {j["task"]: j["stop_words"] for j in jobs(validate(study))}
+    assert by_task == {"niah": ["\n"], "kv": ["\n"], "route": []}
+
+
 def test_variant_options_are_suffixes_and_leave_other_slugs_alone():
     assert slug("snapkv", 0.5, {"window_size": 64, "query_aware": True}) == "snapkv-cr0.50-ws64-qa"
     assert slug("snapkv", 0.5, {"window_size": 64, "query_aware": False}) == "snapkv-cr0.50-ws64"

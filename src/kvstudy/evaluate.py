@@ -113,8 +113,9 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 
 
 def stop_words(task, job: dict) -> list[str]:
-    """The job's `eval.stop_words`, unless the task sets its own: a task whose answers run over sentences and lines
-    (helmet_cite, LongProc, path_traversal, countdown) sets () = stop at end of sequence only."""
+    """The stop words of the task: its own where it sets them (helmet_cite, LongProc, path_traversal, countdown:
+    () = end of sequence only, their answers run over sentences and lines), else the job's `eval.stop_words`.
+    kvstudy.grid writes the same into the job, so the raw result records what generation used."""
     words = getattr(task, "stop_words", None)
     return job.get("stop_words", [".", "\n"]) if words is None else list(words)
 

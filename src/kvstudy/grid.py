@@ -68,7 +68,15 @@ def variants(config: dict) -> list[dict]:
 
 def jobs(config: dict) -> list[dict]:
     """Every eval job of the study: model x task x length x press variant x seed."""
-    stop_words = config.get("eval", {}).get("stop_words", [".", "\n"])
+    from kvstudy.tasks import TASKS
+
+    default = config.get("eval", {}).get("stop_words", [".", "\n"])
+    # the stop words a task's jobs really use: a task with its own (() = end of sequence only, for answers that run
+    # over sentences and lines) ignores eval.stop_words, and its jobs say so, so a change of either reruns them
+    stops = {}
+    for task, t in config["tasks"].items():
+        own = getattr(TASKS.get(t.get("kind", task)), "stop_words", None)
+        stops[task] = default if own is None else list(own)
     vs = variants(config)
     out = []
     for (model, m), (task, t), length, v, seed in itertools.product(
@@ -88,7 +96,7 @@ def jobs(config: dict) -> list[dict]:
                 "task_params": {k: x for k, x in t.items() if k != "kind"},
                 "length": int(length),
                 "seed": int(seed),
-                "stop_words": stop_words,
+                "stop_words": stops[task],
                 **v,
             }
         )
