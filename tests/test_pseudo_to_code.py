@@ -83,6 +83,26 @@ def test_output_flood_and_process_creation_are_limited():
     assert score_cpp(cpp("#include <unistd.h>\nint main() {\n" + forking + "\n}"), A_PLUS_B, FAST)[0] == 1.0
 
 
+def test_limits_above_the_scorers_own_hard_limits_are_capped():
+    """On a node whose hard limits are below ours (`ulimit -v`, a CPU-time cap), the unprivileged child cannot
+    raise them: asking for more must not fail every case, the scorer's own limits apply instead."""
+    import resource
+    import subprocess
+    import sys
+
+    def lower():  # hard limits below the compiler's 4 GiB address space and 61 s of CPU
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+        resource.setrlimit(resource.RLIMIT_CPU, (30, 30))
+
+    code = ("import json, sys; from kvstudy.metrics.code_exec import score_cpp; "
+            "print(json.dumps(score_cpp(sys.argv[1], json.loads(sys.argv[2]))))")
+    p = subprocess.run([sys.executable, "-c", code, cpp("\n".join(ROWS[0]["code_lines"])), json.dumps(A_PLUS_B)],
+                       capture_output=True, text=True, preexec_fn=lower, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    score, detail = json.loads(p.stdout)
+    assert score == 1.0 and detail["reason"] == "passed"
+
+
 def test_score_with_detail_is_plain_for_other_metrics():
     assert score_with_detail("exact_match", "v1", ["v1"]) == (1.0, None)
 

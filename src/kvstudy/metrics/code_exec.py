@@ -72,7 +72,19 @@ def compiler() -> str | None:
     return shutil.which("g++")
 
 
+def _capped(limits: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each limit at most the scorer's own hard limit (`ulimit -v` on a cluster node, say): the child, already
+    unprivileged when it applies them, could not raise it, and every case would fail in preexec_fn."""
+    out = []
+    for which, value in limits:
+        hard = resource.getrlimit(which)[1]
+        out.append((which, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+    return out
+
+
 def _limiter(limits: list[tuple[int, int]]):
+    limits = _capped(limits)  # read here, in the parent: the child only calls setrlimit
+
     def apply():
         for which, value in limits:
             resource.setrlimit(which, (value, value))
