@@ -131,3 +131,19 @@ def test_long_output_tasks_stop_only_at_end_of_sequence(kind, params):
     job = {"stop_words": [".", "\n"]}
     assert stop_words(get_task(kind, params), job) == []
     assert stop_words(get_task("niah", {}), job) == [".", "\n"]  # short answers keep the study's stop words
+
+
+def test_generation_stops_at_the_models_end_ids_too(tiny):
+    """An instruct model's end-of-turn token is often only in generation_config.eos_token_id (Llama-3.1's
+    <|eot_id|>, Qwen2.5's <|endoftext|>): without it a long-output task would run to max_new_tokens."""
+    from transformers import GenerationConfig
+
+    from kvstudy.evaluate import stop_token_ids
+
+    _, tokenizer = tiny
+    end_of_turn = tokenizer.convert_tokens_to_ids("?")
+    assert end_of_turn != tokenizer.eos_token_id
+    assert stop_token_ids(tokenizer, []) == {tokenizer.eos_token_id}
+    assert stop_token_ids(tokenizer, [], GenerationConfig(eos_token_id=[tokenizer.eos_token_id, end_of_turn])) == {
+        tokenizer.eos_token_id, end_of_turn}
+    assert end_of_turn in stop_token_ids(tokenizer, [], GenerationConfig(eos_token_id=end_of_turn))

@@ -37,8 +37,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def stop_token_ids(tokenizer, words: list[str]) -> set[int]:
+def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[int]:
+    """Token ids that end an answer: the tokenizer's end of sequence, the model's generation_config end ids (as
+    `generate` uses: an instruct model's end-of-turn token is often only there, e.g. Llama-3.1's <|eot_id|>,
+    Qwen2.5's <|endoftext|>), and each stop word that is a single token."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids.update([eos] if isinstance(eos, int) else (eos or []))
     for w in words:
         enc = tokenizer.encode(w, add_special_tokens=False)
         if len(enc) == 1:
@@ -135,7 +140,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     task.chat_template = job.get("chat_template", "auto")  # per model (issue 4); every task but perplexity
     samples = task.samples(tokenizer, job["length"], job["seed"])
     judged = getattr(task, "judged", False)  # scored after generation by a judge model (helmet_cite)
-    stops = stop_token_ids(tokenizer, stop_words(task, job))
+    stops = stop_token_ids(tokenizer, stop_words(task, job), getattr(model, "generation_config", None))
     clock, mem = Clock(dev), warm_up(model, samples, dev)
 
     def one(s):
