@@ -115,13 +115,24 @@ def judge_dir(tmp_path_factory):
 def test_t5_judge_loads_and_answers_exactly_one(judge_dir):
     from kvstudy.metrics.nli import NLIJudge
 
-    yes = NLIJudge(judge_dir, "float32", "cpu", max_new_tokens=1)  # decodes "1": entails
+    yes = NLIJudge(judge_dir, "float32", "cpu", max_new_tokens=1, sanity=False)  # decodes "1": entails
     assert yes("Title: A\nalpha", "alpha holds") is True and yes.calls == 1
     assert yes("Title: A\nalpha", "alpha holds") is True and yes.calls == 1  # cached
-    no = NLIJudge(judge_dir, "float32", "cpu")  # decodes "1111111111": not the answer "1"
+    no = NLIJudge(judge_dir, "float32", "cpu", sanity=False)  # decodes "1111111111": not the answer "1"
     assert no("Title: A\nalpha", "alpha holds") is False
     assert citation_recall_precision("Alpha [1].", P, yes) == (1.0, 1.0)
     assert citation_recall_precision("Alpha [1].", P, no) == (0.0, 0.0)
+
+
+def test_a_judge_that_always_says_yes_or_always_no_is_refused(judge_dir):
+    """Either would score every citation the same without an error; a judge is asked a sure yes and a sure no
+    when it loads."""
+    from kvstudy.metrics.nli import NLIJudge
+
+    with pytest.raises(ValueError, match=r"judges no for premise 'The sky is blue\.' hypothesis 'The sky is blue"):
+        NLIJudge(judge_dir, "float32", "cpu")
+    with pytest.raises(ValueError, match=r"judges yes for premise .*Paris"):
+        NLIJudge(judge_dir, "float32", "cpu", max_new_tokens=1)
 
 
 def test_missing_judge_is_a_config_error_or_one_line_naming_task_and_judge(tmp_path, study):
@@ -198,6 +209,7 @@ def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir, monkeypatch):
 
     from kvstudy import evaluate
     from kvstudy.evaluate import run_job
+    from kvstudy.metrics import nli
     from kvstudy.tasks.helmet_cite import HelmetCite
 
     loaded, judged = [], []
@@ -214,10 +226,11 @@ def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir, monkeypatch):
 
     monkeypatch.setattr(evaluate, "load_model", load_and_watch)
     monkeypatch.setattr(HelmetCite, "judge_rows", judge_after_free)
+    monkeypatch.setattr(nli, "SANITY", ())  # the tiny T5 always says no (the T5 code path is what is tested here)
 
     job = {"model": "tiny", "model_path": TINY, "dtype": "float32", "attn_implementation": "sdpa", "task": "cite",
            "task_kind": "helmet_cite", "length": 256, "seed": 0, "press": "knorm-cr0.50", "method": "knorm",
-           "params": {}, "compression_ratio": 0.5, "stop_words": [".", "\n"],
+           "params": {}, "compression_ratio": 0.5, "stop_words": [],
            "task_params": {"source": str(DATA / "alce_asqa.json"), "demo_file": str(DATA / "alce_demos.json"),
                            "max_new_tokens": 6, "judge": judge_dir, "judge_dtype": "float32"}}
     r = run_job(job, device="cpu")
@@ -236,19 +249,64 @@ def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir, monkeypatch):
     assert judged == [True]
 
 
-def test_judge_rows_scores_cited_answers_with_the_t5_judge(judge_dir, tiny):
+class FactJudge:
+    """Stands in for kvstudy.metrics.nli.NLIJudge: entails when every fact word of the hypothesis is in the premise
+    (words as lower-case runs of letters, digits and hyphens, so "Melville's" has "melville")."""
+
+    FACTS = {"melville", "moby-dick", "1851", "1819", "typee", "omoo", "redburn"}
+
+    def __init__(self, judge, dtype, device):
+        self.calls = 0
+
+    def __call__(self, premise, hypothesis):
+        import re
+
+        self.calls += 1
+        need = set(re.findall(r"[a-z0-9-]+", hypothesis.lower())) & self.FACTS
+        return bool(need) and need <= set(re.findall(r"[a-z0-9-]+", premise.lower()))
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("dataset, answer, rec, prec", [
+    # [1] Moby-Dick (Melville, 1851), [2] Whaling, [3] Melville (born 1819): 3 sentences, 4 citations;
+    # "It appeared in 1851" needs [1] only, so its [2] is an unnecessary citation
+    ("asqa", "<think>Nantucket? [2]</think>Moby-Dick was written by Herman Melville [1]. It appeared in 1851 [1][2]. "
+             "Melville was born in 1819 [2].", 2 / 3, 2 / 4),
+    # [1] Moby-Dick, [2] Typee, [3] Omoo: each answer is a claim with the question (which names Melville)
+    ("qampari", "Moby-Dick [1], Typee [2], Redburn [3].", 2 / 3, 2 / 3),
+])
+def test_judge_rows_scores_the_citations_of_generated_answers(tiny, monkeypatch, dataset, answer, rec, prec):
+    """The task's own path from a generated row to its scores: the passages shown for that sample (by id), the
+    question for QAMPARI claims, thoughts stripped, correctness with the dataset's metric."""
+    from kvstudy.metrics import nli
+
+    _, tok = tiny
+    monkeypatch.setattr(nli, "NLIJudge", FactJudge)
+    task = get_task("helmet_cite", {"source": str(DATA / f"alce_{dataset}.json"), "alce_dataset": dataset,
+                                    "shots": 0, "num_docs": 4, "judge": "org/judge"})
+    samples = task.samples(tok, 1000, 0)
+    sample = next(s for s in samples if task._shown[s.id][1][0]["title"] == "Moby-Dick")
+    rows = [{"id": sample.id, "prediction": answer, "references": sample.references}]
+    extra = task.judge_rows(rows, "cpu", "cite")
+    row, correctness = rows[0], "alce_str_em" if dataset == "asqa" else "qampari_rec_top5"
+    assert (row["citation_rec"], row["citation_prec"]) == (pytest.approx(rec), pytest.approx(prec))
+    text = answer.rsplit("</think>", 1)[-1]
+    assert row[correctness] == METRICS[correctness](text, sample.references) > 0
+    assert row["score"] == pytest.approx((row[correctness] + rec + prec) / 3)
+    assert extra["sub_scores"]["citation_rec"] == pytest.approx(rec) and extra["judge"]["calls"] > 0
+
+
+def test_a_judge_that_fails_its_check_stops_the_job_with_one_line(judge_dir, tiny):
     _, tok = tiny
     task = get_task("helmet_cite", {"source": str(DATA / "alce_asqa.json"), "shots": 0, "judge": judge_dir,
                                     "judge_dtype": "float32"})
     task.samples(tok, 400, 0)
-    rows = [{"id": "0", "prediction": "<think>Melville? [2]</think>Herman Melville wrote it [1].\nIn 1851 [1][3].",
-             "references": ['["Herman Melville", "Melville"]']},
-            {"id": "1", "prediction": "It was built in 1831.", "references": ['["1209"]', '["1831"]']}]
-    extra = task.judge_rows(rows, "cpu", "cite")
-    assert extra["judge"]["calls"] == 2  # two cited sentences of the answer; the thoughts are not scored
-    assert rows[0]["alce_str_em"] == 1.0 and rows[0]["citation_rec"] == 0.0  # this judge never says exactly "1"
-    assert rows[1]["alce_str_em"] == 0.5 and rows[1]["score"] == pytest.approx(0.5 / 3)
-    assert extra["sub_scores"]["alce_str_em"] == 0.75
+    with pytest.raises(RuntimeError) as e:
+        task.judge_rows([{"id": "0", "prediction": "Melville [1].", "references": ['["Melville"]']}], "cpu", "cite")
+    assert str(e.value).startswith(f"task 'cite': judge '{judge_dir}' could not be loaded: judges no for premise")
+    assert "\n" not in str(e.value)
 
 
 def test_job_start_checks_the_hub_cache_offline_and_the_demo_file(tiny, monkeypatch):

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 DEFAULT_JUDGE = "google/t5_xxl_true_nli_mixture"
 DTYPES = ("bfloat16", "float32")  # not float16: T5 activations overflow in it
+# Asked once when a judge loads: a checkpoint that never answers exactly "1" (a wrong model, a broken download,
+# the wrong tokenizer) would score every citation 0, one that always does every citation 1, without an error.
+SANITY = (("The sky is blue.", "The sky is blue.", True), ("The sky is blue.", "Paris is the capital of Japan.", False))
 
 
 def check(judge: str, hub_cache: bool = False) -> str:
@@ -30,7 +33,8 @@ def check(judge: str, hub_cache: bool = False) -> str:
 class NLIJudge:
     """`judge(premise, hypothesis) -> bool`."""
 
-    def __init__(self, judge: str, dtype: str = "bfloat16", device: str = "cpu", max_new_tokens: int = 10):
+    def __init__(self, judge: str, dtype: str = "bfloat16", device: str = "cpu", max_new_tokens: int = 10,
+                 sanity: bool = True):
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -42,6 +46,12 @@ class NLIJudge:
         self.max_new_tokens = max_new_tokens
         self.cache: dict[tuple[str, str], bool] = {}
         self.calls = 0  # model calls (cache misses)
+        for premise, hypothesis, expected in SANITY if sanity else ():
+            if self(premise, hypothesis) is not expected:
+                raise ValueError(f"judges {'no' if expected else 'yes'} for premise {premise!r} hypothesis "
+                                 f"{hypothesis!r}: not an NLI model that answers '1' for entailment")
+        self.cache.clear()
+        self.calls = 0
 
     def __call__(self, premise: str, hypothesis: str) -> bool:
         key = (premise, hypothesis)
