@@ -69,6 +69,40 @@ def test_qampari_claims_are_the_listed_answers_with_the_question():
     assert [h for _, h in calls] == ["Which letters? alpha", "Which letters? beta", "Which letters? gamma"]
 
 
+# NLTK's PunktSentenceTokenizer (nltk 3.10.4) on each answer, with cite.py's abbreviations as its abbreviation list
+PUNKT = [
+    ('Melville wrote it.[1] It was published in 1851 [2].',
+     ['Melville wrote it.', '[1] It was published in 1851 [2].']),
+    ('It is big. and round [1].',
+     ['It is big.', 'and round [1].']),
+    ('Herman Melville wrote Moby-Dick [1]. It was published in 1851 [1][2].',
+     ['Herman Melville wrote Moby-Dick [1].', 'It was published in 1851 [1][2].']),
+    ('Dr. Who is a show [1]. J. K. Rowling wrote it [2].',
+     ['Dr. Who is a show [1].', 'J. K. Rowling wrote it [2].']),
+    ('The U.S. army won [1]. It was 1945.',
+     ['The U.S. army won [1].', 'It was 1945.']),
+    ('He said "yes." Then he left [3].',
+     ['He said "yes."', 'Then he left [3].']),
+    ('It costs approx. 5 dollars [1]. That is cheap.',
+     ['It costs approx. 5 dollars [1].', 'That is cheap.']),
+    ('Wait... what happened [2]? Nobody knows!',
+     ['Wait... what happened [2]?', 'Nobody knows!']),
+    ('The answer is 3.5 meters [1]. See fig. 2 for more.',
+     ['The answer is 3.5 meters [1].', 'See fig. 2 for more.']),
+    ('It was built in 1831. 2 years later it burned [1].',
+     ['It was built in 1831.', '2 years later it burned [1].']),
+    ('First sentence [1]! Second one? (Third one.) Fourth [2].',
+     ['First sentence [1]!', 'Second one?', '(Third one.)', 'Fourth [2].']),
+    ('It ended (in 1851). The end [1].',
+     ['It ended (in 1851).', 'The end [1].']),
+]
+
+
+@pytest.mark.parametrize("text, sentences", PUNKT)
+def test_sentences_are_split_as_punkt_splits_them(text, sentences):
+    assert split_sentences(text) == sentences
+
+
 def test_sentences_citations_and_answer_metrics():
     text = "Dr. Smith met J. K. Rowling in the U.S. in 1999 [1]. Then she left [2][3]! Ok. Why? [1]"
     assert split_sentences(text) == ["Dr. Smith met J. K. Rowling in the U.S. in 1999 [1].", "Then she left [2][3]!",
