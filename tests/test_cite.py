@@ -19,6 +19,23 @@ P = [{"title": "A", "text": "alpha is here"}, {"title": "B", "text": "beta is he
      {"title": "C", "text": "gamma and alpha"}, {"title": "D", "text": "nothing"}]
 
 
+HUB = {"org/judge"}  # the model ids the stand-in hub has
+
+
+@pytest.fixture(autouse=True)
+def hub(monkeypatch):
+    """No test reaches the hub: a job's start asks it for a judge that is not in the local cache (nli.check)."""
+    import huggingface_hub
+
+    def model_info(repo_id, **kw):
+        if repo_id not in HUB:
+            raise ValueError(f"404 Client Error: Repository Not Found for url: {repo_id}")
+        return {"id": repo_id}
+
+    monkeypatch.setattr(huggingface_hub, "model_info", model_info)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 def rule_judge(calls=None):
     """Entails when every fact word of the hypothesis is in the premise (and the hypothesis names one)."""
     def entails(premise: str, hypothesis: str) -> bool:
@@ -343,14 +360,19 @@ def test_a_judge_that_fails_its_check_stops_the_job_with_one_line(judge_dir, tin
     assert "\n" not in str(e.value)
 
 
-def test_job_start_checks_the_hub_cache_offline_and_the_demo_file(tiny, monkeypatch):
+def test_job_start_checks_the_judge_and_the_demo_file_before_generation(tiny, monkeypatch):
+    """A judge that cannot load after generation would throw the generation away: at job start a hub id must be
+    in the local cache, or on the hub (online), and the demo file must exist."""
     from huggingface_hub import constants
 
     _, tok = tiny
-    params = {"source": str(DATA / "alce_asqa.json"), "shots": 0, "judge": "org/judge-not-cached"}
-    get_task("helmet_cite", params).samples(tok, 400, 0)  # online: a hub id is taken on trust
+    params = {"source": str(DATA / "alce_asqa.json"), "shots": 0, "judge": "org/judge"}
+    get_task("helmet_cite", params).samples(tok, 400, 0)  # online, on the hub
+    with pytest.raises(ValueError, match="judge 'org/judge-typo': .*not in the local hub cache and the hub does not "
+                                         "give it: 404 Client Error"):
+        get_task("helmet_cite", params | {"judge": "org/judge-typo"}).samples(tok, 400, 0)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ValueError, match="judge 'org/judge-not-cached': .*not in the local hub cache"):
+    with pytest.raises(ValueError, match="judge 'org/judge': .*not in the local hub cache and the hub is offline"):
         get_task("helmet_cite", params).samples(tok, 400, 0)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ValueError, match="demo_file nope.json: no such file"):

@@ -8,6 +8,8 @@ judge is 11B parameters, ~22 GB in bfloat16 (HELMET's dtype; float16 overflows i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 DEFAULT_JUDGE = "google/t5_xxl_true_nli_mixture"
 DTYPES = ("bfloat16", "float32")  # not float16: T5 activations overflow in it
 # Asked once when a judge loads: a checkpoint that never answers exactly "1" (a wrong model, a broken download,
@@ -17,16 +19,26 @@ SANITY = (("The sky is blue.", "The sky is blue.", True), ("The sky is blue.", "
 
 def check(judge: str, hub_cache: bool = False) -> str:
     """What can be checked before any GPU time; returns what `from_pretrained` gets. A local judge must be a
-    directory with a config.json (checked when the config is validated); a hub id cannot be checked offline —
-    with `hub_cache` (at job start) and the hub switched off (HF_HUB_OFFLINE=1) it must be in the local cache."""
+    directory with a config.json (checked when the config is validated: no network then). A hub id is checked with
+    `hub_cache`, at job start, before generation: in the local hub cache, or else the hub must have it (with the hub
+    switched off, HF_HUB_OFFLINE=1, it must be in the cache). Otherwise a typo or an unreachable hub would only show
+    after every answer had been generated."""
     from kvstudy.models import resolve
 
     where = resolve(judge)  # ValueError naming the path when it is neither an existing directory nor a hub id
-    if hub_cache and where == judge:
+    if hub_cache and where == judge and not Path(judge).expanduser().exists():
+        import huggingface_hub
         from huggingface_hub import constants, try_to_load_from_cache
 
-        if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(judge, "config.json"), str):
+        if isinstance(try_to_load_from_cache(judge, "config.json"), str):
+            return where
+        if constants.HF_HUB_OFFLINE:
             raise ValueError(f"{judge!r} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE)")
+        try:
+            huggingface_hub.model_info(judge, timeout=30)
+        except Exception as e:  # not found, gated, or no network: from_pretrained would fail the same way later
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{judge!r} is not in the local hub cache and the hub does not give it: {why}") from None
     return where
 
 
