@@ -163,6 +163,31 @@ def test_config_names_the_task_when_gxx_is_missing(monkeypatch):
         validate(study_with(task))
 
 
+def test_a_compiler_that_cannot_work_here_stops_the_job_before_generation(tiny, monkeypatch):
+    """A g++ that exits 1 as nobody or under the limits (a wrapper that needs HOME, say) would score every answer
+    0 as if the model had written code that does not compile."""
+    import kvstudy.metrics.code_exec as code_exec
+
+    import tempfile
+    from pathlib import Path
+
+    _, tok = tiny
+    where = Path(tempfile.mkdtemp())  # readable by nobody, who runs the compiler when the tests run as root
+    where.chmod(0o755)
+    broken = where / "g++"
+    broken.write_text("#!/bin/sh\necho 'g++: fatal error: cannot write to HOME' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    task = get_task("longproc", task_params())
+    monkeypatch.setattr(code_exec, "compiler", lambda: str(broken))
+    with pytest.raises(ValueError, match=r"^task longproc pseudo_to_code: g\+\+ cannot compile and run a \+ b under "
+                                         r"the scoring limits here: compile error: .*cannot write to HOME"):
+        task.samples(tok, 400, 0)
+    monkeypatch.undo()
+    assert task.samples(tok, 400, 0)  # the real g++ passes
+    broken.unlink()
+    where.rmdir()
+
+
 def test_eval_job_end_to_end_on_the_tiny_model(monkeypatch):
     """run_job on the tiny model; sample 0's answer is swapped for the reference program after generation, so
     scoring inside the job compiles and runs both a passing program and the tiny model's (code-less) output."""

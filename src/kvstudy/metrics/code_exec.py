@@ -197,6 +197,16 @@ def run_tests(code: str, testcases: list, limits: Limits = Limits()) -> CodeResu
         return CodeResult(True, "passed", len(cases), len(cases))
 
 
+def self_test(limits: Limits = Limits()) -> None:
+    """Compile and run a program that must pass, as the model's code will be (same user, limits, directory); run at
+    job start. Raises RuntimeError with the reason: a compiler that cannot work there (a wrapper that needs HOME,
+    a missing libstdc++, a node's limits) would otherwise score every answer 0 as the model's fault."""
+    probe = "int main() { int a, b; std::cin >> a >> b; std::cout << a + b << std::endl; }"
+    result = run_tests(probe, [[["2 3"], ["5"]]], limits)
+    if not result.passed:
+        raise RuntimeError(f"g++ cannot compile and run a + b under the scoring limits here: {result.reason}")
+
+
 def score_cpp(prediction: str, references: list[str], limits: Limits = Limits()) -> tuple[float, dict]:
     """(1.0 if the ```cpp block passes every checked test case else 0.0, why); references[0] is the JSON list
     of test cases."""

@@ -114,6 +114,11 @@ class LongProc(HFTask):
         return {"context": r["context_nl"], "src": src, "dst": dst}, [r["answer_nl"]]
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
+        if self.metric in EXECUTES_CODE:  # at job start, before any generation
+            try:
+                code_exec.self_test()
+            except RuntimeError as e:
+                raise ValueError(f"task longproc {self.subtask}: {e}") from None
         template = SUBTASKS[self.subtask][1]
         out = []
         rows = self.records(seed)
