@@ -139,6 +139,22 @@ def test_added_press_runs_only_the_new_jobs(run):
     assert counts["eval"] == "4", counts  # knorm-cr0.50 x 2 tasks x 2 lengths, nothing else
 
 
+def test_a_changed_task_reruns_only_its_jobs(run):
+    """Each eval job's params are its job (kvstudy.grid): Snakemake's params trigger reruns exactly the results
+    whose job the config changed, here the 8 of niah; kv_retrieval's stay."""
+    cfg = (run / ".test/config.yaml").read_text()
+    assert "    n_samples: 10\n    n_depths: 5\n" in cfg
+    (run / ".test/niah12.yaml").write_text(cfg.replace("    n_samples: 10\n    n_depths: 5\n",
+                                                       "    n_samples: 12\n    n_depths: 5\n"))
+    p = subprocess.run([*SNAKEMAKE, "-n", "figures/all", "--cores", "1", "--configfile", ".test/niah12.yaml"],
+                       cwd=run, capture_output=True, text=True)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, re.M))
+    assert counts["eval"] == "8", counts  # 4 variants x 2 lengths of niah
+    outputs = re.findall(r"^rule eval:\n    output: (\S+)", p.stdout, re.M)
+    assert len(outputs) == 8 and all(o.startswith("results/raw/tiny/niah/") for o in outputs), outputs
+    assert p.stdout.count("reason: Params have changed since last execution") == 8
+
+
 def test_a_failing_job_costs_no_other_result(run):
     shutil.rmtree(run / "results/raw/tiny/niah/512")
     env = {**os.environ, "KVSTUDY_INJECT_FAIL": "snapkv-cr0.90"}
