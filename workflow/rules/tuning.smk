@@ -2,8 +2,8 @@
 # test-split variants read the choice at run time -> summary tables (trials, candidates, choices).
 #
 # A study without searches defines none of these rules: eval_trial and eval_tuned write paths under
-# results/raw/ too, so Snakemake would try both on each of the study's raw results while it builds the DAG
-# (about 2% of a 10,000-job build, bench/dag_scale.py). The rules that run on the submitting node say so
+# results/raw/ too, so Snakemake would try both on each of the study's raw results while it builds the DAG.
+# The rules that run on the submitting node say so
 # themselves (localrule), as the Snakefile's localrules would warn about rules a study does not define.
 
 if SEARCHES:
