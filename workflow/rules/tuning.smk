@@ -3,8 +3,8 @@
 #
 # A study without searches defines none of these rules: eval_trial and eval_tuned write paths under
 # results/raw/ too, so Snakemake would try both on each of the study's raw results while it builds the DAG.
-# The rules that run on the submitting node say so
-# themselves (localrule), as the Snakefile's localrules would warn about rules a study does not define.
+# The rules that run on the submitting node say so themselves (localrule), as the Snakefile's localrules would
+# warn about rules a study does not define.
 
 if SEARCHES:
 
