@@ -118,11 +118,11 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 
 
 def stop_words(task, job: dict) -> list[str]:
-    """The stop words of the task: its own where it sets them (helmet_cite, LongProc, path_traversal, countdown:
-    () = end of sequence only, their answers run over sentences and lines), else the job's `eval.stop_words`.
+    """The task's stop words (kvstudy.tasks.base.stop_words), the job's `eval.stop_words` where it sets none;
     kvstudy.grid writes the same into the job, so the raw result records what generation used."""
-    words = getattr(task, "stop_words", None)
-    return job.get("stop_words", [".", "\n"]) if words is None else list(words)
+    from kvstudy.tasks.base import stop_words as task_stop_words
+
+    return task_stop_words(task, job.get("stop_words", [".", "\n"]))
 
 
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:

@@ -69,14 +69,11 @@ def variants(config: dict) -> list[dict]:
 def jobs(config: dict) -> list[dict]:
     """Every eval job of the study: model x task x length x press variant x seed."""
     from kvstudy.tasks import TASKS
+    from kvstudy.tasks.base import stop_words
 
     default = config.get("eval", {}).get("stop_words", [".", "\n"])
-    # the stop words a task's jobs really use: a task with its own (() = end of sequence only, for answers that run
-    # over sentences and lines) ignores eval.stop_words, and its jobs say so, so a change of either reruns them
-    stops = {}
-    for task, t in config["tasks"].items():
-        own = getattr(TASKS.get(t.get("kind", task)), "stop_words", None)
-        stops[task] = default if own is None else list(own)
+    # what each task's jobs really use, so the raw result says so and a change of either reruns them
+    stops = {task: stop_words(TASKS.get(t.get("kind", task)), default) for task, t in config["tasks"].items()}
     vs = variants(config)
     out = []
     for (model, m), (task, t), length, v, seed in itertools.product(

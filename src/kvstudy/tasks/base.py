@@ -14,6 +14,14 @@ class TaskParamError(ValueError):
         self.key = key
 
 
+def stop_words(task, default: list[str]) -> list[str]:
+    """The stop words generation uses for a task (class or instance): its own where it sets them (() = end of
+    sequence only: helmet_cite, LongProc, path_traversal, countdown, whose answers run over sentences and lines),
+    else `default`, the study's `eval.stop_words`."""
+    own = getattr(task, "stop_words", None)
+    return list(default) if own is None else list(own)
+
+
 @dataclass
 class Sample:
     id: str
