@@ -1,6 +1,6 @@
 # kvstudy: one config -> every CSV, significance table and figure of a KV-cache compression paper.
 #   snakemake --cores 2 figures/all                       (the default study in config.yaml, CPU)
-#   snakemake --profile profiles/slurm --configfile studies/X.yaml figures/all
+#   snakemake --profile profiles/slurm figures/all --configfile studies/X.yaml
 from snakemake.utils import min_version
 
 min_version("9.0")
