@@ -26,15 +26,24 @@ class PressRun:
     masking: bool = False
 
     def new_cache(self, model):
+        """The model's own cache (`kvstudy.presses.cache`), quantized full layers for a quantized variant."""
         from kvstudy.presses.quantized import make_cache
 
         return make_cache(model, self.quantization)
 
-    def prefill(self, model):
-        return self.press(model) if self.press is not None and self.phase == "prefill" else contextlib.nullcontext()
+    def prefill(self, model, cache=None):
+        """Context in which prefilling `cache` compresses it (a prefill press; only `cache` when given)."""
+        return self._applied(model, cache) if self.phase == "prefill" else contextlib.nullcontext()
 
-    def decoding(self, model):
-        return self.press(model) if self.press is not None and self.phase == "decoding" else contextlib.nullcontext()
+    def decoding(self, model, cache=None):
+        """Context in which feeding `cache` evicts from it (a decoding press; only `cache` when given). Enter it once
+        for all the steps: kvpress counts steps towards `compression_interval` inside it and resets on exit."""
+        return self._applied(model, cache) if self.phase == "decoding" else contextlib.nullcontext()
+
+    def _applied(self, model, cache):
+        from kvstudy.presses.apply import applied
+
+        return applied(self.press, model, cache) if self.press is not None else contextlib.nullcontext()
 
 
 def split_options(params: dict) -> tuple[dict, dict]:
