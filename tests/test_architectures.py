@@ -303,3 +303,18 @@ def test_pyramidkv_spreads_its_budgets_over_the_global_layers(paths):
     full = [layer.keys.shape[-2] for layer, slide in zip(cache.layers, sliding) if not slide]
     assert len(full) == 2 and full[0] > full[1] >= 16  # the pyramid narrows with depth
     assert abs(sum(full) / 2 - L * (1 - R)) <= 1  # and averages to the ratio's budget
+
+
+def test_a_window_no_shorter_than_the_position_range_is_full_attention():
+    """Phi-3.5-mini declares a 262144-token window at 131072 positions: it can never drop a token, so presses run
+    on it; a 2047-token window (Phi-3-mini-4k) drops tokens and is left to the model."""
+    from transformers import Phi3Config
+
+    from kvstudy.presses.cache import layer_kinds
+
+    never = Phi3Config(num_hidden_layers=2, sliding_window=262144, max_position_embeddings=131072)
+    binds = Phi3Config(num_hidden_layers=2, sliding_window=2047, max_position_embeddings=4096)
+    assert layer_kinds(never) == ["full", "full"] and unsupported("knorm", {}, never) is None
+    assert layer_kinds(binds) == ["sliding", "sliding"] and "2047 tokens" in unsupported("knorm", {}, binds)
+    assert unsupported("no_press", {}, binds) is None
+    assert "'no_press'" in unsupported("no_press", {"quantization": "int4"}, binds)

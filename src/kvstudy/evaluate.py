@@ -2,7 +2,8 @@
 
 The loop mirrors kvpress's pipeline (prefill the context under the press, then feed the question with position ids
 continuing after the *original* context length, greedy decoding) but is written out here so every phase can be
-timed and the cache read between prefill and question.
+timed and the cache read between prefill and question. The cache is the model's own (sliding-window layers keep
+their window, `kvstudy.presses.cache`); sizes and the full-cache baseline are measured against it.
 """
 
 from __future__ import annotations
@@ -243,8 +244,9 @@ def mean(rows: list[dict], key: str):
 
 
 def efficiency(rows, model, full_tokens: int, attn: str, mem: PeakMemory, t_start: float, attended: bool) -> dict:
-    """The result's `efficiency`: means over the samples' rows; `attended` adds the fraction of the cache attention
-    still sees (rows with `kv_tokens_attended`)."""
+    """The result's `efficiency`: means over the samples' rows against the model's own uncompressed cache of
+    `full_tokens` prefilled tokens; `attended` adds the fraction of the cache attention still sees (rows with
+    `kv_tokens_attended`)."""
     decode_s = sum(r["decode_seconds"] for r in rows)
     # the baseline is the model's own uncompressed cache: sliding-window layers hold only their window
     full = full_cache_tokens(model, full_tokens)

@@ -1,6 +1,7 @@
 """KV-cache quantization: `int8` / `int4` / `int2` through transformers' `QuantizedCache`, composable with any press.
 
-As methods, `int8` and `int4` quantize the full cache (no eviction). As the variant option `quantization: int4`
+As methods, `int8` and `int4` quantize the whole cache (no eviction) of the full-attention layers; sliding-window
+layers keep the model's own window in full precision (`kvstudy.presses.cache`). As the variant option `quantization: int4`
 on any press (slug suffix `+int4`, e.g. `knorm-cr0.50+int4`), eviction runs first and kvpress re-quantizes the
 kept entries (its forward hook handles `QuantizedCache`).
 

@@ -1,5 +1,6 @@
 """A press variant ready to run: the press, when it acts (prefill or decoding), whether it sees the question,
-and which cache it fills (full precision or quantized).
+and which cache it fills (the model's own, full precision or quantized: `kvstudy.presses.cache`). The press acts
+through `kvstudy.presses.apply`: on full-attention layers of the job's cache only.
 
 `query_aware: true` follows kvpress's evaluation (`compress_questions`): the question is appended to the context
 before compression, so attention-based presses score the context against it. kvpress then feeds only a question
