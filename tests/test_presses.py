@@ -395,3 +395,22 @@ def test_head_mask_combines_the_models_mask_with_the_masked_entries(mask_kind):
         module.masked_key_indices = idx
         flash, _ = ALL_ATTENTION_FUNCTIONS["flash_attention_2"](module, q, k, v, None, scaling=8**-0.5)
         assert torch.allclose(flash, out, atol=1e-6)
+
+
+def test_decoding_with_snapkv_needs_more_buffered_queries_than_its_window(tiny, samples):
+    """kvpress hands SnapKV the hidden states buffered since the last eviction and asserts they outnumber its
+    64-query window: with fewer the job would fail mid-way, so the config is refused; above it SnapKV evicts."""
+    from kvpress import CompressionRatioDecodingPress, SnapKVPress
+
+    with pytest.raises(ValueError, match="compression_interval: press 'snapkv' .* above 64"):
+        build_run("decoding", {"press": "snapkv", "compression_interval": 8}, 0.5)
+    clock, s = Clock(torch.device("cpu")), samples[0]
+    short = PressRun(CompressionRatioDecodingPress(SnapKVPress(), compression_interval=8,
+                                                   hidden_states_buffer_size=8, target_compression_ratio=0.5),
+                     phase="decoding")
+    with pytest.raises(AssertionError, match="window size 64"):
+        run_sample(tiny[0], tiny[1], short, s, 12, set(), clock)
+    run = build_run("decoding", {"press": "snapkv", "compression_interval": 65, "hidden_states_buffer_size": 65}, 0.5)
+    r = run_sample(tiny[0], tiny[1], run, s, 70, set(), clock)
+    seen_at_eviction = LENGTH + len(s.question_ids) + 64  # the 65th step: question, then 64 generated tokens
+    assert r["kv_tokens_final"] == int(seen_at_eviction * 0.5) + r["decode_tokens"] - 64
