@@ -24,7 +24,10 @@ VOCAB = 600  # tests/bpe.py trains a 600-entry vocabulary
 
 @functools.lru_cache(maxsize=None)
 def _tokenizer():
-    from tests.bpe import train_bpe
+    try:  # under pytest tests/ is on sys.path; from a script run at the repository root it is a package
+        from bpe import train_bpe
+    except ImportError:
+        from tests.bpe import train_bpe
 
     return train_bpe(chat=True)
 

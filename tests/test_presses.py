@@ -328,3 +328,89 @@ def test_cab_recomputed_attention_equals_the_observed_one(models, samples):
             h.remove()
     for observed, recomputed in seen.values():
         assert torch.allclose(observed, recomputed, rtol=1e-4, atol=1e-6)
+
+
+@torch.no_grad()
+def test_masked_keys_are_ignored_exactly_by_a_question_of_several_tokens(tiny, samples):
+    """Masking presses mask (head, key) entries in attention: a multi-token question against a cache whose
+    positions S are masked in every head equals the same question against the cache without S (kvpress's fake
+    keys cannot exist for such steps and raised)."""
+    from kvstudy.evaluate import ask
+    from kvstudy.presses import masking
+
+    masking.install()
+    model = tiny[0]
+    ctx, q = samples[0].context_ids, torch.tensor([samples[0].question_ids])
+    pos = torch.arange(LENGTH, LENGTH + q.shape[1])[None]
+    dropped = torch.arange(10, 400, 3)
+    keep = torch.ones(LENGTH, dtype=torch.bool)
+    keep[dropped] = False
+
+    masked_cache = prefill(model, None, ctx)
+    n_kv = masked_cache.layers[0].keys.shape[1]
+    idx = (torch.zeros(n_kv * len(dropped), dtype=torch.long), torch.arange(n_kv).repeat_interleave(len(dropped)),
+           dropped.repeat(n_kv))
+    for layer in model.model.layers:
+        layer.self_attn.masked_key_indices = idx
+    try:
+        masked = ask(model, q, masked_cache, pos).logits
+    finally:
+        for layer in model.model.layers:
+            layer.self_attn.masked_key_indices = None
+    cut = prefill(model, None, ctx)
+    for layer in cut.layers:
+        layer.keys, layer.values = layer.keys[:, :, keep], layer.values[:, :, keep]
+    assert torch.allclose(masked, ask(model, q, cut, pos).logits, atol=1e-5)
+    assert not torch.allclose(masked, ask(model, q, prefill(model, None, ctx), pos).logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "none"])
+def test_head_mask_combines_the_models_mask_with_the_masked_entries(mask_kind):
+    """SDPA's boolean mask, eager-style additive masks and no mask at all (flash attention, SDPA's is_causal) give
+    the same masked attention: causal over the step's tokens, masked entries ignored per KV head group."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from kvstudy.presses.masking import head_mask
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 10, 8), torch.randn(1, 2, 10, 8)
+    idx = (torch.tensor([0, 0, 0]), torch.tensor([0, 0, 1]), torch.tensor([1, 5, 2]))
+    causal = torch.ones(3, 10, dtype=torch.bool).tril(7)[None, None]
+    additive = torch.zeros(1, 1, 3, 10).masked_fill(~causal, torch.finfo(torch.float32).min)
+    model_mask = {"bool": causal, "float": additive, "none": None}[mask_kind]
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, True
+    out, _ = sdpa_attention_forward(module, q, k, v, head_mask(model_mask, idx, 4, 3, k))
+    # reference: explicit softmax with -inf where a query may not look
+    allowed = causal.expand(1, 4, 3, 10).clone()
+    allowed[0, 0:2, :, 1] = allowed[0, 0:2, :, 5] = allowed[0, 2:4, :, 2] = False
+    w = (q @ k.repeat_interleave(2, 1).transpose(2, 3) / 8**0.5).masked_fill(~allowed, float("-inf")).softmax(-1)
+    assert torch.allclose(out.transpose(1, 2), w @ v.repeat_interleave(2, 1), atol=1e-6)
+    if mask_kind == "none":  # flash attention takes no per-head mask: its masked steps run this same SDPA call
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        from kvstudy.presses import masking
+
+        masking.install()
+        module.masked_key_indices = idx
+        flash, _ = ALL_ATTENTION_FUNCTIONS["flash_attention_2"](module, q, k, v, None, scaling=8**-0.5)
+        assert torch.allclose(flash, out, atol=1e-6)
+
+
+def test_decoding_with_snapkv_needs_more_buffered_queries_than_its_window(tiny, samples):
+    """kvpress hands SnapKV the hidden states buffered since the last eviction and asserts they outnumber its
+    64-query window: with fewer the job would fail mid-way, so the config is refused; above it SnapKV evicts."""
+    from kvpress import CompressionRatioDecodingPress, SnapKVPress
+
+    with pytest.raises(ValueError, match="compression_interval: press 'snapkv' .* above 64"):
+        build_run("decoding", {"press": "snapkv", "compression_interval": 8}, 0.5)
+    clock, s = Clock(torch.device("cpu")), samples[0]
+    short = PressRun(CompressionRatioDecodingPress(SnapKVPress(), compression_interval=8,
+                                                   hidden_states_buffer_size=8, target_compression_ratio=0.5),
+                     phase="decoding")
+    with pytest.raises(AssertionError, match="window size 64"):
+        run_sample(tiny[0], tiny[1], short, s, 12, set(), clock)
+    run = build_run("decoding", {"press": "snapkv", "compression_interval": 65, "hidden_states_buffer_size": 65}, 0.5)
+    r = run_sample(tiny[0], tiny[1], run, s, 70, set(), clock)
+    seen_at_eviction = LENGTH + len(s.question_ids) + 64  # the 65th step: question, then 64 generated tokens
+    assert r["kv_tokens_final"] == int(seen_at_eviction * 0.5) + r["decode_tokens"] - 64

@@ -25,15 +25,15 @@ def _o_projs(model) -> list[torch.nn.Module]:
 
 @torch.no_grad()
 def _question_attn_outputs(model, run, sample, compressed: bool) -> list[torch.Tensor]:
-    from transformers import DynamicCache
+    from kvstudy.presses.variant import PressRun
 
     from kvstudy.evaluate import ask  # the question exactly as the eval job asks it
 
     device = model.device
     prefix = sample.context_ids + (sample.question_ids if run.query_aware else [])
     ctx = torch.tensor([prefix], device=device)
-    cache = run.new_cache(model) if compressed else DynamicCache()
-    with run.prefill(model) if compressed else _null():
+    cache = run.new_cache(model) if compressed else PressRun().new_cache(model)  # the model's own, uncompressed
+    with run.prefill(model, cache) if compressed else _null():
         model.model(input_ids=ctx, past_key_values=cache)
     q = torch.tensor([sample.question_ids], device=device)
     pos = torch.arange(ctx.shape[1], ctx.shape[1] + q.shape[1], device=device).unsqueeze(0)
@@ -42,7 +42,7 @@ def _question_attn_outputs(model, run, sample, compressed: bool) -> list[torch.T
     hooks = [m.register_forward_pre_hook(lambda _m, args, i=i: captured[i].append(args[0].detach().float()))
              for i, m in enumerate(mods)]
     try:
-        with run.decoding(model) if compressed else _null():
+        with run.decoding(model, cache) if compressed else _null():
             ask(model, q, cache, pos)  # one call, or one per token for uneven layers: concatenated below
     finally:
         for h in hooks:

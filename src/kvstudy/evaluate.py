@@ -2,7 +2,8 @@
 
 The loop mirrors kvpress's pipeline (prefill the context under the press, then feed the question with position ids
 continuing after the *original* context length, greedy decoding) but is written out here so every phase can be
-timed and the cache read between prefill and question.
+timed and the cache read between prefill and question. The cache is the model's own (sliding-window layers keep
+their window, `kvstudy.presses.cache`); sizes and the full-cache baseline are measured against it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import torch
 
 from kvstudy import attn_error
-from kvstudy.measure import Clock, PeakMemory, cache_size, full_cache_bytes, masked_fraction, now_iso, provenance
+from kvstudy.measure import (Clock, PeakMemory, cache_size, full_cache_bytes, full_cache_tokens, masked_fraction,
+                             now_iso, provenance)
 from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model
 from kvstudy.presses.variant import PressRun, attention_for, build_run
@@ -52,11 +54,12 @@ def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[i
 
 
 def ask(model, q: torch.Tensor, cache, pos: torch.Tensor):
-    """Feed the question against the cache. Presses with per-layer budgets (PyramidKV) leave layers of different
-    lengths, for which transformers cannot build one attention mask for several new tokens (a known
+    """Feed the question against the cache. Presses with per-layer budgets (PyramidKV) leave full layers of
+    different lengths, for which transformers cannot build one attention mask for several new tokens (a known
     limitation): there the question goes in one token at a time, which computes the same thing."""
-    lengths = {layer.get_seq_length() for layer in cache.layers}
-    if len(lengths) <= 1 or q.shape[1] == 1:
+    from kvstudy.presses.cache import uneven
+
+    if not uneven(cache) or q.shape[1] == 1:
         return model(input_ids=q, past_key_values=cache, position_ids=pos, logits_to_keep=1)
     for i in range(q.shape[1]):
         out = model(input_ids=q[:, i : i + 1], past_key_values=cache, position_ids=pos[:, i : i + 1], logits_to_keep=1)
@@ -78,14 +81,14 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
     n_ctx = ctx.shape[1]
     cache = run.new_cache(model)
     t0 = clock.now()
-    with run.prefill(model):
+    with run.prefill(model, cache):
         model.model(input_ids=ctx, past_key_values=cache)
     t1 = clock.now()
     kv_tokens, kv_bytes = cache_size(cache)
     masked = masked_fraction(model, cache) if run.masking else 0.0
 
     q = torch.tensor([sample.question_ids], device=device)
-    with run.decoding(model):
+    with run.decoding(model, cache):
         pos = torch.arange(n_ctx, n_ctx + q.shape[1], device=device).unsqueeze(0)
         out = ask(model, q, cache, pos)
         generated = [int(out.logits[0, -1].argmax())]
@@ -241,16 +244,19 @@ def mean(rows: list[dict], key: str):
 
 
 def efficiency(rows, model, full_tokens: int, attn: str, mem: PeakMemory, t_start: float, attended: bool) -> dict:
-    """The result's `efficiency`: means over the samples' rows; `attended` adds the fraction of the cache attention
-    still sees (rows with `kv_tokens_attended`)."""
+    """The result's `efficiency`: means over the samples' rows against the model's own uncompressed cache of
+    `full_tokens` prefilled tokens; `attended` adds the fraction of the cache attention still sees (rows with
+    `kv_tokens_attended`)."""
     decode_s = sum(r["decode_seconds"] for r in rows)
+    # the baseline is the model's own uncompressed cache: sliding-window layers hold only their window
+    full = full_cache_tokens(model, full_tokens)
     out = {
         "kv_tokens_kept": mean(rows, "kv_tokens"),
-        "kv_tokens_full": full_tokens,
-        "kv_fraction_kept": mean(rows, "kv_tokens") / full_tokens if rows else None,
+        "kv_tokens_full": full,
+        "kv_fraction_kept": mean(rows, "kv_tokens") / full if rows else None,
     }
     if attended:  # masking presses (AdaKV, DuoAttention): fraction of entries attention still sees; bytes stay full
-        out["kv_fraction_attended"] = mean(rows, "kv_tokens_attended") / full_tokens if rows else None
+        out["kv_fraction_attended"] = mean(rows, "kv_tokens_attended") / full if rows else None
     return out | {
         "kv_bytes": mean(rows, "kv_bytes"),
         "kv_bytes_full": full_cache_bytes(model, full_tokens),

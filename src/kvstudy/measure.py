@@ -31,20 +31,17 @@ def tensor_bytes(obj) -> int:
 
 
 def cache_size(cache) -> tuple[float, int]:
-    """(tokens kept averaged over layers, bytes of every tensor the cache holds), read from the tensors.
+    """(entries held per KV head averaged over layers, bytes of every tensor the cache holds), read from the cache.
 
     transformers' `QuantizedLayer` (5.x) holds the quantized part in `_quantized_keys/_quantized_values` and the
-    full-precision residual (the most recent tokens) in `keys/values`; its token count is `cumulative_length`
-    (kvpress sets it after evicting from a quantized cache)."""
+    full-precision residual (the most recent tokens) in `keys/values`. A sliding-window layer holds its window."""
+    from kvstudy.presses.cache import held_tokens
+
     tokens, nbytes = [], 0
     for layer in cache.layers:
         for name in ("keys", "values", "_quantized_keys", "_quantized_values"):
             nbytes += tensor_bytes(getattr(layer, name, None))
-        if hasattr(layer, "cumulative_length"):
-            tokens.append(layer.cumulative_length)
-        else:
-            k = getattr(layer, "keys", None)
-            tokens.append(k.shape[-2] if isinstance(k, torch.Tensor) and k.dim() == 4 else 0)
+        tokens.append(held_tokens(layer))
     return sum(tokens) / max(len(tokens), 1), nbytes
 
 
@@ -52,7 +49,8 @@ def masked_fraction(model, cache) -> float:
     """Fraction of the cache's (layer, KV head, token) entries that per-head presses (AdaKV, DuoAttention in
     kvpress) mask out of attention (`masked_key_indices` on each attention module) while keeping them in memory."""
     masked, total = 0, 0
-    for i, layer in enumerate(model.model.layers):
+    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    for i, layer in enumerate(lm.layers):
         attn = layer.self_attn
         k = cache.layers[i].keys if i < len(cache.layers) else None
         if not isinstance(k, torch.Tensor) or k.dim() != 4:
@@ -65,13 +63,25 @@ def masked_fraction(model, cache) -> float:
     return masked / total if total else 0.0
 
 
+def full_cache_tokens(model, n_tokens: int) -> float:
+    """Entries per KV head, averaged over layers, the model's own uncompressed cache holds after `n_tokens`:
+    `n_tokens`, less in sliding-window layers (`kvstudy.presses.cache`)."""
+    from kvstudy.presses.cache import own_cache_tokens
+
+    per_layer = own_cache_tokens(model.config, n_tokens)
+    return sum(per_layer) / len(per_layer)
+
+
 def full_cache_bytes(model, n_tokens: int) -> int:
-    """Bytes an uncompressed cache of `n_tokens` takes in this model (K and V, every layer)."""
-    c = model.config
+    """Bytes the model's own uncompressed cache takes after `n_tokens` (K and V, every layer; a sliding-window
+    layer holds its window)."""
+    from kvstudy.presses.cache import own_cache_tokens
+
+    c = model.config.get_text_config(decoder=True)
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     n_kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
     elem = next(model.parameters()).element_size()
-    return 2 * c.num_hidden_layers * n_kv * head_dim * n_tokens * elem
+    return 2 * n_kv * head_dim * elem * sum(own_cache_tokens(model.config, n_tokens))
 
 
 class Clock:

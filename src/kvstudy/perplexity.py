@@ -23,31 +23,23 @@ import time
 import torch
 import torch.nn.functional as F
 
-from kvstudy.measure import Clock, cache_size, now_iso, provenance
+from kvstudy.measure import Clock, cache_size, masked_fraction, now_iso, provenance
 
 
 @torch.no_grad()
 def prefill(model, context_ids: list[int], run=None):
     """The cache of `context_ids` prefilled under a press variant (`PressRun`; None: uncompressed, full precision).
 
-    A quantized variant fills a QuantizedCache; a decoding-time press does nothing here (it acts while the
-    continuation is fed)."""
-    from transformers import DynamicCache
-
+    The cache is the model's own (sliding-window layers keep their window); a quantized variant quantizes its full
+    layers; a decoding-time press does nothing here (it acts while the continuation is fed)."""
     from kvstudy.presses.variant import PressRun
 
-    if run is not None and not isinstance(run, PressRun):  # a bare kvpress press
-        run = PressRun(press=run)
-    cache = run.new_cache(model) if run is not None else DynamicCache()
+    run = run if isinstance(run, PressRun) else PressRun(press=run)  # None or a bare kvpress press
+    cache = run.new_cache(model)
     ids = torch.tensor([context_ids], device=model.device)
-    with run.prefill(model) if run is not None else contextlib.nullcontext():
+    with run.prefill(model, cache):
         model.model(input_ids=ids, past_key_values=cache)
     return cache
-
-
-def uneven(cache) -> bool:
-    """Layers of different lengths (per-layer budgets); a quantized layer's length counts its quantized part."""
-    return len({cache.get_seq_length(i) for i in range(len(cache.layers))}) > 1
 
 
 @torch.no_grad()
@@ -56,40 +48,45 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
     """Teacher-force `continuation` after a cache of a context of `n_ctx` tokens; NLL of tokens 1..C-1.
 
     With `ref_cache` (the uncompressed cache of the same context) also KL(ref || cache) and top-1 agreement.
+    A decoding press is active over the whole continuation (it counts its steps towards `compression_interval`
+    and acts on `cache` only); the reference is fed as if no key were masked.
     """
-    dev = model.device
+    from kvstudy.presses.cache import uneven
+    from kvstudy.presses.masking import suspended
+
     if uneven(cache):  # per-layer budgets (PyramidKV): transformers cannot mask a multi-token step; go token by token
         chunk_size = 1
-    decoding = run is not None and run.phase == "decoding"
-    if decoding:  # eviction while generating (H2O, CAB): one token per step, as in generation
+    if run is not None and run.phase == "decoding":  # eviction while generating (H2O, CAB): one token per step
         chunk_size = 1
+    dev = model.device
     cont = torch.tensor([continuation], device=dev)
     n = cont.shape[1]
     nll = kl = 0.0
     agree = scored = 0
     first_logits_at = None
-    for a in range(0, n, chunk_size):
-        b = min(a + chunk_size, n)
-        ids = cont[:, a:b]
-        pos = torch.arange(n_ctx + a, n_ctx + b, device=dev).unsqueeze(0)
-        # position j predicts continuation[j + 1]; the chunk's last position predicts the next chunk's first token
-        m = min(b, n - 1) - a
-        if m <= 0:  # the last token of the continuation predicts nothing we hold
-            continue
-        with run.decoding(model) if decoding else contextlib.nullcontext():
+    with run.decoding(model, cache) if run is not None else contextlib.nullcontext():
+        for a in range(0, n, chunk_size):
+            b = min(a + chunk_size, n)
+            ids = cont[:, a:b]
+            pos = torch.arange(n_ctx + a, n_ctx + b, device=dev).unsqueeze(0)
+            # position j predicts continuation[j + 1]; the chunk's last position predicts the next chunk's first token
+            m = min(b, n - 1) - a
+            if m <= 0:  # the last token of the continuation predicts nothing we hold
+                continue
             logits = model(input_ids=ids, past_key_values=cache, position_ids=pos).logits
-        logp = F.log_softmax(logits[0, :m].float(), -1)
-        if first_logits_at is None and clock is not None:
-            first_logits_at = clock.now()
-        target = cont[0, a + 1 : a + 1 + m]
-        nll -= float(logp.gather(-1, target[:, None]).sum())
-        scored += m
-        if ref_cache is not None:
-            ref = model(input_ids=ids, past_key_values=ref_cache, position_ids=pos).logits[0, :m].float()
-            ref_logp = F.log_softmax(ref, -1)
-            # per-token KL, clamped at 0: rounding can make a near-identical pair a hair negative
-            kl += float((ref_logp.exp() * (ref_logp - logp)).sum(-1).clamp_min(0).sum())
-            agree += int((ref_logp.argmax(-1) == logp.argmax(-1)).sum())
+            logp = F.log_softmax(logits[0, :m].float(), -1)
+            if first_logits_at is None and clock is not None:
+                first_logits_at = clock.now()
+            target = cont[0, a + 1 : a + 1 + m]
+            nll -= float(logp.gather(-1, target[:, None]).sum())
+            scored += m
+            if ref_cache is not None:
+                with suspended(model):
+                    ref = model(input_ids=ids, past_key_values=ref_cache, position_ids=pos).logits[0, :m].float()
+                ref_logp = F.log_softmax(ref, -1)
+                # per-token KL, clamped at 0: rounding can make a near-identical pair a hair negative
+                kl += float((ref_logp.exp() * (ref_logp - logp)).sum(-1).clamp_min(0).sum())
+                agree += int((ref_logp.argmax(-1) == logp.argmax(-1)).sum())
     out = {"nll_sum": nll, "scored_tokens": scored, "first_logits_at": first_logits_at, "chunk_size": chunk_size}
     if ref_cache is not None:
         out.update(kl_sum=kl, top1_agree=agree)
@@ -104,6 +101,7 @@ def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock
     cache = prefill(model, sample.context_ids, run)
     t1 = clock.now()
     kv_tokens, kv_bytes = cache_size(cache)
+    masked = masked_fraction(model, cache) if run.masking else 0.0
     t2 = t1
     r = score_continuation(model, cache, n_ctx, sample.question_ids, chunk_size, ref, clock, run)
     t3 = clock.now()
@@ -122,6 +120,7 @@ def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock
         "context_tokens": n_ctx,
         "kv_tokens": kv_tokens,
         "kv_bytes": kv_bytes,
+        "kv_tokens_attended": kv_tokens * (1 - masked),  # per-head masking presses keep but ignore keys
         "kv_tokens_final": kv_tokens_final,  # after the continuation: decoding-time eviction keeps it bounded
         "kv_bytes_final": kv_bytes_final,
         "prefill_seconds": t1 - t0,
@@ -167,7 +166,7 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
         "quality": {"metric": "perplexity", "score": ppl, "n": len(rows), "higher_is_better": False,
                     "scored_tokens": n_tok},
         "samples": rows,
-        "efficiency": efficiency(rows, model, job["length"], attn, mem, t_start, attended=False),
+        "efficiency": efficiency(rows, model, job["length"], attn, mem, t_start, attended=True),
         "fidelity": fidelity,
         "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
     }

@@ -1,7 +1,7 @@
 """AdaKV (kvpress `AdaKVPress`) around any registered scorer press: per-head budgets from one global top-k.
 
-kvpress implements the per-head budgets by *masking* the evicted keys in attention (a fake key whose weight
-underflows to zero); the cache keeps every token, so it frees no memory. Eval results therefore report the
+kvpress implements the per-head budgets by *masking* the evicted keys in attention (exactly, per head:
+`kvstudy.presses.masking`); the cache keeps every token, so it frees no memory. Eval results therefore report the
 fraction of keys still attended (`kv_fraction_attended`) beside the real bytes, which stay those of the full cache.
 """
 

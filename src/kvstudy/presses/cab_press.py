@@ -47,11 +47,12 @@ def mean_received_attention(module, hidden_states, keys, attentions, kwargs) -> 
         cos, sin = kwargs["position_embeddings"]
         q, _ = apply_rotary_pos_emb(q, q, cos, sin)
         q_len, groups = q.shape[2], q.shape[1] // n_kv
+        scale = getattr(module, "scaling", head_dim**-0.5)  # Gemma3 scales by query_pre_attn_scalar
         k = keys.repeat_interleave(groups, dim=1).float()
         received = torch.zeros(bsz, q.shape[1], k_len, device=keys.device)
         for start in range(0, q_len, _CHUNK):
             qc = q[:, :, start:start + _CHUNK].float()
-            w = qc @ k.transpose(2, 3) / head_dim**0.5
+            w = qc @ k.transpose(2, 3) * scale
             qpos = torch.arange(start, start + qc.shape[2], device=keys.device) + (k_len - q_len)
             w = w.masked_fill(torch.arange(k_len, device=keys.device)[None, :] > qpos[:, None], float("-inf"))
             received += w.softmax(-1).sum(2)

@@ -29,9 +29,15 @@ def _inner(name: str):
 
 
 def _check(params: dict) -> None:
-    _inner(params["press"])
+    spec = _inner(params["press"])
     if params["compression_interval"] < 1:
         raise ValueError("compression_interval: must be >= 1")
+    # SnapKV scores with its last `window_size` queries: kvpress hands it the hidden states buffered since the last
+    # eviction (at most `hidden_states_buffer_size`), and asserts there are more than the window
+    w = spec.defaults.get("window_size")
+    if w is not None and min(params["compression_interval"], params["hidden_states_buffer_size"]) <= w:
+        raise ValueError(f"compression_interval: press {params['press']!r} scores with its last {w} queries, so "
+                         f"decoding-time eviction needs compression_interval and hidden_states_buffer_size above {w}")
     if params.get("target_size", 1) < 1:
         raise ValueError("target_size: must be >= 1")
 

@@ -10,12 +10,14 @@ tokenized with the model's own tokenizer. That recipe is rewritten here only bec
 its data from the hub.
 
 Streaming heads keep `sink_size` + `recent_size` tokens, retrieval heads everything; the fraction of heads made
-streaming is the variant's `compression_ratio`. kvpress masks the streaming heads' other keys in attention: the
+streaming is the variant's `compression_ratio`, of the full-attention layers' KV heads (sliding-window layers keep
+the model's own window: `kvstudy.presses.cache`). kvpress masks the streaming heads' other keys in attention: the
 cache keeps every token and frees no memory.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from kvpress import DuoAttentionPress
+from kvpress.utils import get_prerope_key_states, get_prerope_query_states
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from kvstudy.presses.cache import layer_kinds
 
 
 def load_patterns(path: str | Path, n_layers: int, n_kv_heads: int) -> np.ndarray:
@@ -47,23 +52,27 @@ def _on_the_fly(model, n_samples: int, q_len: int) -> np.ndarray:
 
 @torch.no_grad()
 def on_the_fly_patterns(model, texts: list[list[int]], q_len: int) -> np.ndarray:
-    """kvpress's `duo_attention_on_the_fly` on the token-id sequences `texts` (layers x KV heads, in [0, 1])."""
-    cfg = model.config
+    """kvpress's `duo_attention_on_the_fly` on the token-id sequences `texts` (layers x KV heads, in [0, 1]).
+    Queries and keys come from kvpress's own helpers (fused qkv of Phi3, QK norm of Qwen3/Gemma3), RoPE from the
+    layer's own rotary embedding (Gemma3's local and global layers differ)."""
+    cfg = model.config.get_text_config(decoder=True)
     n_kv = cfg.num_key_value_heads
     groups = cfg.num_attention_heads // n_kv
     position_ids = torch.arange(q_len, device=model.device).unsqueeze(0)
+    rotary = model.model.rotary_emb
+    typed = "layer_type" in inspect.signature(rotary.forward).parameters
     scores = torch.zeros(cfg.num_hidden_layers, n_kv)
     for ids in texts:
         hidden = model(input_ids=torch.tensor([ids], device=model.device), output_hidden_states=True).hidden_states
         for layer_idx, h in enumerate(hidden[:-1]):
             layer = model.model.layers[layer_idx]
-            d = layer.self_attn.head_dim
+            attn = layer.self_attn
+            d = attn.head_dim
             h = layer.input_layernorm(h)
-            q = layer.self_attn.q_proj(h).view(1, h.shape[1], -1, d).mean(1, keepdim=True)
-            k = layer.self_attn.k_proj(h).view(1, h.shape[1], -1, d).mean(1, keepdim=True)
-            q = q.repeat(1, q_len, 1, 1).transpose(1, 2)
-            k = k.repeat(1, q_len, 1, 1).transpose(1, 2)
-            cos, sin = model.model.rotary_emb(h, position_ids)
+            q = get_prerope_query_states(attn, h).mean(2, keepdim=True).repeat(1, 1, q_len, 1)
+            k = get_prerope_key_states(attn, h).mean(2, keepdim=True).repeat(1, 1, q_len, 1)
+            kw = {"layer_type": cfg.layer_types[layer_idx]} if typed else {}
+            cos, sin = rotary(h, position_ids, **kw)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             k = k.repeat_interleave(groups, dim=1)
             w = (q[:, :, -1:] @ k.transpose(2, 3) / d**0.5).softmax(-1, dtype=torch.float32).squeeze()
@@ -86,7 +95,11 @@ class LocalDuoAttentionPress(DuoAttentionPress):
             head_scores = _on_the_fly(model, self.n_samples, self.q_len)
         else:
             head_scores = load_patterns(self.patterns, cfg.num_hidden_layers, cfg.num_key_value_heads)
-        n_pruned = round(head_scores.size * self.head_compression_ratio)
+        # streaming heads are chosen among the full-attention layers' heads, the only ones a press acts on here
+        # (kvstudy.presses.cache): `compression_ratio` is the fraction of those heads that stream
+        full = np.array([kind == "full" for kind in layer_kinds(cfg)])
+        n_pruned = round(int(full.sum()) * head_scores.shape[1] * self.head_compression_ratio)
+        head_scores = np.where(full[:, None], head_scores, np.inf)
         self.streaming_mask = torch.zeros(head_scores.shape, dtype=torch.bool, device=model.device)
         if n_pruned > 0:
             idx = np.argsort(head_scores, axis=None, kind="stable")[:n_pruned]

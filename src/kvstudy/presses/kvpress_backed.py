@@ -35,15 +35,25 @@ for name, cls_name, description, defaults in [
         {"n_future_positions": 512, "n_sink": 4, "use_covariance": True, "use_vnorm": True},
     ),
     ("random", "RandomPress", "keep random tokens (a floor for every method)", {"seed": 0}),
-    (
-        "pyramidkv",
-        "PyramidKVPress",
-        "SnapKV scores with a per-layer budget shrinking from the first layer to the last (same total tokens)",
-        {"window_size": 64, "kernel_size": 5, "beta": 20},
-    ),
     ("keydiff", "KeyDiffPress", "keep the keys least similar to the mean key direction", {}),
 ]:
     register(PressSpec(name, description, _kvpress(cls_name), defaults))
+
+
+def _pyramidkv(**kwargs):
+    from kvstudy.presses.pyramid_press import FullLayerPyramidKVPress
+
+    return FullLayerPyramidKVPress(**kwargs)
+
+
+register(
+    PressSpec(
+        "pyramidkv",
+        "SnapKV scores with a per-layer budget shrinking from the first layer to the last (same total tokens)",
+        _pyramidkv,
+        {"window_size": 64, "kernel_size": 5, "beta": 20},
+    )
+)
 
 # H2O-style: the average attention each token received during prefill, read from the attention weights, which
 # only eager attention returns. The model is loaded with eager attention for this press (never silently SDPA).

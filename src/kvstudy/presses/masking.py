@@ -1,62 +1,80 @@
-"""A fallback for kvpress's fake-key search, used by the per-head masking presses (AdaKV, DuoAttention).
+"""Exact per-head key masking for the masking presses (AdaKV, DuoAttention), instead of kvpress's fake keys.
 
-kvpress masks a key by overwriting it with a fake key k such that every query q of the step has <q, k> << 0
-(`attention_patch.search_hyperplane`: a perceptron-style search for y with <q, y> > 0 for all q, 1000 steps).
-The search is not scale-invariant: when query norms differ by orders of magnitude (the shipped tiny model has a
-previous-token head with |q| ~ 200 next to heads with |q| < 1) it fails and raises, although such a y exists.
-The fallback runs the same search on unit-normalised queries (the sign of <q, y> does not depend on |q|) and
-scales the fake key so that the *smallest* margin is -1e5, the logit kvpress aims for. kvpress's own search is
-tried first whenever it can succeed (no all-zero query group), so kvpress's fake keys are kept wherever they work.
+kvpress masks the keys a press dropped (`module.masked_key_indices`: batch, KV head, position) by overwriting
+them, at every step after prefill, with one fake key k per KV group such that <q, k> << 0 for every query q of the
+step (`kvpress.attention_patch.search_hyperplane`). For a step of several tokens (the question, a perplexity
+chunk) whose queries point in directions around the origin no such k exists and kvpress raises ("Could not find
+fake keys ..."); for queries that are all zero no k changes anything; and the fake keys overwrite the cache's own
+key tensors.
 
-A KV group whose queries are all exactly zero at a step (the shipped tiny model has one in layer 0 for the
-question tokens) attends uniformly and no fake key can change that: <0, k> = 0 for every k. There the masked keys
-stay attended for that step (a zero fake key, with one warning in the job log): masking cannot be done by fake keys,
-so the reported masked fraction over-states what that head ignored at that step.
+Here a masked step runs SDPA with a boolean mask instead: the model's causal mask for the step (the bottom-right
+aligned causal mask where the model passes none: SDPA's `is_causal`, flash attention) and, per query head, not
+the (KV head, position) entries the press masked. That is exact whatever the queries, and the cache is left
+unchanged. Steps without masked keys (prefill included) run the model's attention untouched. With
+`flash_attention_2`, which takes no per-head mask, the masked steps run through the same SDPA call. Eager
+attention is not patched: kvpress's masking presses refuse it. Written by hand because neither kvpress nor
+transformers masks individual (head, key) entries.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 
 import torch
 
-log = logging.getLogger(__name__)
 _installed = False
 
 
 def install() -> None:
+    """Patch transformers' SDPA and flash attention functions (once per process)."""
     global _installed
     if _installed:
         return
-    import kvpress.attention_patch as patch
+    import kvpress  # noqa: F401  (kvpress patches the attention functions on import: wrap its patch)
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    original = patch.search_hyperplane
-    warned: list[bool] = []  # warn once per process
-
-    def search_hyperplane(X: torch.Tensor, max_iter: int = 1000) -> torch.Tensor:
-        Xf = X.float()
-        norms = Xf.norm(dim=-1, keepdim=True)
-        if not (norms.squeeze(-1) == 0).all(dim=1).any():  # kvpress's search can only succeed without zero rows
-            try:
-                return original(X, max_iter)
-            except ValueError:
-                pass
-        Xn = torch.where(norms > 0, Xf / norms.clamp(min=1e-30), 0.0)
-        dead = (norms.squeeze(-1) == 0).all(dim=1)  # rows whose queries are all zero: nothing can be masked
-        if dead.any() and not warned:
-            warned.append(True)
-            n = int(dead.sum())
-            log.warning("kvpress masking: %d KV group(s) with all-zero queries cannot ignore masked keys", n)
-        Y = Xn.mean(1)
-        for _ in range(max_iter):
-            margins = torch.bmm(Xf, Y.unsqueeze(-1)).squeeze(-1)  # (bsz, n)
-            violated = (margins <= 0) & (norms.squeeze(-1) > 0)
-            if not violated.any():
-                smallest = torch.where(norms.squeeze(-1) > 0, margins, torch.inf).min(dim=1, keepdim=True).values
-                K = torch.where(dead.unsqueeze(-1), 0.0, -1e5 * Y / smallest.clamp(min=1e-30))
-                return K.to(X.dtype)
-            Y = Y + (Xn * violated.unsqueeze(-1)).sum(1) / violated.sum(1, keepdim=True).clamp(min=1)
-        raise ValueError("Could not find fake keys such that for every query q, exp(<q, k>) = 0 (normalised search)")
-
-    patch.search_hyperplane = search_hyperplane
+    for name in list(ALL_ATTENTION_FUNCTIONS.keys()):
+        if name == "sdpa" or name.startswith("flash_attention"):
+            ALL_ATTENTION_FUNCTIONS[name] = _exact(ALL_ATTENTION_FUNCTIONS[name], sdpa_attention_forward)
     _installed = True
+
+
+def _exact(inner, sdpa):
+    def attention(module, query, key, value, attention_mask, dropout=0.0, **kwargs):
+        idx = getattr(module, "masked_key_indices", None)
+        if idx is None or query.shape[2] == key.shape[2]:  # nothing masked, or prefill (kvpress resets the mask)
+            return inner(module, query, key, value, attention_mask, dropout, **kwargs)
+        mask = head_mask(attention_mask, idx, query.shape[1], query.shape[2], key)
+        return sdpa(module, query, key, value, mask, dropout, scaling=kwargs.get("scaling"))
+
+    return attention
+
+
+def head_mask(attention_mask, idx, n_heads: int, q_len: int, key: torch.Tensor) -> torch.Tensor:
+    """(batch, query heads, q_len, k_len) attention mask: `attention_mask` (or causal) minus the masked entries."""
+    bsz, n_kv, k_len, _ = key.shape
+    keep = torch.ones(bsz, n_kv, k_len, dtype=torch.bool, device=key.device)
+    keep[idx] = False
+    keep = keep.repeat_interleave(n_heads // n_kv, dim=1)[:, :, None, :]
+    if attention_mask is not None and attention_mask.dim() == 4:
+        base = attention_mask[:, :, :, :k_len]
+        return base & keep if base.dtype == torch.bool else base.masked_fill(~keep, torch.finfo(base.dtype).min)
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise ValueError("masking presses: a padded batch cannot be masked per head here")
+    causal = torch.ones(q_len, k_len, dtype=torch.bool, device=key.device).tril(k_len - q_len)
+    return causal[None, None] & keep
+
+
+@contextlib.contextmanager
+def suspended(model):
+    """Attention as if no key were masked (a second, uncompressed cache fed while a masking press is active)."""
+    mods = [m for m in model.modules() if getattr(m, "masked_key_indices", None) is not None]
+    saved = [m.masked_key_indices for m in mods]
+    for m in mods:
+        m.masked_key_indices = None
+    try:
+        yield
+    finally:
+        for m, s in zip(mods, saved):
+            m.masked_key_indices = s

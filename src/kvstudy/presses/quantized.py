@@ -1,6 +1,7 @@
 """KV-cache quantization: `int8` / `int4` / `int2` through transformers' `QuantizedCache`, composable with any press.
 
-As methods, `int8` and `int4` quantize the full cache (no eviction). As the variant option `quantization: int4`
+As methods, `int8` and `int4` quantize the whole cache (no eviction) of the full-attention layers; sliding-window
+layers keep the model's own window in full precision (`kvstudy.presses.cache`). As the variant option `quantization: int4`
 on any press (slug suffix `+int4`, e.g. `knorm-cr0.50+int4`), eviction runs first and kvpress re-quantizes the
 kept entries (its forward hook handles `QuantizedCache`).
 
@@ -51,34 +52,40 @@ def hqq_available() -> bool:
 
 
 def make_cache(model, quantization: str | None, backend: str = "auto"):
-    """An empty cache for one sample: a DynamicCache, or a QuantizedCache of the given kind."""
-    from transformers import DynamicCache, QuantizedCache
+    """An empty cache for one sample: the model's own (`kvstudy.presses.cache`), full layers quantized when asked."""
+    from kvstudy.presses.cache import make_cache as own_cache
 
-    if quantization is None:
-        return DynamicCache()
-    if quantization not in QUANTIZATIONS:
+    if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization: unknown kind {quantization!r} (known: {', '.join(QUANTIZATIONS)})")
+    return own_cache(model.config, quantization, backend)
+
+
+def full_layer_factory(config, quantization: str, backend: str = "auto"):
+    """() -> a quantized full-attention cache layer of the given kind (sliding-window layers are not quantized)."""
+    from transformers.cache_utils import HQQQuantizedLayer, QuantoQuantizedLayer
+
+    from kvstudy.presses.cache import _Seen
+
     bits = BITS[quantization]
     if backend == "auto":
         backend = "hqq" if bits == 8 and hqq_available() else "quanto"
     if backend == "hqq":
-        return QuantizedCache("hqq", model.config, nbits=bits, axis_key=1, axis_value=1,
-                              q_group_size=Q_GROUP_SIZE, residual_length=RESIDUAL_LENGTH)
+        layer = type("HQQLayer", (_Seen, HQQQuantizedLayer), {})
+        return lambda: layer(bits, axis_key=1, axis_value=1, q_group_size=Q_GROUP_SIZE, residual_length=RESIDUAL_LENGTH)
     use_torch_unpack()
     if bits == 8:
-        return _int8_cache(model.config)
-    return QuantizedCache("quanto", model.config, nbits=bits, q_group_size=Q_GROUP_SIZE,
-                          residual_length=RESIDUAL_LENGTH)
+        layer = type("Int8Layer", (_Seen, _int8_layer_class()), {})
+        return lambda: layer(8, -1, -1, residual_length=RESIDUAL_LENGTH)
+    layer = type("QuantoLayer", (_Seen, QuantoQuantizedLayer), {})
+    return lambda: layer(bits, q_group_size=Q_GROUP_SIZE, residual_length=RESIDUAL_LENGTH)
 
 
-def _int8_cache(config):
-    """A `QuantizedCache` (kvpress re-quantizes after eviction only for that class) of `QuantoInt8Layer`s."""
+def _int8_layer_class():
+    """quanto qint8, symmetric, one scale per (head, token): absmax over head_dim / 127."""
     from optimum.quanto import qint8, quantize_weight
-    from transformers.cache_utils import Cache, QuantizedCache, QuantizedLayer
+    from transformers.cache_utils import QuantizedLayer
 
     class QuantoInt8Layer(QuantizedLayer):
-        """quanto qint8, symmetric, one scale per (head, token): absmax over head_dim / 127."""
-
         def _quantize(self, tensor, axis):
             rows = tensor.reshape(-1, tensor.shape[-1])  # one row per (batch, head, token); quanto's axis 0
             scale = rows.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / 127
@@ -88,13 +95,7 @@ def _int8_cache(config):
             q, shape = qtensor
             return q.dequantize().reshape(shape)
 
-    class QuantoInt8Cache(QuantizedCache):
-        def __init__(self, config):
-            n_layers = config.get_text_config(decoder=True).num_hidden_layers
-            layers = [QuantoInt8Layer(8, -1, -1, residual_length=RESIDUAL_LENGTH) for _ in range(n_layers)]
-            Cache.__init__(self, layers=layers)
-
-    return QuantoInt8Cache(config)
+    return QuantoInt8Layer
 
 
 for _kind in ("int8", "int4"):

@@ -1,5 +1,6 @@
 """A press variant ready to run: the press, when it acts (prefill or decoding), whether it sees the question,
-and which cache it fills (full precision or quantized).
+and which cache it fills (the model's own, full precision or quantized: `kvstudy.presses.cache`). The press acts
+through `kvstudy.presses.apply`: on full-attention layers of the job's cache only.
 
 `query_aware: true` follows kvpress's evaluation (`compress_questions`): the question is appended to the context
 before compression, so attention-based presses score the context against it. kvpress then feeds only a question
@@ -26,15 +27,24 @@ class PressRun:
     masking: bool = False
 
     def new_cache(self, model):
+        """The model's own cache (`kvstudy.presses.cache`), quantized full layers for a quantized variant."""
         from kvstudy.presses.quantized import make_cache
 
         return make_cache(model, self.quantization)
 
-    def prefill(self, model):
-        return self.press(model) if self.press is not None and self.phase == "prefill" else contextlib.nullcontext()
+    def prefill(self, model, cache=None):
+        """Context in which prefilling `cache` compresses it (a prefill press; only `cache` when given)."""
+        return self._applied(model, cache) if self.phase == "prefill" else contextlib.nullcontext()
 
-    def decoding(self, model):
-        return self.press(model) if self.press is not None and self.phase == "decoding" else contextlib.nullcontext()
+    def decoding(self, model, cache=None):
+        """Context in which feeding `cache` evicts from it (a decoding press; only `cache` when given). Enter it once
+        for all the steps: kvpress counts steps towards `compression_interval` inside it and resets on exit."""
+        return self._applied(model, cache) if self.phase == "decoding" else contextlib.nullcontext()
+
+    def _applied(self, model, cache):
+        from kvstudy.presses.apply import applied
+
+        return applied(self.press, model, cache) if self.press is not None else contextlib.nullcontext()
 
 
 def split_options(params: dict) -> tuple[dict, dict]:

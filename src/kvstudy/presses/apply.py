@@ -1,0 +1,59 @@
+"""How a kvpress press is applied to a model here: `applied(press, model, cache)` instead of `press(model)`.
+
+kvpress hooks every attention layer; here its hook acts only
+- on **full-attention layers**: a sliding-window layer keeps the model's own window (`kvstudy.presses.cache`,
+  README "Presses"). The cache says which layer is which, so the rule holds for any architecture; kvpress itself
+  skips sliding layers for `Gemma3ForConditionalGeneration` only;
+- on **the job's cache** when one is given: a second cache fed while the press is active (perplexity's
+  uncompressed reference, fed in lockstep) is never compressed nor counted as a decoding step.
+
+And where a model's rotary embedding is per layer type (Gemma3: local and global layers have their own RoPE base),
+the `rotary_emb` kvpress attaches to each attention layer (used by ExpectedAttention) gets the layer's type bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import torch
+
+
+@contextlib.contextmanager
+def applied(press, model, cache=None):
+    hook = press.forward_hook
+
+    def forward_hook(module, args, kwargs, output):
+        past = kwargs.get("past_key_values")
+        if past is None or (cache is not None and past is not cache):
+            return output
+        if getattr(past.layers[module.layer_idx], "is_sliding", False):
+            return output
+        return hook(module, args, kwargs, output)
+
+    press.forward_hook = forward_hook  # kvpress registers `self.forward_hook` when entered
+    try:
+        with press(model):
+            _bind_layer_types(model)
+            yield
+    finally:
+        del press.forward_hook
+
+
+class _TypedRotary(torch.nn.Module):
+    def __init__(self, rotary, layer_type: str):
+        super().__init__()
+        self.rotary, self.layer_type = rotary, layer_type
+
+    def forward(self, x, position_ids):
+        return self.rotary(x, position_ids, layer_type=self.layer_type)
+
+
+def _bind_layer_types(model) -> None:
+    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    rotary = getattr(lm, "rotary_emb", None)
+    if rotary is None or "layer_type" not in inspect.signature(rotary.forward).parameters:
+        return
+    types = model.config.get_text_config(decoder=True).layer_types
+    for layer, layer_type in zip(lm.layers, types):
+        layer.self_attn.rotary_emb = _TypedRotary(rotary, layer_type)
