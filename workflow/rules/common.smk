@@ -11,10 +11,10 @@ from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
-try:
-    config.update(validate(config))
+try:  # preflight (tokenizers, samples; cached once passed) in the main process only, not in each SLURM job's
+    config.update(validate(config, preflight=workflow.is_main_process))
 except ConfigError as e:
-    sys.exit(str(e))
+    sys.exit("\n".join(e.lines))
 
 envvars:
     "PATH",
@@ -121,4 +121,4 @@ def config_json(wildcards):
 
 def study_json(wildcards):
     """The resolved config, so `kvstudy aggregate` reads exactly this study's raw results."""
-    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval")})
+    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude")})
