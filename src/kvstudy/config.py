@@ -207,9 +207,8 @@ def _check_searches(config: dict) -> None:
         raise ConfigError("config error: figures: tuning_sweep needs a press with a search: block")
 
 
-def load(path: str | Path, preflight: bool = True) -> dict:
-    """The validated config of a study file (`kvstudy validate`, `kvstudy status`), preflight included unless
-    `preflight=False`."""
+def load(path: str | Path, preflight: bool = False) -> dict:
+    """The validated config of a study file (`kvstudy status`; `kvstudy validate` runs the preflight after it)."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:

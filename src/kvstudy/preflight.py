@@ -3,7 +3,8 @@
 Config validation runs it (`kvstudy validate`; the Snakefile in its main process) after the static checks:
 - each model's config and tokenizer load (`kvstudy.models.load_config_tokenizer`): a local path that does not
   exist is an error, a hub id comes from the local hub cache or the hub answers within seconds;
-- every press variant x model x task kind is supported (`kvstudy.presses.support.unsupported`);
+- every press variant x model x task kind is supported (`kvstudy.presses.support.unsupported`), the candidates of
+  a press search (its dev-split trials) included;
 - every task x model x length builds its samples with that model's tokenizer and chat-template setting, as its
   job will: the first `n_samples` of them up to SAMPLE_TOKENS context tokens (at least one), for the cell's first
   seed. The task's own error names what is wrong (`value_type 'numbers' needs digits...`);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from kvstudy.config import ConfigError
 
@@ -33,16 +35,18 @@ def check(config: dict) -> dict:
     did: {"cached", "seconds", "models", "cells", "samples", "press_checks", "hub_tasks"}. Raises ConfigError."""
     from kvstudy import preflight_cache
     from kvstudy.grid import jobs
+    from kvstudy.tuning import trial_jobs
 
     t0 = time.perf_counter()
-    kept = jobs(config)
     key = preflight_cache.key(config)
     cached = preflight_cache.read(key)
     if cached is not None:
         return {**cached, "cached": True, "seconds": time.perf_counter() - t0}
+    kept = jobs(config) + trial_jobs(config)  # a searched press's dev-split trials run its candidates
     problems, report = run(config, kept)
     if problems:
-        more = f" (and {len(problems) - 1} more problems: kvstudy validate lists them)" if len(problems) > 1 else ""
+        n = len(problems) - 1
+        more = f" (and {n} more problem{'s' if n > 1 else ''}: kvstudy validate lists them)" if n else ""
         raise ConfigError(problems[0] + more, problems)
     report["seconds"] = time.perf_counter() - t0
     preflight_cache.write(key, report)
@@ -62,8 +66,30 @@ def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
         except ValueError as e:
             problems.append(f"config error: models.{name}.path: {e}")
     press_problems, n_press = _presses(config, kept, loaded)
-    task_problems, report = _tasks(config, kept, loaded)
-    return problems + press_problems + task_problems, {"models": len(loaded), "press_checks": n_press, **report}
+    file_problems = _missing_files(config, kept)
+    broken = {line.split(".")[1] for line in file_problems}  # their tasks: not built again, the same error per cell
+    task_problems, report = _tasks(config, [j for j in kept if j["task"] not in broken], loaded)
+    return problems + press_problems + file_problems + task_problems, {"models": len(loaded),
+                                                                        "press_checks": n_press, **report}
+
+
+FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir")  # task parameters naming local data
+
+
+def _missing_files(config: dict, kept: list[dict]) -> list[str]:
+    """Local data files a task names that are not there (whatever the model: no tokenizer needed to say so)."""
+    from kvstudy.tasks.sources import is_hub
+
+    problems = []
+    for task in dict.fromkeys(j["task"] for j in kept):
+        for key in FILE_PARAMS:
+            value = config["tasks"][task].get(key, "")
+            hub = key in ("source", "demo_source") and is_hub(value)
+            if value and not hub and not Path(value).expanduser().exists():
+                problems.append(f"config error: tasks.{task}.{key}: {value}: no such file (relative paths are read "
+                                f"from {Path.cwd()})")
+                break
+    return problems
 
 
 def _presses(config: dict, kept: list[dict], loaded: dict) -> tuple[list[str], int]:

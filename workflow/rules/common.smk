@@ -11,8 +11,12 @@ from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
-try:  # preflight (tokenizers, samples; cached once passed) in the main process only, not in each SLURM job's
-    config.update(validate(config, preflight=workflow.is_main_process))
+try:
+    config.update(validate(config))
+    if workflow.is_main_process:  # not again in each SLURM job's own snakemake process
+        from kvstudy import preflight  # tokenizers and samples of every cell; cached once passed
+
+        print(preflight.summary(preflight.check(config)), file=sys.stderr)
 except ConfigError as e:
     sys.exit("\n".join(e.lines))
 
