@@ -49,7 +49,8 @@ def check(config: dict) -> dict:
         more = f" (and {n} more problem{'s' if n > 1 else ''}: kvstudy validate lists them)" if n else ""
         raise ConfigError(problems[0] + more, problems)
     report["seconds"] = time.perf_counter() - t0
-    preflight_cache.write(key, report)
+    # a hub model downloaded just now (config + tokenizer) is in the local cache from here on: keyed now
+    preflight_cache.write(key or preflight_cache.key(config), report)
     return {**report, "cached": False}
 
 
@@ -66,28 +67,27 @@ def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
         except ValueError as e:
             problems.append(f"config error: models.{name}.path: {e}")
     press_problems, n_press = _presses(config, kept, loaded)
-    file_problems = _missing_files(config, kept)
-    broken = {line.split(".")[1] for line in file_problems}  # their tasks: not built again, the same error per cell
-    task_problems, report = _tasks(config, [j for j in kept if j["task"] not in broken], loaded)
-    return problems + press_problems + file_problems + task_problems, {"models": len(loaded),
-                                                                        "press_checks": n_press, **report}
+    missing = _missing_files(config, kept)  # their tasks are not built: the same error in every cell
+    task_problems, report = _tasks(config, [j for j in kept if j["task"] not in missing], loaded)
+    problems += press_problems + list(missing.values()) + task_problems
+    return problems, {"models": len(loaded), "press_checks": n_press, **report}
 
 
 FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir")  # task parameters naming local data
 
 
-def _missing_files(config: dict, kept: list[dict]) -> list[str]:
-    """Local data files a task names that are not there (whatever the model: no tokenizer needed to say so)."""
+def _missing_files(config: dict, kept: list[dict]) -> dict[str, str]:
+    """task -> the line saying which local data file it names is not there (no tokenizer needed to say so)."""
     from kvstudy.tasks.sources import is_hub
 
-    problems = []
+    problems = {}
     for task in dict.fromkeys(j["task"] for j in kept):
         for key in FILE_PARAMS:
             value = config["tasks"][task].get(key, "")
             hub = key in ("source", "demo_source") and is_hub(value)
             if value and not hub and not Path(value).expanduser().exists():
-                problems.append(f"config error: tasks.{task}.{key}: {value}: no such file (relative paths are read "
-                                f"from {Path.cwd()})")
+                problems[task] = (f"config error: tasks.{task}.{key}: {value}: no such file (relative paths are read "
+                                  f"from {Path.cwd()})")
                 break
     return problems
 
