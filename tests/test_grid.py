@@ -59,3 +59,22 @@ def test_variant_options_expand_like_parameters(study):
                          "query_aware": [False, True]}]
     names = [v["press"] for v in variants(validate(study))]
     assert names == ["knorm-cr0.50", "knorm-cr0.50-qa", "knorm-cr0.50+int4", "knorm-cr0.50-qa+int4"]
+
+
+def test_an_exclude_entry_matches_when_every_key_does():
+    from kvstudy.grid import matches
+
+    job = {"model": "m", "task": "cwe", "length": 512, "seed": 0, "method": "snapkv", "press": "snapkv-cr0.90-ws16"}
+    assert matches({"task": "cwe", "length": [512, 1024]}, job)
+    assert not matches({"task": "cwe", "length": 1024}, job)  # one key that does not match: kept
+    assert matches({"press": "snapkv-cr0.9*"}, job) and matches({"press": ["knorm*", "*-ws16"]}, job)
+    assert not matches({"press": "snapkv"}, job)  # a glob matches the whole name
+    assert matches({"model": "m", "method": "snapkv", "seed": 0}, job)
+
+
+def test_excluded_jobs_leave_the_grid(study):
+    study["exclude"] = [{"task": "kv", "press": "snapkv-*"}]
+    config = validate(study)
+    kept, every = jobs(config), jobs(config, exclude=False)
+    assert len(every) - len(kept) == 2 * 4  # kv's snapkv variants at both lengths
+    assert {j["press"] for j in kept if j["task"] == "kv"} == {"no_press", "knorm-cr0.50"}

@@ -1,7 +1,9 @@
 """The paper-scale studies under studies/: each validates, its grid has the job count its header states, and
-`snakemake -n --configfile studies/X.yaml figures/all` schedules exactly those eval jobs (no GPU, no hub: a dry
-run reads no model and no data)."""
+`snakemake -n --configfile studies/X.yaml figures/all` schedules exactly those eval jobs (no GPU, no hub). The
+dry run's validation preflight reads each model's config and tokenizer and the study's data files: local
+stand-ins here (tests/standins.py: a fake hub cache, offline, and tests/data at the paths the study names)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, copy_workflow
+from standins import fake_hub, hub_models, place_data
 
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 
@@ -46,14 +49,22 @@ def n_trials(config) -> int:
     return len(trial_jobs(config))
 
 
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A fake hub cache with stand-ins of every hub model the studies name."""
+    return fake_hub(tmp_path_factory.mktemp("hub"), [r for p in STUDIES for r in hub_models(yaml.safe_load(p.read_text()))])
+
+
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
-def test_study_dry_runs_with_the_stated_job_count(path, tmp_path):
+def test_study_dry_runs_with_the_stated_job_count(path, tmp_path, hub):
     wd = copy_workflow(tmp_path)
     (wd / "studies").mkdir()
     (wd / "studies" / path.name).write_text(path.read_text())
+    place_data(yaml.safe_load(path.read_text()), wd)
     p = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "figures/all", "--cores", "1", "--configfile", f"studies/{path.name}"],
         cwd=wd, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"},
     )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", p.stdout, re.M))

@@ -214,3 +214,30 @@ def test_chat_template_wraps_synthetic_prompts_at_the_exact_length(kind):
     task.chat_template = "none"
     s = task.samples(tok, 1000, 0)[0]
     assert s.context_ids[0] == tok.bos_token_id and not tok.decode(s.question_ids).endswith("<|assistant|>\n")
+
+
+@pytest.mark.parametrize("kind", list(CASES) + ["countdown"])
+def test_resolved_says_which_vocabulary_the_samples_used(kind, tiny_tok, bpe):
+    """`Task.resolved`: what `vocab: auto` became for a tokenizer, the vocabulary the samples were written in."""
+    task = get_task(kind, {"n_samples": 1} | CASES.get(kind, {}))
+    assert task.resolved(bpe)["vocab"] == task.samples(bpe, 700, 0)[0].meta["vocab"] == "english"
+    assert task.resolved(tiny_tok)["vocab"] == "lexicon"
+    assert get_task(kind, {"vocab": "english"}).resolved(tiny_tok)["vocab"] == "english"  # set: kept as set
+
+
+@pytest.mark.parametrize("kind, key, value", [
+    ("ruler_niah", "value_type", "number"), ("ruler_niah", "key_type", "uuid"), ("ruler_niah", "haystack", "noises"),
+    ("vt", "haystack", "needle"), ("cwe", "vocab", "englsh"), ("json_kv", "vocab", "auto-detect"),
+])
+def test_a_value_outside_a_parameters_choices_is_refused_when_the_task_is_made(kind, key, value):
+    from kvstudy.tasks.base import TaskParamError
+
+    with pytest.raises(TaskParamError, match=f"^{value!r} is not one of") as e:
+        get_task(kind, {key: value})
+    assert e.value.key == key
+
+
+def test_cwe_too_short_says_how_many_tokens_it_needs(bpe):
+    with pytest.raises(ValueError, match=r"^length 512 is too short: the 10 common words x freq_common 30 alone take "
+                                         r"\d+ tokens of the \d+ this tokenizer leaves"):
+        get_task("cwe", {"n_samples": 1}).samples(bpe, 512, 0)

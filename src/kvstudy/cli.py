@@ -131,14 +131,21 @@ def cmd_tasks(a) -> None:
 
 
 def cmd_validate(a) -> None:
-    from kvstudy.config import load
+    from kvstudy import preflight
+    from kvstudy.config import ConfigError, load
     from kvstudy.grid import jobs
-
     from kvstudy.tuning import trial_jobs
 
-    config = load(a.config)
+    try:
+        config = load(a.config, preflight=False)
+        report = preflight.check(config)
+    except ConfigError as e:  # every problem the preflight found, one line each
+        sys.exit("\n".join(e.lines))
     trials = len(trial_jobs(config))
-    print(f"{a.config}: ok, {len(jobs(config))} eval jobs" + (f" + {trials} tuning trials" if trials else ""))
+    n, n_all = len(jobs(config)), len(jobs(config, exclude=False))
+    left_out = f" ({n_all - n} left out by exclude)" if n_all > n else ""
+    print(f"{a.config}: ok, {n} eval jobs{left_out}" + (f" + {trials} tuning trials" if trials else ""))
+    print(preflight.summary(report))
 
 
 def cmd_status(a) -> None:

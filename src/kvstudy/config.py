@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import jsonschema
@@ -17,7 +18,12 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 
 class ConfigError(ValueError):
-    """A bad study config; the message is one line naming the offending key."""
+    """A bad study config; the message is one line naming the offending key. Preflight (kvstudy.preflight) may find
+    several problems: `lines` holds each, one line apiece, the message is the first (and how many more)."""
+
+    def __init__(self, message: str, lines: list[str] | None = None):
+        super().__init__(message)
+        self.lines = lines or [message]
 
 
 def _where(path) -> str:
@@ -40,25 +46,54 @@ def _fill_defaults(config: dict, schema: dict) -> None:
             _fill_defaults(config[key], sub)
 
 
-def validate(config: dict, schema: dict | None = None) -> dict:
-    """Return the config with defaults filled in, or raise ConfigError naming the culprit."""
-    from kvstudy.models import resolve
-    from kvstudy.presses import PRESSES
-    from kvstudy.tasks import TASKS
+def validate(config: dict, schema: dict | None = None, preflight: bool = False) -> dict:
+    """Return the config with defaults filled in, or raise ConfigError naming the culprit.
 
+    With `preflight`, also load each model's config and tokenizer and build every task's samples at every length
+    (kvstudy.preflight), so that no job fails for a reason knowable before it starts; cached once passed."""
     schema = schema or load_schema()
     config = copy.deepcopy(config)
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if err is not None:
         msg = err.message.splitlines()[0]
         raise ConfigError(f"config error: {_where(err.absolute_path)}: {msg}")
+    figures_given = "figures" in config
     _fill_defaults(config, schema)
+    _check_models(config)
+    _check_tasks(config)
+    _check_presses(config)
+    _check_searches(config)  # press hyper-parameter searches (kvstudy.tuning)
+    _check_exclude(config)
+
+    from kvstudy.grid import jobs
+    from kvstudy.plots.specs import drawable, resolve as resolve_figures
+
+    kept = jobs(config)
+    if not figures_given:  # the default figures: those this study can draw
+        config["figures"] = drawable(config, kept)
+    try:
+        resolve_figures(config, kept)
+    except ValueError as e:
+        raise ConfigError(f"config error: {e}") from None
+    if preflight:
+        from kvstudy.preflight import check
+
+        check(config)
+    return config
+
+
+def _check_models(config: dict) -> None:
+    from kvstudy.models import resolve
 
     for name, m in config["models"].items():
         try:
             resolve(m["path"])
         except ValueError as e:
             raise ConfigError(f"config error: models.{name}.path: {e}") from None
+
+
+def _check_tasks(config: dict) -> None:
+    from kvstudy.tasks import TASKS
 
     for name, t in config["tasks"].items():
         kind = t.get("kind", name)
@@ -68,7 +103,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         for key in t:
             if key != "kind" and key not in known:
                 raise ConfigError(f"config error: tasks.{name}.{key}: task {kind!r} has no parameter {key!r}")
-        try:  # parameters a task checks itself (a scorer name, a LongProc subtask)
+        try:  # parameters a task checks itself (a scorer name, a LongProc subtask, a vocab)
             TASKS[kind](**{k: v for k, v in t.items() if k != "kind"})
         except (ValueError, TypeError) as e:
             # a TaskParamError names its parameter; "param: why" also points at it (tasks.cite.judge: ...)
@@ -81,9 +116,14 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                 where = f"tasks.{name}: {e}"
             raise ConfigError(f"config error: {where}") from None
 
-    from kvstudy.presses import VARIANT_OPTIONS
-    from kvstudy.presses.variant import check_options, split_options
 
+def _check_presses(config: dict) -> None:
+    from kvstudy.grid import variants
+    from kvstudy.presses import PRESSES, VARIANT_OPTIONS
+    from kvstudy.presses.variant import check_options, split_options
+    from kvstudy.tasks import TASKS
+
+    ppl = [n for n, t in config["tasks"].items() if getattr(TASKS[t.get("kind", n)], "kind", "") == "perplexity"]
     for i, p in enumerate(config["presses"]):
         method = p["method"]
         if method not in PRESSES:
@@ -98,9 +138,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
-        from kvstudy.grid import variants as _variants
-
-        for v in _variants({"presses": [p]}):  # values no schema can check (wrapped press names, files, combos)
+        for v in variants({"presses": [p]}):  # values no schema can check (wrapped press names, files, combos)
             press_params, options = split_options(v["params"])
             try:
                 check_options(method, options)
@@ -108,7 +146,6 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                     spec.check_values({**spec.defaults, **press_params})
             except ValueError as e:
                 raise ConfigError(f"config error: presses[{i}].{e}") from None
-            ppl = [n for n, t in config["tasks"].items() if getattr(TASKS[t.get("kind", n)], "kind", "") == "perplexity"]
             if options["query_aware"] and ppl:
                 raise ConfigError(f"config error: presses[{i}].query_aware: task {ppl[0]!r} (perplexity) has no "
                                   "question to show the press")
@@ -117,24 +154,41 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                     if m.get("attn_implementation") == "eager":
                         raise ConfigError(f"config error: models.{name}.attn_implementation: press {method!r} "
                                           "masks keys per head, which kvpress cannot do with eager attention")
-
-    from kvstudy.plots.specs import resolve as resolve_figures
-
-    try:
-        resolve_figures(config)
-    except ValueError as e:
-        raise ConfigError(f"config error: {e}") from None
-
-    _check_searches(config)  # press hyper-parameter searches (kvstudy.tuning)
-
-    from kvstudy.grid import variants
-
-    seen: dict[str, int] = {}
+    seen: set[str] = set()
     for v in variants(config):
         if v["press"] in seen:
             raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
-        seen[v["press"]] = 1
-    return config
+        seen.add(v["press"])
+
+
+def _check_exclude(config: dict) -> None:
+    """Each `exclude:` entry names the study's own models, tasks, lengths, seeds, methods and variants, and leaves
+    out at least one job; none touches a searched press (its dev-split trials are not left out with it)."""
+    from kvstudy.grid import _as_list, jobs, matches, variants
+
+    vs = variants(config)
+    known = {"model": list(config["models"]), "task": list(config["tasks"]), "length": config["lengths"],
+             "seed": config["seeds"], "method": list(dict.fromkeys(v["method"] for v in vs))}
+    for i, entry in enumerate(config["exclude"]):
+        for key, want in entry.items():
+            for w in _as_list(want):
+                if key == "press" and not any(fnmatchcase(v["press"], str(w)) for v in vs):
+                    raise ConfigError(f"config error: exclude[{i}].press: {w!r} matches no press variant of this "
+                                      f"study (e.g. {', '.join(v['press'] for v in vs[:4])})")
+                if key != "press" and w not in known[key]:
+                    shown = ", ".join(map(str, known[key]))
+                    raise ConfigError(f"config error: exclude[{i}].{key}: {w!r} is not a {key} of this study ({shown})")
+        on_variants = {k: entry[k] for k in ("method", "press") if k in entry}
+        hit = [v for v in vs if matches(on_variants, v)]
+        if not hit:
+            raise ConfigError(f"config error: exclude[{i}]: no press variant is both {on_variants} (it leaves out "
+                              "no job)")
+        tuned = [v["press"] for v in hit if "tuning" in v]
+        if tuned:
+            raise ConfigError(f"config error: exclude[{i}]: leaves out jobs of the tuned variant {tuned[0]!r}; "
+                              "a searched press's dev-split trials cannot be left out (drop the entry or the search)")
+    if config["exclude"] and not jobs(config):
+        raise ConfigError("config error: exclude: leaves out every job of the study")
 
 
 def _check_searches(config: dict) -> None:
@@ -153,11 +207,12 @@ def _check_searches(config: dict) -> None:
         raise ConfigError("config error: figures: tuning_sweep needs a press with a search: block")
 
 
-def load(path: str | Path) -> dict:
+def load(path: str | Path, preflight: bool = False) -> dict:
+    """The validated config of a study file (`kvstudy status`; `kvstudy validate` runs the preflight after it)."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config error: {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config error: {path}: expected a mapping at the top level")
-    return validate(raw)
+    return validate(raw, preflight=preflight)

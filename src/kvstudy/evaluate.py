@@ -177,6 +177,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         "schema_version": SCHEMA_VERSION,
         "job": {k: job[k] for k in JOB_KEYS}
         | {"chat_template": task.chat_template}
+        | {"task_resolved": task.resolved(tokenizer)}  # what the task was on this model (vocab: auto resolved)
         | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
         "status": status,
         "error": error,

@@ -5,6 +5,7 @@ No file is read here: the DAG of a 10,000-job study must build in seconds.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import re
 
@@ -66,8 +67,36 @@ def variants(config: dict) -> list[dict]:
     return out
 
 
-def jobs(config: dict) -> list[dict]:
-    """Every eval job of the study: model x task x length x press variant x seed."""
+# the job fields an `exclude:` entry can name (`press`: a shell glob over variant slugs; `method`: the press method)
+EXCLUDE_KEYS = ("model", "task", "length", "seed", "method", "press")
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def matches(entry: dict, job: dict) -> bool:
+    """Whether one `exclude:` entry leaves `job` out: every key it names matches (a value, or one of a list)."""
+    for key, want in entry.items():
+        have = job[key]
+        if key == "press":
+            if not any(fnmatch.fnmatchcase(have, str(g)) for g in _as_list(want)):
+                return False
+        elif key in ("length", "seed"):
+            if int(have) not in {int(w) for w in _as_list(want)}:
+                return False
+        elif str(have) not in {str(w) for w in _as_list(want)}:
+            return False
+    return True
+
+
+def excluded(job: dict, entries: list[dict]) -> bool:
+    return any(matches(e, job) for e in entries)
+
+
+def jobs(config: dict, exclude: bool = True) -> list[dict]:
+    """Every eval job of the study: model x task x length x press variant x seed, less the combinations the
+    study's `exclude:` entries leave out (all of them with `exclude=False`)."""
     from kvstudy.tasks import TASKS
     from kvstudy.tasks.base import stop_words
 
@@ -75,28 +104,29 @@ def jobs(config: dict) -> list[dict]:
     # what each task's jobs really use, so the raw result says so and a change of either reruns them
     stops = {task: stop_words(TASKS.get(t.get("kind", task)), default) for task, t in config["tasks"].items()}
     vs = variants(config)
+    entries = (config.get("exclude") or []) if exclude else []
     out = []
     for (model, m), (task, t), length, v, seed in itertools.product(
         config["models"].items(), config["tasks"].items(), config["lengths"], vs, config.get("seeds", [0])
     ):
-        out.append(
-            {
-                "model": model,
-                "model_path": m["path"],
-                "dtype": m.get("dtype", "auto"),
-                "attn_implementation": m.get("attn_implementation", "sdpa"),
-                # only when set: a new default key would change every job's params and rerun existing results
-                **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
-                **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
-                "task": task,
-                "task_kind": t.get("kind", task),
-                "task_params": {k: x for k, x in t.items() if k != "kind"},
-                "length": int(length),
-                "seed": int(seed),
-                "stop_words": stops[task],
-                **v,
-            }
-        )
+        job = {
+            "model": model,
+            "model_path": m["path"],
+            "dtype": m.get("dtype", "auto"),
+            "attn_implementation": m.get("attn_implementation", "sdpa"),
+            # only when set: a new default key would change every job's params and rerun existing results
+            **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
+            **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
+            "task": task,
+            "task_kind": t.get("kind", task),
+            "task_params": {k: x for k, x in t.items() if k != "kind"},
+            "length": int(length),
+            "seed": int(seed),
+            "stop_words": stops[task],
+            **v,
+        }
+        if not (entries and excluded(job, entries)):
+            out.append(job)
     return out
 
 

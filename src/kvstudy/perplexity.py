@@ -160,7 +160,7 @@ def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dic
         }
     return {
         "schema_version": SCHEMA_VERSION,
-        "job": {k: job[k] for k in JOB_KEYS},
+        "job": {k: job[k] for k in JOB_KEYS} | {"task_resolved": task.resolved(tokenizer)},
         "status": status,
         "error": error,
         "quality": {"metric": "perplexity", "score": ppl, "n": len(rows), "higher_is_better": False,

@@ -13,8 +13,12 @@ from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
 try:
     config.update(validate(config))
+    if workflow.is_main_process:  # not again in each SLURM job's own snakemake process
+        from kvstudy import preflight  # tokenizers and samples of every cell; cached once passed
+
+        print(preflight.summary(preflight.check(config)), file=sys.stderr)
 except ConfigError as e:
-    sys.exit(str(e))
+    sys.exit("\n".join(e.lines))
 
 envvars:
     "PATH",
@@ -121,4 +125,4 @@ def config_json(wildcards):
 
 def study_json(wildcards):
     """The resolved config, so `kvstudy aggregate` reads exactly this study's raw results."""
-    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval")})
+    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude")})

@@ -47,3 +47,63 @@ def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa"
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(where)
     return model, tokenizer
+
+
+# --- config and tokenizer without weights (config validation's preflight, kvstudy.preflight) ------------------
+
+HUB_TIMEOUT = 10  # seconds the hub gets to say whether it has a model that is not in the local cache
+
+
+def hub_snapshot(repo_id: str) -> str | None:
+    """The local hub cache's snapshot directory of `repo_id` (its `main` revision), None when it is not cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def locate(path: str) -> str:
+    """Where a model's config and tokenizer are read from: a local directory (built-in, local, or a hub id's
+    snapshot in the local hub cache), or the hub id itself once the hub has answered that it has it. Raises
+    ValueError in one line, quickly: a relative path that does not exist is not taken for a hub id when its first
+    folder is here, and a hub id that is not cached costs one request of at most HUB_TIMEOUT seconds (from_pretrained
+    would retry for over a minute per file before failing)."""
+    where = resolve(path)
+    if where != path or Path(path).expanduser().exists():
+        return where
+    snapshot = hub_snapshot(path)
+    if snapshot:
+        return snapshot
+    head = path.split("/")[0]
+    if Path(head).is_dir():
+        raise ValueError(f"{path!r} does not exist (./{head} is a local folder, so this is a local path, not a hub id)")
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(f"{path!r} is neither a local directory nor in the local hub cache ({constants.HF_HUB_CACHE}),"
+                         " and the hub is offline (HF_HUB_OFFLINE)")
+    try:
+        huggingface_hub.model_info(path, timeout=HUB_TIMEOUT)
+    except Exception as e:  # not found, gated, or no network: from_pretrained would fail the same way, slowly
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path!r} is neither a local directory nor in the local hub cache, and the hub does not "
+                         f"give it: {why}") from None
+    return path
+
+
+def load_config_tokenizer(path: str, config_overrides: dict | None = None):
+    """(config, tokenizer, where) of a model without its weights; `config_overrides` apply as in `load_model`.
+    Raises ValueError in one line naming what failed."""
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    where = locate(path)
+    try:
+        config = AutoConfig.from_pretrained(where, **(config_overrides or {}))
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except Exception as e:  # one line, whatever transformers raised (a missing tokenizer file, an unknown model type)
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: config or tokenizer cannot be loaded: {why}") from None
+    return config, tokenizer, where

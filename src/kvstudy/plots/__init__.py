@@ -15,6 +15,8 @@ plot).
 
 A figure may take options (`options`: name -> description): a study's `figures:` entry can then be a mapping
 `{figure: NAME, name: OUTPUT_NAME, OPTION: value, ...}` (see `kvstudy.plots.specs`); `build(tables, **options)`.
+A figure that needs something of the study (a press with a ratio, a task with needle depths) says so in `check`,
+asked when the config is validated, so a study whose figure cannot be drawn stops before its jobs run.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Figure:
     needs: tuple[str, ...]  # subset of TABLES
     build: Callable[..., "object"]  # (tables, **options) -> matplotlib Figure (not saved)
     options: dict[str, str] = field(default_factory=dict)  # option name -> description
+    # (the study's jobs from kvstudy.grid, the entry's options) -> why the study cannot draw it, or None
+    check: Callable[[list, dict], "str | None"] | None = None
 
     def draw(self, tables: dict[str, pd.DataFrame], out_stem: Path, options: dict | None = None) -> list[Path]:
         """Build the figure from `tables` and write `out_stem.pdf` and `out_stem.png`; returns both paths."""

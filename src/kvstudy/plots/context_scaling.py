@@ -128,6 +128,18 @@ def build(tables, methods=None, ratios=None):
     return fig
 
 
+def check(jobs, options):
+    """Lines over context length need two lengths; the options must name the study's methods and ratios."""
+    from kvstudy.plots.specs import unknown_values
+
+    if len({j["length"] for j in jobs}) < 2:
+        return "needs at least two context lengths (lengths:)"
+    return (unknown_values(options, "methods", {j["method"] for j in jobs})
+            or unknown_values(options, "ratios", {round(j["compression_ratio"], 6) for j in jobs},
+                              lambda r: round(float(r), 6)))
+
+
 register(Figure(NAME, "latency, throughput and peak memory vs context length per press variant; OOM lengths marked",
                 ("results",), build, options={"methods": "list of methods to show (default: all)",
-                                              "ratios": "list of compression ratios to show (default: all)"}))
+                                              "ratios": "list of compression ratios to show (default: all)"},
+                check=check))

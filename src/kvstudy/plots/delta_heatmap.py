@@ -113,5 +113,13 @@ def build(tables):
     return fig
 
 
+def check(jobs, options):
+    """Paired tests against no_press need both in one (model, task, length)."""
+    from kvstudy.plots.specs import baseline_pairs
+
+    return None if baseline_pairs(jobs) else ("needs a no_press baseline and a compressed variant of the same "
+                                              "model, task and length (its cells are paired tests against no_press)")
+
+
 register(Figure(NAME, "score difference to the baseline, variants x tasks per model x length, significance starred",
-                ("significance", "results"), build))
+                ("significance", "results"), build, check=check))

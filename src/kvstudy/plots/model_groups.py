@@ -133,5 +133,20 @@ def build(tables, groups=None):
     return fig
 
 
+def check(jobs, options):
+    """Two groups of the study's models, and a variant to compare with each model's own no_press score."""
+    from kvstudy.plots.specs import baseline_pairs
+
+    groups = options.get("groups") or {}
+    present = {groups[j["model"]] for j in jobs if j["model"] in groups}
+    if len(present) < 2:
+        return ("needs at least two model groups among the study's models (set models.<name>.group, or the "
+                f"figure's groups option; groups now: {', '.join(sorted(present)) or 'none'})")
+    if not any(model in groups for model, _, _ in baseline_pairs(jobs)):
+        return "needs a no_press baseline and a compressed variant of the same grouped model, task and length"
+    return None
+
+
 register(Figure(NAME, "score change vs own baseline against compression ratio, one line per model group",
-                ("results",), build, options={"groups": "model -> group (default: models.<m>.group in the config)"}))
+                ("results",), build, options={"groups": "model -> group (default: models.<m>.group in the config)"},
+                check=check))

@@ -178,5 +178,15 @@ def _fit_oom_labels(fig):
                 text.set_rotation(90)
 
 
+def check(jobs, options):
+    """Samples with a needle depth come from the tasks that place a needle (`Task.depths`)."""
+    from kvstudy.tasks import TASKS
+
+    if not any(getattr(TASKS.get(j["task_kind"]), "depths", False) for j in jobs):
+        with_depths = ", ".join(n for n, t in TASKS.items() if t.depths)
+        return f"needs a task whose samples have a needle depth ({with_depths})"
+    return None
+
+
 register(Figure(NAME, "needle depth x context length heatmap of mean score per press variant; OOM jobs marked",
-                ("samples", "results"), build))
+                ("samples", "results"), build, check=check))

@@ -293,5 +293,14 @@ def build(tables, average=False):
     return fig
 
 
+def check(jobs, options):
+    """The x axis is the compression ratio: a study of unratioed presses only (no_press, int4, ...) has none."""
+    if not any(j["compression_ratio"] > 0 for j in jobs):
+        methods = ", ".join(sorted({j["method"] for j in jobs}))
+        return f"needs a press with a compression_ratio (this study has {methods})"
+    return None
+
+
 register(Figure(NAME, "score vs compression ratio per task x length, one line per method", ("results",), build,
-                options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"}))
+                options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"},
+                check=check))

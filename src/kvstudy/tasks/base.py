@@ -44,11 +44,32 @@ class Task:
     # set per job from the model's config (`models.NAME.chat_template: auto | none`), not a task parameter
     chat_template: ClassVar[str] = "auto"
 
+    # parameters with a fixed set of values, checked when the task is made (config validation names the key)
+    param_choices: ClassVar[dict[str, tuple]] = {}
+    depths: ClassVar[bool] = False  # samples carry a needle depth (the niah_heatmap figure draws them)
+
     n_samples: int = 40
     max_new_tokens: int = 4
 
+    def __post_init__(self):
+        for key, allowed in self.param_choices.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise TaskParamError(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         raise NotImplementedError
+
+    def resolved(self, tokenizer) -> dict[str, Any]:
+        """Every parameter as the samples are built for `tokenizer`, 'auto' resolved (`vocab: auto` -> english or
+        lexicon): what the task is on that model. Each raw result records it (`job.task_resolved`); config
+        validation refuses a task entry that resolves differently on two models of a study."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out.get("vocab") == "auto":
+            from kvstudy.tasks.vocab import resolve_vocab
+
+            out["vocab"] = resolve_vocab(tokenizer, "auto").name
+        return out
 
     @classmethod
     def params(cls) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer
-from kvstudy.tasks.vocab import resolve_vocab
+from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
 
 @register
@@ -29,6 +29,7 @@ class CommonWords(Task):
     name = "cwe"
     metric = "string_match_all"
     description = "RULER common words extraction: the num_common most frequent words of a long list"
+    param_choices = {"vocab": VOCABS}
 
     max_new_tokens: int = 120
     vocab: str = "auto"
@@ -67,7 +68,9 @@ class CommonWords(Task):
                 return sum(len(enc(f" {w}")) for w in ws)
 
             if cost(items(0)) > budget:
-                raise ValueError(f"length {length} is too short for {self.num_common} words x {self.freq_common}")
+                raise ValueError(f"length {length} is too short: the {self.num_common} common words x freq_common "
+                                 f"{self.freq_common} alone take {cost(items(0))} tokens of the {budget} this tokenizer "
+                                 "leaves for the list (use a longer length, or lower num_common / freq_common)")
             lo, hi = 0, 1
             while cost(items(hi)) <= budget:
                 lo, hi = hi, hi * 2

@@ -18,7 +18,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer
-from kvstudy.tasks.vocab import resolve_vocab
+from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
 INSTRUCTIONS = (
     "Countdown: combine the given numbers with +, -, * and / (each number used exactly once, intermediate results"
@@ -83,6 +83,7 @@ class Countdown(Task):
     name = "countdown"
     metric = "countdown_solution"
     description = "LongProc countdown: reach a target with + - * / over 4 numbers, search shown (long output)"
+    param_choices = {"vocab": VOCABS}
     stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
 
     n_samples: int = 10

@@ -17,7 +17,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer
-from kvstudy.tasks.vocab import resolve_vocab
+from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
 
 @register
@@ -26,6 +26,7 @@ class FreqWords(Task):
     name = "fwe"
     metric = "string_match_all"
     description = "RULER frequent words extraction: the 3 most frequent words of a Zipf-distributed coded text"
+    param_choices = {"vocab": VOCABS}
 
     max_new_tokens: int = 50
     vocab: str = "auto"

@@ -74,6 +74,7 @@ class HelmetCite(HFTask):
     strip_thinking: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if self.alce_dataset not in INSTRUCTIONS:
             raise ValueError(f"alce_dataset: {self.alce_dataset!r} is not one of {', '.join(INSTRUCTIONS)}")
         if self.shots and not self.demo_file:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from kvstudy.tasks.base import Task
@@ -11,6 +12,8 @@ from kvstudy.tasks.sources import load_records
 
 @dataclass
 class HFTask(Task):
+    param_choices = {"truncation": ("middle", "left", "right")}
+
     n_samples: int = 100
     source: str = ""  # hub id (org/name) or local .jsonl / .json / .parquet / .csv file
     dataset_name: str = ""  # hub config name

@@ -36,6 +36,7 @@ class HFQA(HFTask):
     template: str = "{context}{question}"  # kvpress: the question follows the context directly
 
     def __post_init__(self):
+        super().__post_init__()
         if self.scorer not in METRICS:
             raise ValueError(f"scorer {self.scorer!r} is not a registered metric ({', '.join(METRICS)})")
         if self.scorer in EXECUTES_CODE:  # only behind an explicit opt-in (longproc pseudo_to_code)

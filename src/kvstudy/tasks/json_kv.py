@@ -16,7 +16,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, build_context
-from kvstudy.tasks.vocab import make_items, resolve_vocab
+from kvstudy.tasks.vocab import VOCABS, make_items, resolve_vocab
 
 
 @register
@@ -25,6 +25,8 @@ class JsonKV(Task):
     name = "json_kv"
     metric = "substring_exact_match"
     description = "HELMET json_kv: retrieve a uuid value by its key from a JSON object filling the context"
+    param_choices = {"vocab": VOCABS}
+    depths = True
 
     max_new_tokens: int = 48
     vocab: str = "auto"

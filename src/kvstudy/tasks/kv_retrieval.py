@@ -31,6 +31,7 @@ class KVRetrieval(Task):
     name = "kv_retrieval"
     metric = "string_match_all"
     description = "n_pairs key/value needles in a haystack; answer one key's value"
+    depths = True
 
     n_pairs: int = 32
     needle_template: str = "{value} {key}"

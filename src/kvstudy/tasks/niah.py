@@ -20,6 +20,7 @@ class NIAH(Task):
     name = "niah"
     metric = "string_match_all"
     description = "one key/value needle at an evenly spread depth in a filler haystack"
+    depths = True
 
     n_depths: int = 10
     needle_template: str = "{value} {key}"

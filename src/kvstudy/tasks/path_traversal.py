@@ -18,7 +18,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, build_context
-from kvstudy.tasks.vocab import resolve_vocab
+from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
 TRANSIT = ["bus", "train", "plane", "ferry"]
 INSTRUCTIONS = (
@@ -52,6 +52,7 @@ class PathTraversal(Task):
     name = "path_traversal"
     metric = "route_partial_accuracy"
     description = "LongProc path traversal: list every hop of the unique route between two cities (long output)"
+    param_choices = {"vocab": VOCABS}
     stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
 
     n_samples: int = 10

@@ -18,7 +18,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, build_context, pieces_ids
-from kvstudy.tasks.vocab import haystack, make_items, resolve_vocab
+from kvstudy.tasks.vocab import HAYSTACKS, ITEM_TYPES, VOCABS, haystack, make_items, resolve_vocab
 
 TYPE_NAMES = {"words": "words", "numbers": "numbers", "uuids": "uuids"}
 
@@ -33,6 +33,9 @@ class RulerNIAH(Task):
     name = "ruler_niah"
     metric = "string_match_all"
     description = "RULER niah (single/multikey/multivalue/multiquery; noise, words or needle haystack)"
+    param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS + ("needle",), "key_type": ITEM_TYPES,
+                     "value_type": ITEM_TYPES}
+    depths = True
 
     max_new_tokens: int = 64
     vocab: str = "auto"  # english | lexicon | auto (see tasks/vocab.py)

@@ -12,6 +12,14 @@ from pathlib import Path
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
+def is_hub(source: str) -> bool:
+    """Whether `source` names a hub dataset (read through `datasets`, maybe downloaded), not a local file: it is
+    no existing path and does not look like one (a file suffix, or ./ / ~ at the start)."""
+    path = Path(source).expanduser()
+    looks_local = path.suffix in _BUILDERS or path.suffix == ".txt" or source.startswith((".", "/", "~"))
+    return bool(source) and not path.exists() and not looks_local
+
+
 def load_records(
     source: str,
     name: str = "",
@@ -34,7 +42,7 @@ def load_records(
             raise ValueError(f"source {source}: unsupported file type {path.suffix!r} (use {', '.join(_BUILDERS)}, .txt)")
         ds = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
     else:
-        if path.suffix in _BUILDERS or source.startswith((".", "/", "~")):
+        if not is_hub(source):
             raise ValueError(f"source {source}: no such file")
         kwargs = {"trust_remote_code": True} if trust_remote_code else {}
         ds = datasets.load_dataset(

@@ -14,7 +14,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, build_context
-from kvstudy.tasks.vocab import haystack, make_items, resolve_vocab
+from kvstudy.tasks.vocab import HAYSTACKS, VOCABS, haystack, make_items, resolve_vocab
 
 
 def _var_names(rng, v, n: int) -> list[str]:
@@ -32,6 +32,8 @@ class VariableTracking(Task):
     name = "vt"
     metric = "string_match_all"
     description = "RULER variable tracking: find every variable assigned a value through a chain"
+    param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS}
+    depths = True
 
     max_new_tokens: int = 32
     vocab: str = "auto"

@@ -17,6 +17,9 @@ import numpy as np
 from kvstudy.tasks.haystack import LEXICON
 
 WORDS_FILE = Path(__file__).parent / "data" / "words.txt"
+VOCABS = ("auto", "english", "lexicon")
+HAYSTACKS = ("noise", "words")  # repeated sentences, random words (ruler_niah adds needle: distractor needles)
+ITEM_TYPES = ("words", "numbers", "uuids")
 # RULER's "noise" haystack (scripts/data/synthetic/niah.py)
 NOISE = ["The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again."]
 _PROBE = "The grass is green. What are the 10 most common words? 1234567890 - abcdef"
@@ -81,7 +84,8 @@ def make_items(rng: np.random.Generator, vocab: Vocab, kind: str, n: int, role: 
             raise ValueError(f"{n} distinct {role}s asked, the lexicon has {len(pool)}")
         return [str(x) for x in rng.choice(pool, size=n, replace=False)]
     if vocab.name != "english":
-        raise ValueError(f"{role}_type {kind!r} needs digits and letters; the lexicon vocabulary has only words (use {role}_type: words)")
+        raise ValueError(f"{role}_type {kind!r} needs digits and letters; vocab is lexicon (this tokenizer cannot "
+                         f"encode English: it is word-level), whose items are words only (use {role}_type: words)")
     if kind == "numbers":
         return [str(x) for x in rng.choice(np.arange(1_000_000, 10_000_000), size=n, replace=False)]
     if kind == "uuids":
