@@ -9,15 +9,27 @@ from pathlib import Path
 
 
 def cmd_eval(a) -> None:
+    """Run one job and write its raw result. A job that raises writes a `status: "failed"` result instead (its
+    traceback in the log, kvstudy.failed) and exits 0, so Snakemake keeps it and the rest of the study builds."""
+    import traceback
+
     from kvstudy.evaluate import run_job, write_atomic
+    from kvstudy.measure import now_iso
 
-    job = json.loads(a.job)
-    if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
-        from kvstudy.tuning import apply_choice
+    job, started = json.loads(a.job), now_iso()
+    try:
+        if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
+            from kvstudy.tuning import apply_choice
 
-        job = apply_choice(job)
-    result = run_job(job, threads=a.threads, device=a.device)
-    result["job"].update({k: job[k] for k in ("split", "tuning") if k in job})  # dev trial / tuned variant
+            job = apply_choice(job)
+        result = run_job(job, threads=a.threads, device=a.device)
+        result["job"].update({k: job[k] for k in ("split", "tuning") if k in job})  # dev trial / tuned variant
+    except Exception as e:  # noqa: BLE001 -- any error of the job is recorded; Ctrl-C and kills are not
+        from kvstudy.failed import failed_result
+
+        traceback.print_exc()
+        result = failed_result(job, e, a.device, started)
+        print(f"kvstudy eval: job failed, recorded as status failed in {a.out}: {result['error']}", file=sys.stderr)
     write_atomic(result, Path(a.out))
     q = result["quality"]
     print(f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}")
