@@ -155,12 +155,23 @@ def cmd_validate(a) -> None:
 
 def cmd_status(a) -> None:
     from kvstudy.config import load
-    from kvstudy.status import grid_status, render
-
-    config = load(a.config)
-    print(render(config, grid_status(config, Path(a.root))))
+    from kvstudy.status import grid_status, render, retry_failed
     from kvstudy.tuning import render_trial_status
 
+    config = load(a.config)
+    if a.retry_failed:  # the study's failed records and its failed tuning trials; logs stay
+        from kvstudy.grid import jobs, raw_path
+        from kvstudy.tuning import dev_raw_path, trial_jobs
+
+        paths = [raw_path(j) for j in jobs(config)] + [dev_raw_path(j) for j in trial_jobs(config)]
+        try:
+            removed = retry_failed(paths, Path(a.root))
+        except RuntimeError as e:
+            sys.exit(str(e))
+        for path in removed:
+            print(f"removed failed result {path}")
+        print(f"{len(removed)} failed result(s) removed; the next snakemake run computes them again\n")
+    print(render(config, grid_status(config, Path(a.root))))
     if any("search" in p for p in config["presses"]):  # hyper-parameter searches: where their trials stand
         print(render_trial_status(config, Path(a.root)))
 
@@ -259,9 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("config")
     s.set_defaults(fn=cmd_validate)
 
-    s = sub.add_parser("status", help="done / missing / oom / failed for every eval job of a study")
+    s = sub.add_parser("status", help="done / oom / failed / running / interrupted / missing for every eval job")
     s.add_argument("config")
     s.add_argument("--root", default=".", help="the directory snakemake runs in")
+    s.add_argument("--retry-failed", action="store_true",
+                   help="remove the failed results (logs stay) so that the next snakemake run computes them again")
     s.set_defaults(fn=cmd_status)
 
     s = sub.add_parser("train-tiny", help="train the built-in tiny retrieval model (deterministic from --seed)")
