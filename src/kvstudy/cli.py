@@ -96,7 +96,8 @@ def cmd_plot(a) -> None:
 def cmd_manifest(a) -> None:
     from kvstudy.plots.manifest import write_manifest
 
-    write_manifest([Path(p) for p in a.files], Path(a.out), Path(a.root))
+    study = {"study": a.study, "config_sha256": a.config_sha256} if a.config_sha256 else None
+    write_manifest([Path(p) for p in a.files], Path(a.out), Path(a.root), study)
 
 
 def cmd_tune(a) -> None:
@@ -244,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("files", nargs="+")
     s.add_argument("--out", required=True)
     s.add_argument("--root", default=".")
+    s.add_argument("--study", default="", help="the study's name, recorded in the manifest")
+    s.add_argument("--config-sha256", help="sha256 of the resolved config (kvstudy.report.config_digest)")
     s.set_defaults(fn=cmd_manifest)
 
     s = sub.add_parser("tune", help="choose a searched press's parameters from its dev-split trials")
