@@ -9,7 +9,8 @@ import pytest
 from kvstudy.pareto import non_dominated, pareto, write_pareto
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes",
-           "latency_seconds", "front_memory", "front_latency", "front_all", "higher_is_better", "phase", "effective_ratio"]
+           "latency_seconds", "front_memory", "front_latency", "front_all", "higher_is_better", "phase",
+           "effective_ratio"]
 
 
 def job(task, press, score, kv_bytes, ttft, seed=0, status="ok", model="m", length=1024):

@@ -5,16 +5,16 @@
   higher-is-better tasks are shown x 100. A cell is marked where the paired test against the baseline is
   significant after Holm in every seed (and all seeds agree on the direction): "better" / "worse" in the CSV's
   `<task>_mark` column, an up / down arrow in LaTeX.
-- `summary_memory`: per (model, press variant) and context length: KV-cache MiB after prefill (mean over tasks and
-  seeds), its saving against the baseline in %, the % of KV tokens kept (where results.csv has
+- `summary_memory`: per (model, press variant) and context length: KV-cache MiB held (mean over tasks and seeds),
+  its saving against the baseline's cache in the same cells in %, the % of KV tokens kept (where results.csv has
   `kv_fraction_kept`; masking presses keep few tokens but free no bytes) and peak device memory in GB.
 - `summary_throughput`: per (model, press variant) and context length: decode tokens/s and time to first token.
 
 A variant whose jobs all ran out of memory shows "OOM" (LaTeX) / an empty value marked "oom" (CSV), never a
 number; one whose jobs failed (and none is ok) shows "failed" / "failed" the same way. Decoding presses (which
 evict while generating) are placed at the cache they held at the end and compared with no_press's final cache
-(results.csv `kv_bytes_held`, `kv_bytes_reference`, `effective_ratio`: kvstudy.cache_held). LaTeX comes from pandas' Styler (booktabs rules via `hrules=True`), so nothing here formats TeX by hand
-except the cell text.
+(results.csv `kv_bytes_held`, `kv_bytes_reference`, `effective_ratio`: kvstudy.cache_held). LaTeX comes from
+pandas' Styler (booktabs rules via `hrules=True`), so nothing here formats TeX by hand except the cell text.
 """
 
 from __future__ import annotations
@@ -210,7 +210,8 @@ def score_latex(table: pd.DataFrame) -> str:
                                             names=["Model", "Length", "Press"])
     return _to_latex(cells, "Score by press variant and task (mean over seeds; $\\times 100$ for scores in [0, 1]). "
                      r"$\uparrow$/$\downarrow$: significantly better/worse than no press (paired test, Holm, "
-                     r"$p<0.05$, in every seed); OOM: out of memory; failed: the job raised (see results.csv).", "tab:score")
+                     r"$p<0.05$, in every seed); OOM: out of memory; failed: the job raised (see results.csv).",
+                     "tab:score")
 
 
 def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple[str, int]], caption: str, label: str) -> str:

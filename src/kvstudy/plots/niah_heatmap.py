@@ -180,7 +180,8 @@ def _fit_oom_labels(fig):
     for ax in fig.axes:
         column = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
         for text in ax.texts:
-            if text.get_gid() in ("oom-label", "failed-label") and text.get_window_extent(renderer).width > 0.8 * column:
+            lost = text.get_gid() in ("oom-label", "failed-label")
+            if lost and text.get_window_extent(renderer).width > 0.8 * column:
                 text.set_rotation(90)
 
 
