@@ -173,7 +173,7 @@ def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFram
 def aggregate(raw_paths: list[Path], out_dir: Path) -> None:
     """Read every raw result once and write the five tables of the contract into out_dir."""
     # Sorting the jobs first orders both tables without sorting the (large) samples frame.
-    loaded = sorted(((_load(Path(p)), Path(p)) for p in raw_paths), key=lambda rp: _job_order(rp[0]))
+    loaded = sorted(((_load(p), p) for p in map(Path, raw_paths)), key=lambda rp: _job_order(rp[0]))
     raws = [raw for raw, _ in loaded]
     for raw, path in loaded:
         if raw.get("status") == "failed":
