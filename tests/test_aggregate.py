@@ -16,11 +16,13 @@ RESULTS_COLUMNS = (
     "kv_tokens_kept, kv_tokens_full, kv_fraction_kept, kv_bytes, kv_bytes_full, peak_memory_bytes, "
     "peak_memory_kind, prefill_seconds, ttft_seconds, decode_tokens_per_second, total_seconds, "
     "kv_fraction_attended, kv_tokens_final, kv_bytes_final, params, device, "
-    "host, git_commit, kvstudy_version, higher_is_better"
+    "host, git_commit, kvstudy_version, higher_is_better, error, phase, kv_tokens_held, kv_bytes_held, "
+    "kv_bytes_reference, effective_ratio"
 ).split(", ")
 SAMPLES_COLUMNS = (
     "model, task, length, press, method, compression_ratio, seed, sample_id, score, prediction, references, "
-    "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds, higher_is_better"
+    "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds, higher_is_better, "
+    "nll, nll_sum, scored_tokens"
 ).split(", ")
 PAPER_COLUMNS = (
     "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec".split(",")
@@ -185,3 +187,65 @@ def test_higher_is_better_is_optional_and_defaults_to_true(tmp_path):
     assert not results.loc["ppl", "higher_is_better"]
     samples = read(tmp_path / "t", "samples.csv")
     assert samples.groupby("task")["higher_is_better"].all().to_dict() == {"niah": True, "ppl": False}
+
+
+def test_failed_job_is_a_row_with_its_error_and_no_number(tmp_path, capsys):
+    from kvstudy.failed import failed_result
+
+    job = {**raw_result("tova-cr0.50")["job"], "task_kind": "niah"}
+    failed = failed_result(job, RuntimeError("boom\nsecond line"), "cpu", "2026-01-01T00:00:00+00:00")
+    paths = write_raws(tmp_path, [raw_result("no_press"), failed])
+    aggregate(paths, tmp_path / "t")
+    res = read(tmp_path / "t", "results.csv").set_index("press")
+    row = res.loc["tova-cr0.50"]
+    assert row.status == "failed" and row.error == "RuntimeError: boom" and row.metric == "string_match_all"
+    assert row[["score", "n", "kv_bytes", "kv_bytes_held", "peak_memory_bytes", "ttft_seconds"]].isna().all()
+    assert pd.isna(res.loc["no_press", "error"])
+    assert "tova-cr0.50" not in set(read(tmp_path / "t", "samples.csv").press)
+    perf = read(tmp_path / "t", "performance.csv").set_index("technique")
+    assert perf.loc["tova-cr0.50", ["cache_size", "performance", "memory_gb"]].isna().all()
+    err = capsys.readouterr().err
+    assert f"aggregate: warning: failed job {paths[1]}: RuntimeError: boom" in err
+    assert err.count("failed job") == 1
+
+
+def _with_final(raw, kept, final, bytes_per_token=256):
+    raw["efficiency"].update(kv_tokens_kept=kept, kv_bytes=kept * bytes_per_token, kv_tokens_final=final,
+                             kv_bytes_final=final * bytes_per_token)
+    return raw
+
+
+def test_decoding_press_is_placed_at_the_cache_it_held_at_the_end(tmp_path, capsys):
+    """A decoding press keeps the full cache at prefill and evicts while generating: it is placed at its final
+    cache, compared with no_press's final cache of the same cell, at the fraction it really evicted."""
+    raws = [_with_final(raw_result("no_press"), 1024, 1030),
+            _with_final(raw_result("decoding-cr0.50"), 1024, 400),  # asked for 0.5, evicted 1 - 400/1030
+            _with_final(raw_result("snapkv-cr0.50"), 512, 518),
+            _with_final(raw_result("decoding-cr0.90", task="other"), 1024, 200)]  # no no_press in its cell
+    raws[1]["job"]["method"] = raws[3]["job"]["method"] = "decoding"
+    aggregate(write_raws(tmp_path, raws), tmp_path / "t")
+    res = read(tmp_path / "t", "results.csv").set_index(["task", "press"])
+    dec = res.loc[("niah", "decoding-cr0.50")]
+    assert dec.phase == "decoding" and dec.compression_ratio == 0.5
+    assert dec.kv_bytes_held == 400 * 256 and dec.kv_tokens_held == 400
+    assert dec.kv_bytes_reference == 1030 * 256
+    assert dec.effective_ratio == pytest.approx(1 - 400 / 1030)
+    snap = res.loc[("niah", "snapkv-cr0.50")]  # a prefill press: its cache after prefill, its nominal ratio
+    assert (snap.phase, snap.kv_bytes_held, snap.kv_bytes_reference, snap.effective_ratio) == (
+        "prefill", 512 * 256, 1024 * 256, 0.5)
+    alone = res.loc[("other", "decoding-cr0.90")]
+    assert pd.isna(alone.effective_ratio) and pd.isna(alone.kv_bytes_reference) and alone.kv_bytes_held == 200 * 256
+    assert "other/1024/decoding-cr0.90/seed0: decoding press without an ok no_press" in capsys.readouterr().err
+    perf = read(tmp_path / "t", "performance.csv").set_index(["task", "technique"])
+    assert perf.loc[("niah", "decoding-cr0.50"), "cache_size"] == 400
+
+
+def test_perplexity_samples_keep_their_nll(tmp_path):
+    raw = raw_result("no_press", task="ppl", scores=(12.5, 9.0))
+    raw["quality"] |= {"metric": "perplexity", "higher_is_better": False}
+    for s, nll in zip(raw["samples"], (2.5, 2.2)):
+        s.update(nll=nll, nll_sum=nll * 100, scored_tokens=100)
+    aggregate(write_raws(tmp_path, [raw, raw_result("no_press")]), tmp_path / "t")
+    samples = read(tmp_path / "t", "samples.csv").set_index(["task", "sample_id"])
+    assert samples.loc[("ppl", "00"), ["nll", "nll_sum", "scored_tokens"]].tolist() == [2.5, 250.0, 100]
+    assert samples.loc[("niah", "00"), ["nll", "nll_sum", "scored_tokens"]].isna().all()

@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
 import pandas as pd
 import pytest
 
 from conftest import ROOT, copy_workflow
+from kvstudy.plots import FIGURES
+from kvstudy.plots.style import paper_style
 
 pytestmark = pytest.mark.e2e
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -111,8 +115,23 @@ def test_report_builds(run):
     snakemake(run, "--report", "report.html")
     html = (run / "report.html").read_text(errors="ignore")
     assert "score_vs_ratio" in html
-    for words in ("Provenance", "summary_score.tex", "delta_heatmap", "eval jobs (1 model x 2 tasks"):
+    for words in ("Provenance", "summary_score.tex", "delta_heatmap", "Study <strong>e2e</strong>",
+                  "16 eval jobs in results.csv (1 model(s), 2 task(s), 4 press variant(s)): 16 ok"):
         assert words in html, words
+
+
+def test_report_without_the_study_config_stops_with_one_line(run):
+    """figures/all was built from .test/config.yaml (study e2e): a report made with the default study's config would
+    embed these figures under captions of the default study, so it stops, writing nothing."""
+    marker = (run / "results/raw/.missing").read_text()
+    p = subprocess.run([*SNAKEMAKE, "--report", "wrong.html"], cwd=run, capture_output=True, text=True)
+    assert p.returncode != 0 and not (run / "wrong.html").exists()
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("report: figures/all was built from study 'e2e'"), lines
+    assert "not from this config (study 'default'" in lines[0]
+    assert (run / "results/raw/.missing").read_text() == marker  # nothing rewritten: nothing reruns
+    again = snakemake(run, "-n", "figures/all")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_bad_config_stops_before_any_job(run, tmp_path):
@@ -155,21 +174,45 @@ def test_a_changed_task_reruns_only_its_jobs(run):
     assert p.stdout.count("reason: Params have changed since last execution") == 8
 
 
-def test_a_failing_job_costs_no_other_result(run):
+def test_a_failing_job_is_drawn_as_failed_and_retried_on_demand(run):
+    """A job that raises is a failed result: the study still reaches figures/all, the failure is named in the run's
+    output, left out of every number and drawn as failed; `kvstudy status --retry-failed` runs exactly it again."""
+    from kvstudy.plots import make_figure
+
     shutil.rmtree(run / "results/raw/tiny/niah/512")
     env = {**os.environ, "KVSTUDY_INJECT_FAIL": "snapkv-cr0.90"}
-    p = subprocess.run([*SNAKEMAKE, "figures/all", "--cores", "2", "--keep-going", "--configfile", ".test/config.yaml"],
+    p = subprocess.run([*SNAKEMAKE, "figures/all", "--cores", "2", "--configfile", ".test/config.yaml"],
                        cwd=run, capture_output=True, text=True, env=env)
     out = p.stdout + p.stderr
-    assert p.returncode != 0
-    assert "Error in rule eval" in out and "snapkv-cr0.90" in out  # the failure is named
-    raw = run / "results/raw/tiny/niah/512"
-    assert sorted(d.name for d in raw.iterdir() if (d / "seed0.json").exists()) == [
-        "no_press", "snapkv-cr0.50", "streaming_llm-cr0.90"
-    ]
-    assert "injected" in (run / "logs/eval/tiny/niah/512/snapkv-cr0.90/seed0.log").read_text()
-    snakemake(run, "figures/all")  # without the fault the rerun completes
-    assert (raw / "snapkv-cr0.90/seed0.json").exists()
+    assert p.returncode == 0, out[-3000:]
+    victim = "results/raw/tiny/niah/512/snapkv-cr0.90/seed0.json"
+    assert (f"aggregate: warning: failed job {victim}: RuntimeError: failure injected by KVSTUDY_INJECT_FAIL"
+            in out)
+    raw = json.loads((run / victim).read_text())
+    assert raw["status"] == "failed" and raw["quality"]["score"] is None and raw["samples"] == []
+    log = (run / "logs/eval/tiny/niah/512/snapkv-cr0.90/seed0.log").read_text()
+    assert "Traceback" in log and "injected" in log
+    res = pd.read_csv(run / "results/tables/results.csv")
+    row = res[(res.task == "niah") & (res.length == 512) & (res.press == "snapkv-cr0.90")].iloc[0]
+    assert row.status == "failed" and row.error.startswith("RuntimeError: failure injected") and pd.isna(row.score)
+    assert (res.status == "ok").sum() == len(res) - 1
+    sig = pd.read_csv(run / "results/analysis/significance.csv")
+    assert len(sig) == 3 * 2 * 2 - 1  # the failed cell has no test
+    assert "failed" in (run / "results/tables/summary_score.tex").read_text()
+    assert (run / "figures/all").stat().st_mtime > (run / victim).stat().st_mtime
+    with paper_style():
+        fig = FIGURES["score_vs_ratio"].build({"results": pd.read_csv(run / "results/tables/results.csv")})
+    gids = [ln.get_gid() for ax in fig.axes if ax.get_title().startswith("NIAH · 512") for ln in ax.get_lines()]
+    assert "failed:snapkv" in gids
+    make_figure("delta_heatmap", run / "results/tables", run / "results/analysis", run / "failed_delta")
+
+    status = subprocess.run([sys.executable, "-m", "kvstudy.cli", "status", ".test/config.yaml", "--retry-failed"],
+                            cwd=run, capture_output=True, text=True)
+    assert f"removed failed result {victim}" in status.stdout, status.stdout + status.stderr
+    assert not (run / victim).exists() and "failed=0 (F)" in status.stdout
+    again = snakemake(run, "figures/all")  # without the fault: exactly that job runs again
+    assert (again.stdout + again.stderr).count("rule eval:") == 1
+    assert json.loads((run / victim).read_text())["status"] == "ok"
 
 
 def test_killed_eval_leaves_nothing_downstream_accepts(run, tmp_path):
@@ -195,12 +238,56 @@ def test_killed_eval_leaves_nothing_downstream_accepts(run, tmp_path):
     assert _json.loads(out.read_text())["status"] == "ok"
 
 
-def test_local_profile_makes_gpus_a_resource(run):
+def _eval_resources(run, config):
     p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--profile", "profiles/local",
-                        "--configfile", ".test/config.yaml"], cwd=run, capture_output=True, text=True)
+                        "--configfile", config], cwd=run, capture_output=True, text=True)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
     blocks = out.split("\n\n")
     evals = [b for b in blocks if "rule eval:" in b]
-    assert evals and all("gpu=1" in b for b in evals)  # one GPU each: eval jobs never share a GPU
-    assert not any("gpu=1" in b for b in blocks if "rule aggregate:" in b)
+    assert len(evals) == 16
+    return evals, [b for b in blocks if "rule aggregate:" in b]
+
+
+def test_local_profile_shares_no_gpu_and_runs_cpu_jobs_on_every_core(run):
+    """eval.device auto on this CPU-only machine: eval jobs request no GPU, so `cores: all` runs as many at a time
+    as there are cores; eval.device cuda: each requests one of the profile's GPUs, so they never share one."""
+    from kvstudy.resources import has_gpu
+
+    evals, _ = _eval_resources(run, ".test/config.yaml")
+    assert all("gpu=" not in b for b in evals) == (not has_gpu())
+    cfg = (run / ".test/config.yaml").read_text()
+    (run / ".test/cuda.yaml").write_text(cfg + "eval: {device: cuda}\n")
+    evals, aggregate = _eval_resources(run, ".test/cuda.yaml")
+    assert all("gpu=1" in b for b in evals)  # one GPU each: eval jobs never share a GPU
+    assert not any("gpu=1" in b for b in aggregate)
+
+
+def test_status_sees_a_running_job_and_an_interrupted_one(run):
+    """Snakemake 9's own incomplete markers and locks, as kvstudy status reads them: a job it runs is "running";
+    after the run is interrupted (Ctrl-C) it is "interrupted"."""
+    import signal
+    import time
+
+    cfg = (run / ".test/config.yaml").read_text()
+    slow = "  slow:\n    kind: kv_retrieval\n    n_samples: 2000\n    n_pairs: 16\n"  # 8 new jobs of minutes each
+    (run / ".test/slow.yaml").write_text(cfg.replace("lengths:", slow + "lengths:"))
+    proc = subprocess.Popen([*SNAKEMAKE, "figures/all", "--cores", "1", "--configfile", ".test/slow.yaml"], cwd=run,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        seen = ""
+        for _ in range(120):  # the DAG build takes ~10 s here; the slow job then runs for minutes
+            time.sleep(1)
+            seen = subprocess.run([sys.executable, "-m", "kvstudy.cli", "status", ".test/slow.yaml"], cwd=run,
+                                  capture_output=True, text=True).stdout
+            if "running=1 (R)" in seen:
+                break
+        assert "running=1 (R)" in seen, seen
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    after = subprocess.run([sys.executable, "-m", "kvstudy.cli", "status", ".test/slow.yaml"], cwd=run,
+                           capture_output=True, text=True).stdout
+    assert "running=0 (R)" in after and "interrupted=1 (I)" in after and "missing=7 (-)" in after, after

@@ -117,13 +117,20 @@ def test_delta_heatmap_values_stars_and_oom(tables):
         plt.close(fig)
 
 
+def _job_delta(results, press, task, length):
+    """Mean over seeds of variant - no_press job scores (results.csv) in one cell."""
+    r = results[(results.task == task) & (results.length == length)].set_index(["press", "seed"])["score"]
+    return float((r.loc[press] - r.loc["no_press"]).mean())
+
+
 def test_delta_heatmap_flips_sign_for_lower_is_better(tables):
-    flipped = tables["significance"].assign(higher_is_better=False)
-    fig = _build("delta_heatmap", {**tables, "significance": flipped})
+    flipped = tables["results"].assign(higher_is_better=False)
+    fig = _build("delta_heatmap", {**tables, "results": flipped})
     try:
         sig = tables["significance"]
         cell = sig[(sig.press == "knorm-cr0.90") & (sig.task == "niah") & (sig.length == 1024)]
-        assert f"{-cell['diff'].mean():+.2f}" + ("*" if cell["significant"].all() else "") in _texts(fig)
+        delta = -_job_delta(tables["results"], "knorm-cr0.90", "niah", 1024)
+        assert f"{delta:+.2f}" + ("*" if cell["significant"].all() else "") in _texts(fig)
     finally:
         plt.close(fig)
 
@@ -251,5 +258,186 @@ def test_score_vs_ratio_with_perplexity_labels_real_values_upside_down():
         assert ((y >= 0) & (y <= 1)).all() and y[0] > y[-1]  # ppl 10 (the baseline) high, ppl 30 low
         labels = [float(t.get_text()) for t in ax.get_yticklabels()]
         assert labels[0] > 30 and labels[-1] < 10  # real perplexities, decreasing upwards
+    finally:
+        plt.close(fig)
+
+
+# --- holes, no OOM, failed cells: every figure builds and draws what is missing honestly -----------------------
+
+FAILED_EVERYWHERE = "tova-cr0.50"  # every job of this variant raised (status "failed")
+FAILED_CELL = ("snapkv-cr0.50", "niah", 2048)  # and these jobs (both seeds)
+GROUPS = {"m": "base", "r": "reasoning"}
+
+
+def _with_depth(samples):
+    i = samples["sample_id"].astype(int)
+    return samples.assign(depth=(i + 0.5) / (i.max() + 1))
+
+
+def _case(kind):
+    """samples, results, pareto, significance for one scenario: "holes" (a press missing on a task, a length missing
+    on a task, a second model with fewer presses), "no_oom" (no job ran out of memory: every CPU run) or "failed"
+    (some jobs failed)."""
+    samples = _with_depth(_samples(models=("m", "r")))
+    results = _results(samples, models=("m", "r"))
+    if kind == "holes":
+        drop = lambda d: (((d.press == "snapkv-cr0.90") & (d.task == "kv"))  # noqa: E731
+                          | ((d.task == "niah") & (d.length == 2048)) | ((d.model == "r") & d.press.str.startswith("knorm")))
+        samples, results = samples[~drop(samples)], results[~drop(results)]
+    if kind == "no_oom":
+        results = results[results.status != "oom"]
+    if kind == "failed":
+        failed = [{"model": m, "task": t, "length": n, "press": FAILED_EVERYWHERE, "method": "tova",
+                   "compression_ratio": 0.5, "seed": s, "status": "failed", "params": "{}",
+                   "error": "RuntimeError: boom"}
+                  for m in ("m", "r") for t in ("niah", "kv") for n in (1024, 2048) for s in (0, 1)]
+        press, task, length = FAILED_CELL
+        cell = lambda d: (d.press == press) & (d.task == task) & (d.length == length)  # noqa: E731
+        results = results.copy()
+        results.loc[cell(results), ["status", "score", "kv_bytes", "ttft_seconds", "decode_tokens_per_second",
+                                    "peak_memory_bytes"]] = ["failed", np.nan, np.nan, np.nan, np.nan, np.nan]
+        samples = samples[~cell(samples)]
+        results = pd.concat([results, pd.DataFrame(failed)], ignore_index=True)
+    results = results.reset_index(drop=True)
+    return {"samples": samples.reset_index(drop=True), "results": results, "pareto": pareto(results),
+            "significance": significance(samples)}
+
+
+def _sweep_case(kind):
+    results = _sweep_results()
+    if kind == "holes":
+        results = results[~((results.task == "kv") & results.press.str.contains("-ws16-"))]
+    if kind == "no_oom":
+        results = results[results.status != "oom"]
+    if kind == "failed":
+        results = results.copy()
+        results.loc[results.press.str.startswith("snapkv-cr0.9-ws32-"), ["status", "score"]] = ["failed", None]
+    return {"results": results.reset_index(drop=True)}
+
+
+FIGURE_OPTIONS = {"model_groups": {"groups": GROUPS}, "score_vs_ratio": {"average": True}}
+
+
+def _everything_drawn(fig) -> str:
+    """Every text, tick label, axis label, legend entry and line gid of a figure, as one string."""
+    parts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        parts += [t.get_text() for t in ax.texts] + [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        parts += [t.get_text() for t in ax.get_yticklabels() + ax.get_xticklabels()]
+        parts += [ln.get_gid() or "" for ln in ax.get_lines()] + [p.get_gid() or "" for p in ax.patches]
+    parts += [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("kind", ["holes", "no_oom", "failed"])
+@pytest.mark.parametrize("name", sorted(set(FIGURES) - {"tuning_sweep"}))
+def test_every_figure_builds_with_holes_without_oom_and_with_failed_cells(name, kind, tmp_path):
+    tables = _sweep_case(kind) if name == "sweep_heatmap" else _case(kind)
+    options = FIGURE_OPTIONS.get(name, {})
+    _check(FIGURES[name].draw(tables, tmp_path / name, options))
+    fig = _build(name, tables, **options)
+    try:
+        drawn = _everything_drawn(fig)
+        if kind == "failed":
+            assert "failed" in drawn, name  # drawn as failed, like OOM cells
+        if kind == "no_oom":
+            assert "OOM" not in drawn and "oom" not in drawn, name
+    finally:
+        plt.close(fig)
+
+
+def test_model_groups_without_any_oom_job():
+    """Issue 14: model_groups raised KeyError "None of [Index(['method', 'family'])]" whenever no job ran out of
+    memory, i.e. on every CPU run."""
+    results = _results(_samples(models=("a", "b")), models=("a", "b"))
+    results = results[results.status == "ok"]
+    fig = _build("model_groups", {"results": results}, groups={"a": "base", "b": "reasoning"})
+    try:
+        gids = {ln.get_gid() for ax in fig.axes for ln in ax.get_lines() if ln.get_gid()}
+        assert {"group:base:knorm", "group:reasoning:knorm"} <= gids
+    finally:
+        plt.close(fig)
+
+
+def test_failed_variant_is_a_black_cross_apart_from_oom():
+    tables = _case("failed")
+    fig = _build("score_vs_ratio", tables)
+    try:
+        ax = next(a for a in fig.axes if a.get_title().startswith("NIAH") and "2K" in a.get_title()
+                  and a.get_title().endswith("m · 2K tokens"))
+        gids = [ln.get_gid() for ln in ax.get_lines() if ln.get_gid()]
+        assert "failed:tova" in gids and "failed:snapkv" in gids and "oom:knorm" in gids
+        crosses = {ln.get_gid(): to_hex(ln.get_markeredgecolor()) for ln in ax.get_lines()
+                   if (ln.get_gid() or "").endswith("-cross:tova") or (ln.get_gid() or "").endswith("-cross:knorm")}
+        assert crosses == {"failed-cross:tova": "#000000", "oom-cross:knorm": "#d00000"}
+        assert ax.get_yticklabels()[0].get_text() == "OOM / failed"
+        line = next(ln for ln in ax.get_lines() if ln.get_gid() == "score:snapkv")
+        assert 0.5 not in list(line.get_xdata())  # no score where the jobs failed
+        legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+        assert "OOM (out of memory)" in legend and "failed (job error, see results.csv)" in legend
+    finally:
+        plt.close(fig)
+    fig = _build("delta_heatmap", tables)
+    try:
+        gids = [p.get_gid() for ax in fig.axes for p in ax.patches]
+        # tova: models x tasks x lengths; snapkv 0.50 at niah 2K: one per model; knorm 0.90 at 2K: models x tasks
+        assert gids.count("failed-cell") == 2 * 2 * 2 + 2 and gids.count("oom-cell") == 2 * 2
+    finally:
+        plt.close(fig)
+
+
+def _decoding_results():
+    """One cell: no_press, a prefill press, and a decoding press asked for 0.5 that evicted 30 % by the end
+    (results.csv columns of kvstudy.cache_held)."""
+    rows = [("no_press", "no_press", 0.0, "prefill", 0.0, 1.0, 1000), ("knorm-cr0.75", "knorm", 0.75, "prefill", 0.75,
+                                                                       0.6, 250),
+            ("decoding-cr0.50-pknorm", "decoding", 0.5, "decoding", 0.3, 0.9, 700)]
+    return pd.DataFrame([{"model": "m", "task": "niah", "length": 1024, "press": p, "method": m, "compression_ratio": r,
+                          "seed": 0, "status": "ok", "score": s, "kv_bytes": 1000 if ph == "decoding" else b,
+                          "kv_bytes_held": b, "phase": ph, "effective_ratio": e, "ttft_seconds": 0.01}
+                         for p, m, r, ph, e, s, b in rows])
+
+
+def test_decoding_press_is_drawn_at_the_ratio_and_memory_it_really_held():
+    results = _decoding_results()
+    fig = _build("score_vs_ratio", {"results": results})
+    try:
+        line = next(ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "score:decoding-pknorm")
+        assert list(np.round(line.get_xdata(), 6)) == [0.0, 0.3]  # measured, not the nominal 0.5
+    finally:
+        plt.close(fig)
+    fig = _build("pareto_memory", {"pareto": pareto(results), "results": results})
+    try:
+        ax = fig.axes[0]
+        xs = sorted(round(float(x)) for c in ax.collections for x, _ in c.get_offsets())  # unit: B
+        assert xs == [250, 700, 1000]  # bytes held; the decoding press is not at its full prefill cache
+        labels = [t.get_text() for t in ax.texts if t.get_gid() == "ratio-label"]
+        assert "0.30" in labels and "0.50" not in labels
+    finally:
+        plt.close(fig)
+
+
+def test_delta_heatmap_shows_the_corpus_perplexity_difference():
+    """Perplexity: the cell is the difference of corpus perplexities exp(mean NLL) (results.csv), as every table
+    shows it, not a difference of means of per-sample perplexities (which differ by far more than 10x here)."""
+    nll = {"no_press": [1.0, 1.1, 0.9, 1.2], "knorm-cr0.50": [1.2, 1.3, 1.0, 8.0]}
+    tokens = [500, 500, 500, 10]
+    samples, results = [], []
+    for press, values in nll.items():
+        for i, (x, n) in enumerate(zip(values, tokens)):
+            samples.append({"model": "m", "task": "ppl", "length": 1024, "press": press, "method": press.split("-")[0],
+                            "compression_ratio": 0.0 if press == "no_press" else 0.5, "seed": 0, "sample_id": str(i),
+                            "score": float(np.exp(x)), "nll": x, "nll_sum": x * n, "scored_tokens": n,
+                            "higher_is_better": False})
+        corpus = float(np.exp(np.dot(values, tokens) / sum(tokens)))
+        results.append({**samples[-1], "status": "ok", "score": corpus, "metric": "perplexity"})
+    samples, results = pd.DataFrame(samples), pd.DataFrame(results)
+    per_sample = samples.groupby("press")["score"].mean()
+    corpus_delta = -(results.score.iloc[1] - results.score.iloc[0])  # lower is better: sign flipped
+    assert abs(per_sample["knorm-cr0.50"] - per_sample["no_press"]) > 10 * abs(corpus_delta)
+    fig = _build("delta_heatmap", {"results": results, "significance": significance(samples)})
+    try:
+        cells = [t.get_text().rstrip("*") for t in fig.axes[0].texts]
+        assert cells == [f"{corpus_delta:+.2f}"]
     finally:
         plt.close(fig)

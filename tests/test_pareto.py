@@ -9,7 +9,8 @@ import pytest
 from kvstudy.pareto import non_dominated, pareto, write_pareto
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes",
-           "latency_seconds", "front_memory", "front_latency", "front_all", "higher_is_better"]
+           "latency_seconds", "front_memory", "front_latency", "front_all", "higher_is_better", "phase",
+           "effective_ratio"]
 
 
 def job(task, press, score, kv_bytes, ttft, seed=0, status="ok", model="m", length=1024):
@@ -118,3 +119,22 @@ def test_lower_is_better_score_is_minimised_and_left_out_of_the_mean():
     mean = table[table.task == "mean"].set_index("press")
     assert mean.loc["b", "score"] == pytest.approx(0.6)  # the mean holds the accuracy task only
     assert not table.loc[table.task == "ppl", "higher_is_better"].any()
+
+
+def test_failed_jobs_are_left_out_like_oom(results):
+    failed = pd.DataFrame([job("t1", "f", None, None, None, status="failed")])
+    assert "f" not in set(pareto(pd.concat([results, failed], ignore_index=True)).press)
+
+
+def test_decoding_press_sits_at_the_cache_it_held():
+    """kvstudy.cache_held columns (as aggregate writes them): the front is computed on kv_bytes_held, and the
+    measured ratio travels with the row."""
+    rows = [job("t", "no_press", 0.9, 100, 1.0), job("t", "decoding-cr0.50", 0.9, 100, 1.0),
+            job("t", "snapkv-cr0.50", 0.8, 50, 1.0)]
+    table = pd.DataFrame(rows).assign(
+        phase=["prefill", "decoding", "prefill"], kv_bytes_held=[100, 30, 50], effective_ratio=[0.0, 0.7, 0.5])
+    out = pareto(table).set_index(["task", "press"])
+    dec = out.loc[("t", "decoding-cr0.50")]
+    assert dec.kv_bytes == 30 and dec.effective_ratio == pytest.approx(0.7) and dec.phase == "decoding"
+    assert bool(dec.front_memory) and not bool(out.loc[("t", "no_press"), "front_memory"])
+    assert not bool(out.loc[("t", "snapkv-cr0.50"), "front_memory"])  # decoding holds less and scores more

@@ -24,7 +24,7 @@ from kvstudy.significance import (
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
            "n", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
-           "ci_low", "ci_high", "effect_size", "higher_is_better", "better"]
+           "ci_low", "ci_high", "effect_size", "higher_is_better", "better", "tested_on", "tested_diff"]
 
 
 def rows(press, scores, task="t", seed=0, ids=None, model="m", length=1024):
@@ -244,3 +244,54 @@ def test_write_significance_writes_the_seed_table(tmp_path):
     write_significance(tmp_path / "samples.csv", tmp_path / "sig.csv", seeds_csv=tmp_path / "seeds.csv")
     assert len(pd.read_csv(tmp_path / "sig.csv")) == 2
     assert list(pd.read_csv(tmp_path / "seeds.csv").columns) == SEED_COLUMNS
+
+
+# Perplexity: per-sample mean NLL and scored tokens. The variant's last sample is short and very bad, so the mean of
+# per-sample perplexities (about 1,000) and the corpus perplexity (about 3.3) differ by far more than 10x.
+NLL_BASE = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.2]
+NLL_VAR = [1.1, 1.2, 1.05, 1.3, 1.1, 1.25, 1.15, 9.0]
+TOKENS = [500, 500, 500, 500, 500, 500, 500, 10]
+
+
+def ppl_rows(press, nlls, seed=0):
+    out = rows(press, [float(np.exp(x)) for x in nlls], task="ppl", seed=seed)
+    for r, x, n in zip(out, nlls, TOKENS):
+        r.update(nll=x, nll_sum=x * n, scored_tokens=n, higher_is_better=False)
+    return out
+
+
+def corpus(nlls):
+    return float(np.exp(np.dot(nlls, TOKENS) / sum(TOKENS)))
+
+
+def test_perplexity_tests_the_paired_nll_and_reports_corpus_perplexity():
+    r = one(ppl_rows("no_press", NLL_BASE) + ppl_rows("knorm-cr0.50", NLL_VAR))
+    mean_of_ppl = float(np.mean(np.exp(NLL_VAR)))
+    assert mean_of_ppl > 10 * corpus(NLL_VAR)  # the fixture tells the two aggregations apart
+    assert r.score == pytest.approx(corpus(NLL_VAR)) and r.baseline_score == pytest.approx(corpus(NLL_BASE))
+    assert r["diff"] == pytest.approx(corpus(NLL_VAR) - corpus(NLL_BASE))
+    ref = stats.wilcoxon(NLL_VAR, NLL_BASE, zero_method="zsplit")
+    assert (r.test, r.tested_on) == ("wilcoxon", "nll")
+    assert r.statistic == pytest.approx(ref.statistic) and r.p_value == pytest.approx(ref.pvalue)
+    d = np.subtract(NLL_VAR, NLL_BASE)
+    assert r.tested_diff == pytest.approx(d.mean())
+    assert (r.ci_low, r.ci_high) == pytest.approx(bootstrap_ci(d))
+    assert bool(r.significant) and r.better == "worse"  # higher NLL, lower is better
+
+
+def test_scores_keep_testing_the_score():
+    r = one(rows("no_press", BASE_01) + rows("a", VAR_01))
+    assert r.tested_on == "score" and r.tested_diff == pytest.approx(r["diff"])
+
+
+def test_perplexity_across_seeds_tests_the_corpus_nll():
+    shift = {0: 0.0, 1: 0.05, 2: -0.03}
+    samples = [r for s, k in shift.items() for r in ppl_rows("no_press", np.add(NLL_BASE, k), seed=s)
+               + ppl_rows("a", np.add(NLL_VAR, 2 * k), seed=s)]
+    r = seed_significance(pd.DataFrame(samples)).iloc[0]
+    var = [np.log(corpus(np.add(NLL_VAR, 2 * k))) for k in shift.values()]
+    base = [np.log(corpus(np.add(NLL_BASE, k))) for k in shift.values()]
+    ref = stats.ttest_ind(var, base, equal_var=False)
+    assert r.tested_on == "nll" and r.statistic == pytest.approx(ref.statistic) and r.p_value == pytest.approx(ref.pvalue)
+    assert r.score == pytest.approx(np.mean(np.exp(var))) and r.baseline_score == pytest.approx(np.mean(np.exp(base)))
+    assert r.tested_diff == pytest.approx(np.mean(var) - np.mean(base))

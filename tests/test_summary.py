@@ -91,3 +91,44 @@ def test_masking_press_shows_kept_fraction_beside_real_bytes(results):
     assert m.loc["adakv-cr0.80", "kept_pct@1024"] == pytest.approx(20.0)
     assert m.loc["adakv-cr0.80", "kv_saving_pct@1024"] == pytest.approx(0.0)  # no byte freed
     assert "kept \\%" in tables["summary_memory"][1]
+
+
+def test_failed_cells_are_marked_failed_never_a_number(results):
+    failed = pd.DataFrame([job("tova-cr0.50", t, None, status="failed") for t in ("niah", "ppl")]
+                          + [job("snapkv-cr0.50", "niah", None, seed=2, status="failed")])  # snapkv has ok seeds
+    tables = summary_tables(pd.concat([results, failed], ignore_index=True), None)
+    score = tables["summary_score"][0].set_index("press")
+    assert score.loc["tova-cr0.50", "niah_mark"] == "failed" and pd.isna(score.loc["tova-cr0.50", "niah"])
+    assert score.loc["snapkv-cr0.50", "niah"] == pytest.approx(80.0)  # the failed seed counts for nothing
+    mem = tables["summary_memory"][0].set_index("press")
+    assert mem.loc["tova-cr0.50", "status@1024"] == "failed" and pd.isna(mem.loc["tova-cr0.50", "kv_mib@1024"])
+    assert "failed" in tables["summary_score"][1] and "failed" in tables["summary_throughput"][1]
+
+
+def test_summaries_build_with_holes(results):
+    """A press run on one task and one length only (a study's exclude:), and a length without no_press."""
+    holes = pd.DataFrame([job("tova-cr0.50", "niah", 0.7, kv=500.0), job("snapkv-cr0.50", "niah", 0.6, length=2048,
+                                                                          kv=1000.0)])
+    tables = summary_tables(pd.concat([results, holes], ignore_index=True), None)
+    score = tables["summary_score"][0].set_index(["length", "press"])
+    assert score.loc[(1024, "tova-cr0.50"), "niah"] == pytest.approx(70.0)
+    assert pd.isna(score.loc[(1024, "tova-cr0.50"), "ppl"]) and score.loc[(1024, "tova-cr0.50"), "ppl_mark"] == ""
+    mem = tables["summary_memory"][0].set_index("press")
+    assert mem.loc["tova-cr0.50", "kv_mib@1024"] == pytest.approx(500.0) and pd.isna(mem.loc["tova-cr0.50", "kv_mib@2048"])
+    assert pd.isna(mem.loc["snapkv-cr0.50", "kv_saving_pct@2048"])  # no no_press at 2048 to compare with
+    assert "--" in tables["summary_memory"][1]
+
+
+def test_decoding_press_memory_is_the_cache_it_held_at_the_end():
+    """results.csv as aggregate writes it (kvstudy.cache_held): the decoding press is at its final cache,
+    compared with no_press's final cache, and kept = 1 - the fraction it evicted; not full memory, 0% saved."""
+    rows = [job("no_press", "niah", 1.0, kv=1000.0), job("decoding-cr0.50", "niah", 0.9, kv=1000.0)]
+    frame = pd.DataFrame(rows).assign(phase=["prefill", "decoding"], kv_bytes_held=[1000 * 2**20, 390 * 2**20],
+                                      kv_bytes_reference=[1000 * 2**20, 1010 * 2**20], effective_ratio=[0.0, 0.61],
+                                      kv_fraction_kept=[1.0, 1.0])
+    mem = memory_table(frame).set_index("press")
+    dec = mem.loc["decoding-cr0.50"]
+    assert dec["kv_mib@1024"] == pytest.approx(390.0)
+    assert dec["kv_saving_pct@1024"] == pytest.approx((1 - 390 / 1010) * 100)
+    assert dec["kept_pct@1024"] == pytest.approx(39.0)
+    assert mem.loc["no_press", "kv_saving_pct@1024"] == pytest.approx(0.0)

@@ -133,10 +133,16 @@ def test_a_deleted_trial_reruns_alone(interrupted):
     assert plan["eval_tuned"] == 3
 
 
-def test_local_profile_gives_trials_a_gpu(interrupted):
-    p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--profile", "profiles/local",
-                        "--configfile", *CONFIG], cwd=interrupted, capture_output=True, text=True)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-3000:]
-    blocks = [b for b in out.split("\n\n") if re.search(r"rule eval_(trial|tuned):", b)]
-    assert blocks and all("gpu=1" in b for b in blocks)
+def test_local_profile_gives_trials_a_gpu_where_they_run_on_one(interrupted):
+    """Trials are eval jobs: on a CPU-only machine (eval.device auto) they take no GPU and run on every core; with
+    eval.device cuda each takes one of profiles/local's GPUs (kvstudy.resources)."""
+    from kvstudy.resources import has_gpu
+
+    (interrupted / ".test/cuda.yaml").write_text("eval: {device: cuda}\n")
+    for extra, gpu in (([], has_gpu()), ([".test/cuda.yaml"], True)):
+        p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--profile", "profiles/local",
+                            "--configfile", *CONFIG, *extra], cwd=interrupted, capture_output=True, text=True)
+        out = p.stdout + p.stderr
+        assert p.returncode == 0, out[-3000:]
+        blocks = [b for b in out.split("\n\n") if re.search(r"rule eval_(trial|tuned):", b)]
+        assert blocks and all(("gpu=1" in b) == gpu for b in blocks), extra

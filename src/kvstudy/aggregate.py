@@ -1,14 +1,22 @@
-"""Raw result JSONs -> the CSV tables of docs/data-contracts.md (results, samples, paper tables)."""
+"""Raw result JSONs -> the CSV tables of docs/data-contracts.md (results, samples, paper tables).
+
+Jobs that failed (`status: "failed"`, kvstudy.failed) or ran out of memory are rows of results.csv with their
+status and error and no measures; they have no samples, so no number anywhere counts them. Each failed job is
+also one warning line on stderr (its raw result and error), so a run with failures stays loud.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from kvstudy.cache_held import HELD_COLUMNS, add_held
 
 SCHEMA_VERSION = 1
 
@@ -17,12 +25,13 @@ RESULT_COLUMNS = [
     "status", "metric", "score", "n", "kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes",
     "kv_bytes_full", "peak_memory_bytes", "peak_memory_kind", "prefill_seconds", "ttft_seconds",
     "decode_tokens_per_second", "total_seconds", "kv_fraction_attended", "kv_tokens_final", "kv_bytes_final",
-    "params", "device", "host", "git_commit", "kvstudy_version", "higher_is_better",
+    "params", "device", "host", "git_commit", "kvstudy_version", "higher_is_better", "error",
+    *HELD_COLUMNS,
 ]
 SAMPLE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
     "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
-    "prefill_seconds", "ttft_seconds", "higher_is_better",
+    "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens",
 ]
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
@@ -38,7 +47,8 @@ PAPER_TABLES = {
 _JOB_KEYS = ["model", "task", "length", "press", "method", "compression_ratio", "seed"]
 _EFFICIENCY_KEYS = RESULT_COLUMNS[RESULT_COLUMNS.index("kv_tokens_kept"):RESULT_COLUMNS.index("params")]
 _INT_COLUMNS = ["length", "seed", "n", "kv_tokens_full", "kv_bytes", "kv_bytes_full", "peak_memory_bytes",
-                "input_tokens", "context_tokens", "cache_size"]
+                "input_tokens", "context_tokens", "cache_size", "scored_tokens",
+                "kv_bytes_held", "kv_bytes_reference"]
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -97,6 +107,7 @@ def _result_row(raw: dict[str, Any]) -> dict[str, Any]:
     row["params"] = json.dumps(job.get("params") or {}, separators=(",", ":"), sort_keys=True)
     row.update({k: prov.get(k) for k in ("device", "host", "git_commit", "kvstudy_version")})
     row["higher_is_better"] = _higher_is_better(raw)
+    row["error"] = raw.get("error") if not ok else None
     return row
 
 
@@ -115,7 +126,7 @@ def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
     return [
         (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
          s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
-         s.get("prefill_seconds"), s.get("ttft_seconds"), hib)
+         s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"))
         for s in raw.get("samples") or []
     ]
 
@@ -133,7 +144,7 @@ def _as_int(df: pd.DataFrame) -> pd.DataFrame:
 def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     """Study-1 table: one row per (model, press, task, length), measures averaged over ok seeds."""
     keys = ["model", "press", "task", "length"]
-    measures = ["score", "kv_tokens_kept", "peak_memory_bytes", "decode_tokens_per_second"]
+    measures = ["score", "kv_tokens_held", "peak_memory_bytes", "decode_tokens_per_second"]
     ok = results[results["status"] == "ok"]
     # astype(float): with only oom jobs the measure columns hold nothing but None (object dtype).
     means = ok[measures].astype(float).groupby([ok[k] for k in keys], sort=False).mean()
@@ -141,7 +152,7 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({
         "model": jobs["model"],
         "technique": jobs["press"],
-        "cache_size": jobs["kv_tokens_kept"].round(),
+        "cache_size": jobs["kv_tokens_held"].round(),  # decoding presses: the cache they held at the end
         "task": jobs["task"],
         "context_length": jobs["length"],
         "performance": jobs["score"] * 100,
@@ -162,10 +173,18 @@ def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFram
 def aggregate(raw_paths: list[Path], out_dir: Path) -> None:
     """Read every raw result once and write the five tables of the contract into out_dir."""
     # Sorting the jobs first orders both tables without sorting the (large) samples frame.
-    raws = sorted((_load(Path(p)) for p in raw_paths), key=_job_order)
+    loaded = sorted(((_load(p), p) for p in map(Path, raw_paths)), key=lambda rp: _job_order(rp[0]))
+    raws = [raw for raw, _ in loaded]
+    for raw, path in loaded:
+        if raw.get("status") == "failed":
+            print(f"aggregate: warning: failed job {path}: {raw.get('error')}", file=sys.stderr)
     result_rows = [_result_row(raw) for raw in raws]
     sample_rows = [row for raw in raws for row in _sample_rows(raw)]
-    results = _as_int(pd.DataFrame(result_rows, columns=RESULT_COLUMNS))
+    results = pd.DataFrame(result_rows, columns=[c for c in RESULT_COLUMNS if c not in HELD_COLUMNS])
+    results, warnings = add_held(results)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    results = _as_int(results[RESULT_COLUMNS])
     samples = _as_int(pd.DataFrame(sample_rows, columns=SAMPLE_COLUMNS))
     out_dir = Path(out_dir)
     write_csv_atomic(results, out_dir / "results.csv")

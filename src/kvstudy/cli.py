@@ -9,15 +9,27 @@ from pathlib import Path
 
 
 def cmd_eval(a) -> None:
+    """Run one job and write its raw result. A job that raises writes a `status: "failed"` result instead (its
+    traceback in the log, kvstudy.failed) and exits 0, so Snakemake keeps it and the rest of the study builds."""
+    import traceback
+
     from kvstudy.evaluate import run_job, write_atomic
+    from kvstudy.measure import now_iso
 
-    job = json.loads(a.job)
-    if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
-        from kvstudy.tuning import apply_choice
+    job, started = json.loads(a.job), now_iso()
+    try:
+        if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
+            from kvstudy.tuning import apply_choice
 
-        job = apply_choice(job)
-    result = run_job(job, threads=a.threads, device=a.device)
-    result["job"].update({k: job[k] for k in ("split", "tuning") if k in job})  # dev trial / tuned variant
+            job = apply_choice(job)
+        result = run_job(job, threads=a.threads, device=a.device)
+        result["job"].update({k: job[k] for k in ("split", "tuning") if k in job})  # dev trial / tuned variant
+    except Exception as e:  # noqa: BLE001 -- any error of the job is recorded; Ctrl-C and kills are not
+        from kvstudy.failed import failed_result
+
+        traceback.print_exc()
+        result = failed_result(job, e, a.device, started)
+        print(f"kvstudy eval: job failed, recorded as status failed in {a.out}: {result['error']}", file=sys.stderr)
     write_atomic(result, Path(a.out))
     q = result["quality"]
     print(f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}")
@@ -84,7 +96,8 @@ def cmd_plot(a) -> None:
 def cmd_manifest(a) -> None:
     from kvstudy.plots.manifest import write_manifest
 
-    write_manifest([Path(p) for p in a.files], Path(a.out), Path(a.root))
+    study = {"study": a.study, "config_sha256": a.config_sha256} if a.config_sha256 else None
+    write_manifest([Path(p) for p in a.files], Path(a.out), Path(a.root), study)
 
 
 def cmd_tune(a) -> None:
@@ -150,12 +163,23 @@ def cmd_validate(a) -> None:
 
 def cmd_status(a) -> None:
     from kvstudy.config import load
-    from kvstudy.status import grid_status, render
-
-    config = load(a.config)
-    print(render(config, grid_status(config, Path(a.root))))
+    from kvstudy.status import grid_status, render, retry_failed
     from kvstudy.tuning import render_trial_status
 
+    config = load(a.config)
+    if a.retry_failed:  # the study's failed records and its failed tuning trials; logs stay
+        from kvstudy.grid import jobs, raw_path
+        from kvstudy.tuning import dev_raw_path, trial_jobs
+
+        paths = [raw_path(j) for j in jobs(config)] + [dev_raw_path(j) for j in trial_jobs(config)]
+        try:
+            removed = retry_failed(paths, Path(a.root))
+        except RuntimeError as e:
+            sys.exit(str(e))
+        for path in removed:
+            print(f"removed failed result {path}")
+        print(f"{len(removed)} failed result(s) removed; the next snakemake run computes them again\n")
+    print(render(config, grid_status(config, Path(a.root))))
     if any("search" in p for p in config["presses"]):  # hyper-parameter searches: where their trials stand
         print(render_trial_status(config, Path(a.root)))
 
@@ -228,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("files", nargs="+")
     s.add_argument("--out", required=True)
     s.add_argument("--root", default=".")
+    s.add_argument("--study", default="", help="the study's name, recorded in the manifest")
+    s.add_argument("--config-sha256", help="sha256 of the resolved config (kvstudy.report.config_digest)")
     s.set_defaults(fn=cmd_manifest)
 
     s = sub.add_parser("tune", help="choose a searched press's parameters from its dev-split trials")
@@ -254,9 +280,11 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("config")
     s.set_defaults(fn=cmd_validate)
 
-    s = sub.add_parser("status", help="done / missing / oom / failed for every eval job of a study")
+    s = sub.add_parser("status", help="done / oom / failed / running / interrupted / missing for every eval job")
     s.add_argument("config")
     s.add_argument("--root", default=".", help="the directory snakemake runs in")
+    s.add_argument("--retry-failed", action="store_true",
+                   help="remove the failed results (logs stay) so that the next snakemake run computes them again")
     s.set_defaults(fn=cmd_status)
 
     s = sub.add_parser("train-tiny", help="train the built-in tiny retrieval model (deterministic from --seed)")

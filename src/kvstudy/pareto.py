@@ -2,6 +2,10 @@
 
 The score is maximised, or minimised where results.csv says `higher_is_better` is false (perplexity). The task
 mean ("mean") averages only higher-is-better tasks: a mean of accuracies and perplexities means nothing.
+
+Memory is the cache a variant held (results.csv `kv_bytes_held`, kvstudy.cache_held): after prefill for prefill
+presses, at the end for decoding presses; `effective_ratio` is their measured fraction evicted. Jobs that are not
+ok (oom, failed) have no score and are left out.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from kvstudy.aggregate import write_csv_atomic
 
 PARETO_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes", "latency_seconds",
-    "front_memory", "front_latency", "front_all", "higher_is_better",
+    "front_memory", "front_latency", "front_all", "higher_is_better", "phase", "effective_ratio",
 ]
 # front flag -> (objective column, +1 to maximise / -1 to minimise)
 FRONTS = {
@@ -56,10 +60,15 @@ def _per_task(results: pd.DataFrame) -> pd.DataFrame:
     """One row per variant and task: ok jobs only, measures averaged over seeds."""
     ok = results[results["status"] == "ok"].rename(columns={"ttft_seconds": "latency_seconds"})
     ok = ok.assign(higher_is_better=higher_is_better(ok.get("higher_is_better"), ok.index))
+    if "kv_bytes_held" in ok.columns:  # decoding presses: the cache at the end (kvstudy.cache_held)
+        ok = ok.assign(kv_bytes=ok["kv_bytes_held"])
+    if "phase" not in ok.columns:  # a results.csv from before kvstudy.cache_held: every press at prefill
+        ok = ok.assign(phase="prefill", effective_ratio=ok["compression_ratio"])
     return (
         ok.groupby(_VARIANT, sort=True)
         .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
-             higher_is_better=("higher_is_better", "first"), **{m: (m, "mean") for m in _MEASURES})
+             higher_is_better=("higher_is_better", "first"), phase=("phase", "first"),
+             effective_ratio=("effective_ratio", "mean"), **{m: (m, "mean") for m in _MEASURES})
         .reset_index()
     )
 
@@ -74,6 +83,7 @@ def _over_tasks(per_task: pd.DataFrame) -> pd.DataFrame:
     mean = (
         complete.groupby([*keys, "press"], sort=True)
         .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
+             phase=("phase", "first"), effective_ratio=("effective_ratio", "mean"),
              **{m: (m, "mean") for m in _MEASURES})
         .reset_index()
     )

@@ -18,6 +18,13 @@ gives (see `bootstrap_ci`).
 
 Scores where lower is better (perplexity): the optional `higher_is_better` column (default true) does not
 change any test (they are two-sided) but sets `better`: "better", "worse" or "" (not significant).
+
+Perplexity (samples with a per-sample `nll`, mean NLL per scored token) has one aggregation everywhere: `score`
+and `baseline_score` are corpus perplexities exp(sum of NLL / scored tokens) of the paired samples, as
+results.csv and every table and figure show them; the paired test, bootstrap CI and effect size are on the
+per-sample NLL (`tested_on = "nll"`, `tested_diff` = mean paired NLL difference, nats per token), never on a mean
+of per-sample perplexities. Across seeds the Welch test is on the per-seed corpus NLL and the scores are means of
+the per-seed corpus perplexities.
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ from kvstudy.aggregate import write_csv_atomic
 SIGNIFICANCE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
     "n", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
-    "ci_low", "ci_high", "effect_size", "higher_is_better", "better",
+    "ci_low", "ci_high", "effect_size", "higher_is_better", "better", "tested_on", "tested_diff",
 ]
 SEED_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "baseline", "family",
     "n_seeds", "n_seeds_baseline", "score", "baseline_score", "diff", "test", "statistic", "df", "p_value",
-    "p_holm", "significant", "higher_is_better", "better",
+    "p_holm", "significant", "higher_is_better", "better", "tested_on", "tested_diff",
 ]
 _PAIR = ["model", "task", "length", "seed"]
 _VARIANT = [*_PAIR, "press"]
@@ -183,10 +190,29 @@ def _pairs(samples: pd.DataFrame, baseline: str) -> pd.DataFrame:
     duplicated = samples.duplicated(keys)
     if duplicated.any():
         raise ValueError(f"duplicate samples, e.g. {samples.loc[duplicated, keys].iloc[0].to_dict()}")
-    base = samples.loc[samples["press"] == baseline, [*_PAIR, "sample_id", "score"]]
+    samples = _with_nll(samples)
+    base = samples.loc[samples["press"] == baseline, [*_PAIR, "sample_id", "score", *_NLL]]
     variants = samples.loc[samples["press"] != baseline]
     pairs = variants.merge(base, on=[*_PAIR, "sample_id"], suffixes=("", "_baseline"))
-    return pairs.dropna(subset=["score", "score_baseline"])
+    pairs = pairs.dropna(subset=["score", "score_baseline"])
+    # the tested value: the per-sample NLL where both sides have one (perplexity), else the score
+    nll = pairs["nll"].notna() & pairs["nll_baseline"].notna()
+    return pairs.assign(_nll=nll, value=pairs["nll"].where(nll, pairs["score"]),
+                        value_baseline=pairs["nll_baseline"].where(nll, pairs["score_baseline"]))
+
+
+_NLL = ["nll", "nll_sum", "scored_tokens"]
+
+
+def _with_nll(samples: pd.DataFrame) -> pd.DataFrame:
+    """samples with the perplexity columns (empty where samples.csv has none)."""
+    missing = {c: np.nan for c in _NLL if c not in samples.columns}
+    return samples.assign(**missing) if missing else samples
+
+
+def _corpus_ppl(nll_sum: pd.Series, tokens: pd.Series, keys) -> pd.Series:
+    """exp(sum of NLL / scored tokens) per group: the corpus perplexity of those samples."""
+    return np.exp(nll_sum.groupby(keys).sum() / tokens.groupby(keys).sum())
 
 
 def _holm_by_family(out: pd.DataFrame, alpha: float) -> pd.DataFrame:
@@ -210,14 +236,18 @@ def significance(
     group = pairs.groupby(_VARIANT, sort=False)
     out = group.agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
                     higher_is_better=("higher_is_better", "first"), n=("score", "size"),
-                    score=("score", "mean"), baseline_score=("score_baseline", "mean")).reset_index()
+                    score=("score", "mean"), baseline_score=("score_baseline", "mean"),
+                    nll=("_nll", "all"), tested_diff=("value", "mean"), _b=("value_baseline", "mean")).reset_index()
+    gid = group.ngroup().to_numpy()
+    out = _corpus_scores(out, pairs, gid)
     out["baseline"] = baseline
     out["family"] = out["model"].astype(str) + "/" + out["task"].astype(str)
     out["diff"] = out["score"] - out["baseline_score"]
-    gid = group.ngroup().to_numpy()
-    v, b = pairs["score"].to_numpy(float), pairs["score_baseline"].to_numpy(float)
+    out["tested_diff"] = out["tested_diff"] - out.pop("_b")
+    v, b = pairs["value"].to_numpy(float), pairs["value_baseline"].to_numpy(float)
 
     binary = pd.Series(np.isin(v, (0, 1)) & np.isin(b, (0, 1))).groupby(gid).all().to_numpy()
+    binary &= out["tested_on"].to_numpy() == "score"  # NLL is continuous even where it happens to be 0 or 1
     n_up = np.bincount(gid, weights=(v == 1) & (b == 0), minlength=len(out))
     n_down = np.bincount(gid, weights=(v == 0) & (b == 1), minlength=len(out))
     stat, p, effect = _mcnemar_many(n_up, n_down)
@@ -239,6 +269,17 @@ def significance(
     out["statistic"], out["p_value"], out["effect_size"] = stat, p, effect
     out["ci_low"], out["ci_high"] = ci[:, 0], ci[:, 1]
     return _holm_by_family(out, alpha)[SIGNIFICANCE_COLUMNS]
+
+
+def _corpus_scores(out: pd.DataFrame, pairs: pd.DataFrame, gid: np.ndarray) -> pd.DataFrame:
+    """Comparisons on NLL get corpus perplexities of their paired samples as score and baseline_score."""
+    nll = out["nll"].to_numpy()
+    out["tested_on"] = np.where(nll, "nll", "score")
+    if nll.any():
+        variant = _corpus_ppl(pairs["nll_sum"], pairs["scored_tokens"], gid).to_numpy()
+        base = _corpus_ppl(pairs["nll_sum_baseline"], pairs["scored_tokens_baseline"], gid).to_numpy()
+        out.loc[nll, "score"], out.loc[nll, "baseline_score"] = variant[nll], base[nll]
+    return out.drop(columns="nll")
 
 
 def welch(variant: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
@@ -264,37 +305,53 @@ def _welch_many(m1, s1, n1, m2, s2, n2):
     return t, np.where(flat, np.nan, df), p
 
 
+def _per_seed(samples: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per (keys, seed): `score` (mean score, or the corpus perplexity where every sample has an NLL) and the
+    tested `value` (the mean score, or the corpus NLL)."""
+    samples = _with_nll(samples.dropna(subset=["score"]))
+    samples = samples.assign(_nll=samples["nll"].notna())
+    per = (samples.groupby([*keys, "seed"], sort=True)
+           .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
+                higher_is_better=("higher_is_better", "first"), score=("score", "mean"), nll=("_nll", "all"),
+                nll_sum=("nll_sum", "sum"), tokens=("scored_tokens", "sum")).reset_index())
+    corpus_nll = per["nll_sum"] / per["tokens"]
+    nll = per.pop("nll").to_numpy()
+    per["score"] = np.where(nll, np.exp(corpus_nll), per["score"])
+    per["value"] = np.where(nll, corpus_nll, per["score"])
+    per["tested_on"] = np.where(nll, "nll", "score")
+    return per.drop(columns=["nll_sum", "tokens"])
+
+
 def seed_significance(
     samples: pd.DataFrame, baseline: str = "no_press", alpha: float = 0.05
 ) -> pd.DataFrame:
     """Across seeds: per (model, task, length, press) with >= 2 seeds on both sides, Welch's t-test of the per-seed
-    mean scores against the baseline's; Holm within (model x task)."""
+    tested values (mean score, or corpus NLL for perplexity) against the baseline's; Holm within (model x task)."""
     samples = _with_direction(samples)
     cell = ["model", "task", "length"]
     keys = [*cell, "press"]
-    per_seed = (samples.dropna(subset=["score"]).groupby([*keys, "seed"], sort=True)
-                .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
-                     higher_is_better=("higher_is_better", "first"), score=("score", "mean")).reset_index())
+    per_seed = _per_seed(samples, keys)
     per = (per_seed.groupby(keys, sort=True)
            .agg(method=("method", "first"), compression_ratio=("compression_ratio", "first"),
-                higher_is_better=("higher_is_better", "first"), n_seeds=("score", "size"),
-                score=("score", "mean"), sd=("score", "std")).reset_index())
-    base = per.loc[per["press"] == baseline, [*cell, "n_seeds", "score", "sd"]]
+                higher_is_better=("higher_is_better", "first"), tested_on=("tested_on", "first"),
+                n_seeds=("score", "size"), score=("score", "mean"), value=("value", "mean"),
+                sd=("value", "std")).reset_index())
+    base = per.loc[per["press"] == baseline, [*cell, "n_seeds", "score", "value", "sd"]]
     out = per[per["press"] != baseline].merge(base, on=cell, suffixes=("", "_baseline"))
     out = out[(out["n_seeds"] >= 2) & (out["n_seeds_baseline"] >= 2)].reset_index(drop=True)
     if out.empty:
         return pd.DataFrame(columns=SEED_COLUMNS)
     t, df, p = _welch_many(*(out[c].to_numpy(float) for c in
-                             ("score", "sd", "n_seeds", "score_baseline", "sd_baseline", "n_seeds_baseline")))
+                             ("value", "sd", "n_seeds", "value_baseline", "sd_baseline", "n_seeds_baseline")))
     out = out.rename(columns={"score_baseline": "baseline_score"}).assign(
         baseline=baseline, family=out["model"].astype(str) + "/" + out["task"].astype(str),
-        diff=out["score"] - out["score_baseline"], test="welch_t", statistic=t, df=df, p_value=p,
-        higher_is_better=out["higher_is_better"].astype(bool))
+        diff=out["score"] - out["score_baseline"], tested_diff=out["value"] - out["value_baseline"],
+        test="welch_t", statistic=t, df=df, p_value=p, higher_is_better=out["higher_is_better"].astype(bool))
     return _holm_by_family(out, alpha)[SEED_COLUMNS]
 
 
 _USECOLS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id", "score",
-            "higher_is_better"]
+            "higher_is_better", *_NLL]
 
 
 def read_samples(samples_csv: Path) -> pd.DataFrame:

@@ -1,47 +1,116 @@
 """`kvstudy status CONFIG`: where every eval job of a study stands, without running snakemake.
 
-A job is `done` (its raw result says ok), `oom` (its raw result says oom), `failed` (a log but no result: the job
-ran and died, or is running now), or `missing` (never started). Printed as one row per model x task x length
-with one letter per press variant, then totals.
+A job is
+- `done`: its raw result says ok; `oom`: it says oom; `failed`: it says failed (the job raised, kvstudy.failed);
+- `running`: Snakemake has started it (an incomplete marker for its raw result) and a snakemake holds the
+  directory's locks (started may mean queued on SLURM);
+- `interrupted`: it was started or has a log, yet no snakemake is running and it has no finished result (or
+  Snakemake still marks it incomplete): the run stopped under it; the next run (with `--rerun-incomplete`, as the
+  profiles set) computes it again;
+- `missing`: no result and not started (a running snakemake may have it queued).
+
+Snakemake 9's file persistence (the default) keeps an incomplete marker per output under
+`.snakemake/incomplete/` (the path, urlsafe-base64 encoded, cut into `@`-prefixed directories where it is longer
+than a file name may be) and, while it runs, the paths it reads and writes in `.snakemake/locks/*.lock`. A snakemake
+killed with SIGKILL leaves its locks behind (`snakemake --unlock` clears them); status then reads as running.
+
+Printed as one row per model x task x length x seed with one letter per press variant, then totals.
+`retry_failed` removes the failed records (their logs stay) so that the next snakemake run computes exactly them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
 from kvstudy.grid import LOG, jobs, raw_path, variants
 
-LETTER = {"done": ".", "oom": "O", "failed": "F", "missing": "-"}
+LETTER = {"done": ".", "oom": "O", "failed": "F", "running": "R", "interrupted": "I", "missing": "-"}
+SNAKEMAKE_DIR = ".snakemake"
 
 
-def job_state(job: dict, root: Path) -> str:
-    raw = root / raw_path(job)
+def incomplete_outputs(root: Path) -> set[str]:
+    """Outputs Snakemake marks incomplete (started, not finished) under ROOT/.snakemake/incomplete."""
+    base = Path(root) / SNAKEMAKE_DIR / "incomplete"
+    out = set()
+    for dirpath, _, files in os.walk(base):
+        rel = Path(dirpath).relative_to(base).parts
+        for name in files:
+            encoded = "".join(p[1:] if p.startswith("@") else p for p in (*rel, name))
+            try:
+                out.add(base64.urlsafe_b64decode(encoded.encode()).decode())
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue  # e.g. "migration_underway"
+    return out
+
+
+def locked_outputs(root: Path) -> set[str]:
+    """Outputs a running snakemake has locked (ROOT/.snakemake/locks/*.output.lock)."""
+    out = set()
+    for lock in (Path(root) / SNAKEMAKE_DIR / "locks").glob("*.output.lock"):
+        try:
+            out.update(line.strip() for line in lock.read_text().splitlines() if line.strip())
+        except OSError:
+            continue
+    return out
+
+
+def job_state(job: dict, root: Path, incomplete: set[str] = frozenset(), locked: set[str] = frozenset()) -> str:
+    path = raw_path(job)
+    if path in incomplete:
+        return "running" if path in locked else "interrupted"
+    raw = Path(root) / path
     if raw.exists():
-        with open(raw) as f:
-            return "oom" if json.load(f).get("status") == "oom" else "done"
-    return "failed" if (root / LOG.format(**job)).exists() else "missing"
+        try:
+            status = json.loads(raw.read_text()).get("status")
+        except (OSError, ValueError):
+            return "interrupted"  # not a finished result (written atomically, so it should never happen)
+        return {"oom": "oom", "failed": "failed"}.get(status, "done")
+    return "interrupted" if (Path(root) / LOG.format(**job)).exists() and path not in locked else "missing"
 
 
 def grid_status(config: dict, root: Path = Path(".")) -> dict[str, str]:
     """raw path -> state, for every job of the study."""
-    return {raw_path(j): job_state(j, root) for j in jobs(config)}
+    incomplete, locked = incomplete_outputs(root), locked_outputs(root)
+    return {raw_path(j): job_state(j, root, incomplete, locked) for j in jobs(config)}
 
 
 def render(config: dict, states: dict[str, str]) -> str:
     presses = [v["press"] for v in variants(config)]
     width = max(len(p) for p in presses)
     lines = [f"{' ' * 40} " + " ".join(str(i % 10) for i in range(len(presses)))]
-    rows: dict[tuple, list[str]] = {}
+    rows: dict[tuple, dict[str, str]] = {}
     for job in jobs(config):
         key = (job["model"], job["task"], job["length"], job["seed"])
-        rows.setdefault(key, []).append(LETTER[states[raw_path(job)]])
-    for (model, task, length, seed), letters in rows.items():
-        lines.append(f"{f'{model}/{task}/{length}/seed{seed}':40s} " + " ".join(letters))
+        rows.setdefault(key, {})[job["press"]] = LETTER[states[raw_path(job)]]
+    for (model, task, length, seed), letters in rows.items():  # " " where a study excludes a combination
+        lines.append(f"{f'{model}/{task}/{length}/seed{seed}':40s} " + " ".join(letters.get(p, " ") for p in presses))
     lines.append("")
     lines += [f"{i % 10} {p:{width}s}" for i, p in enumerate(presses)]
     counts = Counter(states.values())
     lines.append("")
     lines.append("  ".join(f"{s}={counts.get(s, 0)} ({LETTER[s]})" for s in LETTER) + f"  total={len(states)}")
     return "\n".join(lines)
+
+
+def retry_failed(paths: list[str], root: Path = Path(".")) -> list[str]:
+    """Remove the raw results among `paths` that say failed (their logs stay); returns the removed paths. Refuses
+    while a snakemake holds the directory's locks: it may be writing those very files."""
+    if locked_outputs(root):
+        raise RuntimeError(f"status: a snakemake holds locks in {Path(root) / SNAKEMAKE_DIR / 'locks'}; retry when it "
+                           "has finished (or run `snakemake --unlock` if it was killed)")
+    removed = []
+    for path in paths:
+        raw = Path(root) / path
+        try:
+            failed = raw.exists() and json.loads(raw.read_text()).get("status") == "failed"
+        except (OSError, ValueError):
+            failed = False
+        if failed:
+            raw.unlink()
+            removed.append(path)
+    return removed

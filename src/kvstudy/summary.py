@@ -5,14 +5,16 @@
   higher-is-better tasks are shown x 100. A cell is marked where the paired test against the baseline is
   significant after Holm in every seed (and all seeds agree on the direction): "better" / "worse" in the CSV's
   `<task>_mark` column, an up / down arrow in LaTeX.
-- `summary_memory`: per (model, press variant) and context length: KV-cache MiB after prefill (mean over tasks and
-  seeds), its saving against the baseline in %, the % of KV tokens kept (where results.csv has
+- `summary_memory`: per (model, press variant) and context length: KV-cache MiB held (mean over tasks and seeds),
+  its saving against the baseline's cache in the same cells in %, the % of KV tokens kept (where results.csv has
   `kv_fraction_kept`; masking presses keep few tokens but free no bytes) and peak device memory in GB.
 - `summary_throughput`: per (model, press variant) and context length: decode tokens/s and time to first token.
 
 A variant whose jobs all ran out of memory shows "OOM" (LaTeX) / an empty value marked "oom" (CSV), never a
-number. LaTeX comes from pandas' Styler (booktabs rules via `hrules=True`), so nothing here formats TeX by hand
-except the cell text.
+number; one whose jobs failed (and none is ok) shows "failed" / "failed" the same way. Decoding presses (which
+evict while generating) are placed at the cache they held at the end and compared with no_press's final cache
+(results.csv `kv_bytes_held`, `kv_bytes_reference`, `effective_ratio`: kvstudy.cache_held). LaTeX comes from
+pandas' Styler (booktabs rules via `hrules=True`), so nothing here formats TeX by hand except the cell text.
 """
 
 from __future__ import annotations
@@ -41,11 +43,15 @@ def _variant_order(frame: pd.DataFrame) -> list[str]:
     return v.sort_values(["_b", "_m", "compression_ratio", "press"])["press"].tolist()
 
 
-def _oom_only(results: pd.DataFrame, keys: list[str]) -> set[tuple]:
-    """Keys (tuples) whose jobs include an oom one and no ok one."""
+def _lost(results: pd.DataFrame, keys: list[str]) -> dict[tuple, str]:
+    """Keys (tuples) whose jobs include no ok one but an oom or failed one -> "oom" / "failed" ("failed" wins
+    when both)."""
     status = results["status"].astype(str)
-    per = results.assign(_oom=status.eq("oom"), _ok=status.eq("ok")).groupby(keys)[["_oom", "_ok"]].any()
-    return set(per.index[per["_oom"] & ~per["_ok"]].map(lambda k: k if isinstance(k, tuple) else (k,)))
+    per = (results.assign(_oom=status.eq("oom"), _failed=status.eq("failed"), _ok=status.eq("ok"))
+           .groupby(keys)[["_oom", "_failed", "_ok"]].any())
+    per = per[(per["_oom"] | per["_failed"]) & ~per["_ok"]]
+    as_tuple = (lambda k: k if isinstance(k, tuple) else (k,))  # noqa: E731
+    return {as_tuple(k): "failed" if f else "oom" for k, f in zip(per.index, per["_failed"])}
 
 
 def _marks(significance: pd.DataFrame | None) -> dict[tuple, str]:
@@ -71,7 +77,7 @@ def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None)
     hib = results.groupby("task")["higher_is_better"].first().to_dict()
     percent = {t: bool(hib[t]) and ok.loc[ok["task"] == t, "score"].between(0, 1).all() for t in tasks}
     means = ok.groupby(["model", "length", "press", "task"])["score"].mean()
-    oom = _oom_only(results, ["model", "length", "press", "task"])
+    lost = _lost(results, ["model", "length", "press", "task"])
     marks = _marks(significance)
     rows = []
     for (model, length), block in results.groupby(["model", "length"], sort=True):
@@ -82,13 +88,14 @@ def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None)
             for task in tasks:
                 value = means.get((model, length, press, task), np.nan)
                 row[task] = value * 100 if percent[task] and pd.notna(value) else value
-                mark = "oom" if (model, length, press, task) in oom else marks.get((model, task, int(length), press), "")
+                mark = lost.get((model, length, press, task)) or marks.get((model, task, int(length), press), "")
                 row[f"{task}_mark"] = mark
             good = [t for t in tasks if hib[t]]
             if len(good) > 1:
                 values = [row[t] for t in good]
                 row["mean"] = float(np.mean(values)) if all(pd.notna(values)) else np.nan
-                row["mean_mark"] = "oom" if any(row[f"{t}_mark"] == "oom" for t in good) else ""
+                gone = [row[f"{t}_mark"] for t in good if row[f"{t}_mark"] in ("oom", "failed")]
+                row["mean_mark"] = "failed" if "failed" in gone else "oom" if gone else ""
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -99,7 +106,7 @@ def _efficiency(results: pd.DataFrame, measures: dict[str, tuple[str, float]]) -
     for col, _ in measures.values():
         ok[col] = pd.to_numeric(ok[col], errors="coerce")
     means = ok.groupby(["model", "press", "length"])[[c for c, _ in measures.values()]].mean()
-    oom = _oom_only(results, ["model", "press", "length"])
+    lost = _lost(results, ["model", "press", "length"])
     rows = []
     for model, block in results.groupby("model", sort=True):
         lengths = sorted(block["length"].astype(int).unique())
@@ -111,23 +118,44 @@ def _efficiency(results: pd.DataFrame, measures: dict[str, tuple[str, float]]) -
                 for name, (col, scale) in measures.items():
                     key = (model, press, length)
                     row[f"{name}@{length}"] = means[col].get(key, np.nan) * scale if key in means.index else np.nan
-                row[f"status@{length}"] = "oom" if (model, press, length) in oom else (
+                row[f"status@{length}"] = lost.get((model, press, length)) or (
                     "ok" if (model, press, length) in means.index else "")
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def memory_table(results: pd.DataFrame) -> pd.DataFrame:
-    measures = {"kv_mib": ("kv_bytes", 1 / 2**20), "peak_gb": ("peak_memory_bytes", 1e-9)}
-    if "kv_fraction_kept" in results.columns:  # masking presses keep few tokens yet free no bytes: show both
-        measures["kept_pct"] = ("kv_fraction_kept", 100.0)
+    """KV MiB each variant held (decoding presses: at the end), its saving against no_press's cache in the same
+    phase and cells (sum of held / sum of reference over the variant's ok jobs, so a hole in the grid does not
+    bias it), % of KV tokens kept (decoding presses: 1 - the fraction they evicted) and peak memory."""
+    results = _held(results)
+    measures = {"kv_mib": ("kv_bytes_held", 1 / 2**20), "peak_gb": ("peak_memory_bytes", 1e-9)}
+    if results["_kept"].notna().any():  # masking presses keep few tokens yet free no bytes: show both
+        measures["kept_pct"] = ("_kept", 100.0)
     out = _efficiency(results, measures)
-    for col in [c for c in out.columns if c.startswith("kv_mib@")]:
-        length = col.split("@")[1]
-        base = out.loc[out["press"] == BASELINE].set_index("model")[col]
-        ref = out["model"].map(base)
-        out[f"kv_saving_pct@{length}"] = (1 - out[col] / ref) * 100
+    ok = results[results["status"].astype(str) == "ok"]
+    both = ok[["kv_bytes_held", "kv_bytes_reference"]].apply(pd.to_numeric, errors="coerce").dropna()
+    sums = both.groupby([ok.loc[both.index, k] for k in ("model", "press", "length")]).sum()
+    saving = (1 - sums["kv_bytes_held"] / sums["kv_bytes_reference"]) * 100
+    for length in sorted(results["length"].astype(int).unique()):
+        keys = zip(out["model"], out["press"], [length] * len(out))
+        out[f"kv_saving_pct@{length}"] = [saving.get(k, np.nan) for k in keys]
     return out
+
+
+def _held(results: pd.DataFrame) -> pd.DataFrame:
+    """results with the cache_held columns (a results.csv from before them: every press at prefill) and `_kept`,
+    the fraction of KV tokens kept: kv_fraction_kept, or 1 - effective_ratio for decoding presses."""
+    if "kv_bytes_held" not in results.columns:
+        base = results[(results["press"] == BASELINE) & (results["status"].astype(str) == "ok")]
+        ref = pd.to_numeric(base["kv_bytes"], errors="coerce").groupby(
+            [base["model"], base["task"], base["length"]]).mean().rename("kv_bytes_reference")
+        results = results.join(ref, on=["model", "task", "length"]).assign(
+            phase="prefill", kv_bytes_held=results["kv_bytes"], effective_ratio=results["compression_ratio"])
+    kept = (pd.to_numeric(results["kv_fraction_kept"], errors="coerce") if "kv_fraction_kept" in results.columns
+            else pd.Series(np.nan, index=results.index))
+    decoding = results["phase"].astype(str).eq("decoding")
+    return results.assign(_kept=kept.where(~decoding, 1 - pd.to_numeric(results["effective_ratio"], errors="coerce")))
 
 
 def throughput_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -148,6 +176,8 @@ def _tex_escape(text: str) -> str:
 def _cell(value, mark: str = "", digits: int = 1) -> str:
     if mark == "oom":
         return "OOM"
+    if mark == "failed":
+        return "failed"
     if value is None or pd.isna(value):
         return "--"
     text = f"{value:.{digits}f}"
@@ -180,7 +210,8 @@ def score_latex(table: pd.DataFrame) -> str:
                                             names=["Model", "Length", "Press"])
     return _to_latex(cells, "Score by press variant and task (mean over seeds; $\\times 100$ for scores in [0, 1]). "
                      r"$\uparrow$/$\downarrow$: significantly better/worse than no press (paired test, Holm, "
-                     r"$p<0.05$, in every seed); OOM: out of memory.", "tab:score")
+                     r"$p<0.05$, in every seed); OOM: out of memory; failed: the job raised (see results.csv).",
+                     "tab:score")
 
 
 def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple[str, int]], caption: str, label: str) -> str:
@@ -189,7 +220,7 @@ def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple[str, int]], 
     for length in lengths:
         status = table[f"status@{length}"]
         for key, (title, digits) in columns.items():
-            cells[(f"{length} tokens", title)] = [_cell(v, "oom" if s == "oom" else "", digits)
+            cells[(f"{length} tokens", title)] = [_cell(v, s if s in ("oom", "failed") else "", digits)
                                                   for v, s in zip(table[f"{key}@{length}"], status)]
     frame = pd.DataFrame(cells)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
@@ -204,16 +235,18 @@ def memory_latex(table: pd.DataFrame) -> str:
     columns["peak_gb"] = ("peak GB", 2)
     return _efficiency_latex(
         table, columns,
-        "KV-cache memory after prefill (MiB, measured from the cache tensors; mean over tasks and seeds), its "
-        "saving against no press, the fraction of KV tokens kept (a masking press keeps few tokens yet frees no "
-        "bytes), and peak device memory (GB) per context length; OOM: out of memory.", "tab:memory")
+        "KV-cache memory held (MiB, measured from the cache tensors; mean over tasks and seeds): after prefill, "
+        "and at the end of generation for presses that evict while decoding; its saving against no press's "
+        "cache at the same point, the fraction of KV tokens kept (a masking press keeps few tokens yet frees no "
+        "bytes; a decoding press: 1 - the fraction it evicted), and peak device memory (GB) per context length; "
+        "OOM: out of memory; failed: the job raised.", "tab:memory")
 
 
 def throughput_latex(table: pd.DataFrame) -> str:
     return _efficiency_latex(
         table, {"decode_tps": ("tok/s", 1), "ttft_ms": ("TTFT ms", 1)},
         "Decode throughput (tokens/s) and time to first token (ms), mean over tasks and seeds, per context "
-        "length; OOM: out of memory.", "tab:throughput")
+        "length; OOM: out of memory; failed: the job raised.", "tab:throughput")
 
 
 def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None) -> dict[str, tuple[pd.DataFrame, str]]:

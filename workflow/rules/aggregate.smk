@@ -43,4 +43,6 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1"
+        # the warnings (one per failed job) also go to the console: a run with failures stays loud
+        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1; "
+        "grep -h '^aggregate: warning' {log} >&2 || true"

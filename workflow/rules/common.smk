@@ -9,6 +9,8 @@ import sys
 from kvstudy import grid
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
+from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
+from kvstudy.resources import eval_gpus
 from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
 try:
@@ -19,6 +21,13 @@ try:
         print(preflight.summary(preflight.check(config)), file=sys.stderr)
 except ConfigError as e:
     sys.exit("\n".join(e.lines))
+
+# figures/all records the study and its config's hash; a report is made only from the config that built it, checked
+# before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either)
+CONFIG_SHA256 = config_digest(config)
+REPORT_MODE = report_mode()
+if REPORT_MODE and (_problem := check_report_config(config, "figures/all")):
+    sys.exit(_problem)
 
 envvars:
     "PATH",
@@ -34,15 +43,19 @@ RAW = sorted(JOBS)
 # are missing this marker, an input of `aggregate`, is rewritten: newer than the tables, it makes `aggregate`
 # rerun, and Snakemake then recomputes the missing results it needs. One stat per job (milliseconds for 10,000).
 RAW_MARKER = "results/raw/.missing"
-if workflow.is_main_process:
+if workflow.is_main_process and not REPORT_MODE:
     missing = [p for p in RAW if not os.path.exists(p)]
     if missing or not os.path.exists(RAW_MARKER):
         os.makedirs(os.path.dirname(RAW_MARKER), exist_ok=True)
         with open(RAW_MARKER, "w") as f:  # a fresh time stamp, so the checksum differs from any earlier one
             f.write("\n".join([f"# {datetime.datetime.now().isoformat()}", *missing, ""]))
 # Eval resources: the study's `resources.eval`, plus the user's SLURM account and partition from the environment
-# (KVSTUDY_SLURM_ACCOUNT / KVSTUDY_SLURM_PARTITION), so nobody edits the repo's profile for them.
+# (KVSTUDY_SLURM_ACCOUNT / KVSTUDY_SLURM_PARTITION), so nobody edits the repo's profile for them, and `gpu: 1`
+# where the job will run on a GPU (eval.device cuda, or auto on a machine with one: kvstudy.resources), so that
+# profiles/local never shares a GPU while CPU-only jobs run as many at a time as there are cores.
 EVAL_RESOURCES = dict(config["resources"].get("eval", {}))
+if eval_gpus(config["eval"]["device"]):
+    EVAL_RESOURCES.setdefault("gpu", 1)
 for key, var in (("slurm_account", "KVSTUDY_SLURM_ACCOUNT"), ("slurm_partition", "KVSTUDY_SLURM_PARTITION")):
     if os.environ.get(var):
         EVAL_RESOURCES.setdefault(key, os.environ[var])
@@ -50,6 +63,8 @@ for key, var in (("slurm_account", "KVSTUDY_SLURM_ACCOUNT"), ("slurm_partition",
 FIGURE_SPECS = {f["name"]: f for f in figure_specs.resolve(config)}
 FIGURES = list(FIGURE_SPECS)
 GRID_SUMMARY = figure_specs.grid_summary(config)
+if REPORT_MODE:  # the captions count the jobs present in results.csv, not the jobs the config asks for
+    GRID_SUMMARY = present_summary("results/tables/results.csv")
 REPORT_LABELS = {
     "models": ", ".join(config["models"]),
     "tasks": ", ".join(config["tasks"]),

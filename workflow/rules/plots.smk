@@ -41,8 +41,11 @@ rule manifest:
         "figures/all",
     log:
         "logs/manifest.log",
+    params:
+        study=config.get("study", ""),
+        config_sha256=CONFIG_SHA256,  # what `snakemake --report` checks its config against (kvstudy.report)
     conda:
         "../../envs/analysis.yaml"
     shell:
         "kvstudy manifest {input.figures} {input.tables} {input.analysis} {input.summary} {input.provenance} "
-        "--out {output} > {log} 2>&1"
+        "--study {params.study:q} --config-sha256 {params.config_sha256} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ ANALYSIS += TUNING_TABLES
 # Like RAW_MARKER: a deleted trial of a finished search is recomputed. One marker per (model, press, task), so only
 # the choices that used a missing trial are made again (and, if they change, only their tuned test jobs rerun).
 TRIAL_MARKER = "results/raw/.missing-trials/{model}/{press}/{task}"
-if workflow.is_main_process:
+if workflow.is_main_process and not REPORT_MODE:  # a report writes nothing (common.smk)
     _missing = {}
     for _path, _job in TRIALS.items():
         _key = TRIAL_MARKER.format(model=_job["model"], press=_job["tuning_of"], task=_job["task"])

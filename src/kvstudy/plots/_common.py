@@ -37,9 +37,13 @@ def as_bool(series: pd.Series) -> pd.Series:
     return text.isin(["true", "1", "1.0", "yes"])
 
 
-def prepare(df: pd.DataFrame, figure: str, table: str) -> pd.DataFrame:
+def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -> pd.DataFrame:
     """Copy with `model`, `method`, `compression_ratio`, `family` (press variant without its ratio) filled in and
-    numbers parsed. `method` and `compression_ratio` are read from the press name when the table lacks them."""
+    numbers parsed. `method` and `compression_ratio` are read from the press name when the table lacks them.
+
+    `measured`: figures that place variants along a compression-ratio axis put decoding presses at the fraction
+    they really evicted (`effective_ratio`, kvstudy.cache_held), not at their nominal ratio (see `measured_ratio`).
+    """
     if "press" not in df.columns and "method" not in df.columns:
         raise ValueError(f"figure {figure!r}: {table}.csv has neither a 'press' nor a 'method' column")
     df = df.copy()
@@ -59,6 +63,8 @@ def prepare(df: pd.DataFrame, figure: str, table: str) -> pd.DataFrame:
         df["compression_ratio"] = df["press"].str.extract(_RATIO_IN_PRESS, expand=False)
     for col in ("compression_ratio", "length", "score", "kv_bytes", "depth", "seed"):
         _numeric(df, col)
+    if measured:
+        df = measured_ratio(df, figure)
     df["compression_ratio"] = df["compression_ratio"].fillna(0.0).round(6)
     df.loc[df["method"] == "no_press", "compression_ratio"] = 0.0
     df["family"] = [m if m == "no_press" else press_family(p) for m, p in zip(df["method"], df["press"])]
@@ -66,6 +72,36 @@ def prepare(df: pd.DataFrame, figure: str, table: str) -> pd.DataFrame:
         df = df[df["length"].notna()].copy()
         df["length"] = df["length"].astype(int)
     return df
+
+
+def is_decoding(df: pd.DataFrame) -> pd.Series:
+    """Rows of presses that evict while generating (results.csv / pareto.csv `phase`)."""
+    if "phase" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["phase"].astype(str).eq("decoding")
+
+
+def measured_ratio(df: pd.DataFrame, figure: str) -> pd.DataFrame:
+    """Decoding presses at the fraction of the cache they really evicted: `compression_ratio` := the mean
+    `effective_ratio` of the variant in its (model, task, length) cell (seeds evict slightly different amounts).
+    A decoding variant without one (its cell has no ok no_press to compare with) cannot be placed: it is left
+    out, and said so on stderr. Decoding variants that never ran (oom, failed) keep their nominal ratio."""
+    decoding = is_decoding(df)
+    if not decoding.any() or "effective_ratio" not in df.columns:
+        return df
+    keys = [k for k in ("model", "task", "length", "press") if k in df.columns]
+    measured = pd.to_numeric(df["effective_ratio"], errors="coerce").groupby([df[k] for k in keys]).transform("mean")
+    ok = df["status"].astype(str).eq("ok") if "status" in df.columns else pd.Series(True, index=df.index)
+    # a decoding variant that never ran (oom, failed) evicted nothing measurable: it stays at its nominal ratio
+    df = df.assign(compression_ratio=df["compression_ratio"].where(~(decoding & ok), measured.round(6)))
+    unplaced = decoding & ok & df["compression_ratio"].isna()
+    if unplaced.any():
+        import sys
+
+        names = ", ".join(sorted(set(df.loc[unplaced, "press"])))
+        print(f"figure {figure!r}: warning: decoding press(es) {names} have no measured ratio (no ok no_press in "
+              "their cell) and are left out", file=sys.stderr)
+    return df[~unplaced]
 
 
 def scored(df: pd.DataFrame) -> pd.DataFrame:
@@ -146,18 +182,27 @@ def finite(values) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-# --- out-of-memory jobs ---------------------------------------------------------------------------------------
+# --- jobs without a score: out of memory, failed ------------------------------------------------------------
 
 OOM_LABEL = "OOM (out of memory)"
 OOM_COLOR = "#d00000"  # the cross over an OOM marker: a pure red, apart from every method colour
 OOM_TEXT_COLOR = "#a00000"
-_VARIANT_KEYS = ["model", "task", "length", "press", "method", "family", "compression_ratio"]
+FAILED_LABEL = "failed (job error, see results.csv)"
+FAILED_COLOR = "#000000"  # the cross over a failed marker: black, apart from OOM's red
+FAILED_TEXT_COLOR = "#202020"
+HATCH = {"oom": "////", "failed": "xxxx"}  # heatmap cells
+CELL_TEXT = {"oom": "OOM", "failed": "failed"}
+TEXT_COLOR = {"oom": OOM_TEXT_COLOR, "failed": FAILED_TEXT_COLOR}
+CROSS_COLOR = {"oom": OOM_COLOR, "failed": FAILED_COLOR}
+LOST_LABEL = {"oom": OOM_LABEL, "failed": FAILED_LABEL}
+_VARIANT_KEYS = ["model", "task", "length", "press", "method", "family", "compression_ratio", "status"]
 
 
-def oom_variants(results: pd.DataFrame | None, figure: str) -> pd.DataFrame:
-    """Press variants that ran out of memory: one row per (model, task, length, press) (with `method`, `family`,
-    `compression_ratio`) whose jobs include an "oom" one and no "ok" one. Such a variant has no score and no
-    measures, so a figure shows it as OOM, never as a value. Empty when `results` is missing or has no `status`.
+def lost_variants(results: pd.DataFrame | None, figure: str) -> pd.DataFrame:
+    """Press variants with no score: one row per (model, task, length, press) (with `method`, `family`,
+    `compression_ratio`, and `status` "oom" or "failed") whose jobs include an "oom" or a "failed" one and no "ok"
+    one ("failed" where both). Such a variant has no score and no measures, so a figure shows it as OOM or
+    failed, never as a value. Empty when `results` is missing or has no `status`.
     """
     empty = pd.DataFrame(columns=_VARIANT_KEYS)
     if results is None or results.empty or "status" not in results.columns:
@@ -165,14 +210,22 @@ def oom_variants(results: pd.DataFrame | None, figure: str) -> pd.DataFrame:
     require_columns(results, figure, "results", ["task", "length"])
     df = results if "family" in results.columns else prepare(results, figure, "results")
     status = df["status"].fillna("").astype(str).str.strip().str.lower()
-    df = df.assign(_oom=status.eq("oom"), _ok=status.eq("ok"), task=df["task"].astype(str))
+    df = df.assign(_oom=status.eq("oom"), _failed=status.eq("failed"), _ok=status.eq("ok"),
+                   task=df["task"].astype(str))
     keys = ["model", "task", "length", "press"]
     per = df.groupby(keys, sort=False).agg(
         method=("method", "first"), family=("family", "first"), compression_ratio=("compression_ratio", "first"),
-        any_oom=("_oom", "any"), any_ok=("_ok", "any"),
+        any_oom=("_oom", "any"), any_failed=("_failed", "any"), any_ok=("_ok", "any"),
     ).reset_index()
-    per = per[per["any_oom"] & ~per["any_ok"]]
+    per = per[(per["any_oom"] | per["any_failed"]) & ~per["any_ok"]]
+    per = per.assign(status=np.where(per["any_failed"], "failed", "oom"))
     return per[_VARIANT_KEYS].reset_index(drop=True)
+
+
+def lost_legend_handles(statuses, marker_handle) -> list[tuple[str, object]]:
+    """Legend entries (label, handle) for the kinds of lost variants drawn: `marker_handle(status)` gives each
+    its handle, in the order OOM, failed."""
+    return [(LOST_LABEL[s], marker_handle(s)) for s in ("oom", "failed") if s in set(statuses)]
 
 
 def variant_label(method: str, family: str, ratio: float, labels: dict[str, str]) -> str:

@@ -3,7 +3,8 @@
 
 A variant that ran out of memory at a length (every job of it there "oom") has no measure there: its line stops,
 and a crossed-out marker in its method's colour sits in the grey "OOM" strip at the top of each panel at that
-length -- the OOM threshold (e.g. no press OOM at 32K while a compressed run succeeds) reads off directly.
+length -- the OOM threshold (e.g. no press OOM at 32K while a compressed run succeeds) reads off directly. A
+variant whose jobs failed there (status "failed") is marked the same way with a black cross.
 
 Options: `methods` (list of methods to show, default all), `ratios` (list of compression ratios, default all).
 """
@@ -15,12 +16,13 @@ import pandas as pd
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
-    OOM_COLOR,
-    OOM_LABEL,
+    CELL_TEXT,
+    CROSS_COLOR,
     family_labels,
     family_linestyles,
     families,
-    oom_variants,
+    lost_legend_handles,
+    lost_variants,
     prepare,
     require_columns,
     require_rows,
@@ -51,17 +53,19 @@ def build(tables, methods=None, ratios=None):
         df = df[(df["method"] == "no_press") | df["compression_ratio"].round(6).isin([round(r, 6) for r in ratios])]
     if df.empty:
         raise ValueError(f"figure {NAME!r}: no results.csv rows left after the methods/ratios options")
-    oom_jobs = oom_variants(df, NAME)
-    # OOM at a length: every task's jobs of the variant ran out of memory there (none ok)
-    oom = (oom_jobs.groupby(["model", "length", "press"]).size().reset_index(name="tasks")
+    oom_jobs = lost_variants(df, NAME)
+    # lost at a length: no task's job of the variant ran ok there; "failed" where any of them failed
+    oom = (oom_jobs.groupby(["model", "length", "press"]).agg(tasks=("task", "size"), failed=(
+        "status", lambda s: (s == "failed").any())).reset_index()
            .merge(df.groupby(["model", "length", "press"])["task"].nunique().reset_index(name="all"))
-           if len(oom_jobs) else pd.DataFrame(columns=["model", "length", "press", "tasks", "all"]))
+           if len(oom_jobs) else pd.DataFrame(columns=["model", "length", "press", "tasks", "failed", "all"]))
     oom = oom[oom["tasks"] == oom["all"]]
+    oom = oom.assign(status=np.where(oom["failed"].astype(bool), "failed", "oom"))
     ok = df[df["status"].astype(str) == "ok"].copy()
     for col, _, _ in MEASURES:
         ok[col] = pd.to_numeric(ok[col], errors="coerce")
     if ok.empty and oom.empty:
-        raise ValueError(f"figure {NAME!r}: results.csv has no ok or oom job")
+        raise ValueError(f"figure {NAME!r}: results.csv has no ok, oom or failed job")
     means = ok.groupby(["model", "press", "length"])[[c for c, _, _ in MEASURES]].mean().reset_index()
     variants = df.drop_duplicates("press")[["press", "method", "family", "compression_ratio"]]
     fams = families(variants)
@@ -74,10 +78,17 @@ def build(tables, methods=None, ratios=None):
     ratio_alpha = {r: a for r, a in zip(sorted(variants["compression_ratio"].unique()),
                                         np.linspace(1.0, 0.45, max(1, variants["compression_ratio"].nunique())))}
 
+    strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))
+    # lost variants sharing a length sit side by side in the strip (log2 offsets), in legend order
+    rank = {p: i for i, p in enumerate(variants["press"])}
+    slot = {}
+    for (model, length), g in oom.groupby(["model", "length"]):
+        ordered = sorted(g["press"], key=rank.get)
+        slot.update({(model, length, p): 0.12 * (i - (len(ordered) - 1) / 2) for i, p in enumerate(ordered)})
     fig = new_figure(3.3 * len(MEASURES) + 2.6, 2.7 * len(models) + 0.4)
     axes = np.atleast_2d(fig.subplots(len(models), len(MEASURES), squeeze=False, sharex=True))
     handles: dict[str, object] = {}
-    oom_drawn = False
+    drawn: set[str] = set()
     for r, model in enumerate(models):
         for c, (col, ylabel, scale) in enumerate(MEASURES):
             ax = axes[r, c]
@@ -95,23 +106,26 @@ def build(tables, methods=None, ratios=None):
                     ymax = max(ymax, float(np.nanmax(y)))
                     ax.plot(line["length"], y, gid=f"scale:{press}", **style)
                     handles.setdefault(label, Line2D([], [], **style))
-                gone = oom[(oom["model"] == model) & (oom["press"] == press)]["length"]
-                for length in gone:
-                    ax.plot([length], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
+                gone = oom[(oom["model"] == model) & (oom["press"] == press)]
+                for length, status in zip(gone["length"], gone["status"]):
+                    x = length * 2 ** slot[(model, length, press)]
+                    ax.plot([x], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
                             markersize=7, color=color, markeredgecolor="white", clip_on=False, zorder=5,
-                            gid=f"oom:{press}")
-                    ax.plot([length], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker="x",
-                            markersize=8.5, markeredgecolor=OOM_COLOR, markeredgewidth=1.1, clip_on=False,
-                            zorder=6)
+                            gid=f"{status}:{press}")
+                    ax.plot([x], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker="x",
+                            markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1, clip_on=False,
+                            zorder=6, gid=f"{status}-cross:{press}")
                     handles.setdefault(label, Line2D([], [], **style))
-                    oom_drawn = True
+                    drawn.add(status)
             if not oom.empty:
                 ax.add_patch(Rectangle((0, STRIP), 1, 1 - STRIP, transform=ax.transAxes, facecolor="0.93",
                                        edgecolor="none", zorder=0.5))
-                ax.text(0.01, 0.93, "OOM", transform=ax.transAxes, va="center", ha="left", fontsize=10,
-                        color=OOM_COLOR, fontweight="bold")
             top = (ymax if ymax > 0 else 1.0) * (1.05 / STRIP if not oom.empty else 1.1)
             ax.set_ylim(0, top)
+            if not oom.empty:  # the strip's label as a tick of its own, clear of the markers in it
+                ticks = [t for t in ax.get_yticks() if 0 <= t <= 0.97 * STRIP * top]
+                tick_text = ax.yaxis.get_major_formatter().format_ticks(ticks)
+                ax.set_yticks([*ticks, (1 + STRIP) / 2 * top], [*tick_text, strip_label])
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_locator(FixedLocator(lengths))
             ax.xaxis.set_minor_locator(NullLocator())
@@ -120,9 +134,9 @@ def build(tables, methods=None, ratios=None):
             ax.set_title(model if len(models) > 1 else ylabel.split(" (")[0])
     fig.supxlabel("Context length (tokens)")
     items = list(handles.items())
-    if oom_drawn:
-        items.append((OOM_LABEL, (Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
-                                  Line2D([], [], ls="none", marker="x", markeredgecolor=OOM_COLOR, markersize=8.5))))
+    items += lost_legend_handles(drawn, lambda s: (
+        Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
+        Line2D([], [], ls="none", marker="x", markeredgecolor=CROSS_COLOR[s], markersize=8.5)))
     fig.legend([h for _, h in items], [label for label, _ in items], loc="outside right upper",
                title="Press variant", alignment="left", ncols=1 if len(items) <= 16 else 2)
     return fig

@@ -1,10 +1,12 @@
 """Score difference to the baseline, press variants (rows) x tasks (columns), one panel per (model, context length),
-from significance.csv (paired on the same samples), averaged over seeds.
+averaged over seeds, significance from significance.csv.
 
-The difference is signed so that positive means better: variant - baseline, times -1 for lower-is-better scores
-(perplexity). A diverging colour map centred on 0, the value in each cell, and "*" where the paired test is
-significant after Holm correction in every seed. A variant whose jobs ran out of memory (results.csv status "oom",
-no paired test) is a hatched grey "OOM" cell, never a value.
+The difference is the job scores' of results.csv (variant - no_press in the same cell and seed, then the mean over
+seeds), so a perplexity cell shows the difference of corpus perplexities exp(mean NLL), as every table does; it
+is signed so that positive means better (times -1 for lower-is-better scores). A diverging colour map centred on
+0, the value in each cell, and "*" where the paired test of significance.csv is significant after Holm correction
+in every seed. A variant whose jobs ran out of memory (results.csv status "oom") is a hatched grey "OOM" cell, one
+whose jobs failed a cross-hatched "failed" cell, never a value; a cell the study did not run stays blank.
 """
 
 from __future__ import annotations
@@ -13,39 +15,51 @@ import numpy as np
 import pandas as pd
 
 from kvstudy.plots import Figure, register
-from kvstudy.plots._common import OOM_TEXT_COLOR, as_bool, oom_variants, prepare, require_columns, require_rows
-from kvstudy.plots._common import task_order, variant_label, families, family_labels
+from kvstudy.plots._common import CELL_TEXT, HATCH, TEXT_COLOR, as_bool, lost_variants, prepare, require_columns
+from kvstudy.plots._common import require_rows, scored, task_order, variant_label, families, family_labels
 from kvstudy.plots.style import length_label, method_color, method_order, new_figure, task_label
 
 NAME = "delta_heatmap"
 CMAP = "RdBu"
+_CELL = ["model", "length", "press", "task"]
 
 
-def _signed(df: pd.DataFrame) -> pd.Series:
-    hib = as_bool(df["higher_is_better"]) | df["higher_is_better"].isna() if "higher_is_better" in df else True
-    return df["diff"].astype(float) * np.where(hib, 1.0, -1.0)
+def _deltas(results: pd.DataFrame, significance: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, length, press, task): the signed mean over seeds of variant - no_press job scores, and
+    whether every seed's paired test is significant."""
+    ok = scored(results)
+    hib = as_bool(ok["higher_is_better"]) | ok["higher_is_better"].isna() if "higher_is_better" in ok else True
+    ok = ok.assign(_sign=np.where(hib, 1.0, -1.0))
+    per_seed = ok.groupby([*_CELL, "seed"]).agg(score=("score", "mean"), method=("method", "first"),
+                                                family=("family", "first"), sign=("_sign", "first"),
+                                                compression_ratio=("compression_ratio", "first")).reset_index()
+    base = per_seed[per_seed["press"] == "no_press"].set_index(["model", "length", "task", "seed"])["score"]
+    var = per_seed[per_seed["press"] != "no_press"].join(base.rename("base"), on=["model", "length", "task", "seed"])
+    var = var.dropna(subset=["base"]).assign(delta=lambda d: (d["score"] - d["base"]) * d["sign"])
+    cells = var.groupby(_CELL).agg(delta=("delta", "mean"), method=("method", "first"), family=("family", "first"),
+                                   compression_ratio=("compression_ratio", "first")).reset_index()
+    sig = pd.Series(dtype=bool)
+    if significance is not None and len(significance):
+        require_columns(significance, NAME, "significance", ["task", "length", "press", "significant"])
+        s = prepare(significance, NAME, "significance").assign(task=lambda d: d["task"].astype(str))
+        sig = as_bool(s["significant"]).groupby([s[k] for k in _CELL]).all()
+    return cells.assign(sig=[bool(sig.get(k, False)) for k in zip(*(cells[c] for c in _CELL))])
 
 
 def build(tables):
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
-    df = require_rows(tables.get("significance"), NAME, "significance")
-    require_columns(df, NAME, "significance", ["task", "length", "press", "diff", "significant"])
-    df = prepare(df, NAME, "significance")
-    df["task"] = df["task"].astype(str)
-    df["delta"] = _signed(df)
-    df["significant"] = as_bool(df["significant"])
-    cells = df.groupby(["model", "length", "press", "task"]).agg(
-        delta=("delta", "mean"), sig=("significant", "all"), method=("method", "first"),
-        family=("family", "first"), compression_ratio=("compression_ratio", "first")).reset_index()
-    oom = oom_variants(tables.get("results"), NAME)
+    results = require_rows(tables.get("results"), NAME, "results")
+    require_columns(results, NAME, "results", ["task", "length", "press", "score", "status"])
+    results = prepare(results, NAME, "results").assign(task=lambda d: d["task"].astype(str))
+    cells = _deltas(results, tables.get("significance"))
+    oom = lost_variants(results, NAME)
     oom = oom[oom["method"] != "no_press"] if len(oom) else oom
-    every = pd.concat([cells[["model", "length", "press", "task", "method", "family", "compression_ratio"]],
-                       oom[["model", "length", "press", "task", "method", "family", "compression_ratio"]]],
-                      ignore_index=True)
+    keys = ["model", "length", "press", "task", "method", "family", "compression_ratio"]
+    every = pd.concat([cells[keys], oom[keys]], ignore_index=True)
     if every.empty:
-        raise ValueError(f"figure {NAME!r}: significance.csv has no paired comparison to plot")
+        raise ValueError(f"figure {NAME!r}: results.csv has no variant with a no_press job in its cell to compare")
     tasks = task_order(every["task"])
     fams = families(every)
     labels = family_labels(fams)
@@ -69,7 +83,7 @@ def build(tables):
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     annotate = len(rows) * len(tasks) <= 200
     lookup = cells.set_index(["model", "length", "press", "task"])
-    oom_keys = set(zip(oom["model"], oom["length"], oom["press"], oom["task"]))
+    oom_keys = dict(zip(zip(oom["model"], oom["length"], oom["press"], oom["task"]), oom["status"]))
     mesh = None
     for k, (model, length) in enumerate(panels):
         ax = axes[k]
@@ -84,11 +98,12 @@ def build(tables):
                              cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.5)
         for i, (press, _) in enumerate(rows):
             for j, task in enumerate(tasks):
-                if (model, length, press, task) in oom_keys and np.isnan(data[i, j]):
-                    ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.93", edgecolor="0.6", hatch="////", lw=0,
-                                           gid="oom-cell"))
-                    ax.text(j + 0.5, i + 0.5, "OOM", ha="center", va="center", fontsize=10, fontweight="bold",
-                            color=OOM_TEXT_COLOR, gid="oom-label")
+                lost = oom_keys.get((model, length, press, task))
+                if lost and np.isnan(data[i, j]):
+                    ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.93", edgecolor="0.6", hatch=HATCH[lost], lw=0,
+                                           gid=f"{lost}-cell"))
+                    ax.text(j + 0.5, i + 0.5, CELL_TEXT[lost], ha="center", va="center", fontsize=10,
+                            fontweight="bold", color=TEXT_COLOR[lost], gid=f"{lost}-label")
                 elif annotate and np.isfinite(data[i, j]):
                     dark = abs(data[i, j]) > 0.6 * lim
                     ax.text(j + 0.5, i + 0.5, f"{data[i, j]:+.2f}" + ("*" if sig[i, j] else ""), ha="center",
@@ -122,4 +137,4 @@ def check(jobs, options):
 
 
 register(Figure(NAME, "score difference to the baseline, variants x tasks per model x length, significance starred",
-                ("significance", "results"), build, check=check))
+                ("results", "significance"), build, check=check))

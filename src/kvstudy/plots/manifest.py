@@ -1,4 +1,5 @@
-"""Manifest of the study's figures and tables (`figures/all`): what was produced, with checksums."""
+"""Manifest of the study's figures and tables (`figures/all`): what was produced, with checksums, and which study
+(its name and the sha256 of its resolved config, kvstudy.report) it was built from."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(paths: list[Path], out: Path, root: Path) -> Path:
+STUDY_PREFIX = "# "  # trailing lines "# study<TAB>NAME", "# config_sha256<TAB>HASH"
+
+
+def write_manifest(paths: list[Path], out: Path, root: Path, study: dict | None = None) -> Path:
     """Write `out`: a header line, then `kind<TAB>path<TAB>sha256<TAB>bytes` per file, paths relative to `root`
-    (POSIX separators), sorted by path, duplicates once. Atomic: a temp file next to `out`, then os.replace."""
+    (POSIX separators), sorted by path, duplicates once, then `# key<TAB>value` lines of `study` (e.g. its name and
+    config hash). Atomic: a temp file next to `out`, then os.replace."""
     root = Path(root).resolve()
     out = Path(out)
     rows = {}
@@ -42,7 +47,8 @@ def write_manifest(paths: list[Path], out: Path, root: Path) -> Path:
         except ValueError:
             raise ValueError(f"manifest: {p} is not under {root}") from None
         rows[rel] = f"{file_kind(p)}\t{rel}\t{sha256(p)}\t{p.stat().st_size}"
-    text = "\n".join([HEADER] + [rows[k] for k in sorted(rows)]) + "\n"
+    trailer = [f"{STUDY_PREFIX}{k}\t{v}" for k, v in (study or {}).items()]
+    text = "\n".join([HEADER] + [rows[k] for k in sorted(rows)] + trailer) + "\n"
     write_text_atomic(text, out)
     return out
 
@@ -54,6 +60,15 @@ def read_manifest(path: Path) -> list[dict]:
         raise ValueError(f"{path} is not a kvstudy manifest (header {HEADER!r} expected)")
     out = []
     for line in lines[1:]:
+        if line.startswith(STUDY_PREFIX):
+            continue
         kind, rel, digest, size = line.split("\t")
         out.append({"kind": kind, "path": rel, "sha256": digest, "bytes": int(size)})
     return out
+
+
+def read_study(path: Path) -> dict[str, str]:
+    """The `# key<TAB>value` lines of a manifest (study, config_sha256); empty for a manifest without them."""
+    lines = Path(path).read_text().splitlines()
+    pairs = (line[len(STUDY_PREFIX):].split("\t", 1) for line in lines if line.startswith(STUDY_PREFIX))
+    return {kv[0]: kv[1] for kv in pairs if len(kv) == 2}

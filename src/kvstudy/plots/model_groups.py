@@ -6,8 +6,10 @@ Groups come from the `groups` option: model -> group name, filled from `models.<
 (kvstudy.plots.specs). For each model x task x length, Δ = variant score - no-press score (mean over seeds; sign
 flipped for lower-is-better scores so that positive is better); a group's point is the mean Δ over its models,
 tasks and lengths, with a band of ±1 s.d. across its models. Line colour and marker are the press method's, as in
-every figure; the line style tells the group. A variant that ran out of memory in every job of a group is a
-crossed-out marker in the grey OOM strip at the bottom of the panel, never a value.
+every figure; the line style tells the group. A variant that ran out of memory (or failed) in every job of a group
+is a crossed-out marker in the grey strip at the bottom of the panel (red cross: OOM, black cross: failed), never a
+value. Decoding presses sit at the fraction of the cache they really evicted (mean over the group's cells), not at
+their nominal ratio.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import pandas as pd
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
-    OOM_COLOR,
-    OOM_LABEL,
+    CROSS_COLOR,
     families,
     family_labels,
-    oom_variants,
+    lost_legend_handles,
+    lost_variants,
     prepare,
     require_columns,
     require_rows,
@@ -34,6 +36,32 @@ GROUP_STYLES = ("-", "--", ":", "-.")
 STRIP = 0.12  # axes fraction of the OOM strip at the bottom
 
 
+def _points(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, press variant): mean and s.d. across the group's models of the Δ to each model's own no-press
+    score (cells: model x task x length, seeds averaged), at the variant's mean ratio over those cells."""
+    cell = ["model", "task", "length"]
+    means = ok.groupby([*cell, "press"]).agg(score=("score", "mean"), method=("method", "first"),
+                                             family=("family", "first"), ratio=("compression_ratio", "mean"),
+                                             group=("group", "first"), sign=("_sign", "first")).reset_index()
+    base = means[means["method"] == "no_press"].set_index(cell)["score"]
+    var = means[means["method"] != "no_press"].join(base.rename("base"), on=cell).dropna(subset=["base"])
+    var["delta"] = (var["score"] - var["base"]) * var["sign"]
+    per_model = var.groupby(["group", "model", "press", "family", "method"]).agg(
+        delta=("delta", "mean"), ratio=("ratio", "mean")).reset_index()
+    return per_model.groupby(["group", "press", "family", "method"]).agg(
+        mean=("delta", "mean"), std=("delta", "std"), ratio=("ratio", "mean")).reset_index()
+
+
+def _lost_per_group(df: pd.DataFrame, ok: pd.DataFrame, groups: dict) -> pd.DataFrame:
+    """Compressed variants that no job of a group ran ok (OOM or failed), one row per (group, press)."""
+    lost = lost_variants(df, NAME)
+    lost = lost[lost["method"] != "no_press"].assign(group=lambda d: d["model"].map(groups))
+    ok_keys = set(zip(ok["group"], ok["press"]))
+    keep = np.array([(g, p) not in ok_keys for g, p in zip(lost["group"], lost["press"])], dtype=bool)
+    lost = lost[keep].sort_values("status", ascending=True)  # "failed" before "oom": failed wins a tie
+    return lost.drop_duplicates(["group", "press"]).reset_index(drop=True)
+
+
 def build(tables, groups=None):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
@@ -43,31 +71,15 @@ def build(tables, groups=None):
     if not groups or len(set(groups.values())) < 2:
         raise ValueError(f"figure {NAME!r} needs at least two model groups: set models.<name>.group in the config "
                          "(or the figure's groups option)")
-    df = prepare(df, NAME, "results")
+    df = prepare(df, NAME, "results", measured=True)
     df = df[df["model"].isin(groups)].assign(group=lambda d: d["model"].map(groups))
     if df.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no job of a grouped model ({', '.join(groups)})")
-    sign = 1.0
-    if "higher_is_better" in df.columns:
-        text = df["higher_is_better"].astype(str).str.lower()
-        df = df.assign(_sign=np.where(text.isin(["false", "0", "0.0"]), -1.0, 1.0))
-    else:
-        df = df.assign(_sign=sign)
+    text = df["higher_is_better"].astype(str).str.lower() if "higher_is_better" in df.columns else None
+    df = df.assign(_sign=np.where(text.isin(["false", "0", "0.0"]), -1.0, 1.0) if text is not None else 1.0)
     ok = scored(df)
-    cell = ["model", "task", "length"]
-    means = ok.groupby([*cell, "press"]).agg(score=("score", "mean"), method=("method", "first"),
-                                             family=("family", "first"), ratio=("compression_ratio", "first"),
-                                             group=("group", "first"), sign=("_sign", "first")).reset_index()
-    base = means[means["method"] == "no_press"].set_index(cell)["score"]
-    var = means[means["method"] != "no_press"].join(base.rename("base"), on=cell).dropna(subset=["base"])
-    var["delta"] = (var["score"] - var["base"]) * var["sign"]
-    per_model = var.groupby(["group", "model", "family", "method", "ratio"])["delta"].mean().reset_index()
-    points = per_model.groupby(["group", "family", "method", "ratio"])["delta"].agg(["mean", "std"]).reset_index()
-
-    oom = oom_variants(df, NAME)
-    oom = oom[oom["method"] != "no_press"].assign(group=lambda d: d["model"].map(groups))
-    ok_keys = set(zip(ok["group"], ok["press"]))
-    oom = oom[[(g, p) not in ok_keys for g, p in zip(oom["group"], oom["press"])]]
+    points = _points(ok)
+    oom = _lost_per_group(df, ok, groups)
     every = pd.concat([points[["method", "family"]], oom[["method", "family"]]], ignore_index=True)
     if every.empty:
         raise ValueError(f"figure {NAME!r}: no compressed variant with a no-press baseline in any group")
@@ -87,7 +99,7 @@ def build(tables, groups=None):
     top = hi + 0.08 * span
     # with an OOM strip: the strip (bottom STRIP of the axes) ends below the lowest value
     bottom = (lo - 0.04 * span - STRIP * top) / (1 - STRIP) if not oom.empty else lo - 0.05 * span
-    oom_drawn = False
+    drawn: set[str] = set()
     for k, (method, fam) in enumerate(fams):
         ax = axes[k]
         color, marker = method_color(method), method_marker(method)
@@ -100,16 +112,18 @@ def build(tables, groups=None):
                         markerfacecolor=color if gstyle[g] == "-" else "white", markeredgecolor=color,
                         gid=f"group:{g}:{fam}")
                 ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.08, lw=0)
-            gone = oom[(oom["family"] == fam) & (oom["group"] == g)]["compression_ratio"]
-            for ratio in sorted(gone.astype(float).unique()):
+            gone = oom[(oom["family"] == fam) & (oom["group"] == g)]
+            for ratio, status in sorted(zip(gone["compression_ratio"].astype(float), gone["status"])):
                 x_oom = ratio + 0.04 * (gi - (len(group_names) - 1) / 2)  # groups side by side
                 solid = gstyle[g] == "-"
                 ax.plot([x_oom], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
                         markersize=7, color=color, markerfacecolor=color if solid else "white",
-                        markeredgecolor="white" if solid else color, zorder=5, clip_on=False, gid=f"oom:{g}:{fam}")
+                        markeredgecolor="white" if solid else color, zorder=5, clip_on=False,
+                        gid=f"{status}:{g}:{fam}")
                 ax.plot([x_oom], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker="x",
-                        markersize=8.5, markeredgecolor=OOM_COLOR, markeredgewidth=1.1, zorder=6, clip_on=False)
-                oom_drawn = True
+                        markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1, zorder=6,
+                        clip_on=False)
+                drawn.add(status)
         if not oom.empty:
             ax.add_patch(Rectangle((0, 0), 1, STRIP, transform=ax.transAxes, facecolor="0.93", edgecolor="none",
                                    zorder=0.5))
@@ -124,10 +138,9 @@ def build(tables, groups=None):
     handles = [(f"{g} ({', '.join(m for m, gg in groups.items() if gg == g)})",
                 Line2D([], [], color="0.3", ls=gstyle[g], marker="o", markerfacecolor="0.3" if gstyle[g] == "-"
                        else "white")) for g in group_names]
-    if oom_drawn:
-        handles.append((OOM_LABEL, (Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
-                                    Line2D([], [], ls="none", marker="x", markeredgecolor=OOM_COLOR,
-                                           markersize=8.5))))
+    handles += lost_legend_handles(drawn, lambda s: (
+        Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
+        Line2D([], [], ls="none", marker="x", markeredgecolor=CROSS_COLOR[s], markersize=8.5)))
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Model group", alignment="left")
     return fig

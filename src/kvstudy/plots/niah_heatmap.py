@@ -6,7 +6,8 @@ from every task with a needle depth. One shared colour bar (0-1); cells are anno
 
 A job that ran out of GPU memory has no samples: where results.csv says a variant's job at a length is "oom" (and
 samples.csv has nothing for it), that length's column is a hatched grey cell labelled "OOM", not a blank one; a
-variant that ran out of memory at every length still gets its panel.
+variant that ran out of memory at every length still gets its panel. A job that failed (status "failed") is a
+cross-hatched cell labelled "failed" the same way.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import pandas as pd
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
-    OOM_TEXT_COLOR,
+    CELL_TEXT,
+    HATCH,
+    TEXT_COLOR,
     families,
     family_labels,
-    oom_variants,
+    lost_variants,
     prepare,
     require_columns,
     require_rows,
@@ -69,12 +72,14 @@ def build(tables):
     df["bin"] = depth_bin(df["depth"])
 
     # (model, family, ratio, length) whose job ran out of memory and left no sample
-    oom = oom_variants(tables.get("results"), NAME)
-    oom = oom[oom["task"].isin(tasks)]
+    oom = lost_variants(tables.get("results"), NAME)
+    oom = oom[oom["task"].isin(tasks)].sort_values("status")  # "failed" first: it wins over "oom" in a cell
     have = set(zip(df["model"], df["family"], df["compression_ratio"], df["length"]))
     keep = [k not in have for k in zip(oom["model"], oom["family"], oom["compression_ratio"], oom["length"])]
     oom = oom[np.array(keep, dtype=bool)]
-    oom_cells = set(zip(oom["model"], oom["family"], oom["compression_ratio"], oom["length"]))
+    oom_cells = {}
+    for key, status in zip(zip(oom["model"], oom["family"], oom["compression_ratio"], oom["length"]), oom["status"]):
+        oom_cells.setdefault(key, status)
     every = pd.concat([df[["model", "method", "family", "compression_ratio", "length"]],
                        oom[["model", "method", "family", "compression_ratio", "length"]]], ignore_index=True)
 
@@ -117,11 +122,12 @@ def build(tables):
         mesh = ax.pcolormesh(np.arange(n_len + 1), np.linspace(0, 1, N_BINS + 1), np.ma.masked_invalid(data),
                              cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.3)
         for j, length in enumerate(lengths):
-            if (model, fam, ratio, length) in oom_cells:  # no samples: the job ran out of memory
-                ax.add_patch(Rectangle((j, 0.0), 1.0, 1.0, facecolor="0.93", edgecolor="0.6", hatch="////",
-                                       linewidth=0.0, zorder=1.5, gid="oom-cell"))
-                ax.text(j + 0.5, 0.5, "OOM", ha="center", va="center", fontsize=9, fontweight="bold",
-                        color=OOM_TEXT_COLOR, zorder=3, gid="oom-label",
+            lost = oom_cells.get((model, fam, ratio, length))
+            if lost:  # no samples: the job ran out of memory or failed
+                ax.add_patch(Rectangle((j, 0.0), 1.0, 1.0, facecolor="0.93", edgecolor="0.6", hatch=HATCH[lost],
+                                       linewidth=0.0, zorder=1.5, gid=f"{lost}-cell"))
+                ax.text(j + 0.5, 0.5, CELL_TEXT[lost], ha="center", va="center", fontsize=9, fontweight="bold",
+                        color=TEXT_COLOR[lost], zorder=3, gid=f"{lost}-label",
                         bbox=dict(boxstyle="square,pad=0.2", facecolor="white", edgecolor="none"))
         ax.set_ylim(1.0, 0.0)  # 0 % (start of the context) at the top
         ax.set_xlim(0, n_len)
@@ -174,7 +180,8 @@ def _fit_oom_labels(fig):
     for ax in fig.axes:
         column = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
         for text in ax.texts:
-            if text.get_gid() == "oom-label" and text.get_window_extent(renderer).width > 0.8 * column:
+            lost = text.get_gid() in ("oom-label", "failed-label")
+            if lost and text.get_window_extent(renderer).width > 0.8 * column:
                 text.set_rotation(90)
 
 

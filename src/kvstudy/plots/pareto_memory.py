@@ -8,7 +8,11 @@ stack gets one ratio label (above its top point) instead of one per point.
 A variant that ran out of GPU memory (results.csv status "oom", so no row in pareto.csv) has neither a score nor a
 memory value: each panel lists its OOM variants in a small note ("OOM: TOVA 0.50") placed in a corner free of
 points, lines and labels; such a variant is never a point and never on the front. In the task-mean panel a variant
-counts as OOM when it ran out of memory on any task (it then has no mean).
+counts as OOM when it ran out of memory on any task (it then has no mean). A variant whose jobs failed (status
+"failed") is listed the same way in a "failed: ..." line of the note.
+
+Memory is the cache a variant held (pareto.csv `kv_bytes`, from results.csv `kv_bytes_held`): after prefill, or at
+the end of generation for decoding presses, whose ratio label is the fraction they really evicted.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import pandas as pd
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
-    OOM_TEXT_COLOR,
+    CELL_TEXT,
+    TEXT_COLOR,
     as_bool,
     families,
     family_labels,
     family_rank,
-    oom_variants,
+    lost_variants,
     panel_title,
     prepare,
     require_columns,
@@ -145,17 +150,17 @@ _NOTE_PLACES = (
     (0.5, 0.03, "center", "bottom"),
 )
 NOTE_WIDTHS = (60, 30, 20)  # characters per line tried for an OOM note in a panel: one line, then narrower
-NOTE_STYLE = dict(fontsize=8, color=OOM_TEXT_COLOR, linespacing=1.15)
+NOTE_STYLE = dict(fontsize=8, linespacing=1.15)  # colour: TEXT_COLOR of the note's first kind (OOM, failed)
 
 
 def _oom_panels(results, tasks, pareto, name=NAME) -> pd.DataFrame:
     """OOM variants per (model, task, length) panel; for the task mean, those that ran out of memory on any task
     (pareto.csv has no mean for them). Variants present in pareto.csv are left out (they have a score there)."""
-    oom = oom_variants(results, name)
+    oom = lost_variants(results, name)
     if oom.empty:
         return oom
-    if "mean" in tasks:
-        mean = oom.drop_duplicates(["model", "length", "press"]).assign(task="mean")
+    if "mean" in tasks:  # failed wins over oom where a variant has both
+        mean = oom.sort_values("status").drop_duplicates(["model", "length", "press"]).assign(task="mean")
         oom = pd.concat([oom, mean], ignore_index=True)
     oom = oom[oom["task"].isin(tasks)]
     have = set(zip(pareto["model"], pareto["task"].astype(str), pareto["length"], pareto["press"]))
@@ -179,16 +184,30 @@ def oom_note(panel_oom, labels) -> list[str]:
     return parts
 
 
-def _wrap(parts: list[str], width: int) -> str:
-    """"OOM: No press; TOVA 0.25, 0.50" in lines of about `width` characters, broken between variants only."""
-    lines = ["OOM:"]
-    for i, part in enumerate(parts):
-        piece = part + (";" if i < len(parts) - 1 else "")
-        if len(lines[-1]) + 1 + len(piece) <= width or lines[-1] == "OOM:":
-            lines[-1] += " " + piece
-        else:
-            lines.append(piece)
+def note_groups(panel_oom, labels) -> list[tuple[str, list[str]]]:
+    """[("OOM:", parts), ("failed:", parts)] for the kinds of lost variants in a panel (see `oom_note`)."""
+    return [(f"{CELL_TEXT[s]}:", oom_note(panel_oom[panel_oom["status"] == s], labels))
+            for s in ("oom", "failed") if (panel_oom["status"] == s).any()]
+
+
+def _wrap(groups: list[tuple[str, list[str]]], width: int) -> str:
+    """"OOM: No press; TOVA 0.25, 0.50" (then "failed: ...") in lines of about `width` characters, broken
+    between variants only."""
+    lines = []
+    for prefix, parts in groups:
+        lines.append(prefix)
+        for i, part in enumerate(parts):
+            piece = part + (";" if i < len(parts) - 1 else "")
+            if len(lines[-1]) + 1 + len(piece) <= width or lines[-1] == prefix:
+                lines[-1] += " " + piece
+            else:
+                lines.append(piece)
     return "\n".join(lines)
+
+
+def _note_color(groups) -> str:
+    """OOM's dark red for a note of OOM variants only; near black as soon as it lists failed ones."""
+    return TEXT_COLOR["oom" if all(prefix == "OOM:" for prefix, _ in groups) else "failed"]
 
 
 def _obstacles(ax, renderer, pt, scale, panel) -> list[Bbox]:
@@ -217,7 +236,8 @@ def _note_in_corner(ax, renderer, pt, scale, panel, text):
     box = ax.get_window_extent(renderer)
     taken = _obstacles(ax, renderer, pt, scale, panel)
     places = ((0.5, 0.5, "center", "center"),) if panel.empty else _NOTE_PLACES
-    note = ax.text(0, 0, "", transform=ax.transAxes, zorder=6, gid="oom-note", **NOTE_STYLE)
+    note = ax.text(0, 0, "", transform=ax.transAxes, zorder=6, gid="oom-note", color=_note_color(text),
+                   **NOTE_STYLE)
     note.set_in_layout(False)
     for width in NOTE_WIDTHS:
         note.set_text(_wrap(text, width))
@@ -254,7 +274,7 @@ def _place_labels_and_notes(fig, labels_to_place, notes, scale):
             if i in below:
                 continue
             if _note_in_corner(ax, renderer, pt, scale, panel, text) is None:
-                label = ax.set_xlabel(_wrap(text, NOTE_WIDTHS[1]), **NOTE_STYLE)
+                label = ax.set_xlabel(_wrap(text, NOTE_WIDTHS[1]), color=_note_color(text), **NOTE_STYLE)
                 label.set_gid("oom-note")
                 below.add(i)
                 moved = True
@@ -270,7 +290,7 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
 
     df = require_rows(tables.get("pareto"), name, "pareto")
     require_columns(df, name, "pareto", ["task", "length", "score", x_column, front_column])
-    df = prepare(df.drop(columns=[c for c in ("x", "front") if c in df.columns]), name, "pareto")
+    df = prepare(df.drop(columns=[c for c in ("x", "front") if c in df.columns]), name, "pareto", measured=True)
     df = df.rename(columns={x_column: "x", front_column: "front"})
     df["x"] = pd.to_numeric(df["x"], errors="coerce")
     df["task"] = df["task"].astype(str)
@@ -328,7 +348,7 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
             elif len(in_row):
                 ax.sharex(row_first)
             if not panel_oom.empty:
-                notes.append((ax, panel, oom_note(panel_oom, labels)))
+                notes.append((ax, panel, note_groups(panel_oom, labels)))
             ax.set_title(panel_title(task, model, length, many_models))
             if unit_score:
                 ax.set_ylim(0.0, 1.16)

@@ -6,7 +6,11 @@ from the uncompressed baseline.
 
 A variant whose jobs all ran out of GPU memory (status "oom") has no score: it is drawn in an "OOM" strip below
 the score axis, as its method's marker crossed out in red, and its method's line is broken there (never joined
-through it). No press out of memory: no reference line in that panel, its crossed-out marker at ratio 0.
+through it). No press out of memory: no reference line in that panel, its crossed-out marker at ratio 0. A
+variant whose jobs failed (status "failed") is drawn the same way with a black cross, labelled "failed".
+
+Decoding presses (which evict while generating) sit at the fraction of the cache they really evicted by the end
+(results.csv `effective_ratio`), not at their nominal ratio.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import pandas as pd
 
 from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
-    OOM_COLOR,
-    OOM_LABEL,
+    CELL_TEXT,
+    CROSS_COLOR,
     families,
     family_labels,
     family_linestyles,
     family_rank,
-    oom_variants,
+    lost_legend_handles,
+    lost_variants,
     panel_title,
     prepare,
     require_columns,
@@ -48,7 +53,9 @@ def _marker_style(color: str, hollow: bool) -> dict:
     return {"markerfacecolor": color, "markeredgecolor": "white", "markeredgewidth": 0.5}
 
 
-OOM_CROSS = dict(marker="x", markersize=8.5, markeredgecolor=OOM_COLOR, markeredgewidth=1.1)
+def _cross(status: str) -> dict:
+    """The cross over a lost variant's marker: red for OOM, black for failed."""
+    return dict(marker="x", markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1)
 
 
 def _oom_marker_style(color: str, marker: str, hollow: bool) -> dict:
@@ -87,45 +94,50 @@ def _oom_positions(ratio: float, n: int, oom_ratios) -> list[tuple[float, float]
 
 
 def _draw_oom(ax, items, color_of, marker_of, hollow_of):
-    """Crossed-out markers in the OOM strip: `items` = [(ratio, method, family)]."""
+    """Crossed-out markers in the strip: `items` = [(ratio, method, family, status)]."""
     by_ratio: dict[float, list] = {}
-    for ratio, method, fam in items:
-        by_ratio.setdefault(float(ratio), []).append((method, fam))
+    for ratio, method, fam, status in items:
+        by_ratio.setdefault(float(ratio), []).append((method, fam, status))
     for ratio, members in sorted(by_ratio.items()):
-        for (x, y), (method, fam) in zip(_oom_positions(ratio, len(members), list(by_ratio)), members):
-            ax.plot([x], [y], ls="none", zorder=5, clip_on=False, gid=f"oom:{fam}",
+        for (x, y), (method, fam, status) in zip(_oom_positions(ratio, len(members), list(by_ratio)), members):
+            ax.plot([x], [y], ls="none", zorder=5, clip_on=False, gid=f"{status}:{fam}",
                     **_oom_marker_style(color_of(method), marker_of(method), hollow_of(fam)))
-            ax.plot([x], [y], ls="none", zorder=6, clip_on=False, gid=f"oom-cross:{fam}", **OOM_CROSS)
+            ax.plot([x], [y], ls="none", zorder=6, clip_on=False, gid=f"{status}-cross:{fam}", **_cross(status))
 
 
-def _oom_legend_handle():
+def _oom_legend_handle(status: str = "oom"):
     from matplotlib.lines import Line2D
 
     return (Line2D([], [], ls="none", **_oom_marker_style("0.45", "o", False)),
-            Line2D([], [], ls="none", color=OOM_COLOR, **OOM_CROSS))
+            Line2D([], [], ls="none", **_cross(status)))
 
 
 def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
     """`df` plus rows of task "mean": per (model, length, press, seed), the mean score over the higher-is-better
-    tasks, for variants scored on every one of them; a variant out of memory on any task and never complete is an
-    "oom" row of the mean (it has no mean)."""
+    tasks that (model, length) ran, for variants scored on every one of them; a variant out of memory (or failed)
+    on any of them and never complete is an "oom" ("failed") row of the mean (it has no mean). A (model, length)
+    that ran fewer than two of those tasks (a hole in the grid) has no mean."""
     hib = df.get("higher_is_better")
     good = df if hib is None else df[~hib.astype(str).str.strip().str.lower().isin(["false", "0", "0.0"])]
-    tasks = good["task"].astype(str).unique()
-    if len(tasks) < 2:
+    if good["task"].astype(str).nunique() < 2:
         return df
     keys = ["model", "length", "press"]
+    row_tasks = good.groupby(["model", "length"])["task"].nunique().rename("row_tasks")
+    good = good.join(row_tasks, on=["model", "length"])
+    good = good[good["row_tasks"] >= 2]
     ok = scored(good)
     per = ok.groupby([*keys, "seed"], sort=False).agg(
-        score=("score", "mean"), n_tasks=("task", "nunique"), method=("method", "first"),
-        family=("family", "first"), compression_ratio=("compression_ratio", "first")).reset_index()
-    mean = per[per["n_tasks"] == len(tasks)].drop(columns="n_tasks").assign(task="mean", status="ok")
+        score=("score", "mean"), n_tasks=("task", "nunique"), row_tasks=("row_tasks", "first"),
+        method=("method", "first"), family=("family", "first"),
+        compression_ratio=("compression_ratio", "mean")).reset_index()
+    mean = per[per["n_tasks"] == per["row_tasks"]].drop(columns=["n_tasks", "row_tasks"]).assign(task="mean",
+                                                                                               status="ok")
     metrics = good["metric"].dropna().unique() if "metric" in good.columns else []
     mean["metric"] = metrics[0] if len(metrics) == 1 else None
-    oom = oom_variants(good, NAME)
+    oom = lost_variants(good.drop(columns="row_tasks"), NAME)
     complete = set(zip(mean["model"], mean["length"], mean["press"]))
-    oom = oom[[k not in complete for k in zip(oom["model"], oom["length"], oom["press"])]]
-    oom = oom.drop_duplicates(keys).assign(task="mean", status="oom", score=np.nan)
+    oom = oom[np.array([k not in complete for k in zip(oom["model"], oom["length"], oom["press"])], dtype=bool)]
+    oom = oom.sort_values("status").drop_duplicates(keys).assign(task="mean", score=np.nan)  # failed wins
     return pd.concat([df, mean, oom.drop(columns=[c for c in oom.columns if c not in df.columns and c != "task"])],
                      ignore_index=True)
 
@@ -153,11 +165,11 @@ def build(tables, average=False):
 
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score"])
-    df = prepare(df, NAME, "results")
+    df = prepare(df, NAME, "results", measured=True)
     df["task"] = df["task"].astype(str)
     if average:
         df = with_task_mean(df)
-    oom = oom_variants(df, NAME)
+    oom = lost_variants(df, NAME)
     df = scored(df)
     if df.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no job with status 'ok' and a score")
@@ -169,10 +181,12 @@ def build(tables, average=False):
             rows = agg["task"] == task
             agg.loc[rows, "mean"] = (agg.loc[rows, "mean"] - lo) / span if up else (lo + span - agg.loc[rows, "mean"]) / span
             agg.loc[rows, "std"] = agg.loc[rows, "std"] / span
-    oom = oom[KEYS].drop_duplicates()
+    oom = oom[[*KEYS, "status"]].drop_duplicates(KEYS)
     if not ((agg["method"] != "no_press").any() or (oom["method"] != "no_press").any()):
         raise ValueError(f"figure {NAME!r}: results.csv has only no_press jobs, no compressed variant to plot")
-    every = pd.concat([agg[KEYS], oom], ignore_index=True)
+    every = pd.concat([agg[KEYS], oom[KEYS]], ignore_index=True)
+    strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))
+    drawn: set[str] = set()
 
     tasks = task_order(every["task"])
     rows = row_keys(every)
@@ -192,7 +206,7 @@ def build(tables, average=False):
     fig = new_figure(2.9 * ncols + 2.0, 2.3 * nrows + 0.5)
     axes = np.atleast_2d(fig.subplots(nrows, ncols, sharex=True, sharey=not scales, squeeze=False))
     used: dict[str, tuple] = {}  # legend label -> handle
-    baseline_drawn = oom_drawn = False
+    baseline_drawn = False
     show_oom = not oom.empty
     for r, (model, length) in enumerate(rows):
         for c, task in enumerate(tasks):
@@ -210,8 +224,10 @@ def build(tables, average=False):
             for method, fam in fams:
                 color = method_color(method)
                 marker_style = dict(marker=method_marker(method), **_marker_style(color, ranks[fam] > 0))
-                fam_oom = sorted(panel_oom.loc[panel_oom["family"] == fam, "compression_ratio"].astype(float))
-                oom_items += [(ratio, method, fam) for ratio in fam_oom]
+                gone = panel_oom[panel_oom["family"] == fam]
+                fam_oom = sorted(gone["compression_ratio"].astype(float))
+                oom_items += [(r, method, fam, st) for r, st in sorted(zip(gone["compression_ratio"].astype(float),
+                                                                            gone["status"]))]
                 if fam_oom and method != "no_press":  # no press has its own legend entry
                     used.setdefault(labels[fam], Line2D([], [], color=color, ls=styles[fam], **marker_style))
                 if method == "no_press":
@@ -255,7 +271,7 @@ def build(tables, average=False):
                 ax.axhspan(*OOM_BAND, facecolor="0.95", edgecolor="none", zorder=1.6)
             if oom_items:
                 _draw_oom(ax, oom_items, method_color, method_marker, lambda f: ranks[f] > 0)
-                oom_drawn = True
+                drawn.update(st for *_, st in oom_items)
             title = panel_title(task, model, length, many_models)
             if not one_metric and metrics.get(task):
                 ax.set_ylabel(metric_label(metrics[task]))
@@ -267,7 +283,7 @@ def build(tables, average=False):
                 tick_labels = [f"{(lo + t * span) if up else (lo + span - t * span):.3g}" for t in ticks]
             if show_oom:
                 ax.set_ylim(OOM_YMIN, 1.02)
-                ax.set_yticks([OOM_Y, *ticks], ["OOM", *tick_labels])
+                ax.set_yticks([OOM_Y, *ticks], [strip_label, *tick_labels])
             else:
                 ax.set_ylim(0.0, 1.02)
                 ax.set_yticks(ticks, tick_labels)
@@ -286,8 +302,7 @@ def build(tables, average=False):
         handles.append(("No press", Line2D([], [], color=method_color("no_press"), ls="--", lw=1.0,
                                            marker=method_marker("no_press"), markeredgecolor="white")))
     handles += [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]
-    if oom_drawn:
-        handles.append((OOM_LABEL, _oom_legend_handle()))
+    handles += lost_legend_handles(drawn, _oom_legend_handle)
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
     return fig

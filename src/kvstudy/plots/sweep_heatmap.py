@@ -5,7 +5,8 @@ Parameters are the keys of results.csv's `params` (JSON) plus `compression_ratio
 two of its parameters that take the most values (a method with fewer than two varying parameters is left out);
 options `x` and `y` name them, `methods` picks methods, `tasks` picks tasks. A cell is the mean over samples,
 seeds, context lengths and any other varying parameter. A cell whose jobs all ran out of memory is a hatched
-"OOM" cell, never a score.
+"OOM" cell, one whose jobs failed (none ok) a cross-hatched "failed" cell, never a score; a combination the study
+did not run stays blank. The axes are the press parameters as configured (a decoding press's nominal ratio).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kvstudy.plots import Figure, register
-from kvstudy.plots._common import OOM_TEXT_COLOR, prepare, require_columns, require_rows, task_order
+from kvstudy.plots._common import CELL_TEXT, HATCH, TEXT_COLOR, prepare, require_columns, require_rows, task_order
 from kvstudy.plots.style import method_label, method_order, new_figure, task_label
 
 NAME = "sweep_heatmap"
@@ -71,7 +72,7 @@ def build(tables, x=None, y=None, methods=None, tasks=None):
     df = pd.concat([df.drop(columns=[c for c in params if c in df.columns and c != "compression_ratio"]),
                     wide.drop(columns=["compression_ratio"])], axis=1)
     status = df["status"].fillna("").astype(str)
-    df = df.assign(_ok=status.eq("ok"), _oom=status.eq("oom"))
+    df = df.assign(_ok=status.eq("ok"), _oom=status.eq("oom"), _failed=status.eq("failed"))
 
     panels = []  # (method, xparam, yparam)
     for method in method_order(df["method"].unique()):
@@ -107,6 +108,7 @@ def build(tables, x=None, y=None, methods=None, tasks=None):
             scores = cell[cell["_ok"]].groupby([yp, xp])["score"].mean()
             any_ok = cell.groupby([yp, xp])["_ok"].any()
             any_oom = cell.groupby([yp, xp])["_oom"].any()
+            any_failed = cell.groupby([yp, xp])["_failed"].any()
             data = np.full((len(ys), len(xs)), np.nan)
             for i, yv in enumerate(ys):
                 for j, xv in enumerate(xs):
@@ -115,11 +117,13 @@ def build(tables, x=None, y=None, methods=None, tasks=None):
                                  cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.5)
             for i, yv in enumerate(ys):
                 for j, xv in enumerate(xs):
-                    if any_oom.get((yv, xv), False) and not any_ok.get((yv, xv), False):
-                        ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.93", edgecolor="0.6", hatch="////",
-                                               lw=0, gid="oom-cell"))
-                        ax.text(j + 0.5, i + 0.5, "OOM", ha="center", va="center", fontsize=10,
-                                fontweight="bold", color=OOM_TEXT_COLOR, gid="oom-label")
+                    lost = ("failed" if any_failed.get((yv, xv), False) else "oom" if any_oom.get((yv, xv), False)
+                            else None)
+                    if lost and not any_ok.get((yv, xv), False):
+                        ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.93", edgecolor="0.6", hatch=HATCH[lost],
+                                               lw=0, gid=f"{lost}-cell"))
+                        ax.text(j + 0.5, i + 0.5, CELL_TEXT[lost], ha="center", va="center", fontsize=10,
+                                fontweight="bold", color=TEXT_COLOR[lost], gid=f"{lost}-label")
                     elif np.isfinite(data[i, j]):
                         ax.text(j + 0.5, i + 0.5, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=10,
                                 color="black" if norm(data[i, j]) > 0.55 else "white")
