@@ -199,7 +199,7 @@ def test_config_rejects_bad_task_settings(study):
     study["tasks"] = {"qa": {"kind": "hf_qa", "source": "x.jsonl", "scorer": "nope"}}
     with pytest.raises(ConfigError, match=r"tasks\.qa: scorer 'nope'"):
         validate(study)
-    study["tasks"] = {"lp": {"kind": "longproc", "subtask": "pseudo"}}
+    study["tasks"] = {"lp": {"kind": "longproc", "source": "x.json", "subtask": "pseudo"}}
     with pytest.raises(ConfigError, match="subtask"):
         validate(study)
     study["tasks"] = {"niah": {}}

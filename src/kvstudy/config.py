@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+MAX_SLUG = 200  # press variant names are directory names (at most 255 bytes on most file systems)
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,19 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def _message(err) -> str:
+    """jsonschema's message in one short line; for a value the schema refuses by its pattern or by `not`, what the
+    schema's description says is allowed instead of the regular expression."""
+    shown = repr(err.instance)
+    shown = shown if len(shown) <= 60 else shown[:56] + "...'"
+    desc = " ".join(str(err.schema.get("description", "")).split())
+    if err.validator in ("pattern", "not"):
+        return f"{shown} is not allowed" + (f" ({desc})" if desc else f" (must match {err.validator_value})")
+    if err.validator == "maxLength":
+        return f"{shown} is longer than {err.validator_value} characters"
+    return err.message.splitlines()[0]
+
+
 def _fill_defaults(config: dict, schema: dict) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in config and "default" in sub:
@@ -55,8 +69,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     config = copy.deepcopy(config)
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if err is not None:
-        msg = err.message.splitlines()[0]
-        raise ConfigError(f"config error: {_where(err.absolute_path)}: {msg}")
+        raise ConfigError(f"config error: {_where(err.absolute_path)}: {_message(err)}")
     figures_given = "figures" in config
     _fill_defaults(config, schema)
     _check_models(config)
@@ -156,6 +169,9 @@ def _check_presses(config: dict) -> None:
                                           "masks keys per head, which kvpress cannot do with eager attention")
     seen: set[str] = set()
     for v in variants(config):
+        if len(v["press"]) > MAX_SLUG:  # a directory name of every result, log and benchmark of the variant
+            raise ConfigError(f"config error: presses: variant name {v['press'][:40]}... is {len(v['press'])} "
+                              f"characters, more than {MAX_SLUG} (shorten its string parameters)")
         if v["press"] in seen:
             raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
         seen.add(v["press"])
@@ -215,4 +231,8 @@ def load(path: str | Path, preflight: bool = False) -> dict:
         raise ConfigError(f"config error: {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config error: {path}: expected a mapping at the top level")
+    if "__use_yte__" in raw:  # Snakemake renders such a file as a YTE template: it runs the Python in it
+        raise ConfigError(f"config error: __use_yte__: {path} is a YTE template, code that Snakemake runs when it "
+                          "reads the file; a kvstudy study is plain YAML (read the template, render it yourself, run "
+                          "the rendered file)")
     return validate(raw, preflight=preflight)

@@ -1,6 +1,20 @@
 # Raw results -> results.csv, samples.csv and the paper tables (performance, memory_usage, throughput).
 
 
+# A new version of a "missing" marker (kvstudy.rawguard.Markers, common.smk): asked for when results are missing,
+# so that aggregate (or a tuning choice) reruns and with it the jobs of the missing results. A shell command, not
+# run: (a run: job would start a snakemake of its own).
+rule missing_marker:
+    localrule: True
+    output:
+        "{marker}.{n}",
+    wildcard_constraints:
+        marker=r"results/raw/\.missing(-trials/[^/]+/[^/]+/[^/]+)?",
+        n=r"\d+",
+    shell:
+        "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q}"
+
+
 rule aggregate:
     input:
         RAW,
@@ -43,6 +57,8 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        # the warnings (one per failed job) also go to the console: a run with failures stays loud
-        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1; "
+        # the warnings (one per failed job) also go to the console: a run with failures stays loud; so do the lines
+        # naming invalid raw results when aggregate refuses them (kvstudy.rawcheck)
+        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1 "
+        "|| {{ grep -h '^aggregate: ' {log} >&2; exit 1; }}; "
         "grep -h '^aggregate: warning' {log} >&2 || true"

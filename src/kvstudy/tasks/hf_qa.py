@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
 from kvstudy.tasks import prompt, register
-from kvstudy.tasks.base import Sample
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.base import Sample, TaskParamError
+from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 
 
 @register
@@ -42,6 +42,15 @@ class HFQA(HFTask):
         if self.scorer in EXECUTES_CODE:  # only behind an explicit opt-in (longproc pseudo_to_code)
             raise ValueError(f"scorer {self.scorer!r} runs generated code; use longproc's pseudo_to_code subtask")
         self.metric = self.scorer
+        names = prompt._FIELD.findall(self.template)
+        if names.count("context") != 1 or set(names) - {"context", "question"}:
+            raise TaskParamError("template", f"{self.template!r} must hold {{context}} once and no placeholder but "
+                                 "{question}")
+
+    def row_problem(self, row: dict) -> str | None:
+        if self.subset and str(row.get(self.subset_field)) != self.subset:
+            return None  # another subset's row: not used
+        return fields_problem(row, self.context_field, self.question_field) or answer_problem(row, self.answer_field)
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         rows = self.records(seed)

@@ -27,6 +27,7 @@ class JsonKV(Task):
     description = "HELMET json_kv: retrieve a uuid value by its key from a JSON object filling the context"
     param_choices = {"vocab": VOCABS}
     depths = True
+    param_ranges = {"n_depths": (1, 1000)}
 
     max_new_tokens: int = 48
     vocab: str = "auto"

@@ -10,8 +10,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvstudy.tasks import register
-from kvstudy.tasks.base import Sample, Task
+from kvstudy.tasks.base import Sample, Task, TaskParamError, check_template
 from kvstudy.tasks.haystack import LEXICON, PieceTokenizer, build_context
+
+
+def check_needle_templates(task) -> None:
+    """The needle names its key and value, the question its key; nothing else is filled in."""
+    check_template("needle_template", task.needle_template, {"key", "value"})
+    check_template("question_template", task.question_template, {"key"})
+    for key, text, needs in (("needle_template", task.needle_template, ("{key}", "{value}")),
+                             ("question_template", task.question_template, ("{key}",))):
+        for n in needs:
+            if n not in text:
+                raise TaskParamError(key, f"{text!r} has no {n}")
 
 
 @register
@@ -21,10 +32,15 @@ class NIAH(Task):
     metric = "string_match_all"
     description = "one key/value needle at an evenly spread depth in a filler haystack"
     depths = True
+    param_ranges = {"n_depths": (1, 1000)}
 
     n_depths: int = 10
     needle_template: str = "{value} {key}"
     question_template: str = " ? {key}"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_needle_templates(self)
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         enc = PieceTokenizer(tokenizer, self.chat_template)

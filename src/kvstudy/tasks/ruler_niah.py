@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvstudy.tasks import register
-from kvstudy.tasks.base import Sample, Task
+from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer, build_context, pieces_ids
 from kvstudy.tasks.vocab import HAYSTACKS, ITEM_TYPES, VOCABS, haystack, make_items, resolve_vocab
 
@@ -36,6 +36,7 @@ class RulerNIAH(Task):
     param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS + ("needle",), "key_type": ITEM_TYPES,
                      "value_type": ITEM_TYPES}
     depths = True
+    param_ranges = {"num_keys": (1, 1000), "num_values": (1, 100), "num_queries": (1, 1000), "n_depths": (1, 1000)}
 
     max_new_tokens: int = 64
     vocab: str = "auto"  # english | lexicon | auto (see tasks/vocab.py)
@@ -46,6 +47,12 @@ class RulerNIAH(Task):
     num_values: int = 1  # values per queried key
     num_queries: int = 1
     n_depths: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_queries > self.num_keys:
+            raise TaskParamError("num_queries", f"{self.num_queries} is more than num_keys {self.num_keys} (the "
+                                 "queried keys are among the keys with needles)")
 
     def _needle(self, v, key: str, value: str) -> str:
         if v.name == "english":
