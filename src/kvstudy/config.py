@@ -151,6 +151,10 @@ def _check_presses(config: dict) -> None:
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
+            for value in p[key] if isinstance(p[key], list) else [p[key]]:
+                why = press_value_problem(value, spec.defaults[key])
+                if why:
+                    raise ConfigError(f"config error: presses[{i}].{key}: {value!r} {why}")
         for v in variants({"presses": [p]}):  # values no schema can check (wrapped press names, files, combos)
             press_params, options = split_options(v["params"])
             try:
@@ -175,6 +179,26 @@ def _check_presses(config: dict) -> None:
         if v["press"] in seen:
             raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
         seen.add(v["press"])
+
+
+PRESS_VALUE_MAX = 10**9  # press parameters are sizes, counts, fractions and seeds: none is negative or above this
+
+
+def press_value_problem(value, default) -> str | None:
+    """Why `value` cannot be a press parameter whose default is `default` (its type, and for numbers the range
+    [0, PRESS_VALUE_MAX]), or None. The press's own check_values judges the rest."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "is not true or false"
+    if isinstance(default, (int, float)):
+        integral = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            return "is not an integer" if integral else "is not a number"
+        if not 0 <= value <= PRESS_VALUE_MAX:
+            return f"is outside [0, {PRESS_VALUE_MAX}]"
+        return None
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "is not a string"
+    return None
 
 
 def _check_exclude(config: dict) -> None:
@@ -214,6 +238,7 @@ def _check_searches(config: dict) -> None:
 
     for i, p in enumerate(config["presses"]):
         if "search" in p:
+            _check_search_values(i, p["search"]["params"], PRESSES[p["method"]].defaults)
             try:
                 check_search(p, PRESSES[p["method"]])
                 check_tasks(p, config)
@@ -221,6 +246,21 @@ def _check_searches(config: dict) -> None:
                 raise ConfigError(f"config error: presses[{i}].search.{e}") from None
     if "tuning_sweep" in config["figures"] and not any("search" in p for p in config["presses"]):
         raise ConfigError("config error: figures: tuning_sweep needs a press with a search: block")
+
+
+def _check_search_values(i: int, space: dict, defaults: dict) -> None:
+    """A search's values (list items, range ends) are values of the parameter, as a listed variant's are."""
+    for key, values in space.items():
+        if key not in defaults:
+            continue  # check_search names it
+        ranged = isinstance(values, dict)
+        if ranged and (isinstance(defaults[key], bool) or not isinstance(defaults[key], (int, float))):
+            raise ConfigError(f"config error: presses[{i}].search.params.{key}: a range needs a numeric parameter "
+                              "(give a list of values)")
+        for value in [values["low"], values["high"]] if ranged else values:
+            why = press_value_problem(value, defaults[key])
+            if why:
+                raise ConfigError(f"config error: presses[{i}].search.params.{key}: {value!r} {why}")
 
 
 def load(path: str | Path, preflight: bool = False) -> dict:

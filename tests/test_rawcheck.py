@@ -1,0 +1,234 @@
+"""Raw results are checked when read (kvstudy.rawcheck): every corruption of issue 19 is named in one line, never
+enters a table, and (kvstudy.rawguard) is set aside so that it reruns; a dry run moves nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+import pytest
+
+from kvstudy.aggregate import InvalidResults, aggregate
+from kvstudy.config import validate
+from kvstudy.grid import jobs, raw_path
+from kvstudy.rawcheck import RawResultError, problem, read
+from kvstudy.status import grid_status
+from rawfixtures import raw_for, write
+
+
+@pytest.fixture
+def grid(study):
+    cfg = validate(study)
+    js = jobs(cfg)
+    return cfg, js
+
+
+def _set(path: str, value):
+    """A mutation that sets the dotted `path` of a raw result to `value`."""
+    def mutate(raw, other):
+        *head, last = path.split(".")
+        node = raw
+        for k in head:
+            node = node[int(k)] if k.isdigit() else node[k]
+        node[int(last) if last.isdigit() else last] = value
+        return raw
+    return mutate
+
+
+def _del(key):
+    def mutate(raw, other):
+        del raw[key]
+        return raw
+    return mutate
+
+
+# (case, mutation of a valid result (and another job's valid result), words the one-line reason holds)
+CORRUPT = [
+    ("score 7", _set("quality.score", 7), "quality.score 7 is outside [0, 1]"),
+    ("score -3", _set("quality.score", -3), "quality.score must be bigger than or equal to 0"),
+    ("sample score 7", _set("samples.0.score", 7.0), "samples[0].score 7.0 is outside [0, 1]"),
+    ("score NaN", _set("quality.score", float("nan")), "quality.score nan"),
+    ("status weird", _set("status", "weird"), "status must be one of"),
+    ("empty samples", _set("samples", []), "status ok with no samples"),
+    ("n not the samples", _set("quality.n", 5), "quality.n is 5 but there are 2 samples"),
+    ("oom with a score", lambda r, o: {**r, "status": "oom"}, "status oom with quality.score"),
+    ("task params changed", _set("job.task_params", {"n_samples": 3}), "job.task_params is"),
+    ("another job's file", lambda r, o: o, "the config's job for this path has"),
+    ("no job", _del("job"), "must contain ['job']"),
+    ("samples not a list", _set("samples", {"a": 1}), "samples must be array"),
+    ("non-numeric score", _set("quality.score", "high"), "quality.score must be number"),
+    ("perplexity metric on a [0, 1] task", lambda r, o: {**r, "quality": {**r["quality"], "metric": "perplexity",
+                                                                         "higher_is_better": False, "score": 7},
+                                                          "samples": [{**s, "score": 7.0} for s in r["samples"]]},
+     "quality.metric is 'perplexity', the job's task scores with 'string_match_all'"),
+    ("negative memory", _set("efficiency.peak_memory_bytes", -1), "efficiency.peak_memory_bytes must be bigger"),
+    ("task_resolved disagrees", _set("job.task_resolved", {"n_depths": 3, "n_samples": 4}),
+     "job.task_resolved.n_depths is 3, the config's task 'niah' has 10"),
+]
+UNREADABLE = [
+    ("truncated", lambda text: text[: len(text) // 2], "not valid JSON"),
+    ("empty", lambda text: "", "empty file"),
+    ("not UTF-8", lambda text: b"\xff\xfe".decode("latin-1") + text, "not valid JSON"),
+    ("a list", lambda text: "[1, 2]", "not a JSON object (a list)"),
+]
+
+
+def test_a_valid_result_of_every_status_passes(grid):
+    _, js = grid
+    for status in ("ok", "oom", "failed"):
+        assert problem(raw_for(js[0], status), js[0]) is None, status
+
+
+@pytest.mark.parametrize("case, mutate, words", CORRUPT, ids=[c[0] for c in CORRUPT])
+def test_each_corruption_is_named_in_one_line(grid, tmp_path, case, mutate, words):
+    _, js = grid
+    raw = mutate(copy.deepcopy(raw_for(js[0])), raw_for(js[-1]))
+    path = write(tmp_path / raw_path(js[0]), json.dumps(raw))
+    with pytest.raises(RawResultError) as e:
+        read(path, js[0])
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+    assert words in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("case, damage, words", UNREADABLE, ids=[c[0] for c in UNREADABLE])
+def test_unreadable_files_are_named(grid, tmp_path, case, damage, words):
+    _, js = grid
+    path = write(tmp_path / "r.json", damage(json.dumps(raw_for(js[0]), indent=1)))
+    with pytest.raises(RawResultError, match=f"^{path}: .*{words[:10]}"):
+        read(path, js[0])
+
+
+def test_perplexity_scores_at_least_one(study):
+    study["tasks"] = {"ppl": {"kind": "perplexity", "source": "corpus.txt"}}
+    job = jobs(validate(study))[0]
+    raw = raw_for(job, scores=(12.5, 9.0), metric="perplexity")
+    raw["quality"]["higher_is_better"] = False
+    assert problem(raw, job) is None
+    raw["samples"][1]["score"] = 0.5
+    assert problem(raw, job) == "samples[1].score 0.5 is below 1 (a perplexity is at least 1)"
+    del raw["quality"]["higher_is_better"]
+    assert "does not fit metric 'perplexity'" in problem(raw, job)
+
+
+def test_tuned_variant_params_extend_the_fixed_ones(study):
+    study["presses"].append({"method": "snapkv", "compression_ratio": 0.5, "search": {"params": {"window_size": [8, 16]}}})
+    job = next(j for j in jobs(validate(study)) if j["press"].endswith("-tuned-task"))
+    raw = raw_for(job)
+    raw["job"]["params"] = {**job["params"], "window_size": 16}
+    raw["job"]["tuning"] = {**job["tuning"], "file": "x.json", "chosen": "snapkv-cr0.50-ws16"}
+    assert problem(raw, job) is None
+    raw["job"]["tuning"]["mode"] = "global"
+    assert problem(raw, job) == "job.tuning.mode is 'global', the config's tuned variant has 'task'"
+
+
+def test_aggregate_names_every_bad_file_and_writes_no_table(grid, tmp_path):
+    _, js = grid
+    paths = [write(tmp_path / raw_path(j), raw_for(j)) for j in js[:3]]
+    write(paths[1], "{")
+    bad = raw_for(js[2])
+    bad["quality"]["score"] = 7
+    write(paths[2], bad)
+    with pytest.raises(InvalidResults) as e:
+        aggregate(paths, tmp_path / "tables", {str(p): j for p, j in zip(paths, js)})
+    assert len(e.value.lines) == 2
+    assert e.value.lines[0].startswith(f"aggregate: invalid raw result {paths[1]}: not valid JSON")
+    assert f"{paths[2]}: quality.score 7" in e.value.lines[1]
+    assert not (tmp_path / "tables").exists()
+
+
+def test_aggregate_on_the_command_line_says_one_line_per_file(grid, tmp_path, monkeypatch):
+    from kvstudy.cli import main
+
+    cfg, js = grid
+    monkeypatch.chdir(tmp_path)
+    for j in js:
+        write(tmp_path / raw_path(j), raw_for(j))
+    write(tmp_path / raw_path(js[3]), raw_for(js[4]))  # another job's result under this job's path
+    study = json.dumps({k: cfg[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude")})
+    with pytest.raises(SystemExit) as e:
+        main(["aggregate", "--study", study, "--out-dir", "tables"])
+    assert str(e.value) == (f"aggregate: invalid raw result {raw_path(js[3])}: job.press is \"{js[4]['press']}\", the "
+                            f"config's job for this path has \"{js[3]['press']}\" (another job's result, or the config "
+                            "changed)")
+    write(tmp_path / raw_path(js[3]), raw_for(js[3]))
+    main(["aggregate", "--study", study, "--out-dir", "tables"])
+    assert len((tmp_path / "tables" / "results.csv").read_text().splitlines()) == len(js) + 1
+
+
+def test_status_calls_a_bad_file_invalid_not_done(grid, tmp_path):
+    cfg, js = grid
+    write(tmp_path / raw_path(js[0]), raw_for(js[0]))
+    write(tmp_path / raw_path(js[1]), "")
+    write(tmp_path / raw_path(js[2]), raw_for(js[0]))
+    problems = {}
+    states = grid_status(cfg, tmp_path, problems)
+    assert [states[raw_path(j)] for j in js[:3]] == ["done", "invalid", "invalid"]
+    assert problems == {raw_path(js[1]): "empty file", raw_path(js[2]): problems[raw_path(js[2])]}
+    assert problems[raw_path(js[2])].startswith("job.")
+
+
+# --- rawguard: what the Snakefile does before the DAG -------------------------------------------------------
+
+
+def test_guard_sets_aside_new_bad_results_and_leaves_older_ones(grid, tmp_path, monkeypatch, capsys):
+    from kvstudy import rawguard
+
+    _, js = grid
+    monkeypatch.chdir(tmp_path)
+    by_path = {raw_path(j): j for j in js[:4]}
+    for p, j in by_path.items():
+        write(tmp_path / p, raw_for(j))
+    paths = list(by_path)
+    write(tmp_path / paths[0], "")  # bad, older than the tables: aggregate has not read it since; left
+    old = time.time() - 100
+    os.utime(paths[0], (old, old))
+    write(tmp_path / "results/tables/results.csv", "x")
+    os.utime("results/tables/results.csv", (old + 10, old + 10))
+    write(tmp_path / paths[1], "{")  # bad and new
+    assert rawguard.check_results(by_path, act=False) == set()  # a dry run moves nothing
+    assert os.path.exists(paths[1])
+    assert f"invalid raw result {paths[1]}: not valid JSON" in capsys.readouterr().err
+    missing = rawguard.check_results(by_path, act=True)
+    assert missing == {paths[1]} and not os.path.exists(paths[1]) and os.path.exists(paths[0])
+    rel = os.path.relpath(paths[1], "results/raw")
+    assert (tmp_path / "results/rejected" / rel).read_text() == "{"
+    assert "not valid JSON" in (tmp_path / "results/rejected" / (rel + ".reason")).read_text()
+    os.remove("results/tables/results.csv")  # no tables (a fresh clone with copied results): every one is read
+    assert rawguard.check_results(by_path, act=True) == {paths[0], paths[1]}
+
+
+def test_guard_runs_only_when_snakemake_runs_jobs():
+    from kvstudy.rawguard import runs_jobs
+
+    assert runs_jobs(["snakemake", "figures/all", "--cores", "2"])
+    for flags in (["-n"], ["-np"], ["--dry-run"], ["--unlock"], ["--touch"], ["--summary"], ["--report", "r.html"],
+                  ["--dag"], ["--lint"]):
+        assert not runs_jobs(["snakemake", "figures/all", *flags]), flags
+    assert runs_jobs(["snakemake", "--report", "r.html", "--report-after-run"])
+
+
+def test_temp_files_of_killed_writes_are_removed(tmp_path, monkeypatch):
+    from kvstudy.rawguard import clean_temp
+
+    monkeypatch.chdir(tmp_path)
+    old = write(tmp_path / "results/raw/m/t/256/p/.seed0.json.abc123.tmp", "")
+    os.utime(old, (time.time() - 3600,) * 2)
+    fresh = write(tmp_path / "results/tables/.results.csv.xyz.tmp", "")  # a write under way: kept
+    kept = write(tmp_path / "results/raw/m/t/256/p/seed0.json", "{}")
+    assert clean_temp() == [os.path.join("results", "raw", "m", "t", "256", "p", ".seed0.json.abc123.tmp")]
+    assert not old.exists() and fresh.exists() and kept.exists()
+
+
+def test_markers_take_a_new_version_when_results_are_missing(tmp_path, monkeypatch):
+    from kvstudy.rawguard import Markers
+
+    monkeypatch.chdir(tmp_path)
+    assert Markers().path("results/raw/.missing", []) == "results/raw/.missing.1"  # none yet
+    write(tmp_path / "results/raw/.missing.1", "")
+    write(tmp_path / "results/raw/.missing.2", "")
+    assert Markers().path("results/raw/.missing", []) == "results/raw/.missing.2"
+    assert Markers().path("results/raw/.missing", ["a"]) == "results/raw/.missing.3"
+    assert Markers(prune=True).path("results/raw/.missing", []) == "results/raw/.missing.2"
+    assert sorted(os.listdir("results/raw")) == [".missing.2"]
