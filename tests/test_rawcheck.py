@@ -232,3 +232,75 @@ def test_markers_take_a_new_version_when_results_are_missing(tmp_path, monkeypat
     assert Markers().path("results/raw/.missing", ["a"]) == "results/raw/.missing.3"
     assert Markers(prune=True).path("results/raw/.missing", []) == "results/raw/.missing.2"
     assert sorted(os.listdir("results/raw")) == [".missing.2"]
+
+
+# --- the whole workflow on a two-job study ------------------------------------------------------------------
+
+MINI = {"study": "mini", "models": {"tiny": {"path": "builtin:tiny-retrieval", "dtype": "float32"}},
+        "tasks": {"niah": {"n_samples": 4, "n_depths": 2}}, "lengths": [256],
+        "presses": [{"method": "no_press"}, {"method": "knorm", "compression_ratio": 0.5}],
+        "figures": ["score_vs_ratio"]}
+
+
+def _snakemake(wd, *args, umask=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "mini.yaml"],
+                          cwd=wd, capture_output=True, text=True, timeout=900,
+                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+
+
+def _tree(wd):
+    """path -> (mtime, size) of every file under results/ and figures/."""
+    return {str(p.relative_to(wd)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for d in ("results", "figures") for p in (wd / d).rglob("*") if p.is_file()}
+
+
+@pytest.mark.e2e
+def test_a_bad_result_is_named_and_rerun_and_a_dry_run_writes_nothing(tmp_path):
+    import pandas as pd
+    import yaml
+
+    from conftest import copy_workflow
+
+    wd = copy_workflow(tmp_path)
+    (wd / "mini.yaml").write_text(yaml.safe_dump(MINI))
+    first = _snakemake(wd, "figures/all", umask=0o002)
+    assert first.returncode == 0, first.stderr[-3000:]
+    a, b = (f"results/raw/tiny/niah/256/{p}/seed0.json" for p in ("no_press", "knorm-cr0.50"))
+    # results readable by the group (umask 002), whatever mkstemp makes
+    assert oct((wd / a).stat().st_mode & 0o777) == oct(0o664)
+    assert oct((wd / "results/tables/results.csv").stat().st_mode & 0o777) == oct(0o664)
+    before = pd.read_csv(wd / "results/tables/results.csv")
+
+    (wd / b).write_text((wd / a).read_text())  # another job's result under this job's path
+    raw = json.loads((wd / a).read_text())
+    raw["quality"]["score"] = 7
+    (wd / a).write_text(json.dumps(raw))
+    orphan = write(wd / "results/raw/tiny/niah/256/no_press/.seed0.json.k1ll3d.tmp", "")
+    os.utime(orphan, (time.time() - 3600,) * 2)
+    tree = _tree(wd)
+
+    dry = _snakemake(wd, "-n", "figures/all")  # names both, moves and writes nothing
+    assert dry.returncode == 0
+    assert f"kvstudy: invalid raw result {a}: quality.score 7 is outside [0, 1]" in dry.stderr
+    assert f"kvstudy: invalid raw result {b}: job.press is \"no_press\"" in dry.stderr
+    assert _tree(wd) == tree
+
+    write(wd / ".snakemake/locks/0.output.lock", f"{a}\n{b}\n")  # another snakemake writes them: nothing moved
+    locked = _snakemake(wd, "figures/all")
+    assert locked.returncode != 0 and "cannot be locked" in locked.stderr + locked.stdout
+    assert _tree(wd) == tree
+    os.remove(wd / ".snakemake/locks/0.output.lock")
+
+    run = _snakemake(wd, "figures/all")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for path in (a, b):
+        assert f"kvstudy: invalid raw result {path}" in run.stderr and "set aside as results/rejected/" in run.stderr
+        assert (wd / "results/rejected" / os.path.relpath(path, "results/raw")).exists()
+        assert read(wd / path)["status"] == "ok"
+    assert run.stderr.count("rule eval:") == 2 and not orphan.exists()
+    after = pd.read_csv(wd / "results/tables/results.csv")
+    assert after[["press", "score", "n", "kv_tokens_kept"]].equals(before[["press", "score", "n", "kv_tokens_kept"]])
+    assert "Nothing to be done" in _snakemake(wd, "figures/all").stderr

@@ -16,8 +16,8 @@
   next to its output; the next run removes those older than a minute under `results/` and `figures/`.
 
 Nothing is moved or removed unless this snakemake will run jobs (not `-n`, `--touch`, `--unlock`, `--summary`,
-`--dag`, ...; read from the command line as kvstudy.report reads report mode) and no other snakemake holds the
-directory's locks (a second instance is about to fail on them).
+`--dag`, ...; read from the command line as kvstudy.report reads report mode), and no result that another snakemake
+has locked (it may be writing it; this one is about to fail on the lock) is moved.
 """
 
 from __future__ import annotations
@@ -66,14 +66,23 @@ def runs_jobs(argv: list[str] | None = None) -> bool:
     return True
 
 
-def locks_held(root: Path = Path(".")) -> bool:
-    """Whether a snakemake holds (or, killed, left) this directory's locks."""
-    return any((Path(root) / ".snakemake" / "locks").glob("*.lock"))
+def locked_paths(root: Path = Path(".")) -> set[str]:
+    """The paths a snakemake has locked (or, killed, left locked) in this directory (.snakemake/locks/*.lock list
+    them one per line, as Snakemake sees them)."""
+    out = set()
+    for lock in (Path(root) / ".snakemake" / "locks").glob("*.lock"):
+        try:
+            out.update(line.strip() for line in lock.read_text().splitlines() if line.strip())
+        except OSError:
+            continue
+    return out
 
 
-def check_results(jobs: dict[str, dict], act: bool, reference: str = REFERENCE, out=sys.stderr) -> set[str]:
+def check_results(jobs: dict[str, dict], act: bool, locked: set[str] = frozenset(), reference: str = REFERENCE,
+                  out=sys.stderr) -> set[str]:
     """Check the raw results of `jobs` (path -> the config's job) that aggregate would read anew; set bad ones aside
-    when `act` (else only name them). Returns the paths that are missing now (set-aside ones included)."""
+    when `act` and no snakemake has them `locked` (else only name them). Returns the paths that are missing now
+    (set-aside ones included)."""
     try:
         since = os.stat(reference).st_mtime
     except FileNotFoundError:
@@ -90,7 +99,9 @@ def check_results(jobs: dict[str, dict], act: bool, reference: str = REFERENCE, 
         try:
             read(path, job)
         except RawResultError as e:
-            if act:
+            if act and path in locked:
+                print(f"kvstudy: invalid raw result {e}; another snakemake has it locked: not set aside", file=out)
+            elif act:
                 dest = set_aside(path, e.reason)
                 missing.add(path)
                 print(f"kvstudy: invalid raw result {e}; set aside as {dest}, computed again", file=out)

@@ -40,14 +40,15 @@ RAW = sorted(JOBS)
 # Raw results before the DAG is built (kvstudy.rawguard): those aggregate would read anew are checked and bad ones
 # set aside (named, one line each) so that they rerun; temp files of killed writes are removed; `aggregate` reads
 # the marker RAW_MARKER, a new version of which is in the DAG whenever results are missing, so a deleted result is
-# recomputed while a dry run writes nothing. Only a snakemake that will run jobs, with no other holding the locks,
-# moves or removes files. One stat per job (milliseconds for 10,000); only new results are read.
+# recomputed while a dry run writes nothing. Only a snakemake that will run jobs moves or removes files, and never
+# a result another snakemake has locked. One stat per job (milliseconds for 10,000); only new results are read.
 GUARD = workflow.is_main_process and not REPORT_MODE  # not in each SLURM job's snakemake, not for a report
-GUARD_ACTS = GUARD and rawguard.runs_jobs() and not rawguard.locks_held()
+GUARD_ACTS = GUARD and rawguard.runs_jobs()
+LOCKED = rawguard.locked_paths() if GUARD_ACTS else set()
 MARKERS = rawguard.Markers(prune=GUARD_ACTS)
-if GUARD_ACTS:
+if GUARD_ACTS and not LOCKED:  # with another snakemake running, its temp files are its own business
     rawguard.clean_temp()
-RAW_MARKER = MARKERS.path("results/raw/.missing", rawguard.check_results(JOBS, GUARD_ACTS) if GUARD else [])
+RAW_MARKER = MARKERS.path("results/raw/.missing", rawguard.check_results(JOBS, GUARD_ACTS, LOCKED) if GUARD else [])
 # Eval resources: the study's `resources.eval`, plus the user's SLURM account and partition from the environment
 # (KVSTUDY_SLURM_ACCOUNT / KVSTUDY_SLURM_PARTITION), so nobody edits the repo's profile for them, and `gpu: 1`
 # where the job will run on a GPU (eval.device cuda, or auto on a machine with one: kvstudy.resources), so that

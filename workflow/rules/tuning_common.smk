@@ -19,7 +19,7 @@ ANALYSIS += TUNING_TABLES
 # recomputed. One marker per (model, press, task), so only the choices that used a missing trial are made again
 # (and, if they change, only their tuned test jobs rerun).
 TRIAL_MARKER = "results/raw/.missing-trials/{model}/{press}/{task}"
-_missing = rawguard.check_results(TRIALS, GUARD_ACTS) if GUARD else set()
+_missing = rawguard.check_results(TRIALS, GUARD_ACTS, LOCKED) if GUARD else set()
 _by_key = {}
 for _path, _job in TRIALS.items():
     _by_key.setdefault((_job["model"], _job["tuning_of"], _job["task"]), [])
