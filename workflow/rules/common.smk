@@ -45,8 +45,9 @@ RAW = sorted(JOBS)
 GUARD = workflow.is_main_process and not REPORT_MODE  # not in each SLURM job's snakemake, not for a report
 GUARD_ACTS = GUARD and rawguard.runs_jobs()
 LOCKED = rawguard.locked_paths() if GUARD_ACTS else set()
-MARKERS = rawguard.Markers(prune=GUARD_ACTS)
-if GUARD_ACTS and not LOCKED:  # with another snakemake running, its temp files are its own business
+# with another snakemake running (its locks), its temp files and markers are its own business
+MARKERS = rawguard.Markers(prune=GUARD_ACTS and not LOCKED)
+if GUARD_ACTS and not LOCKED:
     rawguard.clean_temp()
 RAW_MARKER = MARKERS.path("results/raw/.missing", rawguard.check_results(JOBS, GUARD_ACTS, LOCKED) if GUARD else [])
 # Eval resources: the study's `resources.eval`, plus the user's SLURM account and partition from the environment
