@@ -2,17 +2,32 @@
 
 
 # A new version of a "missing" marker (kvstudy.rawguard.Markers, common.smk): asked for when results are missing,
-# so that aggregate (or a tuning choice) reruns and with it the jobs of the missing results. A shell command, not
-# run: (a run: job would start a snakemake of its own).
+# so that aggregate (or a tuning choice) reruns and with it the jobs of the missing results. Shell commands, not
+# run: (a run: job would start a snakemake of its own); outputs with a constant prefix, so that Snakemake's output
+# index never tries these rules on the 10,000 raw results of a large study.
+MARKER_SHELL = "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q}"
+
+
 rule missing_marker:
     localrule: True
     output:
-        "{marker}.{n}",
+        "results/raw/.missing.{n}",
     wildcard_constraints:
-        marker=r"results/raw/\.missing(-trials/[^/]+/[^/]+/[^/]+)?",
         n=r"\d+",
     shell:
-        "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q}"
+        MARKER_SHELL
+
+
+if SEARCHES:
+
+    rule missing_trial_marker:
+        localrule: True
+        output:
+            "results/raw/.missing-trials/{model}/{press}/{task}.{n}",
+        wildcard_constraints:
+            n=r"\d+",
+        shell:
+            MARKER_SHELL
 
 
 rule aggregate:
