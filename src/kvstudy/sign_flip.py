@@ -83,9 +83,8 @@ def rank_biserial(d: np.ndarray) -> np.ndarray:
 def resample_counts(n: int, n_boot: int, seed) -> np.ndarray:
     """(n_boot, n) matrix: how often each of the n units is drawn in each resample (seeded, as a loop draws)."""
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    counts = np.zeros((n_boot, n))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
-    return counts
+    flat = (np.arange(n_boot)[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
 def resampled_means(sums: np.ndarray, sizes: np.ndarray | None, n_boot: int, seed) -> np.ndarray:
