@@ -47,6 +47,20 @@ def test_random_draws_per_sample_and_layer_and_repeats_on_a_rerun():
     assert not torch.equal(_scores(press, 0, a), _scores(other, 0, a))
 
 
+def test_the_context_is_read_at_the_first_layer_of_a_forward():
+    """Deeper layers' hidden states do not seed the mask (on some devices they may differ in the last bit on a
+    rerun); the first layer scored in the forward does, and a new first-layer call is a new sample."""
+    press = build_run("random", {}, 0.5).press
+    g = torch.Generator().manual_seed(2)
+    a, deep, other_deep, b = (torch.randn(1, 64, 32, generator=g) for _ in range(4))
+    _scores(press, 0, a)
+    first = _scores(press, 1, deep)
+    _scores(press, 0, a)
+    assert torch.equal(first, _scores(press, 1, other_deep))  # same sample: layer 1's own states do not matter
+    _scores(press, 0, b)
+    assert not torch.equal(first, _scores(press, 1, deep))  # another sample at layer 0: another mask at layer 1
+
+
 @pytest.fixture(scope="module")
 def tiny():
     from kvstudy.models import load_model

@@ -43,25 +43,30 @@ for name, cls_name, description, defaults in [
     register(PressSpec(name, description, _kvpress(cls_name), defaults))
 
 
-def sample_seed(seed: int, layer_idx: int, hidden_states) -> int:
-    """A 64-bit seed from the variant's seed, the layer and the context the layer compresses.
-
-    The context is read as the signs of a fixed subsample of the layer's hidden states (up to ~512 positions x 16
-    channels): identical for the same context on a rerun (a sign flips only for a value within rounding of zero),
-    different for different contexts and layers. The press sees no token ids (a wrapping press, e.g. `decoding`,
-    calls only its scorer), so the hidden states stand for the sample."""
+def context_bits(hidden_states) -> bytes:
+    """What identifies a context to the press: the signs of a fixed subsample (up to ~512 positions x 16 channels)
+    of the hidden states it scores. Identical contexts give identical bits; different ones differ."""
     n = hidden_states.shape[1]
     probe = hidden_states[:, :: max(1, n // 256), :16] > 0
-    bits = np.packbits(probe.cpu().numpy().ravel()).tobytes()
-    digest = hashlib.blake2b(f"{seed}:{layer_idx}:{n}:".encode() + bits, digest_size=8).digest()
+    return f"{n}:".encode() + np.packbits(probe.cpu().numpy().ravel()).tobytes()
+
+
+def sample_seed(seed: int, layer_idx: int, context: bytes) -> int:
+    """A 64-bit seed from the variant's seed, the layer and the context (`context_bits`)."""
+    digest = hashlib.blake2b(f"{seed}:{layer_idx}:".encode() + context, digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
 @functools.cache
 def _random_press_class():
     """kvpress's RandomPress seeds one generator with `seed` at every call, so every sample and layer of a job
-    drops the same positions: its "floor" would be one draw. Here each (sample, layer) draws its own mask from
-    `sample_seed`, so the floor is an average over masks and a rerun draws the same ones."""
+    drops the same positions: its "floor" would be one draw. Here each (sample, layer) draws its own mask, seeded
+    from `seed`, the layer and the context, so the floor is an average over masks and a rerun draws the same ones.
+
+    The press sees no token ids (a wrapping press, e.g. `decoding`, calls only its scorer), so the context is read
+    from the hidden states of the first layer it scores in a forward (layers are scored in order): at the first
+    layer they are the normalised token embeddings, bitwise the same on a rerun, where deeper layers' states could
+    differ in the last bit on some devices."""
     import torch
     from kvpress import RandomPress
 
@@ -69,8 +74,11 @@ def _random_press_class():
         def score(self, module, hidden_states, keys, values, attentions, kwargs):
             if self.seed is None:  # unseeded: kvpress's own (torch's global generator)
                 return super().score(module, hidden_states, keys, values, attentions, kwargs)
+            first = getattr(self, "_first_layer", None)
+            if first is None or module.layer_idx <= first:  # a new forward (sample, or decoding eviction step)
+                self._first_layer, self._context = module.layer_idx, context_bits(hidden_states)
             generator = torch.Generator(device=keys.device)
-            generator.manual_seed(sample_seed(self.seed, module.layer_idx, hidden_states))
+            generator.manual_seed(sample_seed(self.seed, module.layer_idx, self._context))
             return torch.rand(*keys.shape[:-1], generator=generator, device=keys.device, dtype=keys.dtype)
 
     return SampleSeededRandomPress
