@@ -6,9 +6,9 @@ exchangeable within every pair; swapping them for a whole unit at once flips the
 and units are independent, so every pattern of sign flips of the unit sums is equally likely. The p-value is the
 share of patterns whose |sum| reaches the observed one: all 2^m patterns of the m units that differ at all where
 m <= `EXACT_UNITS` (exact), else `N_PERM` random patterns, counted as (hits + 1) / (N_PERM + 1) (Phipson & Smyth
-2010: a Monte Carlo p-value is never 0). With units of one 0/1 pair this is exactly the two-sided exact McNemar test; its statistic
-z = sum / sqrt(sum of squares) is the clustered McNemar statistic of Durkalski et al. (2003), whose exact
-randomisation distribution this is. Weighted units (the mean over tasks, `kvstudy.significance_mean`) keep it
+2010: a Monte Carlo p-value is never 0). With units of one 0/1 pair this is exactly the two-sided exact McNemar
+test; its statistic z = sum / sqrt(sum of squares) is the clustered McNemar statistic of Durkalski et al. (2003),
+whose exact randomisation distribution this is. Weighted units (the mean over tasks, `kvstudy.significance_mean`) keep it
 exact: each unit still flips alone.
 
 Written out rather than `scipy.stats.permutation_test` (which the tests check it against) because scipy tests one
