@@ -22,7 +22,7 @@ RESULTS_COLUMNS = (
 SAMPLES_COLUMNS = (
     "model, task, length, press, method, compression_ratio, seed, sample_id, score, prediction, references, "
     "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds, higher_is_better, "
-    "nll, nll_sum, scored_tokens"
+    "nll, nll_sum, scored_tokens, cluster"
 ).split(", ")
 PAPER_COLUMNS = (
     "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec".split(",")

@@ -68,7 +68,10 @@ def test_tables_hold_the_grid(run):
 
 def test_analysis_compares_every_variant_with_no_press(run):
     sig = pd.read_csv(run / "results/analysis/significance.csv")
+    assert (sig.task == "mean").sum() == 3 * 2  # the mean over tasks: variants x lengths
+    sig = sig[sig.task != "mean"]
     assert len(sig) == 3 * 2 * 2  # variants x tasks x lengths
+    assert (sig.n_units == sig.n).all() and set(sig.test) == {"mcnemar_exact"}  # independent samples
     assert (sig.p_holm >= sig.p_value).all()
     worst = sig[(sig.press == "streaming_llm-cr0.90") & (sig.task == "niah")]
     assert (worst["diff"] < 0).all()
@@ -197,7 +200,8 @@ def test_a_failing_job_is_drawn_as_failed_and_retried_on_demand(run):
     assert row.status == "failed" and row.error.startswith("RuntimeError: failure injected") and pd.isna(row.score)
     assert (res.status == "ok").sum() == len(res) - 1
     sig = pd.read_csv(run / "results/analysis/significance.csv")
-    assert len(sig) == 3 * 2 * 2 - 1  # the failed cell has no test
+    assert len(sig[sig.task != "mean"]) == 3 * 2 * 2 - 1  # the failed cell has no test (nor its mean)
+    assert len(sig[sig.task == "mean"]) == 3 * 2 - 1
     assert "failed" in (run / "results/tables/summary_score.tex").read_text()
     assert (run / "figures/all").stat().st_mtime > (run / victim).stat().st_mtime
     with paper_style():

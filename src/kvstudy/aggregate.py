@@ -29,7 +29,7 @@ RESULT_COLUMNS = [
 SAMPLE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
     "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
-    "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens",
+    "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens", "cluster",
 ]
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
@@ -149,9 +149,17 @@ def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
     return [
         (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
          s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
-         s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"))
+         s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"),
+         _cluster(s))
         for s in raw.get("samples") or []
     ]
+
+
+def _cluster(sample: dict[str, Any]) -> str:
+    """The sample's cluster (`meta.cluster`: samples sharing a context share it), else its own id: the unit the
+    significance tests count (kvstudy.significance)."""
+    cluster = (sample.get("meta") or {}).get("cluster")
+    return str(sample.get("id") if cluster is None else cluster)
 
 
 def _as_int(df: pd.DataFrame) -> pd.DataFrame:

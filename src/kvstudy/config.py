@@ -82,6 +82,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     from kvstudy.plots.specs import drawable, resolve as resolve_figures
 
     kept = jobs(config)
+    _check_cells(config, kept)
     if not figures_given:  # the default figures: those this study can draw
         config["figures"] = drawable(config, kept)
     try:
@@ -93,6 +94,31 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
 
         check(config)
     return config
+
+
+def _check_cells(config: dict, kept: list[dict]) -> None:
+    """Press x task and press x model combinations that cannot run, among the jobs the study keeps (an `exclude:`
+    entry leaves such a cell out)."""
+    from kvstudy.grid import variants
+    from kvstudy.presses import PRESSES
+    from kvstudy.presses.variant import split_options
+    from kvstudy.tasks import TASKS
+
+    entry = {}  # variant slug -> index of its press entry, for the message
+    for i, p in enumerate(config["presses"]):
+        entry.update({v["press"]: i for v in variants({"presses": [p]})})
+    for j in kept:
+        i, method = entry.get(j["press"]), j["method"]
+        press_params, options = split_options(j["params"])
+        hint = f"(leave it out with exclude: [{{task: {j['task']}, press: {j['press']}}}])"
+        if options["query_aware"] and getattr(TASKS[j["task_kind"]], "kind", "") == "perplexity":
+            raise ConfigError(f"config error: presses[{i}].query_aware: task {j['task']!r} (perplexity) has no "
+                              f"question to show the press {hint}")
+        spec = PRESSES[method]
+        if spec.masking and spec.attention(press_params) is None and j["attn_implementation"] == "eager":
+            raise ConfigError(f"config error: models.{j['model']}.attn_implementation: press {method!r} masks keys "
+                              "per head, which kvpress cannot do with eager attention "
+                              f"(leave it out with exclude: [{{model: {j['model']}, method: {method}}}])")
 
 
 def _check_models(config: dict) -> None:
@@ -134,9 +160,7 @@ def _check_presses(config: dict) -> None:
     from kvstudy.grid import variants
     from kvstudy.presses import PRESSES, VARIANT_OPTIONS
     from kvstudy.presses.variant import check_options, split_options
-    from kvstudy.tasks import TASKS
 
-    ppl = [n for n, t in config["tasks"].items() if getattr(TASKS[t.get("kind", n)], "kind", "") == "perplexity"]
     for i, p in enumerate(config["presses"]):
         method = p["method"]
         if method not in PRESSES:
@@ -163,14 +187,6 @@ def _check_presses(config: dict) -> None:
                     spec.check_values({**spec.defaults, **press_params})
             except ValueError as e:
                 raise ConfigError(f"config error: presses[{i}].{e}") from None
-            if options["query_aware"] and ppl:
-                raise ConfigError(f"config error: presses[{i}].query_aware: task {ppl[0]!r} (perplexity) has no "
-                                  "question to show the press")
-            if spec.masking and spec.attention(press_params) is None:  # kvpress masks keys only outside eager
-                for name, m in config["models"].items():
-                    if m.get("attn_implementation") == "eager":
-                        raise ConfigError(f"config error: models.{name}.attn_implementation: press {method!r} "
-                                          "masks keys per head, which kvpress cannot do with eager attention")
     seen: set[str] = set()
     for v in variants(config):
         if len(v["press"]) > MAX_SLUG:  # a directory name of every result, log and benchmark of the variant

@@ -12,21 +12,21 @@ from kvstudy.report import check_report_config, config_digest, present_summary, 
 from kvstudy.resources import eval_gpus
 from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
+# figures/all records the study and its config's hash; a report is made only from the config that built it, checked
+# before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either) and runs no
+# job, so it needs no preflight
+REPORT_MODE = report_mode()
 try:
     config.update(validate(config))
-    if workflow.is_main_process:  # not again in each SLURM job's own snakemake process
+    CONFIG_SHA256 = config_digest(config)
+    if REPORT_MODE and (_problem := check_report_config(config, "figures/all")):
+        sys.exit(_problem)
+    if workflow.is_main_process and not REPORT_MODE:  # not again in each SLURM job's own snakemake process
         from kvstudy import preflight  # tokenizers and samples of every cell; cached once passed
 
         print(preflight.summary(preflight.check(config)), file=sys.stderr)
 except ConfigError as e:
     sys.exit("\n".join(e.lines))
-
-# figures/all records the study and its config's hash; a report is made only from the config that built it, checked
-# before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either)
-CONFIG_SHA256 = config_digest(config)
-REPORT_MODE = report_mode()
-if REPORT_MODE and (_problem := check_report_config(config, "figures/all")):
-    sys.exit(_problem)
 
 envvars:
     "PATH",
