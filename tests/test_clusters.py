@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from bpe import train_bpe
+from rawfixtures import raw_for, write
 from kvstudy.aggregate import aggregate
+from kvstudy.config import validate
+from kvstudy.grid import jobs, raw_path
 from kvstudy.tasks import get_task
 
 
@@ -30,19 +33,13 @@ def test_questions_on_one_document_share_a_cluster(bpe, tmp_path):
     assert a.meta["cluster"] == b.meta["cluster"] != c.meta["cluster"]
 
 
-def _raw(samples):
-    return {"schema_version": 1, "status": "ok",
-            "job": {"model": "m", "model_path": "p", "task": "qa", "task_params": {}, "length": 512,
-                    "press": "no_press", "method": "no_press", "params": {}, "compression_ratio": 0.0, "seed": 0},
-            "quality": {"metric": "string_match_all", "score": 1.0, "n": len(samples)}, "samples": samples,
-            "efficiency": {}, "provenance": {}}
-
-
-def test_aggregate_writes_each_samples_cluster(tmp_path):
-    samples = [{"id": "0", "score": 1.0, "meta": {"cluster": "ctx:ab"}}, {"id": "1", "score": 1.0,
-               "meta": {"cluster": "ctx:ab"}}, {"id": "2", "score": 1.0, "meta": {}}, {"id": "3", "score": 1.0}]
-    raw = tmp_path / "raw.json"
-    raw.write_text(json.dumps(_raw(samples)))
+def test_aggregate_writes_each_samples_cluster(study, tmp_path):
+    job = next(j for j in jobs(validate(study)) if j["press"] == "no_press")
+    result = raw_for(job, scores=(1.0, 1.0, 1.0, 1.0))
+    for sample, meta in zip(result["samples"], ({"cluster": "ctx:ab"}, {"cluster": "ctx:ab"}, {}, None)):
+        if meta is not None:
+            sample["meta"] = meta
+    raw = write(tmp_path / raw_path(job), result)
     aggregate([raw], tmp_path / "tables")
     table = pd.read_csv(tmp_path / "tables" / "samples.csv", dtype={"sample_id": str, "cluster": str})
     assert list(table["cluster"]) == ["ctx:ab", "ctx:ab", "2", "3"]  # alone: its own id
