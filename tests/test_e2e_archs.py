@@ -75,7 +75,11 @@ def test_each_press_keeps_what_it_claims_on_each_model(run):
                 assert res.loc[(model, task, press)].kv_bytes < base.kv_bytes, (model, task, press)
             ada = res.loc[(model, task, "adakv-cr0.50")]  # masks keys: attends to fewer, frees nothing
             assert ada.kv_bytes == base.kv_bytes and ada.kv_fraction_attended < 0.9
-            assert res.loc[(model, task, "int4")].kv_bytes < 0.5 * base.kv_bytes
+            # int4 stores the full layers' entries in well under half their bytes (their scales and 128-token
+            # residual included), so it saves more than evicting half of them; sliding-window layers stay as they are
+            int4 = res.loc[(model, task, "int4")].kv_bytes
+            assert int4 < res.loc[(model, task, "knorm-cr0.50")].kv_bytes, (model, task)
+            assert int4 < 0.5 * base.kv_bytes if model != "gemma3" else int4 < base.kv_bytes, (model, task)
             dec = res.loc[(model, task, "decoding-cr0.50-pknorm")]  # full after prefill, evicted while decoding
             assert dec.kv_bytes == base.kv_bytes and dec.kv_bytes_held < base.kv_bytes_held
         # Gemma3's sliding-window layers keep their window: a press frees less of its cache than of the others'
