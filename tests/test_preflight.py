@@ -68,13 +68,17 @@ def test_cwe_defaults_below_its_length_on_an_english_tokenizer(here, bpe_model):
     validate(config, preflight=True)
 
 
-def test_a_relative_model_path_that_does_not_exist_is_not_a_hub_id(here):
+def test_a_relative_model_path_that_does_not_exist_is_not_a_hub_id(here, monkeypatch):
+    import socket
+
+    def no_network(*args):  # from_pretrained of a would-be hub id retried the hub for over a minute
+        raise AssertionError(f"network connection attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     (here / "models").mkdir()
     config = base()
     config["models"] = {"mine": {"path": "models/my-llama"}}
-    t0 = time.perf_counter()
     refused(config, "config error: models.mine.path: 'models/my-llama' does not exist (./models is a local folder")
-    assert time.perf_counter() - t0 < 10  # no hub round trips (from_pretrained retried for over a minute)
 
 
 def test_a_hub_id_neither_cached_nor_given_by_the_hub_is_one_line(here, monkeypatch):
@@ -354,9 +358,10 @@ def test_a_failed_preflight_is_not_cached(here):
 
 # --- the paper-scale study with local stand-ins -----------------------------------------------------------------
 
-def test_helmet_reasoning_validates_with_stand_ins_within_the_goal(tmp_path):
+def test_helmet_reasoning_validates_with_stand_ins(tmp_path):
     """studies/helmet_reasoning.yaml: 5 hub models (stand-in configs and BPE tokenizers in a fake hub cache, offline)
-    and HELMET / LongProc files (tests/data at the paths it names). Goal: validation <= 30 s cold."""
+    and HELMET / LongProc files (tests/data at the paths it names); the second run finds the preflight cached. Its
+    time (goal <= 30 s cold) is measured by bench/validation_time.py, not here."""
     text = (ROOT / "studies" / "helmet_reasoning.yaml").read_text()
     study = yaml.safe_load(text)
     fake_hub(tmp_path / "hub", hub_models(study))
@@ -364,16 +369,11 @@ def test_helmet_reasoning_validates_with_stand_ins_within_the_goal(tmp_path):
     (tmp_path / "study.yaml").write_text(text)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "kvstudy.cli", "validate", "study.yaml"]
-    times, outs = [], []
+    outs = []
     for _ in range(2):  # cold, then warm (cached)
-        t0 = time.perf_counter()
         p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        times.append(time.perf_counter() - t0)
         assert p.returncode == 0, p.stderr[-3000:]
         outs.append(p.stdout)
-    print(f"helmet_reasoning validation: cold {times[0]:.1f} s, warm {times[1]:.1f} s\n{outs[0]}")
     assert "4200 eval jobs" in outs[0] and "5 models" in outs[0] and "75 task cells" in outs[0]
     assert "icl_banking77, icl_clinic150" in outs[0]  # hub datasets: left to job start, and said so
-    assert "cached" in outs[1]
-    assert times[0] <= 30, f"cold validation took {times[0]:.1f} s (goal: 30 s)"
-    assert times[1] < times[0]
+    assert "cached" not in outs[0] and "cached" in outs[1]
