@@ -5,7 +5,9 @@
 # so that aggregate (or a tuning choice) reruns and with it the jobs of the missing results. Shell commands, not
 # run: (a run: job would start a snakemake of its own); outputs with a constant prefix, so that Snakemake's output
 # index never tries these rules on the 10,000 raw results of a large study.
-MARKER_SHELL = "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q}"
+MARKER_SHELL = (
+    "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q} 2> {log:q}"
+)
 
 
 rule missing_marker:
@@ -14,6 +16,10 @@ rule missing_marker:
         "results/raw/.missing.{n}",
     wildcard_constraints:
         n=r"\d+",
+    log:
+        "logs/markers/missing.{n}.log",
+    conda:
+        "../../envs/analysis.yaml"
     shell:
         MARKER_SHELL
 
@@ -26,6 +32,10 @@ if SEARCHES:
             "results/raw/.missing-trials/{model}/{press}/{task}.{n}",
         wildcard_constraints:
             n=r"\d+",
+        log:
+            "logs/markers/missing-trials/{model}/{press}/{task}.{n}.log",
+        conda:
+            "../../envs/analysis.yaml"
         shell:
             MARKER_SHELL
 
