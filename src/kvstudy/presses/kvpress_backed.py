@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from kvstudy.presses import PressSpec, register
+from kvstudy.presses import NOTHING, PressSpec, Reads, register
 
 
 def _kvpress(cls_name: str):
@@ -17,6 +17,16 @@ def _kvpress(cls_name: str):
 
     return factory
 
+
+# What each press's prefill compression reads (kvstudy.presses.Reads; proven by tests/test_engine.py): SnapKV scores
+# with its last window of queries, TOVA with the last query (or those rows of the attention weights under eager
+# attention), expected attention with every query's statistics; the rest look at keys and values only.
+_READS = {
+    "knorm": NOTHING, "streaming_llm": NOTHING, "random": NOTHING, "keydiff": NOTHING,
+    "snapkv": lambda p: Reads(p["window_size"], True),
+    "tova": Reads(1, True),
+    "expected_attention": Reads(None, False),
+}
 
 for name, cls_name, description, defaults in [
     ("knorm", "KnormPress", "keep the keys with the lowest L2 norm", {}),
@@ -37,7 +47,7 @@ for name, cls_name, description, defaults in [
     ("random", "RandomPress", "keep random tokens (a floor for every method)", {"seed": 0}),
     ("keydiff", "KeyDiffPress", "keep the keys least similar to the mean key direction", {}),
 ]:
-    register(PressSpec(name, description, _kvpress(cls_name), defaults))
+    register(PressSpec(name, description, _kvpress(cls_name), defaults, reads=_READS[name]))
 
 
 def _pyramidkv(**kwargs):
@@ -52,6 +62,7 @@ register(
         "SnapKV scores with a per-layer budget shrinking from the first layer to the last (same total tokens)",
         _pyramidkv,
         {"window_size": 64, "kernel_size": 5, "beta": 20},
+        reads=lambda p: Reads(p["window_size"], True),
     )
 )
 
@@ -64,5 +75,6 @@ register(
         _kvpress("ObservedAttentionPress"),
         {},
         attn_implementation="eager",
+        reads=Reads(0, True),  # the attention weights only
     )
 )
