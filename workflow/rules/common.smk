@@ -37,6 +37,10 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
 RAW = sorted(JOBS)
+# The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant), and the Snakemake
+# job group the profile or command line gives eval jobs (`--groups eval=...`), which group rules join too
+EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
+EVAL_JOB_GROUP = workflow.group_settings.overwrite_groups.get("eval")
 
 # Snakemake does not rerun a job just because its output, an intermediate file, was deleted while everything
 # downstream is up to date. A deleted raw result must be recomputed (and the tables after it), so when results
@@ -104,14 +108,22 @@ def per_job(func):
     return func
 
 
-def eval_cli(job, out):
-    """`kvstudy eval`'s arguments for one job: the job as JSON, its raw result and the device. One string, not a
-    shell field each: Snakemake formats every field of a shell command for each job, three times in a dry run
-    (about 0.3 s of a 10,000-job DAG build for the three fields this saves)."""
-    return (
-        f"--job {shlex.quote(json.dumps(job, sort_keys=True))} --out {shlex.quote(out)} "
-        f"--device {shlex.quote(config['eval']['device'])}"
-    )
+def eval_cli(jobs_outs):
+    """`kvstudy eval`'s arguments for (job, raw result, own log or None) triples: each job as JSON, its raw result
+    and log, then the device. One string, not a shell field each: Snakemake formats every field of a shell command
+    for each job, three times in a dry run (about 0.3 s of a 10,000-job DAG build for the three fields this saves)."""
+    args = [
+        f"--job {shlex.quote(json.dumps(job, sort_keys=True))} --out {shlex.quote(out)}"
+        + (f" --log {shlex.quote(log)}" if log else "")
+        for job, out, log in jobs_outs
+    ]
+    return " ".join(args) + f" --device {shlex.quote(config['eval']['device'])}"
+
+
+def grid_job(path):
+    if path not in JOBS:
+        raise ValueError(f"{path} is not a job of this config (check models/tasks/lengths/presses/seeds)")
+    return JOBS[path]
 
 
 @per_job
@@ -119,9 +131,48 @@ def eval_args(wildcards):
     """`kvstudy eval`'s arguments for one raw result (eval_cli); a path outside the grid is an error. As a params
     value the job also makes Snakemake rerun a result whose job changed in the config (its params trigger)."""
     path = grid.RAW.format(**wildcards)
-    if path not in JOBS:
-        raise ValueError(f"{path} is not a job of this config (check models/tasks/lengths/presses/seeds)")
-    return eval_cli(JOBS[path], path)
+    return eval_cli([(grid_job(path), path, None)])
+
+
+def group_args(group):
+    """The params function of the eval rule of `group` (a kvstudy.grid.EvalGroup); `kvstudy eval`'s arguments for
+    its variants in the job's cell, each with its own log. The params are every job of the group, so a group whose
+    jobs changed in the config reruns, and no other."""
+
+    @per_job
+    def args(wildcards):
+        cell = {k: wildcards[k] for k in grid.CELL_KEYS} if group.cell is None else {}
+        outs = [p.format(**cell) for p in group.paths(grid.RAW)]
+        logs = [p.format(**cell) for p in group.paths(grid.LOG)]
+        return eval_cli([(grid_job(o), o, log) for o, log in zip(outs, logs)])
+
+    return args
+
+
+def group_resources(n_variants):
+    """A group job's resources: those of an eval job (EVAL_RESOURCES, then what the profile or the command line set
+    for eval itself with `--set-resources eval:...`), its runtime `n_variants` times eval's: one model load and a
+    shared prefill, but each variant decodes in turn."""
+    res = dict(EVAL_RESOURCES)
+    res.update(workflow.resource_settings.overwrite_resources.get("eval", {}))
+    if "runtime" in res and n_variants > 1:
+        res["runtime"] = _scaled(res["runtime"], n_variants)
+    return res
+
+
+def _scaled(value, factor):
+    """`value` (a number, or a resource of the profile that may depend on the attempt) times `factor`."""
+    from snakemake.resources import Resource
+
+    if not isinstance(value, Resource):
+        return value * factor
+    if not value.is_evaluable():
+        return value.value * factor
+
+    def scaled(wildcards, input, attempt, threads):
+        return value.evaluate(wildcards, input=input, attempt=attempt, threads=threads).value * factor
+
+    return scaled
 
 
 def figure_kind(wildcards):
