@@ -5,7 +5,8 @@
 For each `eval.group` it runs `snakemake figures/all` from scratch in a fresh copy of the workflow and prints: the
 eval jobs Snakemake ran, the wall time of the whole run, the prefills the eval jobs made (read from the raw results:
 a sample prefilled once for k variants counts once) and, per sample of a cell, the prefills made against the
-prefill classes of its variants (attention implementation x query-aware: the goal is one prefill per class). Then
+prefill classes of its variants (attention implementation x query-aware: the goal is one prefill per class), and the
+CPU time of the whole run (snakemake and every job: steadier than wall time on a shared machine). Then
 whether every grouped result has the same predictions, scores and KV bytes as its one-variant result.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(wd: Path, group: str, cores: int) -> float:
+def run(wd: Path, group: str, cores: int) -> tuple[float, float]:
     for name in ("Snakefile",):
         shutil.copy(ROOT / name, wd / name)
     for name in ("workflow", "envs"):
@@ -34,14 +36,14 @@ def run(wd: Path, group: str, cores: int) -> float:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["eval"] = {**config.get("eval", {}), "group": group}
     (wd / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    t = time.perf_counter()
+    r0, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "figures/all"], cwd=wd,
                        capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"snakemake failed ({group}):\n{p.stderr[-3000:]}")
-    wall = time.perf_counter() - t
+    wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
     (wd / "snakemake.log").write_text(p.stdout + p.stderr)
-    return wall
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def raw_results(wd: Path) -> dict[str, dict]:
@@ -79,19 +81,19 @@ def main() -> None:
     for group in a.groups:
         wd = base / group
         wd.mkdir(parents=True, exist_ok=True)
-        wall = run(wd, group, a.cores)
+        wall, cpu = run(wd, group, a.cores)
         results[group] = raw_results(wd)
         log = (wd / "snakemake.log").read_text()
         eval_jobs = sum(int(n) for name, n in (line.split() for line in log.splitlines()
                                                if line.startswith("eval") and len(line.split()) == 2))
         made, per_sample, classes = prefills(results[group])
-        rows.append((group, eval_jobs, len(results[group]), wall, made, per_sample, classes))
+        rows.append((group, eval_jobs, len(results[group]), wall, cpu, made, per_sample, classes))
         print(f"done {group}: {wall:.0f} s", file=sys.stderr, flush=True)
     print(f"default study (config.yaml), figures/all from scratch, {a.cores} cores\n")
-    print("| eval.group | eval jobs | raw results | figures/all wall | prefills | prefills per sample and cell | "
-          "prefill classes per cell |\n|---|---|---|---|---|---|---|")
-    for g, jobs, n, wall, made, per_sample, classes in rows:
-        print(f"| {g} | {jobs} | {n} | {wall:.0f} s | {made:.0f} | {per_sample:.2f} | {classes:.2f} |")
+    print("| eval.group | eval jobs | raw results | figures/all wall | CPU (user+sys) | prefills | "
+          "prefills per sample and cell | prefill classes per cell |\n|---|---|---|---|---|---|---|---|")
+    for g, jobs, n, wall, cpu, made, per_sample, classes in rows:
+        print(f"| {g} | {jobs} | {n} | {wall:.0f} s | {cpu:.0f} s | {made:.0f} | {per_sample:.2f} | {classes:.2f} |")
     if "variant" in results:
         for g in results:
             if g != "variant":

@@ -368,3 +368,19 @@ def test_kvstudy_eval_writes_each_variants_result_and_log(tmp_path, monkeypatch)
     assert "no_press niah 256: ok" in (tmp_path / "0.log").read_text()
     log = (tmp_path / "1.log").read_text()
     assert "Traceback" in log and "failure injected" in log and "recorded as status failed" in log
+
+
+def test_the_gpu_bench_runs_small_on_a_cpu(tmp_path):
+    """bench/gpu_engine.py at a small size: both ways over the same samples, the same tokens, one shared prefill."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_engine.py"), "--small", "--device", "cpu",
+                        "--lengths", "128", "--samples", "1", "--new-tokens", "3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "| snapkv-cr0.88 |" in p.stdout and "| NO |" not in p.stdout
+    report = json.loads(out.read_text())["lengths"]["128"]
+    assert set(report["one_variant"]) == set(report["grouped"]["variants"]) and len(report["one_variant"]) == 8
+    assert all(r["decoded"] == 2 for r in report["grouped"]["variants"].values())

@@ -155,22 +155,23 @@ def group_resources(n_variants):
     shared prefill, but each variant decodes in turn."""
     res = dict(EVAL_RESOURCES)
     res.update(workflow.resource_settings.overwrite_resources.get("eval", {}))
-    if "runtime" in res and n_variants > 1:
-        res["runtime"] = _scaled(res["runtime"], n_variants)
-    return res
+    return {k: _scaled(v, n_variants if k == "runtime" else 1) for k, v in res.items()}
 
 
 def _scaled(value, factor):
-    """`value` (a number, or a resource of the profile that may depend on the attempt) times `factor`."""
+    """`value` (a number or string, or a resource the profile set, which may depend on the attempt) as a rule's
+    resource, times `factor`."""
     from snakemake.resources import Resource
 
     if not isinstance(value, Resource):
-        return value * factor
+        return value * factor if factor != 1 else value
     if not value.is_evaluable():
-        return value.value * factor
+        return value.value * factor if factor != 1 else value.value
 
-    def scaled(wildcards, input, attempt, threads):
-        return value.evaluate(wildcards, input=input, attempt=attempt, threads=threads).value * factor
+    def scaled(wildcards, input, attempt, threads, rulename, async_run):  # what Snakemake gives eval's resource
+        out = value.evaluate(wildcards, input=input, attempt=attempt, threads=threads, rulename=rulename,
+                             async_run=async_run).value
+        return out * factor if factor != 1 else out
 
     return scaled
 
