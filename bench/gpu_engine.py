@@ -2,6 +2,7 @@
 
     python bench/gpu_engine.py --device cuda [--lengths 16384 32768] [--samples 2] [--new-tokens 32] [--out FILE]
     python bench/gpu_engine.py --small          # CPU, a 2-layer model of the same family (the tests run this)
+    python bench/gpu_engine.py --project studies/helmet_reasoning.yaml [--stage-times FILE]
 
 The model is built from Llama-3.1-8B's config (written out below: 32 layers, 32 query / 8 KV heads, head_dim 128,
 vocab 128256, llama3 RoPE scaling), random weights in bfloat16 (float32 with --small), saved once to a temporary
@@ -16,6 +17,12 @@ Stages are timed with the device synchronised (load, prefill, compression, quest
 load is measured once and counted once per job), peak device memory is read per variant (one-variant) and over the
 group, and the generated tokens of both ways are compared. Prints a markdown table per length and writes every
 number to --out as JSON. Decoding ignores stop tokens: every variant decodes --new-tokens tokens.
+
+`--project STUDY` prints what the study costs grouped (its eval.group, and cell) and one variant per job: model loads,
+prefilled tokens and decoded tokens (an upper bound: every answer at its task's max_new_tokens), counted from the
+study's own grid and prefill classes; with stage times (this run's, or --stage-times, a JSON this script wrote) also
+the GPU hours, as loads x load + prefilled tokens x prefill per token + decoded tokens x decode per token, taking the
+stage times of the measured length closest to each job's (docs/engine.md, "GPU cost of a study").
 """
 
 from __future__ import annotations
@@ -160,6 +167,73 @@ def table(length: int, load_s: float, alone: dict, group: dict) -> str:
     return "\n".join(lines)
 
 
+def counts(study: Path) -> dict[str, dict[str, float]]:
+    """{mode: {loads, prefill_tokens, decode_tokens, jobs}} of a study's eval jobs, grouped as each mode groups."""
+    import yaml
+
+    from kvstudy.config import validate
+    from kvstudy.grid import eval_groups, jobs
+    from kvstudy.presses.variant import build_run
+    from kvstudy.tasks import TASKS, get_task
+
+    config = validate(yaml.safe_load(study.read_text()))
+    js = jobs(config)
+    runs = {j["press"]: build_run(j["method"], j["params"], j["compression_ratio"]) for j in js}
+    samples = {t: p.get("n_samples", 100) for t, p in config["tasks"].items()}
+    budget = {t: p.get("max_new_tokens", getattr(get_task(p.get("kind", t), {k: v for k, v in p.items()
+                                                                                if k != "kind"}), "max_new_tokens", 0))
+              for t, p in config["tasks"].items() if TASKS.get(p.get("kind", t))}
+    out = {}
+    for mode in ("variant", "entry", "cell"):
+        groups = eval_groups({**config, "eval": {**config["eval"], "group": mode}}, js)
+        cells: dict[tuple, list] = {}
+        for j in js:
+            cells.setdefault((j["model"], j["task"], j["length"], j["seed"]), []).append(j)
+        loads = prefill = decode = 0.0
+        for (model, task, length, seed), members in cells.items():
+            units = [[j] for j in members] if groups is None else [
+                [j for j in members if j["press"] in g.presses] for g in groups if g.cell in (None, (model, task,
+                                                                                                  length, seed))]
+            units = [u for u in units if u]
+            for unit in units:
+                classes = {runs[j["press"]].prefill_class(j["attn_implementation"]) if runs[j["press"]].shares_prefill
+                           else j["press"] for j in unit}
+                loads += 1
+                prefill += len(classes) * samples[task] * length
+                decode += len(unit) * samples[task] * budget.get(task, 0)
+        out[mode] = {"jobs": int(loads), "loads": loads, "prefill_tokens": prefill, "decode_tokens": decode}
+    return out
+
+
+def projection(study: Path, report: dict | None) -> str:
+    c = counts(study)
+    lines = [f"\n{study}: eval jobs and tokens by eval.group (decoded tokens: an upper bound, every answer at its "
+             "task's max_new_tokens)\n", "| eval.group | jobs (model loads) | prefilled tokens | decoded tokens |"
+             + (" GPU hours: loads | prefill | decode | total |" if report else ""),
+             "|---|---|---|---|" + ("---|---|---|---|" if report else "")]
+    for mode, k in c.items():
+        row = f"| {mode} | {k['loads']:,.0f} | {k['prefill_tokens'] / 1e9:.2f} G | {k['decode_tokens'] / 1e9:.2f} G |"
+        if report:
+            t = stage_times(report)
+            parts = [k["loads"] * t["load"], k["prefill_tokens"] * t["prefill_per_token"],
+                     k["decode_tokens"] * t["decode_per_token"]]
+            row += "".join(f" {x / 3600:,.0f} |" for x in parts) + f" {sum(parts) / 3600:,.0f} |"
+        lines.append(row)
+    if report:
+        lines.append(f"\nstage times from {report['device']} ({report['model']}), {stage_times(report)}")
+    return "\n".join(lines)
+
+
+def stage_times(report: dict) -> dict[str, float]:
+    """Load seconds, prefill seconds per token and decode seconds per token (no_press, the longest length measured
+    that is at most 16k tokens, else the shortest)."""
+    lengths = sorted(int(k) for k in report["lengths"])
+    length = max([n for n in lengths if n <= 16384] or lengths[:1])
+    base = report["lengths"][str(length) if str(length) in report["lengths"] else length]["one_variant"]["no_press"]
+    return {"load": report["load_seconds"], "prefill_per_token": base["prefill"] / (report["samples"] * length),
+            "decode_per_token": base["decode"] / base["decoded"], "at_length": length}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -169,7 +243,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--window", type=int, help="SnapKV/PyramidKV window (default 256; 16 with --small)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--project", type=Path, help="a study: its cost grouped and one variant per job")
+    ap.add_argument("--stage-times", type=Path, help="with --project and no run: stage times from this JSON")
     a = ap.parse_args()
+    if a.project and (a.stage_times or not a.lengths and not a.small and a.device == "cpu"):
+        print(projection(a.project, json.loads(a.stage_times.read_text()) if a.stage_times else None))
+        return
     from kvstudy.measure import Clock
     from kvstudy.presses.variant import build_run
 
@@ -202,6 +281,8 @@ def main() -> None:
                 for row in rows.values():
                     row["tokens"] = len(row.pop("tokens"))
         a.out.write_text(json.dumps(report, indent=1))
+    if a.project:
+        print(projection(a.project, json.loads(json.dumps(report))))
 
 
 if __name__ == "__main__":

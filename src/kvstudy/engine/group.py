@@ -114,8 +114,8 @@ class GroupRun:
             if len(cls) > 1:
                 self.shared(cls)
             for v in cls:
-                if v.retry or len(cls) == 1:  # on its own, over every sample
-                    v.retry, v.rows = False, []
+                if v.retry or len(cls) == 1:  # on its own, over every sample (peak and time: of the rows it keeps)
+                    v.retry, v.rows, v.peak, v.seconds = False, [], 0, 0.0
                     self.alone(v)
 
     def shared(self, cls: list[Variant]) -> None:
