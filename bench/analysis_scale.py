@@ -1,5 +1,8 @@
 """Time aggregation + analysis on 10,000 synthetic raw results (goal: <= 10 s in all).
 
+The first step, `check`, is what the Snakefile does before the DAG when there is no results.csv yet: read and check
+every raw result (kvstudy.rawguard.check_results); `aggregate` checks them again as it reads them.
+
 Writes N raw result JSONs (schema of docs/data-contracts.md) into a temp dir -- 5 models x 4 tasks x 5 lengths x
 20 press variants x 5 seeds by default, 20 samples each, a few percent OOM, one task with continuous scores (so
 the Wilcoxon path runs too) -- then times each step as the pipeline runs it: `aggregate` (raw -> tables),
@@ -23,6 +26,7 @@ import numpy as np
 
 from kvstudy.aggregate import aggregate
 from kvstudy.pareto import write_pareto
+from kvstudy.rawguard import check_results
 from kvstudy.significance import write_significance
 from kvstudy.summary import write_summary
 
@@ -51,21 +55,26 @@ def raw(model, task, length, press, method, ratio, seed, n, rng):
     samples = [{"id": str(i), "score": float(s), "prediction": "v001", "references": ["v001"],
                 "input_tokens": length + 12, "context_tokens": length, "depth": (i + 0.5) / n,
                 "kv_tokens": kept, "kv_bytes": int(kept * 256), "prefill_seconds": 1e-5 * length,
-                "ttft_seconds": 1.2e-5 * length} for i, s in enumerate(scores)]
+                "ttft_seconds": 1.2e-5 * length, "decode_tokens": 2, "decode_seconds": 0.002}
+               for i, s in enumerate(scores)]
     return {
         "schema_version": 1,
         "job": {"model": model, "model_path": f"org/{model}", "task": task, "task_params": {}, "length": length,
                 "press": press, "method": method, "params": {}, "compression_ratio": ratio, "seed": seed},
         "status": "oom" if oom else "ok",
         "error": "CUDA out of memory" if oom else None,
-        "quality": {"metric": "string_match_all", "score": None if oom else float(scores.mean()), "n": n},
+        "quality": {"metric": "rouge_l_f1" if task == "rouge" else "string_match_all",
+                    "score": None if oom else float(scores.mean()), "n": 0 if oom else n},
         "samples": [] if oom else samples,
         "efficiency": {"kv_tokens_kept": kept, "kv_tokens_full": length, "kv_fraction_kept": 1 - ratio,
                        "kv_bytes": int(kept * 256), "kv_bytes_full": length * 256, "peak_memory_bytes": 10**9,
                        "peak_memory_kind": "cuda", "prefill_seconds": 1e-5 * length, "ttft_seconds": 1.2e-5 * length,
                        "decode_tokens_per_second": 900.0, "total_seconds": 1.3},
         "fidelity": None,
-        "provenance": {"kvstudy_version": "0.1.0", "git_commit": "abc", "device": "cuda", "host": "node1"},
+        "provenance": {"kvstudy_version": "0.1.0", "git_commit": "abc", "python": "3.11.7", "torch": "2.13.0",
+                       "transformers": "5.2.0", "kvpress": "0.5.5", "device": "cuda", "device_name": "H100",
+                       "cuda": "12.8", "host": "node1", "started": "2026-01-01T00:00:00+00:00",
+                       "finished": "2026-01-01T00:00:01+00:00"},
     }
 
 
@@ -94,8 +103,12 @@ def main() -> None:
     try:
         paths = write_raws(root, a.samples)
         tables, analysis = root / "tables", root / "analysis"
+        # each result's job, as the config gives it, so that the checks compare every field (kvstudy.rawcheck)
+        jobs = {str(p): json.loads(p.read_text())["job"] for p in paths}
         steps = [
-            ("aggregate", lambda: aggregate(paths, tables)),
+            # what the Snakefile does when no table exists yet (a fresh clone with copied results): read every one
+            ("check", lambda: check_results(jobs, act=False, reference=str(tables / "results.csv"))),
+            ("aggregate", lambda: aggregate(paths, tables, jobs)),
             ("pareto", lambda: write_pareto(tables / "results.csv", analysis / "pareto.csv")),
             ("significance", lambda: write_significance(tables / "samples.csv", analysis / "significance.csv",
                                                         seeds_csv=analysis / "significance_seeds.csv")),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kvstudy.aggregate import aggregate
+from kvstudy.aggregate import InvalidResults, aggregate
 
 # Copied by hand from docs/data-contracts.md (not imported) so a drift in the module fails here.
 RESULTS_COLUMNS = (
@@ -22,7 +22,7 @@ RESULTS_COLUMNS = (
 SAMPLES_COLUMNS = (
     "model, task, length, press, method, compression_ratio, seed, sample_id, score, prediction, references, "
     "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds, higher_is_better, "
-    "nll, nll_sum, scored_tokens"
+    "nll, nll_sum, scored_tokens, cluster"
 ).split(", ")
 PAPER_COLUMNS = (
     "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec".split(",")
@@ -57,8 +57,10 @@ def raw_result(press="snapkv-cr0.50", seed=0, task="niah", status="ok", scores=(
                        "peak_memory_kind": "rss", "prefill_seconds": 0.01, "ttft_seconds": 0.012,
                        "decode_tokens_per_second": tps, "total_seconds": 1.3},  # kept for oom: must be dropped
         "fidelity": None,
-        "provenance": {"kvstudy_version": "0.1.0", "git_commit": "abc", "python": "3.11.7", "device": "cpu",
-                       "host": "node1"},
+        "provenance": {"kvstudy_version": "0.1.0", "git_commit": "abc", "python": "3.11.7", "torch": "2.13.0",
+                       "transformers": "5.2.0", "kvpress": "0.5.5", "device": "cpu", "device_name": "x86_64",
+                       "cuda": None, "host": "node1", "started": "2026-01-01T00:00:00+00:00",
+                       "finished": "2026-01-01T00:00:01+00:00"},
     }
 
 
@@ -126,13 +128,14 @@ def test_oom_row_has_status_and_no_measures(tables):
     assert oom_perf[["cache_size", "performance", "memory_gb", "throughput_tokens_per_sec"]].isna().all(axis=None)
 
 
-def test_oom_without_quality_or_efficiency(tmp_path):
+def test_oom_without_quality_or_efficiency_is_refused(tmp_path):
+    """The schema requires both, oom or not: such a file is named, and no table is written."""
     raw = raw_result("expected-cr0.90", status="oom")
     raw["quality"], raw["efficiency"] = None, None
-    aggregate(write_raws(tmp_path, [raw]), tmp_path / "t")
-    res = read(tmp_path / "t", "results.csv")
-    assert res.loc[0, "status"] == "oom" and res[["metric", "score", "kv_bytes"]].isna().all(axis=None)
-    assert read(tmp_path / "t", "samples.csv").empty
+    paths = write_raws(tmp_path, [raw_result("no_press"), raw])
+    with pytest.raises(InvalidResults, match=f"{paths[1]}: quality must be object"):
+        aggregate(paths, tmp_path / "t")
+    assert not (tmp_path / "t").exists()
 
 
 def test_samples_rows(tables):
@@ -173,14 +176,14 @@ def test_paper_sort_is_within_task(tmp_path):
 def test_other_schema_version_is_refused(tmp_path):
     raw = raw_result()
     raw["schema_version"] = 2
-    with pytest.raises(ValueError, match="schema_version"):
+    with pytest.raises(InvalidResults, match="schema_version"):
         aggregate(write_raws(tmp_path, [raw]), tmp_path / "t")
     assert not (tmp_path / "t" / "results.csv").exists()
 
 
 def test_higher_is_better_is_optional_and_defaults_to_true(tmp_path):
     lower = raw_result("no_press", task="ppl", scores=(12.5, 9.0))
-    lower["quality"]["higher_is_better"] = False
+    lower["quality"] |= {"metric": "perplexity", "higher_is_better": False}
     aggregate(write_raws(tmp_path, [raw_result("no_press"), lower]), tmp_path / "t")
     results = read(tmp_path / "t", "results.csv").set_index("task")
     assert results.loc["niah", "higher_is_better"]

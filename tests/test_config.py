@@ -67,3 +67,111 @@ def test_shipped_configs_validate():
 
     assert len(jobs(load(ROOT / "config.yaml"))) == 1 * 2 * 2 * 16  # model x tasks x lengths x variants
     assert len(jobs(load(ROOT / ".test" / "config.yaml"))) == 1 * 2 * 2 * 4
+
+
+# --- a study stays data: names, resources, loader options, value ranges (issue 19) -------------------------
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "-rf", "a/b", "m" * 101, ""])
+@pytest.mark.parametrize("where", ["models", "tasks"])
+def test_names_that_are_not_plain_file_names_are_refused(study, where, name):
+    entry = {"path": "builtin:tiny-retrieval"} if where == "models" else {"kind": "niah"}
+    study[where] = {name: entry}
+    with pytest.raises(ConfigError, match=rf"^config error: {where}: "):
+        validate(study)
+
+
+def test_long_and_dotted_names_stay_inside_the_output_folders(study):
+    import os
+
+    study["models"] = {"m" * 100: {"path": "builtin:tiny-retrieval"}}
+    study["tasks"] = {"a..b": {"kind": "niah"}, "v1.2": {"kind": "niah"}}
+    for job in jobs(validate(study)):
+        path = os.path.normpath(f"results/raw/{job['model']}/{job['task']}/{job['length']}/{job['press']}")
+        assert path.startswith("results/raw/") and len(path.split("/")) == 6
+    for field, value in (("study", ".."), ("figures", [{"figure": "score_vs_ratio", "name": ".."}])):
+        with pytest.raises(ConfigError, match=f"config error: {field}"):
+            validate({**study, field: value})
+
+
+def test_a_long_press_variant_name_is_refused(study, monkeypatch):
+    import kvstudy.config
+
+    monkeypatch.setattr(kvstudy.config, "MAX_SLUG", 12)
+    with pytest.raises(ConfigError, match=r"config error: presses: variant name snapkv-cr0.50-ws16\.\.\. is 18 "
+                                          "characters, more than 12"):
+        validate(study)
+
+
+@pytest.mark.parametrize("resources, words", [
+    ({"eval": {"slurm_extra": "$(touch /tmp/pwned)"}}, "resources.eval.slurm_extra: '$(touch /tmp/pwned)' is not "
+                                                       "allowed (further sbatch options"),
+    ({"eval": {"slurm_extra": "--x; rm -rf ~"}}, "resources.eval.slurm_extra"),
+    ({"eval": {"slurm_extra": "`id`"}}, "resources.eval.slurm_extra"),
+    ({"eval": {"slurm_partition": "gpu && id"}}, "resources.eval.slurm_partition"),
+    ({"eval": {"mem_mb": "32000; id"}}, "resources.eval.mem_mb"),
+    ({"eval": {"gres": "gpu:1 --wrap=id"}}, "resources.eval.gres"),
+    ({"eval": {"cmd": "x"}}, "resources.eval: Additional properties are not allowed ('cmd' was unexpected)"),
+    ({"aggregate": {"mem_mb": 1}}, "resources: Additional properties are not allowed ('aggregate' was"),
+])
+def test_resources_are_known_keys_with_checked_values(study, resources, words):
+    with pytest.raises(ConfigError, match="^config error: ") as e:
+        validate({**study, "resources": resources})
+    assert words in str(e.value)
+
+
+def test_ordinary_slurm_resources_pass(study):
+    ok = {"eval": {"mem_mb": 32000, "runtime": "2h30m", "cpus_per_task": 4, "gpu": 1, "gpu_model": "h100",
+                   "gres": "gpu:a100:2", "constraint": "a100|h100", "qos": "normal", "slurm_account": "my-acc",
+                   "slurm_partition": "gpu", "slurm_extra": "--mail-type=END --exclusive --mail-user=me@x.org"}}
+    assert validate({**study, "resources": ok})["resources"] == ok
+
+
+def test_loader_options_are_not_config_overrides(study):
+    study["models"]["tiny"]["config_overrides"] = {"trust_remote_code": True}
+    with pytest.raises(ConfigError, match=r"models\.tiny\.config_overrides: 'trust_remote_code' is not allowed"):
+        validate(study)
+
+
+def test_a_yte_template_is_refused_by_kvstudy_validate(study, tmp_path):
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**study, "__use_yte__": True}))
+    with pytest.raises(ConfigError, match=r"config error: __use_yte__: .* is a YTE template, code that Snakemake runs"):
+        load(tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda c: c.update(lengths=[100_000_000]), "lengths[0]: 100000000 is greater than the maximum of 4194304"),
+    (lambda c: c["presses"][1].update(window_size=["twelve", 32]), "presses[1].window_size: 'twelve' is not an integer"),
+    (lambda c: c["presses"][1].update(window_size=-4), "presses[1].window_size: -4 is outside [0, 1000000000]"),
+    (lambda c: c["presses"][1].update(window_size=True), "presses[1].window_size: True is not an integer"),
+    (lambda c: c["presses"].append({"method": "snapkv", "compression_ratio": 0.5,
+                                    "search": {"params": {"window_size": [8, "x"]}}}),
+     "presses[3].search.params.window_size: 'x' is not an integer"),
+    (lambda c: c["presses"].append({"method": "snapkv", "compression_ratio": 0.5,
+                                    "search": {"params": {"window_size": [8, 16]},
+                                               "constraints": ["window_size > 2 ** 10 ** 10"]}}),
+     "presses[3].search.constraints[0]: 'window_size > 2 ** 10 ** 10': 2 ** 10 ** 10: exponent 10000000000 is above 64"),
+    (lambda c: c["presses"].append({"method": "snapkv", "compression_ratio": 0.5,
+                                    "search": {"params": {"window_size": list(range(1, 1001)),
+                                                          "kernel_size": list(range(1, 1001))}}}),
+     "presses[3].search.params: the grid has 1,000,000 candidates"),
+    (lambda c: c.update(figures=[{"figure": "score_vs_ratio", "average": "yes"}]), "figures[0].average"),
+])
+def test_values_out_of_type_or_range_are_refused(study, mutate, words):
+    mutate(study)
+    with pytest.raises(ConfigError) as e:
+        validate(study)
+    assert words in str(e.value), str(e.value)
+
+
+def test_a_search_constraint_cannot_hang_validation(study):
+    import time
+
+    study["presses"].append({"method": "snapkv", "compression_ratio": 0.5, "search": {
+        "params": {"window_size": [8, 16]}, "constraints": ["window_size ** window_size ** window_size > 0"]}})
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="no candidate satisfies them"):  # 8 ** 8 ** 8: out of bounds, not computed
+        validate(study)
+    assert time.perf_counter() - t0 < 5

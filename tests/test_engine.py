@@ -355,19 +355,29 @@ def test_a_group_is_one_cell():
 
 
 def test_kvstudy_eval_writes_each_variants_result_and_log(tmp_path, monkeypatch):
+    """One group job, three fates: ok, failed, out of memory; each variant's result passes the check every reader
+    makes (kvstudy.rawcheck: schema, contract, the config's job of its path), and its log says what became of it."""
     from kvstudy.cli import main
+    from kvstudy.rawcheck import read
 
-    js = jobs_of([{"method": "no_press"}, {"method": "knorm", "compression_ratio": 0.5}])
+    js = jobs_of([{"method": "no_press"}, {"method": "knorm", "compression_ratio": 0.5},
+                  {"method": "snapkv", "compression_ratio": 0.5}])
     args = ["eval", "--device", "cpu"]
     for i, job in enumerate(js):
         args += ["--job", json.dumps(job), "--out", str(tmp_path / f"{i}.json"), "--log", str(tmp_path / f"{i}.log")]
     monkeypatch.setenv("KVSTUDY_INJECT_FAIL", "knorm-*")
+    monkeypatch.setenv("KVSTUDY_INJECT_OOM", "snapkv-*")
     main(args)
-    ok, failed = (json.loads((tmp_path / f"{i}.json").read_text()) for i in (0, 1))
-    assert ok["status"] == "ok" and failed["status"] == "failed"
+    results = [read(tmp_path / f"{i}.json", job) for i, job in enumerate(js)]
+    assert [r["status"] for r in results] == ["ok", "failed", "oom"]
+    ok, failed, oom = results
+    assert ok["efficiency"]["group_variants"] == 3 and ok["efficiency"]["variant_seconds"] > 0
+    assert all(v is None for v in failed["efficiency"].values()) and failed["samples"] == []
+    assert oom["quality"]["score"] is None and oom["samples"] == [] and "out of memory" in oom["error"]
     assert "no_press niah 256: ok" in (tmp_path / "0.log").read_text()
     log = (tmp_path / "1.log").read_text()
     assert "Traceback" in log and "failure injected" in log and "recorded as status failed" in log
+    assert "snapkv-cr0.50 niah 256: oom" in (tmp_path / "2.log").read_text()
 
 
 def test_the_gpu_bench_runs_small_on_a_cpu(tmp_path):

@@ -199,7 +199,7 @@ def test_config_rejects_bad_task_settings(study):
     study["tasks"] = {"qa": {"kind": "hf_qa", "source": "x.jsonl", "scorer": "nope"}}
     with pytest.raises(ConfigError, match=r"tasks\.qa: scorer 'nope'"):
         validate(study)
-    study["tasks"] = {"lp": {"kind": "longproc", "subtask": "pseudo"}}
+    study["tasks"] = {"lp": {"kind": "longproc", "source": "x.json", "subtask": "pseudo"}}
     with pytest.raises(ConfigError, match="subtask"):
         validate(study)
     study["tasks"] = {"niah": {}}
@@ -247,3 +247,105 @@ def test_chat_template_reaches_the_job_only_when_set(study):
     assert all("chat_template" not in j for j in jobs(validate(study)))  # existing results keep their params
     study["models"]["tiny"]["chat_template"] = "none"
     assert {j["chat_template"] for j in jobs(validate(study))} == {"none"}
+
+
+# --- dataset rows: a row without its answer is an error naming it (or skipped and counted); loading errors name
+# the task and the file -----------------------------------------------------------------------------------------
+
+
+def _kvpress_rows() -> list[dict]:
+    return [json.loads(line) for line in (DATA / "kvpress_format.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("answer, words", [
+    (None, "row 2: answer is null"),
+    ("", "row 2: answer is empty"),
+    ([], "row 2: answer is an empty list"),
+    (["x", None], "row 2: answer is null in the list"),
+    ("missing", "row 2: no field 'answer'"),
+])
+def test_a_row_without_its_answer_is_an_error_naming_it(tmp_path, bpe, answer, words):
+    rows = _kvpress_rows()
+    if answer == "missing":
+        del rows[1]["answer"]
+    else:
+        rows[1]["answer"] = answer
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(ValueError) as e:
+        get_task("hf_qa", {"source": str(path)}).samples(bpe, 512, 0)
+    assert str(e.value).startswith(f"task hf_qa: source {path}: {words}") and "bad_rows: skip" in str(e.value)
+    # skipped and counted, when the study says so: the other rows make the samples
+    task = get_task("hf_qa", {"source": str(path), "bad_rows": "skip"})
+    samples = task.samples(bpe, 512, 0)
+    assert [s.references for s in samples] == [[str(a) for a in r["answer"]] for r in (rows[0], rows[2])]
+
+
+def test_skipped_rows_are_counted_in_the_log(tmp_path, bpe, capsys):
+    rows = _kvpress_rows()
+    rows[0]["answer"] = None
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    get_task("hf_qa", {"source": str(path), "bad_rows": "skip"}).samples(bpe, 512, 0)
+    assert f"task hf_qa: source {path}: 1 of 3 rows skipped (bad_rows: skip), e.g. row 1: answer is null" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "no rows"),
+    (b"\n\n", "no rows"),
+    (b'{"context": "a"}\n{"context": \n', "line 2: not valid JSON (Expecting value: line 1 column 13)"),
+    (b'{"context": "a"}\n\xff\xfe\n', "line 2: not UTF-8 (byte 0xff)"),
+    (b'[1, 2]\n', "line 1: not a JSON object (a list)"),
+])
+def test_loading_errors_name_the_task_and_the_file(tmp_path, bpe, content, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as e:
+        get_task("hf_qa", {"source": str(path)}).samples(bpe, 512, 0)
+    assert str(e.value) == f"task hf_qa: source {path}: {words}"
+
+
+def test_blank_lines_between_rows_are_skipped(tmp_path, bpe):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n\n".join(json.dumps(r) for r in _kvpress_rows()) + "\n\n")
+    assert len(get_task("hf_qa", {"source": str(path)}).samples(bpe, 512, 0)) == 3
+
+
+def test_a_json_file_holds_a_list_of_rows(tmp_path, bpe):
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"data": _kvpress_rows()}))
+    with pytest.raises(ValueError, match=f"task hf_qa: source {path}: a JSON file of rows holds a list of objects"):
+        get_task("hf_qa", {"source": str(path)}).samples(bpe, 512, 0)
+    path.write_text(json.dumps(_kvpress_rows()))
+    assert len(get_task("hf_qa", {"source": str(path)}).samples(bpe, 512, 0)) == 3
+
+
+@pytest.mark.parametrize("kind, data, field", [
+    ("helmet_rag", "helmet_nq.jsonl", "answers"),
+    ("helmet_icl", "icl_test.jsonl", "label"),
+])
+def test_other_tasks_check_their_answer_field(tmp_path, bpe, kind, data, field):
+    rows = [json.loads(line) for line in (DATA / data).read_text().splitlines()]
+    rows[-1][field] = None
+    path = tmp_path / data
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    params = {"source": str(path)} | ({"demo_source": str(DATA / "icl_train.jsonl")} if kind == "helmet_icl" else {})
+    with pytest.raises(ValueError, match=f"task {kind}: source {path}: row {len(rows)}: {field} is null"):
+        get_task(kind, params).samples(bpe, 1024, 0)
+
+
+def test_validation_refuses_a_data_file_with_a_bad_row_before_any_job(tmp_path, study, monkeypatch):
+    from kvstudy import preflight_cache
+
+    monkeypatch.setattr(preflight_cache, "read", lambda key: None)
+    monkeypatch.setattr(preflight_cache, "write", lambda key, report: None)
+    rows = _kvpress_rows()
+    rows[2]["answer"] = None
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    study["tasks"] = {"qa": {"kind": "hf_qa", "source": str(path), "n_samples": 1}}  # the bad row is the 3rd
+    with pytest.raises(ConfigError) as e:
+        validate(study, preflight=True)
+    assert f"config error: tasks.qa: on model tiny at lengths 256, 512: task hf_qa: source {path}: row 3: answer " \
+           "is null" in str(e.value)

@@ -23,7 +23,7 @@ from kvstudy.significance import (
 )
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
-           "n", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
+           "n", "n_units", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
            "ci_low", "ci_high", "effect_size", "higher_is_better", "better", "tested_on", "tested_diff"]
 
 
@@ -295,3 +295,190 @@ def test_perplexity_across_seeds_tests_the_corpus_nll():
     assert r.tested_on == "nll" and r.statistic == pytest.approx(ref.statistic) and r.p_value == pytest.approx(ref.pvalue)
     assert r.score == pytest.approx(np.mean(np.exp(var))) and r.baseline_score == pytest.approx(np.mean(np.exp(base)))
     assert r.tested_diff == pytest.approx(np.mean(var) - np.mean(base))
+
+
+# --- the unit of a test: clusters (issue 15) ------------------------------------------------------------------
+
+
+def clustered(press, scores, clusters, task="t", seed=0, model="m", length=1024):
+    out = rows(press, scores, task, seed, model=model, length=length)
+    return [{**r, "cluster": c} for r, c in zip(out, clusters)]
+
+
+def test_replicates_a_position_press_fails_together_count_once():
+    """The old failure: niah's 10 depths x 3 replicates at one needle offset each. A press that chooses by position
+    fails all three replicates of a depth or none; McNemar over 30 samples calls 12 losses in 4 depths p < 0.001,
+    while only 4 independent units differ: the sign test over depths gives 0.125, and so does the cluster test."""
+    depth = [str(i % 10) for i in range(30)]
+    lost = [1 if i % 10 >= 4 else 0 for i in range(30)]  # depths 0-3 evicted in every replicate
+    naive = one(rows("no_press", [1] * 30) + rows("v", lost))
+    assert naive["test"] == "mcnemar_exact" and naive["n_units"] == 30
+    assert naive["p_value"] == pytest.approx(stats.binomtest(0, 12).pvalue) and naive["p_value"] < 0.001
+    r = one(clustered("no_press", [1] * 30, depth) + clustered("v", lost, depth))
+    assert r["test"] == "cluster_sign_flip" and r["n"] == 30 and r["n_units"] == 10
+    assert r["p_value"] == pytest.approx(stats.binomtest(0, 4).pvalue) == pytest.approx(0.125)
+    assert not r["significant"] and r["better"] == ""
+    assert r["diff"] == pytest.approx(-0.4) and r["statistic"] == pytest.approx(-12 / np.sqrt(4 * 9))
+
+
+def test_clusters_of_one_sample_are_todays_tests():
+    for base, var in ((BASE_01, VAR_01), (BASE_CONT, VAR_CONT)):
+        ids = [f"s{i}" for i in range(len(base))]
+        plain = one(rows("no_press", base) + rows("v", var))
+        alone = one(clustered("no_press", base, ids) + clustered("v", var, ids))
+        assert plain.drop("n_units").equals(alone.drop("n_units"))
+        assert plain["n_units"] == alone["n_units"] == len(base)
+        assert plain["test"] in ("mcnemar_exact", "wilcoxon")
+
+
+@pytest.mark.parametrize("n_units", [3, 7, 12])
+def test_cluster_test_is_scipys_exact_sign_flip_permutation_test(n_units):
+    """Against scipy.stats.permutation_test (paired samples: swapping a unit's variant and baseline flips its sum)."""
+    rng = np.random.default_rng(n_units)
+    sizes = rng.integers(1, 4, n_units)
+    clusters = np.repeat(np.arange(n_units), sizes).astype(str)
+    base = rng.uniform(size=len(clusters)).round(2)
+    var = (base + rng.normal(0.1, 0.3, len(clusters))).round(2)
+    r = one(clustered("no_press", list(base), clusters) + clustered("v", list(var), clusters))
+    sums = pd.Series(var - base).groupby(clusters).sum().to_numpy()
+    want = stats.permutation_test((sums, np.zeros(n_units)), lambda x, y, axis: np.sum(x - y, axis=axis),
+                                  permutation_type="samples", vectorized=True, n_resamples=np.inf,
+                                  alternative="two-sided")
+    assert r["n_units"] == n_units and r["test"] == "cluster_sign_flip"
+    assert r["p_value"] == pytest.approx(want.pvalue, rel=1e-9)
+
+
+def test_sign_flip_of_single_pairs_is_exact_mcnemar():
+    from kvstudy.sign_flip import sign_flip
+
+    for b, c, both in ((8, 1, 3), (5, 5, 2), (0, 6, 4), (2, 0, 0)):
+        d = np.array([1.0] * b + [-1.0] * c + [0.0] * both)
+        p = sign_flip(d[None, :])[1][0]
+        want = stats.binomtest(min(b, c), b + c).pvalue if b + c else 1.0
+        assert p == pytest.approx(want, rel=1e-12), (b, c)
+
+
+def test_many_units_are_a_monte_carlo_sign_flip_test_within_its_error():
+    from kvstudy.sign_flip import EXACT_UNITS, N_PERM, sign_flip
+
+    rng = np.random.default_rng(3)
+    units = rng.normal(0.15, 1.0, size=(6, 40))
+    assert units.shape[1] > EXACT_UNITS
+    z, p = sign_flip(units, seed=0)
+    for row, got in zip(units, p):
+        want = stats.permutation_test((row, np.zeros_like(row)), lambda x, y, axis: np.sum(x - y, axis=axis),
+                                      permutation_type="samples", vectorized=True, n_resamples=20_000,
+                                      random_state=1).pvalue
+        se = np.sqrt(want * (1 - want) / N_PERM) + np.sqrt(want * (1 - want) / 20_000)
+        assert abs(got - want) < 4 * se + 1e-3
+    assert np.array_equal(p, sign_flip(units, seed=0)[1])  # seeded
+
+
+def test_cluster_bootstrap_resamples_clusters():
+    """The CI of a clustered comparison is the percentile interval of resampled clusters' sums / sizes, and with
+    perfectly correlated replicates it is as wide as the CI of the cluster means, not narrower."""
+    from kvstudy.sign_flip import resample_counts
+
+    depth = [str(i % 10) for i in range(30)]
+    lost = [1 if i % 10 >= 4 else 0 for i in range(30)]
+    r = one(clustered("no_press", [1] * 30, depth) + clustered("v", lost, depth))
+    sums = pd.Series(np.array(lost) - 1.0).groupby(depth, sort=False).sum().to_numpy()
+    counts = resample_counts(10, 2000, 0)
+    means = (counts @ sums) / (counts @ np.full(10, 3.0))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+    per_depth = bootstrap_ci(sums / 3)  # one unit per depth: the same resamples, the same interval
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(per_depth)
+    naive = one(rows("no_press", [1] * 30) + rows("v", lost))
+    assert naive["ci_high"] - naive["ci_low"] < r["ci_high"] - r["ci_low"]
+
+
+def test_write_significance_reads_clusters_as_strings(tmp_path):
+    depth = ["01", "1"] * 6  # two clusters that a number parser would merge
+    lost = [0, 1] * 6
+    pd.DataFrame(clustered("no_press", [1] * 12, depth) + clustered("v", lost, depth)).to_csv(
+        tmp_path / "samples.csv", index=False)
+    write_significance(tmp_path / "samples.csv", tmp_path / "significance.csv")
+    row = pd.read_csv(tmp_path / "significance.csv").iloc[0]
+    assert row["n_units"] == 2 and row["test"] == "cluster_sign_flip"
+
+
+# --- the mean over tasks (summary_score's `mean`) --------------------------------------------------------------
+
+
+def _two_tasks(var_a, var_b, base_a=None, base_b=None, press="v-cr0.50", seed=0):
+    base_a = base_a if base_a is not None else [1] * len(var_a)
+    base_b = base_b if base_b is not None else [1] * len(var_b)
+    return (rows("no_press", base_a, "a", seed) + rows("no_press", base_b, "b", seed)
+            + rows(press, var_a, "a", seed) + rows(press, var_b, "b", seed))
+
+
+def mean_rows(samples, **kw):
+    from kvstudy.significance_mean import mean_significance
+
+    return mean_significance(pd.DataFrame(samples), **kw)
+
+
+def test_mean_over_tasks_is_an_exact_stratified_sign_flip_test():
+    """Two tasks of different sizes: the tested difference is the mean over tasks of each task's mean difference
+    (each sample weighs 1 / (tasks x its task's samples)), its p the share of all 2^7 sign patterns of the weighted
+    units that reach it, counted here by brute force."""
+    var_a, var_b = [0, 0, 1], [0, 1, 0, 1]
+    base_b = [1, 1, 1, 0]
+    r = mean_rows(_two_tasks(var_a, var_b, base_b=base_b)).iloc[0]
+    d = np.array([v - 1 for v in var_a] + [v - b for v, b in zip(var_b, base_b)], float)
+    w = np.array([1 / (2 * 3)] * 3 + [1 / (2 * 4)] * 4)
+    observed = (w * d).sum()
+    null = [abs((w * d * np.array(s)).sum()) for s in itertools.product((-1, 1), repeat=7)]
+    assert r["task"] == "mean" and r["test"] == "stratified_sign_flip" and r["n"] == r["n_units"] == 7
+    assert r["diff"] == pytest.approx(observed) and r["tested_diff"] == pytest.approx(observed)
+    assert r["score"] == pytest.approx((1 / 3 + 2 / 4) / 2) and r["baseline_score"] == pytest.approx((1 + 3 / 4) / 2)
+    assert r["p_value"] == pytest.approx(np.mean(np.array(null) >= abs(observed) - 1e-12))
+    assert r["family"] == "m/mean"
+
+
+def test_mean_mark_goes_both_ways_and_holm_corrects_over_the_models_variants():
+    worse = _two_tasks([0] * 12 + [1] * 8, [0] * 10 + [1] * 10, press="w-cr0.50")
+    better = rows("b-cr0.50", [1] * 20, "a") + rows("b-cr0.50", [1] * 20, "b")
+    base_better = [0] * 12 + [1] * 8  # the baseline misses what "b" answers
+    samples = (rows("no_press", base_better, "a") + rows("no_press", base_better, "b")
+               + rows("w-cr0.50", [0] * 20, "a") + rows("w-cr0.50", [0] * 20, "b") + better)
+    out = mean_rows(samples).set_index("press")
+    assert out.loc["w-cr0.50", "better"] == "worse" and out.loc["b-cr0.50", "better"] == "better"
+    assert (out["p_holm"] >= out["p_value"]).all() and (out["family"] == "m/mean").all()
+    assert out["n_units"].eq(40).all() and out["test"].eq("stratified_sign_flip").all()
+    assert mean_rows(worse).iloc[0]["diff"] < 0
+
+
+def test_mean_of_opposite_task_effects_is_not_significant():
+    # task a: the variant loses 10 of 10; task b: it gains 10 of 10 -> the mean over tasks does not move
+    r = mean_rows(_two_tasks([0] * 10, [1] * 10, base_b=[0] * 10)).iloc[0]
+    assert r["diff"] == pytest.approx(0.0) and r["p_value"] == 1.0 and r["better"] == ""
+
+
+def test_mean_units_are_the_tasks_clusters():
+    lost = [1 if i % 10 >= 4 else 0 for i in range(30)]
+    depth = [str(i % 10) for i in range(30)]
+    samples = (clustered("no_press", [1] * 30, depth, "a") + clustered("v", lost, depth, "a")
+               + clustered("no_press", [1] * 30, depth, "b") + clustered("v", lost, depth, "b"))
+    r = mean_rows(samples).iloc[0]
+    assert r["n"] == 60 and r["n_units"] == 20  # a cluster of task a is not one of task b
+    # 8 units differ, all one way: 2 of their 2^8 sign patterns reach it (a unit of 0 flips to itself)
+    assert r["p_value"] == pytest.approx(2 / 2**8)
+
+
+def test_mean_leaves_out_lower_is_better_tasks_and_incomplete_variants():
+    samples = _two_tasks([0, 1, 1], [1, 1, 0])
+    ppl = [{**r, "higher_is_better": False, "score": 10.0 + i} for i, r in
+           enumerate(rows("no_press", [0] * 3, "ppl") + rows("v-cr0.50", [0] * 3, "ppl"))]
+    good = [{**r, "higher_is_better": True} for r in samples]
+    only_a = [{**r, "higher_is_better": True} for r in rows("x-cr0.50", [1, 1, 1], "a")]  # no samples of b
+    out = mean_rows(good + ppl + only_a)
+    assert list(out["press"]) == ["v-cr0.50"] and out.iloc[0]["n"] == 6
+    assert mean_rows(rows("no_press", [1, 0], "a") + rows("v", [0, 0], "a")).empty  # one task: no mean
+
+
+def test_write_significance_appends_the_mean_rows(tmp_path):
+    pd.DataFrame(_two_tasks([0, 1, 1, 0], [1, 1, 0, 0])).to_csv(tmp_path / "samples.csv", index=False)
+    write_significance(tmp_path / "samples.csv", tmp_path / "significance.csv")
+    written = pd.read_csv(tmp_path / "significance.csv")
+    assert list(written.columns) == COLUMNS and list(written["task"]) == ["a", "b", "mean"]

@@ -7,6 +7,7 @@ from kvstudy.cli import main
 from kvstudy.config import validate
 from kvstudy.grid import LOG, jobs, raw_path
 from kvstudy.status import grid_status, incomplete_outputs, locked_outputs, render, retry_failed
+from rawfixtures import raw_for
 
 
 def write(path, text):
@@ -34,7 +35,7 @@ def grid(study, tmp_path):
     cfg = validate(study)
     js = jobs(cfg)
     for job, status in ((js[0], "ok"), (js[1], "oom"), (js[2], "failed"), (js[6], "ok")):
-        write(tmp_path / raw_path(job), json.dumps({"status": status}))
+        write(tmp_path / raw_path(job), json.dumps(raw_for(job, status)))
     for job in js[2:6]:
         write(tmp_path / LOG.format(**job), "Traceback ...")
     for job in (js[3], js[4], js[6]):
@@ -51,7 +52,7 @@ def test_status_tells_every_state_apart(grid):
     assert sum(s == "missing" for s in states.values()) == len(js) - 7
     text = render(cfg, states)
     assert (f"done=1 (.)  oom=1 (O)  failed=1 (F)  running=1 (R)  interrupted=3 (I)  missing={len(js) - 7} (-)  "
-            f"total={len(js)}") in text
+            f"invalid=0 (X)  total={len(js)}") in text
     assert "tiny/niah/256/seed0" in text and "snapkv-cr0.90-ws32" in text
 
 
@@ -89,7 +90,7 @@ def test_retry_failed_from_the_command_line(grid, study, monkeypatch, capsys):
     assert f"removed failed result {raw_path(js[2])}" in out and "1 failed result(s) removed" in out
     assert "failed=0 (F)" in out
     lock(root, [raw_path(js[3])])
-    write(root / raw_path(js[5]), json.dumps({"status": "failed"}))
+    write(root / raw_path(js[5]), json.dumps(raw_for(js[5], "failed")))
     with pytest.raises(SystemExit, match="a snakemake holds locks"):  # never under a running snakemake
         main(["status", str(root / "study.yaml"), "--root", str(root), "--retry-failed"])
     assert (root / raw_path(js[5])).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -132,3 +133,38 @@ def test_decoding_press_memory_is_the_cache_it_held_at_the_end():
     assert dec["kv_saving_pct@1024"] == pytest.approx((1 - 390 / 1010) * 100)
     assert dec["kept_pct@1024"] == pytest.approx(39.0)
     assert mem.loc["no_press", "kv_saving_pct@1024"] == pytest.approx(0.0)
+
+
+def test_mean_over_tasks_is_marked_from_one_test_over_all_paired_samples(tmp_path):
+    """The mean column's mark comes from significance.csv's "mean" rows (kvstudy.significance_mean), both ways; a
+    variant whose every task moves a little is marked on the mean even where no single task is."""
+    from kvstudy.significance import write_significance
+
+    scores = {"no_press": ([1] * 14 + [0] * 6, [1] * 14 + [0] * 6),
+              "knorm-cr0.50": ([1] * 10 + [0] * 10, [1] * 10 + [0] * 10),  # 4 losses per task
+              "snapkv-cr0.50": ([1] * 20, [1] * 20),  # 6 gains per task
+              "tova-cr0.50": ([1] * 14 + [0] * 6, [1] * 13 + [0] * 7)}  # one loss
+    samples = pd.DataFrame([
+        {"model": "m", "task": task, "length": 1024, "press": press, "method": press.split("-")[0],
+         "compression_ratio": 0.0 if press == "no_press" else 0.5, "seed": 0, "sample_id": str(i), "score": s}
+        for press, per_task in scores.items() for task, values in zip(("niah", "kv"), per_task)
+        for i, s in enumerate(values)])
+    results = pd.DataFrame([job(press, task, float(np.mean(values))) for press, per_task in scores.items()
+                            for task, values in zip(("niah", "kv"), per_task)])
+    samples.to_csv(tmp_path / "samples.csv", index=False)
+    results.to_csv(tmp_path / "results.csv", index=False)
+    write_significance(tmp_path / "samples.csv", tmp_path / "significance.csv")
+    sig = pd.read_csv(tmp_path / "significance.csv").set_index(["task", "press"])
+    assert not sig.loc[("niah", "knorm-cr0.50"), "significant"]  # 4 of 20 alone: p = 0.125
+    write_summary(tmp_path / "results.csv", tmp_path / "significance.csv", tmp_path / "out")
+    t = pd.read_csv(tmp_path / "out" / "summary_score.csv", keep_default_na=False).set_index("press")
+    assert t.loc["knorm-cr0.50", "mean_mark"] == "worse" and t.loc["snapkv-cr0.50", "mean_mark"] == "better"
+    assert t.loc["tova-cr0.50", "mean_mark"] == "" and t.loc["knorm-cr0.50", "niah_mark"] == ""
+    assert float(t.loc["knorm-cr0.50", "mean"]) == pytest.approx(50.0)
+    assert r"50.0$^{\downarrow}$" in (tmp_path / "out" / "summary_score.tex").read_text()
+
+    # the kv job of knorm ran out of memory (in a rerun): its mean is lost, whatever significance.csv says
+    oom = results.copy()
+    oom.loc[(oom["press"] == "knorm-cr0.50") & (oom["task"] == "kv"), ["status", "score"]] = ["oom", None]
+    row = score_table(oom, pd.read_csv(tmp_path / "significance.csv")).set_index("press").loc["knorm-cr0.50"]
+    assert row["mean_mark"] == "oom" and pd.isna(row["mean"])

@@ -241,3 +241,28 @@ def test_cwe_too_short_says_how_many_tokens_it_needs(bpe):
     with pytest.raises(ValueError, match=r"^length 512 is too short: the 10 common words x freq_common 30 alone take "
                                          r"\d+ tokens of the \d+ this tokenizer leaves"):
         get_task("cwe", {"n_samples": 1}).samples(bpe, 512, 0)
+
+
+@pytest.mark.parametrize("kind, params", [("niah", {}), ("ruler_niah", {"value_type": "words"}), ("json_kv", {})])
+@pytest.mark.parametrize("which", ["tiny", "bpe"])
+def test_samples_of_one_depth_bin_are_independent_replicates(kind, params, which, tiny_tok, bpe):
+    """Depth bins spread samples over the haystack, but within a bin each sample draws its own depth, haystack and
+    needle: replicates at one fixed offset (issue 15) were one unit to a press that chooses by position."""
+    if kind == "niah" and which == "bpe":
+        pytest.skip("niah writes lexicon words only")
+    tok = tiny_tok if which == "tiny" else bpe
+    n_depths, per_bin, length = 5, 4, 2048
+    samples = get_task(kind, {"n_samples": n_depths * per_bin, "n_depths": n_depths} | params).samples(tok, length, 3)
+    for k in range(n_depths):
+        group = [s for i, s in enumerate(samples) if i % n_depths == k]
+        assert all(s.meta["depth_bin"] == k for s in group)
+        assert len({tuple(s.context_ids) for s in group}) == per_bin  # every haystack its own
+        offsets = [s.meta["needle_offset"] for s in group]
+        assert len(set(offsets)) > 1, (k, offsets)  # not one offset for the bin
+        drawn = [s.depth if kind == "niah" else s.meta.get("target_depth", s.depth) for s in group]
+        assert len(set(drawn)) == per_bin
+        if kind != "json_kv":  # json_kv's bin is over its pairs (recorded depth: the pair's offset / length)
+            assert all(k / n_depths <= d < (k + 1) / n_depths for d in drawn), (k, drawn)
+    # deterministic from (seed, length, sample index): fewer samples are the first ones of more
+    first = get_task(kind, {"n_samples": 3, "n_depths": n_depths} | params).samples(tok, length, 3)
+    assert [s.context_ids for s in first] == [s.context_ids for s in samples[:3]]

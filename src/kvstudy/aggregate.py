@@ -18,8 +18,6 @@ import pandas as pd
 
 from kvstudy.cache_held import HELD_COLUMNS, add_held
 
-SCHEMA_VERSION = 1
-
 RESULT_COLUMNS = [
     "model", "model_path", "task", "length", "press", "method", "compression_ratio", "seed",
     "status", "metric", "score", "n", "kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes",
@@ -31,7 +29,7 @@ RESULT_COLUMNS = [
 SAMPLE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
     "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
-    "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens",
+    "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens", "cluster",
 ]
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
@@ -57,12 +55,20 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files: the group could not read the tables
         with os.fdopen(fd, "w", newline="") as fh:
             df.to_csv(fh, index=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_mode() -> int:
+    """The mode open() gives a new file under this process's umask (0o644 under 022, 0o664 under 002)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text_atomic(text: str, path: Path) -> None:
@@ -77,13 +83,30 @@ def write_text_atomic(text: str, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load(path: Path) -> dict[str, Any]:
-    """Read one raw result; refuse other schema versions since the columns assume version 1."""
-    with open(path) as fh:
-        raw = json.load(fh)
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {raw.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    return raw
+class InvalidResults(ValueError):
+    """Raw results that fail kvstudy.rawcheck; `lines` names each file and why, one line apiece."""
+
+    def __init__(self, errors: list):
+        self.lines = [f"aggregate: invalid raw result {e}" for e in errors]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(self.lines[0] + more)
+
+
+def read_results(raw_paths, jobs: dict[str, dict] | None = None) -> list[tuple[dict, Path]]:
+    """(raw result, path) of every path, each checked by kvstudy.rawcheck against its job in `jobs` (path -> the
+    config's job; None: schema and contract only). Raises InvalidResults naming every bad file before any table is
+    written: nothing wrong reaches a table."""
+    from kvstudy.rawcheck import RawResultError, read
+
+    loaded, bad = [], []
+    for path in map(Path, raw_paths):
+        try:
+            loaded.append((read(path, jobs.get(str(path)) if jobs else None), path))
+        except RawResultError as e:
+            bad.append(e)
+    if bad:
+        raise InvalidResults(bad)
+    return loaded
 
 
 def _job_order(raw: dict[str, Any]) -> tuple:
@@ -126,9 +149,17 @@ def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
     return [
         (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
          s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
-         s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"))
+         s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"),
+         _cluster(s))
         for s in raw.get("samples") or []
     ]
+
+
+def _cluster(sample: dict[str, Any]) -> str:
+    """The sample's cluster (`meta.cluster`: samples sharing a context share it), else its own id: the unit the
+    significance tests count (kvstudy.significance)."""
+    cluster = (sample.get("meta") or {}).get("cluster")
+    return str(sample.get("id") if cluster is None else cluster)
 
 
 def _as_int(df: pd.DataFrame) -> pd.DataFrame:
@@ -170,10 +201,11 @@ def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFram
     ).reset_index(drop=True)
 
 
-def aggregate(raw_paths: list[Path], out_dir: Path) -> None:
-    """Read every raw result once and write the five tables of the contract into out_dir."""
+def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict[str, dict] | None = None) -> None:
+    """Read and check every raw result once (`read_results`; `jobs`: path -> the config's job) and write the five
+    tables of the contract into out_dir."""
     # Sorting the jobs first orders both tables without sorting the (large) samples frame.
-    loaded = sorted(((_load(p), p) for p in map(Path, raw_paths)), key=lambda rp: _job_order(rp[0]))
+    loaded = sorted(read_results(raw_paths, jobs), key=lambda rp: _job_order(rp[0]))
     raws = [raw for raw, _ in loaded]
     for raw, path in loaded:
         if raw.get("status") == "failed":

@@ -68,14 +68,19 @@ def _report(job: dict, result: dict, trace: str | None, out: str, log: str | Non
 
 
 def cmd_aggregate(a) -> None:
-    from kvstudy.aggregate import aggregate
+    from kvstudy.aggregate import InvalidResults, aggregate
 
     paths = [Path(p) for p in a.raw]
-    if a.study:  # the study's own grid: exactly its raw results, however many (no argv limit)
+    expected = None
+    if a.study:  # the study's own grid: exactly its raw results, each checked against its job (kvstudy.rawcheck)
         from kvstudy.grid import jobs, raw_path
 
-        paths += [Path(raw_path(j)) for j in jobs(json.loads(a.study))]
-    aggregate(paths, Path(a.out_dir))
+        expected = {raw_path(j): j for j in jobs(json.loads(a.study))}
+        paths += [Path(p) for p in expected]
+    try:
+        aggregate(paths, Path(a.out_dir), expected)
+    except InvalidResults as e:  # one line per bad file; no table written
+        sys.exit("\n".join(e.lines))
 
 
 def cmd_pareto(a) -> None:
@@ -195,7 +200,7 @@ def cmd_validate(a) -> None:
 
 def cmd_status(a) -> None:
     from kvstudy.config import load
-    from kvstudy.status import grid_status, render, retry_failed
+    from kvstudy.status import grid_status, render, render_problems, retry_failed
     from kvstudy.tuning import render_trial_status
 
     config = load(a.config)
@@ -211,7 +216,10 @@ def cmd_status(a) -> None:
         for path in removed:
             print(f"removed failed result {path}")
         print(f"{len(removed)} failed result(s) removed; the next snakemake run computes them again\n")
-    print(render(config, grid_status(config, Path(a.root))))
+    problems: dict[str, str] = {}
+    print(render(config, grid_status(config, Path(a.root), problems)))
+    if problems:
+        print("\n" + render_problems(problems))
     if any("search" in p for p in config["presses"]):  # hyper-parameter searches: where their trials stand
         print(render_trial_status(config, Path(a.root)))
 

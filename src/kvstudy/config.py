@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+MAX_SLUG = 200  # press variant names are directory names (at most 255 bytes on most file systems)
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,19 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def _message(err) -> str:
+    """jsonschema's message in one short line; for a value the schema refuses by its pattern or by `not`, what the
+    schema's description says is allowed instead of the regular expression."""
+    shown = repr(err.instance)
+    shown = shown if len(shown) <= 60 else shown[:56] + "...'"
+    desc = " ".join(str(err.schema.get("description", "")).split())
+    if err.validator in ("pattern", "not"):
+        return f"{shown} is not allowed" + (f" ({desc})" if desc else f" (must match {err.validator_value})")
+    if err.validator == "maxLength":
+        return f"{shown} is longer than {err.validator_value} characters"
+    return err.message.splitlines()[0]
+
+
 def _fill_defaults(config: dict, schema: dict) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in config and "default" in sub:
@@ -55,8 +69,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     config = copy.deepcopy(config)
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if err is not None:
-        msg = err.message.splitlines()[0]
-        raise ConfigError(f"config error: {_where(err.absolute_path)}: {msg}")
+        raise ConfigError(f"config error: {_where(err.absolute_path)}: {_message(err)}")
     figures_given = "figures" in config
     _fill_defaults(config, schema)
     _check_models(config)
@@ -69,6 +82,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     from kvstudy.plots.specs import drawable, resolve as resolve_figures
 
     kept = jobs(config)
+    _check_cells(config, kept)
     if not figures_given:  # the default figures: those this study can draw
         config["figures"] = drawable(config, kept)
     try:
@@ -80,6 +94,31 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
 
         check(config)
     return config
+
+
+def _check_cells(config: dict, kept: list[dict]) -> None:
+    """Press x task and press x model combinations that cannot run, among the jobs the study keeps (an `exclude:`
+    entry leaves such a cell out)."""
+    from kvstudy.grid import variants
+    from kvstudy.presses import PRESSES
+    from kvstudy.presses.variant import split_options
+    from kvstudy.tasks import TASKS
+
+    entry = {}  # variant slug -> index of its press entry, for the message
+    for i, p in enumerate(config["presses"]):
+        entry.update({v["press"]: i for v in variants({"presses": [p]})})
+    for j in kept:
+        i, method = entry.get(j["press"]), j["method"]
+        press_params, options = split_options(j["params"])
+        hint = f"(leave it out with exclude: [{{task: {j['task']}, press: {j['press']}}}])"
+        if options["query_aware"] and getattr(TASKS[j["task_kind"]], "kind", "") == "perplexity":
+            raise ConfigError(f"config error: presses[{i}].query_aware: task {j['task']!r} (perplexity) has no "
+                              f"question to show the press {hint}")
+        spec = PRESSES[method]
+        if spec.masking and spec.attention(press_params) is None and j["attn_implementation"] == "eager":
+            raise ConfigError(f"config error: models.{j['model']}.attn_implementation: press {method!r} masks keys "
+                              "per head, which kvpress cannot do with eager attention "
+                              f"(leave it out with exclude: [{{model: {j['model']}, method: {method}}}])")
 
 
 def _check_models(config: dict) -> None:
@@ -121,9 +160,7 @@ def _check_presses(config: dict) -> None:
     from kvstudy.grid import variants
     from kvstudy.presses import PRESSES, VARIANT_OPTIONS
     from kvstudy.presses.variant import check_options, split_options
-    from kvstudy.tasks import TASKS
 
-    ppl = [n for n, t in config["tasks"].items() if getattr(TASKS[t.get("kind", n)], "kind", "") == "perplexity"]
     for i, p in enumerate(config["presses"]):
         method = p["method"]
         if method not in PRESSES:
@@ -138,6 +175,10 @@ def _check_presses(config: dict) -> None:
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
+            for value in p[key] if isinstance(p[key], list) else [p[key]]:
+                why = press_value_problem(value, spec.defaults[key])
+                if why:
+                    raise ConfigError(f"config error: presses[{i}].{key}: {value!r} {why}")
         for v in variants({"presses": [p]}):  # values no schema can check (wrapped press names, files, combos)
             press_params, options = split_options(v["params"])
             try:
@@ -146,19 +187,34 @@ def _check_presses(config: dict) -> None:
                     spec.check_values({**spec.defaults, **press_params})
             except ValueError as e:
                 raise ConfigError(f"config error: presses[{i}].{e}") from None
-            if options["query_aware"] and ppl:
-                raise ConfigError(f"config error: presses[{i}].query_aware: task {ppl[0]!r} (perplexity) has no "
-                                  "question to show the press")
-            if spec.masking and spec.attention(press_params) is None:  # kvpress masks keys only outside eager
-                for name, m in config["models"].items():
-                    if m.get("attn_implementation") == "eager":
-                        raise ConfigError(f"config error: models.{name}.attn_implementation: press {method!r} "
-                                          "masks keys per head, which kvpress cannot do with eager attention")
     seen: set[str] = set()
     for v in variants(config):
+        if len(v["press"]) > MAX_SLUG:  # a directory name of every result, log and benchmark of the variant
+            raise ConfigError(f"config error: presses: variant name {v['press'][:40]}... is {len(v['press'])} "
+                              f"characters, more than {MAX_SLUG} (shorten its string parameters)")
         if v["press"] in seen:
             raise ConfigError(f"config error: presses: two entries give the same variant {v['press']!r}")
         seen.add(v["press"])
+
+
+PRESS_VALUE_MAX = 10**9  # press parameters are sizes, counts, fractions and seeds: none is negative or above this
+
+
+def press_value_problem(value, default) -> str | None:
+    """Why `value` cannot be a press parameter whose default is `default` (its type, and for numbers the range
+    [0, PRESS_VALUE_MAX]), or None. The press's own check_values judges the rest."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "is not true or false"
+    if isinstance(default, (int, float)):
+        integral = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            return "is not an integer" if integral else "is not a number"
+        if not 0 <= value <= PRESS_VALUE_MAX:
+            return f"is outside [0, {PRESS_VALUE_MAX}]"
+        return None
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "is not a string"
+    return None
 
 
 def _check_exclude(config: dict) -> None:
@@ -198,6 +254,7 @@ def _check_searches(config: dict) -> None:
 
     for i, p in enumerate(config["presses"]):
         if "search" in p:
+            _check_search_values(i, p["search"]["params"], PRESSES[p["method"]].defaults)
             try:
                 check_search(p, PRESSES[p["method"]])
                 check_tasks(p, config)
@@ -205,6 +262,21 @@ def _check_searches(config: dict) -> None:
                 raise ConfigError(f"config error: presses[{i}].search.{e}") from None
     if "tuning_sweep" in config["figures"] and not any("search" in p for p in config["presses"]):
         raise ConfigError("config error: figures: tuning_sweep needs a press with a search: block")
+
+
+def _check_search_values(i: int, space: dict, defaults: dict) -> None:
+    """A search's values (list items, range ends) are values of the parameter, as a listed variant's are."""
+    for key, values in space.items():
+        if key not in defaults:
+            continue  # check_search names it
+        ranged = isinstance(values, dict)
+        if ranged and (isinstance(defaults[key], bool) or not isinstance(defaults[key], (int, float))):
+            raise ConfigError(f"config error: presses[{i}].search.params.{key}: a range needs a numeric parameter "
+                              "(give a list of values)")
+        for value in [values["low"], values["high"]] if ranged else values:
+            why = press_value_problem(value, defaults[key])
+            if why:
+                raise ConfigError(f"config error: presses[{i}].search.params.{key}: {value!r} {why}")
 
 
 def load(path: str | Path, preflight: bool = False) -> dict:
@@ -215,4 +287,8 @@ def load(path: str | Path, preflight: bool = False) -> dict:
         raise ConfigError(f"config error: {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config error: {path}: expected a mapping at the top level")
+    if "__use_yte__" in raw:  # Snakemake renders such a file as a YTE template: it runs the Python in it
+        raise ConfigError(f"config error: __use_yte__: {path} is a YTE template, code that Snakemake runs when it "
+                          "reads the file; a kvstudy study is plain YAML (read the template, render it yourself, run "
+                          "the rendered file)")
     return validate(raw, preflight=preflight)

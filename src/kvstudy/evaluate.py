@@ -156,6 +156,9 @@ def write_atomic(obj: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
+        mask = os.umask(0)  # mkstemp makes 0600 files; a result gets the mode open() would give it
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
             f.flush()

@@ -123,11 +123,15 @@ def _version(pkg: str) -> str | None:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit, `-dirty` appended when tracked files differ from it (results of uncommitted code)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() or None
+        run = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,  # noqa: E731
+                                           cwd=Path(__file__).parent)
+        sha = run("rev-parse", "HEAD").stdout.strip()
+        if not sha:
+            return None
+        status = run("status", "--porcelain", "--untracked-files=no")
+        return sha + ("-dirty" if status.returncode != 0 or status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -1,20 +1,29 @@
 """Paired tests of every press variant against the uncompressed baseline on the same samples, and across seeds.
 
-- 0/1 scores: exact McNemar on the discordant pairs, i.e. a two-sided binomial test of b against b + c at 1/2;
-  with p = 1/2 the binomial is symmetric, so p = min(1, 2 * P(X <= min(b, c))) and it is computed for every
-  comparison at once with `scipy.stats.binom.cdf` (the same numbers as `statsmodels`' `mcnemar(exact=True)` and
-  `scipy.stats.binomtest`, which the tests check).
-- continuous scores: `scipy.stats.wilcoxon` (zero differences split, "zsplit").
-- every comparison: percentile paired-bootstrap CI of the mean difference, effect size (Cohen's g for McNemar,
-  rank-biserial r for Wilcoxon), Holm-Bonferroni (`statsmodels.stats.multitest.multipletests`) within each
-  family (model x task).
+The unit of a test is an independent sample. Samples that share structure carry one cluster id (samples.csv
+`cluster`: several questions on one document share it; a sample alone is its own cluster, the default where the
+column is missing or empty), and the test counts clusters, not samples (`n_units`):
+- every cluster one sample, 0/1 scores: exact McNemar on the discordant pairs, i.e. a two-sided binomial test of b
+  against b + c at 1/2; with p = 1/2 the binomial is symmetric, so p = min(1, 2 * P(X <= min(b, c))), computed
+  for every comparison at once with `scipy.stats.binom.cdf` (the same numbers as `statsmodels`' `mcnemar(exact=
+  True)` and `scipy.stats.binomtest`, which the tests check).
+- every cluster one sample, continuous scores: `scipy.stats.wilcoxon` (zero differences split, "zsplit").
+- clusters of several samples: the cluster sign-flip test of `kvstudy.sign_flip` on the clusters' summed paired
+  differences (`cluster_sign_flip`; statistic: the clustered McNemar z of Durkalski et al. 2003; effect size:
+  rank-biserial r of the cluster sums). It is what McNemar is with clusters of one, and it never lets a cluster
+  of correlated answers count as several units. docs/statistics.md says why this test.
+- every comparison: percentile bootstrap CI of the mean paired difference, resampling units (a paired bootstrap, or
+  a cluster bootstrap: mean = resampled sums / resampled sizes); effect size (Cohen's g for McNemar, rank-biserial
+  r otherwise); Holm-Bonferroni (`statsmodels.stats.multitest.multipletests`) within each family (model x task).
 - where a variant and its baseline both have >= 2 seeds: Welch's t-test (`scipy.stats.ttest_ind`,
   equal_var=False) on the per-seed mean scores, Holm within (model x task) again.
+- the mean over tasks (summary_score's `mean`): `kvstudy.significance_mean`, rows with task "mean" in
+  significance.csv.
 
-Only the bootstrap is vectorised by hand: resampling indices are drawn once per sample count and applied to
-every comparison of that size as a (comparisons x samples) @ (samples x resamples) product, which is what keeps
-the analysis of 10,000 jobs within seconds; the numbers are the ones a per-comparison loop with the same seed
-gives (see `bootstrap_ci`).
+Only the bootstrap and the sign-flip test are vectorised by hand: resampling indices (sign patterns) are drawn once
+per unit count and applied to every comparison of that size as a (comparisons x units) @ (units x resamples)
+product, which is what keeps the analysis of 10,000 jobs within seconds; the numbers are the ones a per-comparison
+loop with the same seed gives (see `bootstrap_ci`).
 
 Scores where lower is better (perplexity): the optional `higher_is_better` column (default true) does not
 change any test (they are two-sided) but sets `better`: "better", "worse" or "" (not significant).
@@ -29,6 +38,7 @@ the per-seed corpus perplexities.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +47,11 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from kvstudy.aggregate import write_csv_atomic
+from kvstudy.sign_flip import percentile_cis, rank_biserial, resampled_means, sign_flip
 
 SIGNIFICANCE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
-    "n", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
+    "n", "n_units", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
     "ci_low", "ci_high", "effect_size", "higher_is_better", "better", "tested_on", "tested_diff",
 ]
 SEED_COLUMNS = [
@@ -80,21 +91,11 @@ def holm_by_family(p_values: np.ndarray, families: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) matrix: how often each of the n pairs is drawn in each resample (seeded, as a loop draws)."""
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    counts = np.zeros((n_boot, n))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
-    return counts
-
-
-def bootstrap_cis(diffs: np.ndarray, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """Percentile CIs of the mean of each row of `diffs` (comparisons x n pairs): (comparisons, 2)."""
-    diffs = np.atleast_2d(np.asarray(diffs, dtype=float))
-    n = diffs.shape[1]
-    means = diffs @ _resample_counts(n, n_boot, seed).T / n  # (comparisons, n_boot)
-    tail = (1 - level) / 2 * 100
-    return np.percentile(means, [tail, 100 - tail], axis=1).T
+def bootstrap_cis(diffs: np.ndarray, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                  sizes: np.ndarray | None = None) -> np.ndarray:
+    """Percentile CIs of the mean of each row of `diffs` (comparisons x units): (comparisons, 2). A row holds
+    paired differences, or with `sizes` (same shape) each cluster's summed differences and its sample count."""
+    return percentile_cis(resampled_means(diffs, sizes, n_boot, seed), level)
 
 
 def bootstrap_ci(diffs: np.ndarray, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -190,7 +191,7 @@ def _pairs(samples: pd.DataFrame, baseline: str) -> pd.DataFrame:
     duplicated = samples.duplicated(keys)
     if duplicated.any():
         raise ValueError(f"duplicate samples, e.g. {samples.loc[duplicated, keys].iloc[0].to_dict()}")
-    samples = _with_nll(samples)
+    samples = _with_cluster(_with_nll(samples))
     base = samples.loc[samples["press"] == baseline, [*_PAIR, "sample_id", "score", *_NLL]]
     variants = samples.loc[samples["press"] != baseline]
     pairs = variants.merge(base, on=[*_PAIR, "sample_id"], suffixes=("", "_baseline"))
@@ -202,6 +203,15 @@ def _pairs(samples: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 
 _NLL = ["nll", "nll_sum", "scored_tokens"]
+
+
+def _with_cluster(samples: pd.DataFrame) -> pd.DataFrame:
+    """samples with `cluster` as strings; a sample without one (no column, or empty) is its own cluster."""
+    own = samples["sample_id"].astype(str)
+    if "cluster" not in samples.columns:
+        return samples.assign(cluster=own)
+    given = samples["cluster"]
+    return samples.assign(cluster=given.astype(str).where(given.notna() & (given.astype(str) != ""), own))
 
 
 def _with_nll(samples: pd.DataFrame) -> pd.DataFrame:
@@ -244,31 +254,76 @@ def significance(
     out["family"] = out["model"].astype(str) + "/" + out["task"].astype(str)
     out["diff"] = out["score"] - out["baseline_score"]
     out["tested_diff"] = out["tested_diff"] - out.pop("_b")
-    v, b = pairs["value"].to_numpy(float), pairs["value_baseline"].to_numpy(float)
+    units = Units.of(pairs, gid, len(out))
+    out["n_units"] = units.count
+    _pair_tests(out, pairs, gid)
+    _unit_tests(out, units, alpha, n_boot, seed)
+    return _holm_by_family(out, alpha)[SIGNIFICANCE_COLUMNS]
 
+
+@dataclass
+class Units:
+    """The independent units of every comparison: its clusters (in order of first appearance, so units of one pair
+    keep the pairs' order), each with its summed paired difference of the tested value and its sample count."""
+
+    sums: np.ndarray
+    sizes: np.ndarray
+    count: np.ndarray  # units per comparison
+    starts: np.ndarray  # index of each comparison's first unit
+
+    @classmethod
+    def of(cls, pairs: pd.DataFrame, gid: np.ndarray, n_comparisons: int) -> "Units":
+        d = pairs["value"].to_numpy(float) - pairs["value_baseline"].to_numpy(float)
+        uid = pairs.groupby([pd.Series(gid, index=pairs.index), pairs["cluster"]], sort=False).ngroup().to_numpy()
+        owner = np.zeros(uid.max() + 1, dtype=int)
+        owner[uid] = gid
+        count = np.bincount(owner, minlength=n_comparisons)
+        return cls(np.bincount(uid, weights=d), np.bincount(uid).astype(float), count,
+                   np.r_[0, np.cumsum(count)][:-1])
+
+    def matrix(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, sizes) of comparisons `rows`, which all have k units, as (rows x k) matrices."""
+        take = self.starts[rows][:, None] + np.arange(k)[None, :]
+        return self.sums[take], self.sizes[take]
+
+
+def _pair_tests(out: pd.DataFrame, pairs: pd.DataFrame, gid: np.ndarray) -> None:
+    """test, statistic, p_value, effect_size of comparisons whose units are single pairs: exact McNemar (0/1
+    scores) or Wilcoxon (continuous); clustered comparisons are `cluster_sign_flip` (set in `_unit_tests`)."""
+    v, b = pairs["value"].to_numpy(float), pairs["value_baseline"].to_numpy(float)
     binary = pd.Series(np.isin(v, (0, 1)) & np.isin(b, (0, 1))).groupby(gid).all().to_numpy()
     binary &= out["tested_on"].to_numpy() == "score"  # NLL is continuous even where it happens to be 0 or 1
+    clustered = out["n_units"].to_numpy() < out["n"].to_numpy()
     n_up = np.bincount(gid, weights=(v == 1) & (b == 0), minlength=len(out))
     n_down = np.bincount(gid, weights=(v == 0) & (b == 1), minlength=len(out))
     stat, p, effect = _mcnemar_many(n_up, n_down)
-    out["test"] = np.where(binary, "mcnemar_exact", "wilcoxon")
-    out["statistic"], out["p_value"], out["effect_size"] = stat, p, effect
-    # every comparison with n pairs: rows of an (comparisons x n) matrix, for Wilcoxon and the bootstrap (which
-    # shares the seeded resamples of size n among them, as a loop with the same seed would)
+    out["test"] = np.where(clustered, "cluster_sign_flip", np.where(binary, "mcnemar_exact", "wilcoxon"))
+    # Wilcoxon for every comparison with n pairs at once: rows of an (comparisons x n) matrix
     starts = np.r_[0, np.cumsum(out["n"].to_numpy())][:-1]
-    ci = np.empty((len(out), 2))
-    stat, p, effect = out["statistic"].to_numpy(float), out["p_value"].to_numpy(float), out["effect_size"].to_numpy(float)
-    for n in np.unique(out["n"]):
-        rows = np.flatnonzero(out["n"].to_numpy() == n)
+    wilcoxon = ~binary & ~clustered
+    for n in np.unique(out.loc[wilcoxon, "n"]):
+        rows = np.flatnonzero(wilcoxon & (out["n"].to_numpy() == n))
         take = starts[rows][:, None] + np.arange(n)[None, :]
-        ci[rows] = bootstrap_cis(v[take] - b[take], 1 - alpha, n_boot, seed)
-        cont = rows[~binary[rows]]
-        if len(cont):
-            sub = take[~binary[rows]]
-            stat[cont], p[cont], effect[cont] = _wilcoxon_many(v[sub], b[sub])
+        stat[rows], p[rows], effect[rows] = _wilcoxon_many(v[take], b[take])
+    out["statistic"], out["p_value"], out["effect_size"] = stat, p, effect
+
+
+def _unit_tests(out: pd.DataFrame, units: Units, alpha: float, n_boot: int, seed: int) -> None:
+    """Bootstrap CI over units for every comparison (the seeded resamples of k units shared by all comparisons with
+    k units, as a loop with the same seed would draw them), and the sign-flip test of the clustered ones."""
+    ci = np.empty((len(out), 2))
+    stat, p, effect = (out[c].to_numpy(float).copy() for c in ("statistic", "p_value", "effect_size"))
+    clustered = out["test"].to_numpy() == "cluster_sign_flip"
+    for k in np.unique(units.count):
+        rows = np.flatnonzero(units.count == k)
+        sums, sizes = units.matrix(rows, k)
+        ci[rows] = bootstrap_cis(sums, 1 - alpha, n_boot, seed, sizes=sizes)
+        mine = clustered[rows]
+        if mine.any():
+            stat[rows[mine]], p[rows[mine]] = sign_flip(sums[mine], seed=seed)
+            effect[rows[mine]] = rank_biserial(sums[mine])
     out["statistic"], out["p_value"], out["effect_size"] = stat, p, effect
     out["ci_low"], out["ci_high"] = ci[:, 0], ci[:, 1]
-    return _holm_by_family(out, alpha)[SIGNIFICANCE_COLUMNS]
 
 
 def _corpus_scores(out: pd.DataFrame, pairs: pd.DataFrame, gid: np.ndarray) -> pd.DataFrame:
@@ -351,19 +406,23 @@ def seed_significance(
 
 
 _USECOLS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id", "score",
-            "higher_is_better", *_NLL]
+            "higher_is_better", "cluster", *_NLL]
 
 
 def read_samples(samples_csv: Path) -> pd.DataFrame:
     """samples.csv with ids and names as strings (so "01" and "1" never merge); extra columns ignored."""
-    return pd.read_csv(samples_csv, dtype={c: str for c in ("model", "task", "press", "method", "sample_id")},
-                       usecols=lambda c: c in _USECOLS)
+    ids = ("model", "task", "press", "method", "sample_id", "cluster")
+    return pd.read_csv(samples_csv, dtype={c: str for c in ids}, usecols=lambda c: c in _USECOLS)
 
 
 def write_significance(samples_csv: Path, out_csv: Path, baseline: str = "no_press",
                        seeds_csv: Path | None = None) -> None:
-    """samples.csv -> significance.csv (paired, per seed) and, if asked, the across-seed Welch table."""
+    """samples.csv -> significance.csv (paired, per seed: per task, then the mean over tasks as task "mean") and, if
+    asked, the across-seed Welch table."""
+    from kvstudy.significance_mean import mean_significance
+
     samples = read_samples(samples_csv)
-    write_csv_atomic(significance(samples, baseline), out_csv)
+    tables = [t for t in (significance(samples, baseline), mean_significance(samples, baseline)) if len(t)]
+    write_csv_atomic(pd.concat(tables, ignore_index=True) if tables else significance(samples, baseline), out_csv)
     if seeds_csv is not None:
         write_csv_atomic(seed_significance(samples, baseline), seeds_csv)

@@ -7,7 +7,10 @@ A job is
 - `interrupted`: it was started or has a log, yet no snakemake is running and it has no finished result (or
   Snakemake still marks it incomplete): the run stopped under it; the next run (with `--rerun-incomplete`, as the
   profiles set) computes it again;
-- `missing`: no result and not started (a running snakemake may have it queued).
+- `missing`: no result and not started (a running snakemake may have it queued);
+- `invalid`: a file is there that is not this job's valid result (unreadable, off the schema or the contract, or
+  another job's: kvstudy.rawcheck); `render` names each with why. The next snakemake run sets it aside under
+  `results/rejected/` and computes the job again (kvstudy.rawguard).
 
 Snakemake 9's file persistence (the default) keeps an incomplete marker per output under
 `.snakemake/incomplete/` (the path, urlsafe-base64 encoded, cut into `@`-prefixed directories where it is longer
@@ -28,8 +31,9 @@ from collections import Counter
 from pathlib import Path
 
 from kvstudy.grid import LOG, jobs, raw_path, variants
+from kvstudy.rawcheck import RawResultError, read
 
-LETTER = {"done": ".", "oom": "O", "failed": "F", "running": "R", "interrupted": "I", "missing": "-"}
+LETTER = {"done": ".", "oom": "O", "failed": "F", "running": "R", "interrupted": "I", "missing": "-", "invalid": "X"}
 SNAKEMAKE_DIR = ".snakemake"
 
 
@@ -59,24 +63,34 @@ def locked_outputs(root: Path) -> set[str]:
     return out
 
 
-def job_state(job: dict, root: Path, incomplete: set[str] = frozenset(), locked: set[str] = frozenset()) -> str:
+def job_state(job: dict, root: Path, incomplete: set[str] = frozenset(), locked: set[str] = frozenset(),
+              problems: dict[str, str] | None = None) -> str:
+    """The job's state; an invalid result's reason goes into `problems` (raw path -> why)."""
     path = raw_path(job)
     if path in incomplete:
         return "running" if path in locked else "interrupted"
     raw = Path(root) / path
     if raw.exists():
         try:
-            status = json.loads(raw.read_text()).get("status")
-        except (OSError, ValueError):
-            return "interrupted"  # not a finished result (written atomically, so it should never happen)
+            status = read(raw, job)["status"]
+        except RawResultError as e:
+            if problems is not None:
+                problems[path] = e.reason
+            return "invalid"
         return {"oom": "oom", "failed": "failed"}.get(status, "done")
     return "interrupted" if (Path(root) / LOG.format(**job)).exists() and path not in locked else "missing"
 
 
-def grid_status(config: dict, root: Path = Path(".")) -> dict[str, str]:
-    """raw path -> state, for every job of the study."""
+def grid_status(config: dict, root: Path = Path("."), problems: dict[str, str] | None = None) -> dict[str, str]:
+    """raw path -> state, for every job of the study; why each invalid result is invalid goes into `problems`."""
     incomplete, locked = incomplete_outputs(root), locked_outputs(root)
-    return {raw_path(j): job_state(j, root, incomplete, locked) for j in jobs(config)}
+    return {raw_path(j): job_state(j, root, incomplete, locked, problems) for j in jobs(config)}
+
+
+def render_problems(problems: dict[str, str]) -> str:
+    """One line per invalid raw result: its path and why."""
+    return "\n".join(f"invalid raw result {path}: {why} (the next snakemake run sets it aside under results/rejected/ "
+                     "and computes it again)" for path, why in problems.items())
 
 
 def render(config: dict, states: dict[str, str]) -> str:

@@ -4,7 +4,8 @@
   higher-is-better tasks), one block per (model, context length); mean over seeds. Scores in [0, 1] of
   higher-is-better tasks are shown x 100. A cell is marked where the paired test against the baseline is
   significant after Holm in every seed (and all seeds agree on the direction): "better" / "worse" in the CSV's
-  `<task>_mark` column, an up / down arrow in LaTeX.
+  `<task>_mark` column, an up / down arrow in LaTeX. The mean's mark comes the same way from significance.csv's
+  rows with task "mean": one stratified test over all paired samples of its tasks (`kvstudy.significance_mean`).
 - `summary_memory`: per (model, press variant) and context length: KV-cache MiB held (mean over tasks and seeds),
   its saving against the baseline's cache in the same cells in %, the % of KV tokens kept (where results.csv has
   `kv_fraction_kept`; masking presses keep few tokens but free no bytes) and peak device memory in GB.
@@ -26,6 +27,7 @@ import pandas as pd
 
 from kvstudy.aggregate import write_csv_atomic, write_text_atomic
 from kvstudy.pareto import higher_is_better
+from kvstudy.significance_mean import MEAN_TASK
 
 BASELINE = "no_press"
 NAMES = ("summary_score", "summary_memory", "summary_throughput")
@@ -95,7 +97,8 @@ def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None)
                 values = [row[t] for t in good]
                 row["mean"] = float(np.mean(values)) if all(pd.notna(values)) else np.nan
                 gone = [row[f"{t}_mark"] for t in good if row[f"{t}_mark"] in ("oom", "failed")]
-                row["mean_mark"] = "failed" if "failed" in gone else "oom" if gone else ""
+                tested = marks.get((model, MEAN_TASK, int(length), press), "") if pd.notna(row["mean"]) else ""
+                row["mean_mark"] = "failed" if "failed" in gone else "oom" if gone else tested
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -210,7 +213,8 @@ def score_latex(table: pd.DataFrame) -> str:
                                             names=["Model", "Length", "Press"])
     return _to_latex(cells, "Score by press variant and task (mean over seeds; $\\times 100$ for scores in [0, 1]). "
                      r"$\uparrow$/$\downarrow$: significantly better/worse than no press (paired test, Holm, "
-                     r"$p<0.05$, in every seed); OOM: out of memory; failed: the job raised (see results.csv).",
+                     r"$p<0.05$, in every seed; the mean: one test over the paired samples of all its tasks); "
+                     "OOM: out of memory; failed: the job raised (see results.csv).",
                      "tab:score")
 
 

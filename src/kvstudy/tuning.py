@@ -19,7 +19,10 @@ search is cached and resumes where it stopped. A `tune` rule selects the best ca
 variants `{press}-tuned-global` / `{press}-tuned-task` read the chosen parameters at run time.
 
 Constraints are small arithmetic/boolean expressions over parameter names, evaluated by a whitelist AST walker
-(no package for safe expression evaluation is installed; `eval` on config text is not acceptable).
+(no package for safe expression evaluation is installed; `eval` on config text is not acceptable). The walker is
+bounded so that no constraint can hang validation or the DAG build: exponents at most MAX_EXPONENT (a constant one
+is refused when parsed, a computed one makes the candidate fail the constraint), arithmetic on numbers only (no
+`'a' * 10**9`), and a search grid of at most MAX_GRID candidates.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ CHOICE_TASK = "results/analysis/tuning/{model}/{press}/{task}.json"
 MODES = ("global", "task")
 DEFAULTS = {"seed": 0, "constraints": [], "mode": list(MODES), "objective": "score", "penalty": 1.0}
 MAX_DRAWS = 10_000  # random sampling: draws tried before giving up on finding n distinct valid candidates
+MAX_EXPONENT = 64  # |b| in a ** b: 10 ** 10 ** 10 would take longer than the heat death of the study
+MAX_GRID = 100_000  # candidates of a full grid, before constraints
 
 
 class SearchError(ValueError):
@@ -55,8 +60,17 @@ def dev_seed(seed: int) -> int:
 
 # --- constraints ----------------------------------------------------------------------------------------------
 
+def _pow(a, b):
+    """a ** b with |b| <= MAX_EXPONENT and an integer result of at most 1024 bits (nested powers grow fast)."""
+    if abs(b) > MAX_EXPONENT:
+        raise OverflowError(f"exponent {b} is above {MAX_EXPONENT}")
+    if isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and b > 0 and math.log2(abs(a)) * b > 1024:
+        raise OverflowError("power above 2 ** 1024")
+    return operator.pow(a, b)
+
+
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _pow}
 _CMPOPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.Eq: operator.eq, ast.NotEq: operator.ne}
 _FUNCS = {"min": min, "max": max, "abs": abs, "log2": math.log2, "sqrt": math.sqrt}
@@ -72,6 +86,8 @@ def parse_constraint(text: str, known: set[str]):
         tree = ast.parse(text, mode="eval")
     except SyntaxError as e:
         raise SearchError(f"{text!r} is not an expression ({e.msg})") from None
+    except ValueError as e:  # e.g. an integer literal longer than Python converts
+        raise SearchError(f"{text!r} is not an expression ({e})") from None
     allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.BinOp,
                ast.Compare, ast.Name, ast.Load, ast.Constant, ast.Call, *_BINOPS, *_CMPOPS)
     for node in ast.walk(tree):
@@ -80,6 +96,19 @@ def parse_constraint(text: str, known: set[str]):
                               f"{', '.join(_FUNCS)})")
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCS):
             raise SearchError(f"{text!r}: only the functions {', '.join(_FUNCS)} may be called")
+        if isinstance(node, ast.Call) and node.keywords:
+            raise SearchError(f"{text!r}: functions take no keyword arguments")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant) \
+                and _is_number(node.right.value) and abs(node.right.value) > MAX_EXPONENT:
+            raise SearchError(f"{text!r}: exponent {node.right.value} is above {MAX_EXPONENT}")
+    for node in ast.walk(tree):  # a power of constants is computed now: one out of bounds is refused here
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not _names(node):
+            try:
+                _eval(node, {})
+            except OverflowError as e:
+                raise SearchError(f"{text!r}: {ast.unparse(node)}: {e}") from None
+            except (ZeroDivisionError, ValueError, TypeError):
+                pass
     unknown = _names(tree) - known
     if unknown:
         raise SearchError(f"{text!r}: unknown name {sorted(unknown)[0]!r} (parameters: {', '.join(sorted(known))})")
@@ -100,7 +129,10 @@ def _eval(node, env: dict):
         v = _eval(node.operand, env)
         return (not v) if isinstance(node.op, ast.Not) else (-v if isinstance(node.op, ast.USub) else +v)
     if isinstance(node, ast.BinOp):
-        return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+        left, right = _eval(node.left, env), _eval(node.right, env)
+        if not (_is_number(left) and _is_number(right)):  # no 'a' * 10**9
+            raise TypeError("arithmetic on numbers only")
+        return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.Compare):
         left = _eval(node.left, env)
         for op, comp in zip(node.ops, node.comparators):
@@ -112,6 +144,10 @@ def _eval(node, env: dict):
     if isinstance(node, ast.Call):
         return _FUNCS[node.func.id](*(_eval(a, env) for a in node.args))
     raise SearchError(f"cannot evaluate {type(node).__name__}")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float))  # bools too
 
 
 def satisfies(trees, env: dict) -> bool:
@@ -160,6 +196,10 @@ def candidates(search: dict, fixed: dict, defaults: dict | None = None) -> list[
     known = set(space) | set(fixed)
     trees = [parse_constraint(c, known) for c in s["constraints"]]
     ranged = [k for k, v in space.items() if _is_range(v)]
+    size = math.prod(len(v) for v in space.values() if not _is_range(v))
+    if not ranged and size > MAX_GRID:
+        raise SearchError(f"params: the grid has {size:,} candidates, more than {MAX_GRID:,} (use sample: n, or "
+                          "fewer values)")
     if "sample" not in s:
         if ranged:
             raise SearchError(f"params.{ranged[0]}: a range needs `sample: n` (random search)")
@@ -317,14 +357,26 @@ def dev_raw_path(job: dict) -> str:
 
 
 def render_trial_status(config: dict, root: Path = Path(".")) -> str:
-    """One line per search: its trials done / oom / failed (a log, no result) / missing, and its choices made."""
+    """One line per search: its trials done / oom / failed (a log, no result) / missing / invalid (a file that is
+    not a readable result: kvstudy.rawcheck.load; the Snakefile checks trial results in full before `tune` reads
+    them), and its choices made."""
+    from kvstudy.rawcheck import RawResultError, load
+
     lines = ["tuning trials (dev split):"]
     for s in searches(config):
-        counts = {"done": 0, "oom": 0, "failed": 0, "missing": 0}
+        counts = {"done": 0, "oom": 0, "failed": 0, "missing": 0, "invalid": 0}
         for job in trial_jobs(config, s):
             raw = Path(root) / dev_raw_path(job)
             if raw.exists():
-                counts["oom" if json.loads(raw.read_text()).get("status") == "oom" else "done"] += 1
+                try:
+                    status = load(raw).get("status")
+                    if status not in ("ok", "oom", "failed"):
+                        raise RawResultError(raw, f"status {status!r} is not ok, oom or failed")
+                except RawResultError as e:
+                    lines.append(f"  invalid trial result {e}")
+                    counts["invalid"] += 1
+                    continue
+                counts["oom" if status == "oom" else "done"] += 1
             else:
                 counts["failed" if (Path(root) / DEV_LOG.format(**job)).exists() else "missing"] += 1
         made = total = 0
@@ -333,7 +385,7 @@ def render_trial_status(config: dict, root: Path = Path(".")) -> str:
                 for task in [None] if mode == "global" else list(config["tasks"]):
                     total += 1
                     made += (Path(root) / choice_path(model, s["press"], mode, task)).exists()
-        shown = "  ".join(f"{k}={v}" for k, v in counts.items())
+        shown = "  ".join(f"{k}={v}" for k, v in counts.items() if v or k != "invalid")
         lines.append(f"  {s['press']:30s} {shown}  choices={made}/{total}")
     return "\n".join(lines)
 

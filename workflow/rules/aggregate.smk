@@ -1,6 +1,35 @@
 # Raw results -> results.csv, samples.csv and the paper tables (performance, memory_usage, throughput).
 
 
+# A new version of a "missing" marker (kvstudy.rawguard.Markers, common.smk): asked for when results are missing,
+# so that aggregate (or a tuning choice) reruns and with it the jobs of the missing results. Shell commands, not
+# run: (a run: job would start a snakemake of its own); outputs with a constant prefix, so that Snakemake's output
+# index never tries these rules on the 10,000 raw results of a large study.
+MARKER_SHELL = "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q}"
+
+
+rule missing_marker:
+    localrule: True
+    output:
+        "results/raw/.missing.{n}",
+    wildcard_constraints:
+        n=r"\d+",
+    shell:
+        MARKER_SHELL
+
+
+if SEARCHES:
+
+    rule missing_trial_marker:
+        localrule: True
+        output:
+            "results/raw/.missing-trials/{model}/{press}/{task}.{n}",
+        wildcard_constraints:
+            n=r"\d+",
+        shell:
+            MARKER_SHELL
+
+
 rule aggregate:
     input:
         RAW,
@@ -43,6 +72,8 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        # the warnings (one per failed job) also go to the console: a run with failures stays loud
-        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1; "
+        # the warnings (one per failed job) also go to the console: a run with failures stays loud; so do the lines
+        # naming invalid raw results when aggregate refuses them (kvstudy.rawcheck)
+        "kvstudy aggregate --study {params.study:q} --out-dir results/tables > {log} 2>&1 "
+        "|| {{ grep -h '^aggregate: ' {log} >&2; exit 1; }}; "
         "grep -h '^aggregate: warning' {log} >&2 || true"

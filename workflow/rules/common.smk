@@ -1,33 +1,32 @@
 # Validate the config (one line naming the bad key, before any job) and expand the grid with kvstudy.grid.
-import datetime
 import inspect
 import json
 import os
 import shlex
 import sys
 
-from kvstudy import grid
+from kvstudy import grid, rawguard
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
 from kvstudy.resources import eval_gpus
 from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
+# figures/all records the study and its config's hash; a report is made only from the config that built it, checked
+# before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either) and runs no
+# job, so it needs no preflight
+REPORT_MODE = report_mode()
 try:
     config.update(validate(config))
-    if workflow.is_main_process:  # not again in each SLURM job's own snakemake process
+    CONFIG_SHA256 = config_digest(config)
+    if REPORT_MODE and (_problem := check_report_config(config, "figures/all")):
+        sys.exit(_problem)
+    if workflow.is_main_process and not REPORT_MODE:  # not again in each SLURM job's own snakemake process
         from kvstudy import preflight  # tokenizers and samples of every cell; cached once passed
 
         print(preflight.summary(preflight.check(config)), file=sys.stderr)
 except ConfigError as e:
     sys.exit("\n".join(e.lines))
-
-# figures/all records the study and its config's hash; a report is made only from the config that built it, checked
-# before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either)
-CONFIG_SHA256 = config_digest(config)
-REPORT_MODE = report_mode()
-if REPORT_MODE and (_problem := check_report_config(config, "figures/all")):
-    sys.exit(_problem)
 
 envvars:
     "PATH",
@@ -42,17 +41,19 @@ RAW = sorted(JOBS)
 EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
 EVAL_JOB_GROUP = workflow.group_settings.overwrite_groups.get("eval")
 
-# Snakemake does not rerun a job just because its output, an intermediate file, was deleted while everything
-# downstream is up to date. A deleted raw result must be recomputed (and the tables after it), so when results
-# are missing this marker, an input of `aggregate`, is rewritten: newer than the tables, it makes `aggregate`
-# rerun, and Snakemake then recomputes the missing results it needs. One stat per job (milliseconds for 10,000).
-RAW_MARKER = "results/raw/.missing"
-if workflow.is_main_process and not REPORT_MODE:
-    missing = [p for p in RAW if not os.path.exists(p)]
-    if missing or not os.path.exists(RAW_MARKER):
-        os.makedirs(os.path.dirname(RAW_MARKER), exist_ok=True)
-        with open(RAW_MARKER, "w") as f:  # a fresh time stamp, so the checksum differs from any earlier one
-            f.write("\n".join([f"# {datetime.datetime.now().isoformat()}", *missing, ""]))
+# Raw results before the DAG is built (kvstudy.rawguard): those aggregate would read anew are checked and bad ones
+# set aside (named, one line each) so that they rerun; temp files of killed writes are removed; `aggregate` reads
+# the marker RAW_MARKER, a new version of which is in the DAG whenever results are missing, so a deleted result is
+# recomputed while a dry run writes nothing. Only a snakemake that will run jobs moves or removes files, and never
+# a result another snakemake has locked. One stat per job (milliseconds for 10,000); only new results are read.
+GUARD = workflow.is_main_process and not REPORT_MODE  # not in each SLURM job's snakemake, not for a report
+GUARD_ACTS = GUARD and rawguard.runs_jobs()
+LOCKED = rawguard.locked_paths() if GUARD_ACTS else set()
+# with another snakemake running (its locks), its temp files and markers are its own business
+MARKERS = rawguard.Markers(prune=GUARD_ACTS and not LOCKED)
+if GUARD_ACTS and not LOCKED:
+    rawguard.clean_temp()
+RAW_MARKER = MARKERS.path("results/raw/.missing", rawguard.check_results(JOBS, GUARD_ACTS, LOCKED) if GUARD else [])
 # Eval resources: the study's `resources.eval`, plus the user's SLURM account and partition from the environment
 # (KVSTUDY_SLURM_ACCOUNT / KVSTUDY_SLURM_PARTITION), so nobody edits the repo's profile for them, and `gpu: 1`
 # where the job will run on a GPU (eval.device cuda, or auto on a machine with one: kvstudy.resources), so that

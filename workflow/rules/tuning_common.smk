@@ -15,21 +15,20 @@ TUNING_TABLES = (
 )
 ANALYSIS += TUNING_TABLES
 
-# Like RAW_MARKER: a deleted trial of a finished search is recomputed. One marker per (model, press, task), so only
-# the choices that used a missing trial are made again (and, if they change, only their tuned test jobs rerun).
+# Like RAW_MARKER (common.smk): bad trial results are set aside and a deleted trial of a finished search is
+# recomputed. One marker per (model, press, task), so only the choices that used a missing trial are made again
+# (and, if they change, only their tuned test jobs rerun).
 TRIAL_MARKER = "results/raw/.missing-trials/{model}/{press}/{task}"
-if workflow.is_main_process and not REPORT_MODE:  # a report writes nothing (common.smk)
-    _missing = {}
-    for _path, _job in TRIALS.items():
-        _key = TRIAL_MARKER.format(model=_job["model"], press=_job["tuning_of"], task=_job["task"])
-        _missing.setdefault(_key, [])
-        if not os.path.exists(_path):
-            _missing[_key].append(_path)
-    for _key, _paths in _missing.items():
-        if _paths or not os.path.exists(_key):
-            os.makedirs(os.path.dirname(_key), exist_ok=True)
-            with open(_key, "w") as f:
-                f.write("\n".join([f"# {datetime.datetime.now().isoformat()}", *_paths, ""]))
+_missing = rawguard.check_results(TRIALS, GUARD_ACTS, LOCKED) if GUARD else set()
+_by_key = {}
+for _path, _job in TRIALS.items():
+    _by_key.setdefault((_job["model"], _job["tuning_of"], _job["task"]), [])
+    if _path in _missing:
+        _by_key[(_job["model"], _job["tuning_of"], _job["task"])].append(_path)
+TRIAL_MARKERS = {
+    _key: MARKERS.path(TRIAL_MARKER.format(model=_key[0], press=_key[1], task=_key[2]), _paths)
+    for _key, _paths in _by_key.items()
+}
 
 
 @per_job
@@ -53,17 +52,14 @@ def trials_of(model, press, task=None):
 
 
 def tune_global_input(wildcards):
-    markers = [
-        TRIAL_MARKER.format(model=wildcards.model, press=wildcards.press, task=t)
-        for t in config["tasks"]
-    ]
+    keys = [(wildcards.model, wildcards.press, t) for t in config["tasks"]]
+    markers = [TRIAL_MARKERS[k] for k in keys if k in TRIAL_MARKERS]
     return trials_of(wildcards.model, wildcards.press) + markers
 
 
 def tune_task_input(wildcards):
-    return trials_of(wildcards.model, wildcards.press, wildcards.task) + [
-        TRIAL_MARKER.format(**wildcards)
-    ]
+    key = (wildcards.model, wildcards.press, wildcards.task)
+    return trials_of(*key) + ([TRIAL_MARKERS[key]] if key in TRIAL_MARKERS else [])
 
 
 @per_job

@@ -1,4 +1,4 @@
-"""Presses taken as they are from kvpress (NVIDIA, pinned): one line each.
+"""Presses taken as they are from kvpress (NVIDIA, pinned): one line each; `random` draws its mask per sample.
 
 kvpress is imported lazily inside each factory: importing it costs ~5 s (it pulls in transformers' model
 registry and datasets), which the config validator and `kvstudy presses` should not pay.
@@ -6,7 +6,11 @@ registry and datasets), which the config validator and `kvstudy presses` should 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+
+import numpy as np
 
 from kvstudy.presses import NOTHING, PressSpec, Reads, register
 
@@ -20,9 +24,10 @@ def _kvpress(cls_name: str):
 
 # What each press's prefill compression reads (kvstudy.presses.Reads; proven by tests/test_engine.py): SnapKV scores
 # with its last window of queries, TOVA with the last query (or those rows of the attention weights under eager
-# attention), expected attention with every query's statistics; the rest look at keys and values only.
+# attention), expected attention with every query's statistics, random (seeded per sample) with a subsample of every
+# position at the first layer it scores (`context_bits`); the rest look at keys and values only.
 _READS = {
-    "knorm": NOTHING, "streaming_llm": NOTHING, "random": NOTHING, "keydiff": NOTHING,
+    "knorm": NOTHING, "streaming_llm": NOTHING, "random": Reads(None, False), "keydiff": NOTHING,
     "snapkv": lambda p: Reads(p["window_size"], True),
     "tova": Reads(1, True),
     "expected_attention": Reads(None, False),
@@ -44,10 +49,58 @@ for name, cls_name, description, defaults in [
         "keep the tokens future queries are expected to attend to (query statistics)",
         {"n_future_positions": 512, "n_sink": 4, "use_covariance": True, "use_vnorm": True},
     ),
-    ("random", "RandomPress", "keep random tokens (a floor for every method)", {"seed": 0}),
     ("keydiff", "KeyDiffPress", "keep the keys least similar to the mean key direction", {}),
 ]:
     register(PressSpec(name, description, _kvpress(cls_name), defaults, reads=_READS[name]))
+
+
+def context_bits(hidden_states) -> bytes:
+    """What identifies a context to the press: the signs of a fixed subsample (up to ~512 positions x 16 channels)
+    of the hidden states it scores. Identical contexts give identical bits; different ones differ."""
+    n = hidden_states.shape[1]
+    probe = hidden_states[:, :: max(1, n // 256), :16] > 0
+    return f"{n}:".encode() + np.packbits(probe.cpu().numpy().ravel()).tobytes()
+
+
+def sample_seed(seed: int, layer_idx: int, context: bytes) -> int:
+    """A 64-bit seed from the variant's seed, the layer and the context (`context_bits`)."""
+    digest = hashlib.blake2b(f"{seed}:{layer_idx}:".encode() + context, digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+@functools.cache
+def _random_press_class():
+    """kvpress's RandomPress seeds one generator with `seed` at every call, so every sample and layer of a job
+    drops the same positions: its "floor" would be one draw. Here each (sample, layer) draws its own mask, seeded
+    from `seed`, the layer and the context, so the floor is an average over masks and a rerun draws the same ones.
+
+    The press sees no token ids (a wrapping press, e.g. `decoding`, calls only its scorer), so the context is read
+    from the hidden states of the first layer it scores in a forward (layers are scored in order): at the first
+    layer they are the normalised token embeddings, bitwise the same on a rerun, where deeper layers' states could
+    differ in the last bit on some devices."""
+    import torch
+    from kvpress import RandomPress
+
+    class SampleSeededRandomPress(RandomPress):
+        def score(self, module, hidden_states, keys, values, attentions, kwargs):
+            if self.seed is None:  # unseeded: kvpress's own (torch's global generator)
+                return super().score(module, hidden_states, keys, values, attentions, kwargs)
+            first = getattr(self, "_first_layer", None)
+            if first is None or module.layer_idx <= first:  # a new forward (sample, or decoding eviction step)
+                self._first_layer, self._context = module.layer_idx, context_bits(hidden_states)
+            generator = torch.Generator(device=keys.device)
+            generator.manual_seed(sample_seed(self.seed, module.layer_idx, self._context))
+            return torch.rand(*keys.shape[:-1], generator=generator, device=keys.device, dtype=keys.dtype)
+
+    return SampleSeededRandomPress
+
+
+def _random(**kwargs):
+    return _random_press_class()(**kwargs)
+
+
+register(PressSpec("random", "keep random tokens, a new draw per sample and layer (a floor for every method)",
+                   _random, {"seed": 0}, reads=_READS["random"]))
 
 
 def _pyramidkv(**kwargs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import string
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -20,6 +22,34 @@ def stop_words(task, default: list[str]) -> list[str]:
     else `default`, the study's `eval.stop_words`."""
     own = getattr(task, "stop_words", None)
     return list(default) if own is None else list(own)
+
+
+_TYPES = {  # annotation -> (check, what the value must be)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _check_type(key: str, annotation, value) -> None:
+    check = _TYPES.get(annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
+    if check and not check[0](value):
+        raise TaskParamError(key, f"{value!r} is not {check[1]}")
+
+
+def check_template(key: str, template: str, allowed: set[str]) -> None:
+    """A `str.format` template of a task parameter uses only the placeholders `allowed` (`{key}`), no attribute,
+    index, conversion or format spec: anything else fails at sample time or reads more than the value."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise TaskParamError(key, f"{template!r} is not a valid template ({e})") from None
+    for _, name, spec, conversion in parsed:
+        if name is not None and (name not in allowed or spec or conversion):
+            shown = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            raise TaskParamError(key, f"{template!r}: placeholder {shown} is not one of "
+                                 f"{', '.join('{' + a + '}' for a in sorted(allowed))}")
 
 
 @dataclass
@@ -46,16 +76,34 @@ class Task:
 
     # parameters with a fixed set of values, checked when the task is made (config validation names the key)
     param_choices: ClassVar[dict[str, tuple]] = {}
+    # [low, high] of every numeric parameter, inherited and extended by subclasses (`ranges()`); checked, with each
+    # parameter's type (its annotation: int, float, bool, str), when the task is made, so config validation refuses
+    # a bad value before any job instead of a job failing (or silently doing something else) at sample time
+    param_ranges: ClassVar[dict[str, tuple]] = {"n_samples": (1, 100_000), "max_new_tokens": (1, 131_072)}
     depths: ClassVar[bool] = False  # samples carry a needle depth (the niah_heatmap figure draws them)
 
     n_samples: int = 40
     max_new_tokens: int = 4
 
     def __post_init__(self):
+        for f in fields(self):
+            _check_type(f.name, f.type, getattr(self, f.name))
+        for key, (low, high) in self.ranges().items():
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise TaskParamError(key, f"{value!r} is outside [{low}, {high}]")
         for key, allowed in self.param_choices.items():
             value = getattr(self, key)
             if value not in allowed:
                 raise TaskParamError(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+    @classmethod
+    def ranges(cls) -> dict[str, tuple]:
+        """[low, high] of every numeric parameter, the subclasses' own over their bases'."""
+        out: dict[str, tuple] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("param_ranges", {}))
+        return out
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         raise NotImplementedError

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kvstudy.tasks import register
-from kvstudy.tasks.base import Sample, Task
+from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer
 from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
@@ -30,6 +30,7 @@ class CommonWords(Task):
     metric = "string_match_all"
     description = "RULER common words extraction: the num_common most frequent words of a long list"
     param_choices = {"vocab": VOCABS}
+    param_ranges = {"num_common": (1, 1000), "freq_common": (2, 10_000), "freq_uncommon": (1, 10_000)}
 
     max_new_tokens: int = 120
     vocab: str = "auto"
@@ -37,6 +38,12 @@ class CommonWords(Task):
     freq_common: int = 30
     freq_uncommon: int = 3
     word_list: str = ""  # a file of words (whitespace-separated) instead of the shipped list, for long lengths
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.freq_uncommon >= self.freq_common:
+            raise TaskParamError("freq_uncommon", f"{self.freq_uncommon} is not below freq_common {self.freq_common} "
+                                 "(the common words would not be the most common)")
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         enc = PieceTokenizer(tokenizer, self.chat_template)

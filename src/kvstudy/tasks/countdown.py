@@ -85,6 +85,7 @@ class Countdown(Task):
     description = "LongProc countdown: reach a target with + - * / over 4 numbers, search shown (long output)"
     param_choices = {"vocab": VOCABS}
     stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
+    param_ranges = {"max_trace_lines": (1, 100_000)}
 
     n_samples: int = 10
     max_new_tokens: int = 2048

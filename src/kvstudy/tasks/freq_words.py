@@ -15,7 +15,7 @@ from string import ascii_lowercase
 import numpy as np
 
 from kvstudy.tasks import register
-from kvstudy.tasks.base import Sample, Task
+from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer
 from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
@@ -27,12 +27,20 @@ class FreqWords(Task):
     metric = "string_match_all"
     description = "RULER frequent words extraction: the 3 most frequent words of a Zipf-distributed coded text"
     param_choices = {"vocab": VOCABS}
+    param_ranges = {"alpha": (1.0, 10.0), "vocab_size": (2, 100_000), "top_k": (1, 100)}
 
     max_new_tokens: int = 50
     vocab: str = "auto"
     alpha: float = 2.0
     vocab_size: int = 200
     top_k: int = 3
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.alpha <= 1:
+            raise TaskParamError("alpha", f"{self.alpha!r} must be above 1 (a Zipf distribution's exponent)")
+        if self.top_k >= self.vocab_size:
+            raise TaskParamError("top_k", f"{self.top_k} is not below vocab_size {self.vocab_size}")
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         enc = PieceTokenizer(tokenizer, self.chat_template)

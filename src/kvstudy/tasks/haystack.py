@@ -119,6 +119,14 @@ def pieces_ids(enc: PieceTokenizer, n_tokens: int, pieces, pad: list[int]) -> tu
     return out, starts + [n_tokens]
 
 
+def binned_depth(k: int, n_bins: int, u: float) -> float:
+    """A depth inside bin k of `n_bins` equal bins of [0, 1), at fraction `u` (uniform in [0, 1)) of the bin.
+
+    Tasks with depths spread samples over the bins and draw `u` per sample, so samples of one bin differ in their
+    needle offset: replicates at one fixed offset would be one unit to a press that chooses by position."""
+    return (k + u) / n_bins
+
+
 @dataclass
 class Context:
     ids: list[int]

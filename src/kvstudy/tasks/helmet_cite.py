@@ -33,8 +33,8 @@ from kvstudy.metrics.cite import citation_recall_precision, clean_output
 from kvstudy.metrics.nli import DEFAULT_JUDGE, DTYPES, check
 from kvstudy.tasks import prompt, register
 from kvstudy.tasks.base import Sample
-from kvstudy.tasks.helmet_rag import fit_passages
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.helmet_rag import fit_passages, passages_problem
+from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 
 TEMPLATE = "{demos}{instruction}\n\nQuestion: {question}\n\n{context}"
 DEMO_PROMPT = "{instruction}\n\nQuestion: {question}\n\n{context}\n\nAnswer: {answer}"
@@ -73,6 +73,8 @@ class HelmetCite(HFTask):
     at_most_citations: int = 3
     strip_thinking: bool = True
 
+    param_ranges = {"num_docs": (0, 100_000), "shots": (0, 100), "at_most_citations": (1, 100)}
+
     def __post_init__(self):
         super().__post_init__()
         if self.alce_dataset not in INSTRUCTIONS:
@@ -89,6 +91,22 @@ class HelmetCite(HFTask):
         except ValueError as e:
             raise ValueError(f"judge: {e}") from None
         self._shown: dict[str, tuple[str, list[dict]]] = {}  # sample id -> (question, passages shown)
+
+    def row_problem(self, row: dict) -> str | None:
+        why = fields_problem(row, "question") or passages_problem(row, "docs", ("text",))
+        if why:
+            return why
+        if self.alce_dataset == "qampari":
+            answers = row.get("answers")
+            if not isinstance(answers, list) or not answers:
+                return "answers is not a non-empty list"
+            return next((f"answers[{i}]: {p}" for i, a in enumerate(answers)
+                         if (p := answer_problem({"a": a}, "a"))), None)
+        pairs = row.get("qa_pairs")
+        if not isinstance(pairs, list) or not pairs:
+            return "qa_pairs is not a non-empty list"
+        return next((f"qa_pairs[{i}]: {p}" for i, qa in enumerate(pairs)
+                     if (p := answer_problem(qa, "short_answers") if isinstance(qa, dict) else "not an object")), None)
 
     def _prompts(self) -> tuple[str, str, str, list[dict]]:
         if not self.demo_file:

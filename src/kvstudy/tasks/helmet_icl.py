@@ -17,7 +17,7 @@ import numpy as np
 from kvstudy.tasks import prompt, register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.helmet_rag import fit_passages
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 
 TEMPLATE = ('Use the provided mapping from the text to label to assign a label to the text. Only output'
             ' "label: {{label}}" and nothing else.\n\n{context}\n\n{question}')
@@ -36,6 +36,9 @@ class HelmetICL(HFTask):
     demo_split: str = "train"
     text_field: str = "text"
     label_field: str = "label"
+
+    def row_problem(self, row: dict) -> str | None:
+        return fields_problem(row, self.text_field) or answer_problem(row, self.label_field)
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         tests = self.pick(self.records(seed), seed)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kvstudy.tasks import prompt, register
 from kvstudy.tasks.base import Sample
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 
 TEMPLATE = ("Use the given documents to write a concise and short answer to the question. Write your answer in the"
             " following format:\nAnswer: [answer]\n\n{context}\n\nQuestion: {question}")
@@ -30,6 +30,17 @@ def fit_passages(tokenizer, passages: list[str], budget: int, sep: str = "\n\n")
     return sep.join(kept), len(kept)
 
 
+def passages_problem(row: dict, path: str, keys: tuple) -> str | None:
+    """Why the passages at `path` are not a list of objects each with `keys` (non-null), or None."""
+    passages = row.get(path)
+    if not isinstance(passages, list):
+        return f"{path} is not a list of passages"
+    for i, c in enumerate(passages):
+        if not isinstance(c, dict) or any(c.get(k) is None for k in keys):
+            return f"{path}[{i}] has no {' / '.join(keys)}"
+    return None
+
+
 @register
 @dataclass
 class HelmetRAG(HFTask):
@@ -41,6 +52,10 @@ class HelmetRAG(HFTask):
     question_field: str = "question"
     answers_field: str = "answers"
     passages_field: str = "ctxs"
+
+    def row_problem(self, row: dict) -> str | None:
+        return (fields_problem(row, self.question_field) or answer_problem(row, self.answers_field)
+                or passages_problem(row, self.passages_field, ("text",)))
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         # the answer cue opens the assistant turn, or (no chat template) a paragraph of its own, as in HELMET

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from kvstudy.tasks import prompt, register
 from kvstudy.tasks.base import Sample
-from kvstudy.tasks.helmet_rag import fit_passages
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.helmet_rag import fit_passages, passages_problem
+from kvstudy.tasks.hf_base import HFTask, fields_problem
 
 TEMPLATE = ("You are provided with a list of documents, each indicated by their ID. Rank each document based on"
             " their relevance to the question in descending order from most relevant to least relevant texts."
@@ -31,6 +31,9 @@ class HelmetRerank(HFTask):
     max_new_tokens: int = 200
     question_field: str = "query"
     passages_field: str = "ctxs"
+
+    def row_problem(self, row: dict) -> str | None:
+        return fields_problem(row, self.question_field) or passages_problem(row, self.passages_field, ("id", "text"))
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         # the answer cue opens the assistant turn, or (no chat template) a paragraph of its own, as in HELMET

@@ -5,16 +5,24 @@ kvpress's hub datasets (RULER, LongBench, LooGLE, InfiniteBench, ZeroSCROLLS; e.
 selectable with `subset`); the defaults read them. Other datasets map their fields, dotted through nested
 records: NarrativeQA (`deepmind/narrativeqa`) is `context_field: document.text, question_field: question.text,
 answer_field: answers.text, scorer: rouge_l_f1`. HELMET's json_kv files: `scorer: substring_exact_match`.
+Samples whose rows share a context share `meta.cluster` (one unit to the significance tests).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
 from kvstudy.tasks import prompt, register
-from kvstudy.tasks.base import Sample
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.base import Sample, TaskParamError
+from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
+
+
+def context_cluster(context) -> str:
+    """The cluster id of a sample: questions on one document (kvpress groups them; NarrativeQA asks ~30 per story)
+    share it, so the significance tests count the document once (kvstudy.significance)."""
+    return "ctx:" + hashlib.sha1(str(context).encode()).hexdigest()[:16]
 
 
 @register
@@ -42,6 +50,15 @@ class HFQA(HFTask):
         if self.scorer in EXECUTES_CODE:  # only behind an explicit opt-in (longproc pseudo_to_code)
             raise ValueError(f"scorer {self.scorer!r} runs generated code; use longproc's pseudo_to_code subtask")
         self.metric = self.scorer
+        names = prompt._FIELD.findall(self.template)
+        if names.count("context") != 1 or set(names) - {"context", "question"}:
+            raise TaskParamError("template", f"{self.template!r} must hold {{context}} once and no placeholder but "
+                                 "{question}")
+
+    def row_problem(self, row: dict) -> str | None:
+        if self.subset and str(row.get(self.subset_field)) != self.subset:
+            return None  # another subset's row: not used
+        return fields_problem(row, self.context_field, self.question_field) or answer_problem(row, self.answer_field)
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         rows = self.records(seed)
@@ -62,5 +79,6 @@ class HFQA(HFTask):
                 meta["max_new_tokens"] = int(r[self.max_new_tokens_field])
             if "id" in r:
                 meta["source_id"] = str(r["id"])
+            meta["cluster"] = context_cluster(fields["context"])
             out.append(Sample(id=str(i), context_ids=ctx, question_ids=q, references=refs, meta=meta))
         return out

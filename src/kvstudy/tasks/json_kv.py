@@ -1,9 +1,10 @@
 """HELMET's synthetic recall task `json_kv`: a JSON object of uuid keys to uuid values; give one key's value.
 
-As many pairs as fit the length (HELMET sizes the object per length the same way); the queried pair is at an
-evenly spread depth. Whitespace between JSON tokens is still valid JSON, so the few tokens short of the exact
-length are spaces before the closing brace. Scored with HELMET's `substring_exact_match`. The lexicon rendering
-(tiny model) is the same recall task as `value key` pairs without JSON punctuation.
+As many pairs as fit the length (HELMET sizes the object per length the same way); sample i queries a pair drawn
+uniformly inside depth bin i mod n_depths of the pairs (n_depths equal bins), so samples of one bin differ in
+their needle offset (`meta.depth_bin`). Whitespace between JSON tokens is still valid JSON, so the few tokens
+short of the exact length are spaces before the closing brace. Scored with HELMET's `substring_exact_match`. The
+lexicon rendering (tiny model) is the same recall task as `value key` pairs without JSON punctuation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
-from kvstudy.tasks.haystack import PieceTokenizer, build_context
+from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context
 from kvstudy.tasks.vocab import VOCABS, make_items, resolve_vocab
 
 
@@ -27,6 +28,7 @@ class JsonKV(Task):
     description = "HELMET json_kv: retrieve a uuid value by its key from a JSON object filling the context"
     param_choices = {"vocab": VOCABS}
     depths = True
+    param_ranges = {"n_depths": (1, 1000)}
 
     max_new_tokens: int = 48
     vocab: str = "auto"
@@ -63,7 +65,8 @@ class JsonKV(Task):
                 used += len(piece)
             if not pairs:
                 raise ValueError(f"length {length} is too short for one JSON pair")
-            q = min(int(round((i % self.n_depths) / max(self.n_depths - 1, 1) * (len(pairs) - 1))), len(pairs) - 1)
+            depth_bin = i % self.n_depths
+            q = min(int(binned_depth(depth_bin, self.n_depths, rng.uniform()) * len(pairs)), len(pairs) - 1)
             if eng:
                 body = [t for p in pieces for t in p]
                 pad = enc(" ") or enc("\n")
@@ -90,7 +93,8 @@ class JsonKV(Task):
                     question_ids=enc.question(question),
                     references=[value],
                     depth=offset / length,
-                    meta={"needle_offset": offset, "n_pairs": len(pairs), "pad_tokens": n_pad, "vocab": v.name},
+                    meta={"needle_offset": offset, "n_pairs": len(pairs), "pad_tokens": n_pad, "vocab": v.name,
+                          "depth_bin": depth_bin},
                 )
             )
         return out

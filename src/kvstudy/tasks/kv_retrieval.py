@@ -13,6 +13,7 @@ import numpy as np
 from kvstudy.tasks import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import LEXICON, PieceTokenizer, build_context
+from kvstudy.tasks.niah import check_needle_templates
 
 
 def kv_context(rng, enc: PieceTokenizer, length: int, n_pairs: int, needle_template: str):
@@ -32,10 +33,15 @@ class KVRetrieval(Task):
     metric = "string_match_all"
     description = "n_pairs key/value needles in a haystack; answer one key's value"
     depths = True
+    param_ranges = {"n_pairs": (1, len(LEXICON.keys))}  # distinct keys of the lexicon
 
     n_pairs: int = 32
     needle_template: str = "{value} {key}"
     question_template: str = " ? {key}"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_needle_templates(self)
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         enc = PieceTokenizer(tokenizer, self.chat_template)

@@ -27,7 +27,7 @@ from kvstudy.metrics import EXECUTES_CODE, METRICS
 from kvstudy.metrics import code_exec
 from kvstudy.tasks import prompt, register
 from kvstudy.tasks.base import Sample, TaskParamError
-from kvstudy.tasks.hf_base import HFTask
+from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 
 SUBTASKS = {
     "html_to_tsv": (
@@ -91,8 +91,13 @@ class LongProc(HFTask):
     # pseudo_to_code runs the model's C++ (compiled with g++, run under resource limits): an explicit opt-in
     allow_code_execution: bool = False
 
+    param_ranges = {"min_output_tokens": (0, 10_000_000), "max_output_tokens": (0, 10_000_000)}
+
     def __post_init__(self):
         super().__post_init__()
+        if self.max_output_tokens and self.max_output_tokens <= self.min_output_tokens:
+            raise TaskParamError("max_output_tokens", f"{self.max_output_tokens} is not above min_output_tokens "
+                                 f"{self.min_output_tokens} (0: no upper bound)")
         if self.subtask not in SUBTASKS:
             raise ValueError(f"unknown LongProc subtask {self.subtask!r} ({', '.join(SUBTASKS)})")
         self.metric = SUBTASKS[self.subtask][0]
@@ -104,6 +109,21 @@ class LongProc(HFTask):
                                      " disposable container: resource limits are not a sandbox)")
             if code_exec.compiler() is None:
                 raise ValueError(f"subtask {self.subtask} needs g++ on PATH to compile the model's C++ (not found)")
+
+    def row_problem(self, row: dict) -> str | None:
+        if self.subtask == "html_to_tsv":
+            if row.get("html_str") is None and row.get("html_path") is None:
+                return "neither html_str nor html_path"
+            return answer_problem(row, "gt")
+        if self.subtask == "travel_planning":
+            return (fields_problem(row, "disambig_question_text") or answer_problem(row, "ground_truth_cities")
+                    or answer_problem(row, "ground_truth_durations"))
+        if self.subtask == "pseudo_to_code":
+            return fields_problem(row, "pseudocode_lines") or answer_problem(row, "testcases")
+        repr_ = row.get("question_repr")
+        if not (isinstance(repr_, list) and len(repr_) == 2):
+            return "question_repr is not [source, destination]"
+        return fields_problem(row, "context_nl") or answer_problem(row, "answer_nl")
 
     def _fields(self, r: dict) -> tuple[dict, list[str]]:
         if self.subtask == "html_to_tsv":

@@ -54,6 +54,7 @@ class PathTraversal(Task):
     description = "LongProc path traversal: list every hop of the unique route between two cities (long output)"
     param_choices = {"vocab": VOCABS}
     stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
+    param_ranges = {"route_hops": (1, 10_000)}
 
     n_samples: int = 10
     max_new_tokens: int = 1024

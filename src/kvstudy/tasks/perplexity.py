@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from kvstudy.tasks import register
-from kvstudy.tasks.base import Sample, Task
+from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.sources import load_records
 
 
@@ -39,12 +39,22 @@ class Perplexity(Task):
     chunk_size: int = 128  # continuation tokens per forward pass
     fidelity: bool = True  # also run the uncompressed model: KL(full || press) and top-1 agreement
 
+    param_ranges = {"continuation_tokens": (2, 1_000_000), "chunk_size": (1, 1_000_000)}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.source.strip():
+            raise TaskParamError("source", "empty: give a hub id or a local file")
+
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         if self.continuation_tokens < 2:
             raise ValueError("continuation_tokens must be at least 2 (the first continuation token is not scored)")
-        records = load_records(self.source, self.dataset_name, self.split, self.revision, self.trust_remote_code)
-        if records and self.text_column not in records[0]:
-            raise ValueError(f"source {self.source}: no column {self.text_column!r} (has {', '.join(records[0])})")
+        records = load_records(self.source, self.dataset_name, self.split, self.revision, self.trust_remote_code,
+                               task=self.name)
+        for n, r in enumerate(records, 1):
+            if self.text_column not in r:
+                raise ValueError(f"task {self.name}: source {self.source}: row {n}: no column {self.text_column!r} "
+                                 f"(has {', '.join(r)})")
         bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
         window = length - len(bos) + self.continuation_tokens
         need = window * self.n_samples

@@ -5,8 +5,9 @@ uuids, haystack noise / words / needle). RULER's presets are parameter sets, e.g
 {haystack: noise, key_type: words, value_type: numbers}; niah_multikey_3 = {haystack: needle, key_type: uuids,
 value_type: uuids, num_keys: 4}; niah_multivalue = {num_values: 4}; niah_multiquery = {num_keys: 4,
 num_queries: 4}. Scored with RULER's `string_match_all` over every queried value.
-The first queried needle sits at an evenly spread depth of the haystack (`meta.target_depth`), the others at
-random depths; `depth` records its real offset / length, instructions included.
+The first queried needle sits at a depth drawn inside bin i mod n_depths of n_depths equal bins of the haystack
+(`meta.target_depth`, `meta.depth_bin`; kvstudy.tasks.haystack.binned_depth), the others at random depths; `depth`
+records its real offset / length, instructions included.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvstudy.tasks import register
-from kvstudy.tasks.base import Sample, Task
-from kvstudy.tasks.haystack import PieceTokenizer, build_context, pieces_ids
+from kvstudy.tasks.base import Sample, Task, TaskParamError
+from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context, pieces_ids
 from kvstudy.tasks.vocab import HAYSTACKS, ITEM_TYPES, VOCABS, haystack, make_items, resolve_vocab
 
 TYPE_NAMES = {"words": "words", "numbers": "numbers", "uuids": "uuids"}
@@ -36,6 +37,7 @@ class RulerNIAH(Task):
     param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS + ("needle",), "key_type": ITEM_TYPES,
                      "value_type": ITEM_TYPES}
     depths = True
+    param_ranges = {"num_keys": (1, 1000), "num_values": (1, 100), "num_queries": (1, 1000), "n_depths": (1, 1000)}
 
     max_new_tokens: int = 64
     vocab: str = "auto"  # english | lexicon | auto (see tasks/vocab.py)
@@ -46,6 +48,12 @@ class RulerNIAH(Task):
     num_values: int = 1  # values per queried key
     num_queries: int = 1
     n_depths: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_queries > self.num_keys:
+            raise TaskParamError("num_queries", f"{self.num_queries} is more than num_keys {self.num_keys} (the "
+                                 "queried keys are among the keys with needles)")
 
     def _needle(self, v, key: str, value: str) -> str:
         if v.name == "english":
@@ -92,7 +100,8 @@ class RulerNIAH(Task):
             distract_values = values[j:]
             needles = [enc(self._needle(v, k, val)) for k, val in pairs]
             depths = list(rng.uniform(0, 1, size=len(pairs)))
-            depths[0] = (i % self.n_depths) / max(self.n_depths - 1, 1)  # pairs[0] is the first queried needle
+            # pairs[0] is the first queried needle: inside its depth bin, at the uniform draw it already has
+            depths[0] = binned_depth(i % self.n_depths, self.n_depths, depths[0])
             if self.haystack == "needle":  # RULER: the haystack is other keys' needles
                 pieces = [self._needle(v, k, val) for k, val in zip(distract_keys, distract_values)]
                 pieces = pieces * (1 + length // max(1, sum(len(enc(p)) for p in pieces)))
@@ -111,7 +120,7 @@ class RulerNIAH(Task):
                     references=refs,
                     depth=ctx.needle_offsets[0] / length,  # where the needle really is (instructions included)
                     meta={"needle_offset": ctx.needle_offsets[0], "answer_offsets": answer_offsets,
-                          "target_depth": float(depths[0]),
+                          "target_depth": float(depths[0]), "depth_bin": i % self.n_depths,
                           "vocab": v.name},
                 )
             )

@@ -34,6 +34,7 @@ class VariableTracking(Task):
     description = "RULER variable tracking: find every variable assigned a value through a chain"
     param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS}
     depths = True
+    param_ranges = {"num_chains": (1, 100), "num_hops": (1, 100)}
 
     max_new_tokens: int = 32
     vocab: str = "auto"
