@@ -21,8 +21,9 @@ number to --out as JSON. Decoding ignores stop tokens: every variant decodes --n
 `--project STUDY` prints what the study costs grouped (its eval.group, and cell) and one variant per job: model loads,
 prefilled tokens and decoded tokens (an upper bound: every answer at its task's max_new_tokens), counted from the
 study's own grid and prefill classes; with stage times (this run's, or --stage-times, a JSON this script wrote) also
-the GPU hours, as loads x load + prefilled tokens x prefill per token + decoded tokens x decode per token, taking the
-stage times of the measured length closest to each job's (docs/engine.md, "GPU cost of a study").
+the GPU hours, as loads x load + prefilled tokens x prefill per token + decoded tokens x decode per token, with the
+no_press stage times of one measured length (the longest at most 16k tokens; studies/helmet_reasoning.yaml runs at
+16k only) (docs/engine.md, "GPU cost of a study").
 """
 
 from __future__ import annotations
