@@ -372,6 +372,7 @@ def test_kvstudy_eval_writes_each_variants_result_and_log(tmp_path, monkeypatch)
     assert [r["status"] for r in results] == ["ok", "failed", "oom"]
     ok, failed, oom = results
     assert ok["efficiency"]["group_variants"] == 3 and ok["efficiency"]["variant_seconds"] > 0
+    assert ok["efficiency"]["total_seconds"] == oom["efficiency"]["total_seconds"]  # the job's, one number
     assert all(v is None for v in failed["efficiency"].values()) and failed["samples"] == []
     assert oom["quality"]["score"] is None and oom["samples"] == [] and "out of memory" in oom["error"]
     assert "no_press niah 256: ok" in (tmp_path / "0.log").read_text()

@@ -93,7 +93,8 @@ def _run(variants, runner_cls, load, dev, t_start) -> dict[int, dict]:
     runner = runner_cls(job, model, tokenizer, dev)
     clock, mem = Clock(dev), warm_up(model, runner.samples, dev)
     GroupRun(model, runner.samples, runner.one, clock, mem, dev).run(live)
-    parts = {i: runner.result(v) | {"efficiency": efficiency(v, model, runner.full_tokens(v), mem.kind, t_start,
+    total = time.perf_counter() - t_start  # the job's, the same for each of its variants
+    parts = {i: runner.result(v) | {"efficiency": efficiency(v, model, runner.full_tokens(v), mem.kind, total,
                                                               len(variants))}
              for i, v in enumerate(variants) if v.status != "failed"}
     if getattr(runner, "judged", False):  # the evaluated model is freed before the judge loads

@@ -10,8 +10,6 @@ variants (`group_variants`), and `variant_seconds` the time spent on this varian
 
 from __future__ import annotations
 
-import time
-
 SCHEMA_VERSION = 1
 JOB_KEYS = ("model", "model_path", "task", "task_params", "length", "press", "method", "params",
             "compression_ratio", "seed")
@@ -22,7 +20,7 @@ def mean(rows: list[dict], key: str):
     return sum(vals) / len(vals) if vals else None
 
 
-def efficiency(v, model, full_tokens: int, peak_kind: str, t_start: float, group_size: int) -> dict:
+def efficiency(v, model, full_tokens: int, peak_kind: str, total_seconds: float, group_size: int) -> dict:
     """The result's `efficiency` of variant `v` (kvstudy.engine.group.Variant): means over its rows, against the
     model's own uncompressed cache of `full_tokens` prefilled tokens."""
     from kvstudy.measure import full_cache_bytes, full_cache_tokens
@@ -49,7 +47,7 @@ def efficiency(v, model, full_tokens: int, peak_kind: str, t_start: float, group
         "compress_seconds": mean(rows, "compress_seconds"),
         "ttft_seconds": mean(rows, "ttft_seconds"),
         "decode_tokens_per_second": sum(r["decode_tokens"] for r in rows) / decode_s if decode_s > 0 else None,
-        "total_seconds": time.perf_counter() - t_start,
+        "total_seconds": total_seconds,
         "variant_seconds": v.seconds,
         "group_variants": group_size,
     }
