@@ -25,6 +25,12 @@ def eval_jobs(out: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in re.findall(r"^(eval\w*)\s+(\d+)$", out, re.M)}
 
 
+def job_blocks(out: str) -> list[str]:
+    """A dry run's job descriptions, one string each: they start with a time stamp line, with or without a blank line
+    between them (that depends on Snakemake's output settings)."""
+    return [b for b in re.split(r"\n\s*\n|\n(?=\[\w{3} \w{3} [ \d]\d [\d:]{8} \d{4}\]\n)", out) if b.strip()]
+
+
 def snakemake(workdir: Path, *args, check=True):
     p = subprocess.run(
         [*SNAKEMAKE, *args, "--cores", "2", "--configfile", ".test/config.yaml"],
@@ -283,7 +289,7 @@ def _eval_resources(run, config):
                         "--configfile", config], cwd=run, capture_output=True, text=True)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
-    blocks = out.split("\n\n")
+    blocks = job_blocks(out)
     evals = [b for b in blocks if re.search(r"rule eval_\w+:", b)]
     assert len(evals) == 12  # 3 press entries x 2 tasks x 2 lengths
     return evals, [b for b in blocks if "rule aggregate:" in b]
@@ -343,7 +349,7 @@ def test_group_jobs_take_evals_resources_and_runtime_times_their_variants(run):
                         "eval:gpu=1"], cwd=run, capture_output=True, text=True)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
-    blocks = {m.group(1): b for b in out.split("\n\n") if (m := re.search(r"rule (eval_\w+):", b))}
+    blocks = {m.group(1): b for b in job_blocks(out) if (m := re.search(r"rule (eval_\w+):", b))}
     resources = {rule: dict(re.findall(r"(\w+)=([\w.]+)", re.search(r"resources: (.*)", b).group(1)))
                  for rule, b in blocks.items()}
     assert resources["eval_snapkv"]["runtime"] == "14" and resources["eval_no_press"]["runtime"] == "7"
