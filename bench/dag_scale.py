@@ -1,9 +1,10 @@
 """DAG build time of our Snakefile at paper scale, against a bare `expand` Snakefile of the same size.
 
-    python bench/dag_scale.py [--sizes 1000 5000 10000 20000] [--repeat 3]
+    python bench/dag_scale.py [--sizes 1000 5000 10000 20000] [--repeat 3] [--groups variant entry]
 
-For each size N, a synthetic study of N eval jobs (1 model x 2 tasks x 10 lengths x N/20 press variants) is
-dry-run (`snakemake -n figures/all`) in a fresh copy of the workflow: with no results ("build": the whole DAG is
+For each size N, a synthetic study of N eval jobs (1 model x 2 tasks x 10 lengths x N/20 press variants, one press
+entry) is dry-run, once per `eval.group` asked (`variant`: one Snakemake job per variant; `entry`, the default: one
+job per cell running the entry's N/20 variants, 20 jobs of N/20 outputs each), (`snakemake -n figures/all`) in a fresh copy of the workflow: with no results ("build": the whole DAG is
 scheduled) and with every output present ("no-op": all raw results, tables and figures exist and are up to date,
 so nothing is to do). The bare Snakefile has the same eval jobs written as one `expand` into an aggregate rule,
 in the same two situations. A third Snakefile, "bare+log", is the bare one whose eval rule also has the `log:` and
@@ -63,9 +64,10 @@ rule manifest:
 """
 
 
-def study(n_jobs: int) -> dict:
+def study(n_jobs: int, group: str = "entry") -> dict:
     n_variants = n_jobs // (N_TASKS * N_LENGTHS)
     return {
+        "eval": {"group": group},
         "study": f"dag{n_jobs}",
         "models": {"tiny": {"path": "builtin:tiny-retrieval"}},
         "tasks": {"niah": {"n_samples": 4}, "kv_retrieval": {"n_samples": 4}},
@@ -104,14 +106,14 @@ LOG_AND_BENCHMARK = (
 )
 
 
-def setup_ours(wd: Path, n: int) -> int:
+def setup_ours(wd: Path, n: int, group: str) -> int:
     from kvstudy.config import validate
     from kvstudy.grid import jobs
 
     shutil.copy(ROOT / "Snakefile", wd / "Snakefile")
     shutil.copytree(ROOT / "workflow", wd / "workflow")
     shutil.copytree(ROOT / "envs", wd / "envs")
-    cfg = study(n)
+    cfg = study(n, group)
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     return len(jobs(validate(cfg)))
 
@@ -123,13 +125,14 @@ def setup_bare(wd: Path, n: int, extra: str = "") -> None:
                                               extra=extra))
 
 
-def measure(n: int, repeat: int) -> tuple[int, dict, dict]:
+def measure(n: int, repeat: int, groups: list[str]) -> tuple[int, dict, dict]:
     """(eval jobs, {variant: fastest build (wall, cpu)}, {variant: fastest no-op (wall, cpu)})."""
     with tempfile.TemporaryDirectory() as d:
-        dirs = {v: Path(d) / v for v in ("bare", "bare+log", "ours")}
+        dirs = {v: Path(d) / v.replace(":", "-") for v in ("bare", "bare+log", *[f"ours:{g}" for g in groups])}
         for wd in dirs.values():
             wd.mkdir()
-        jobs = setup_ours(dirs["ours"], n)
+        for g in groups:
+            jobs = setup_ours(dirs[f"ours:{g}"], n, g)
         setup_bare(dirs["bare"], n)
         setup_bare(dirs["bare+log"], n, LOG_AND_BENCHMARK)
         fastest = lambda runs: min(runs, key=lambda r: r[1])  # noqa: E731  (by CPU time, the steadier one)
@@ -150,6 +153,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000, 20000])
     ap.add_argument("--repeat", type=int, default=3, help="dry runs per Snakefile and situation; the fastest counts")
+    ap.add_argument("--groups", nargs="+", default=["variant", "entry"], choices=["variant", "entry", "cell"],
+                    help="eval.group settings of ours to time")
     a = ap.parse_args()
     shim = Path(tempfile.mkdtemp())
     (shim / "scontrol").write_text("#!/bin/sh\nexit 1\n")
@@ -158,20 +163,21 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "kvstudy")], check=True)
     rows = []
     for n in a.sizes:
-        rows.append(measure(n, a.repeat))
+        rows.append(measure(n, a.repeat, a.groups))
         print(f"done {rows[-1][0]} jobs", file=sys.stderr, flush=True)
     print(f"seconds as wall / CPU (user+sys), fastest of {a.repeat}; ratio = ours / bare (goal <= 1.3); "
-          "bare+log = bare with eval's log: and benchmark:")
+          "bare+log = bare with eval's log: and benchmark:; ours:G = eval.group G")
+    ours = [f"ours:{g}" for g in a.groups]
     for title, col in (("build (nothing present)", 1), ("no-op (everything present)", 2)):
         print(f"\n{title}")
-        print(f"{'eval jobs':>9} | {'bare':>11} | {'bare+log':>11} | {'ours':>11} | {'ours / bare':>11} | "
-              f"{'ours / bare+log':>15}")
+        print("| eval jobs | bare | bare+log | " + " | ".join(ours) + " | "
+              + " | ".join(f"{o} / bare" for o in ours) + " |")
+        print("|---" * (3 + 2 * len(ours)) + "|")
         for row in rows:
             t = row[col]
-            cells = [f"{t[v][0]:.1f} / {t[v][1]:.1f}" for v in ("bare", "bare+log", "ours")]
-            cells.append(f"{t['ours'][0] / t['bare'][0]:.2f} / {t['ours'][1] / t['bare'][1]:.2f}")
-            cells.append(f"{t['ours'][0] / t['bare+log'][0]:.2f} / {t['ours'][1] / t['bare+log'][1]:.2f}")
-            print(f"{row[0]:>9} | " + " | ".join(f"{c:>11}" for c in cells[:4]) + f" | {cells[4]:>15}")
+            cells = [f"{t[v][0]:.1f} / {t[v][1]:.1f}" for v in ("bare", "bare+log", *ours)]
+            cells += [f"{t[o][0] / t['bare'][0]:.2f} / {t[o][1] / t['bare'][1]:.2f}" for o in ours]
+            print(f"| {row[0]} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

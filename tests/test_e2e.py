@@ -20,6 +20,17 @@ pytestmark = pytest.mark.e2e
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+def eval_jobs(out: str) -> dict[str, int]:
+    """Eval jobs per rule in a run's job stats: one rule per press entry of .test/config.yaml (eval.group entry)."""
+    return {rule: int(n) for rule, n in re.findall(r"^(eval\w*)\s+(\d+)$", out, re.M)}
+
+
+def job_blocks(out: str) -> list[str]:
+    """A dry run's job descriptions, one string each: they start with a time stamp line, with or without a blank line
+    between them (that depends on Snakemake's output settings)."""
+    return [b for b in re.split(r"\n\s*\n|\n(?=\[\w{3} \w{3} [ \d]\d [\d:]{8} \d{4}\]\n)", out) if b.strip()]
+
+
 def snakemake(workdir: Path, *args, check=True):
     p = subprocess.run(
         [*SNAKEMAKE, *args, "--cores", "2", "--configfile", ".test/config.yaml"],
@@ -102,16 +113,35 @@ def test_figures_and_manifest(run):
 
 
 def test_deleted_result_is_recomputed_and_nothing_else(run):
+    """A deleted raw result reruns its group job (Snakemake reruns a job with a missing output and removes its other
+    outputs first): snapkv-cr0.50 and snapkv-cr0.90 of that cell, from one model load and one prefill per sample,
+    with the same results as before."""
     victim = run / "results/raw/tiny/niah/256/snapkv-cr0.50/seed0.json"
+    sibling = run / "results/raw/tiny/niah/256/snapkv-cr0.90/seed0.json"
+    before = json.loads(sibling.read_text())
     victim.unlink()
     dry = snakemake(run, "-n", "figures/all")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout + dry.stderr, re.M))
-    assert counts["eval"] == "1" and counts["aggregate"] == "1", counts
+    assert eval_jobs(dry.stdout + dry.stderr) == {"eval_snapkv": 1} and counts["aggregate"] == "1", counts
     out = snakemake(run, "figures/all")
     assert victim.exists()
-    assert (out.stdout + out.stderr).count("rule eval:") == 1  # "localrule eval:" once
+    assert (out.stdout + out.stderr).count("rule eval_") == 1  # "localrule eval_snapkv:" once
+    after = json.loads(sibling.read_text())
+    assert after["provenance"]["started"] >= before["provenance"]["started"]
+    assert [s["prediction"] for s in after["samples"]] == [s["prediction"] for s in before["samples"]]
     again = snakemake(run, "figures/all")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_group_job_shares_its_prefills(run):
+    """The snapkv group's two variants of a cell came from one prefill per sample; no_press ran alone."""
+    cell = run / "results/raw/tiny/kv_retrieval/512"
+    for press, shared in (("snapkv-cr0.50", 2), ("snapkv-cr0.90", 2), ("no_press", 1)):
+        raw = json.loads((cell / press / "seed0.json").read_text())
+        assert raw["efficiency"]["prefill_shared_by"] == shared and raw["efficiency"]["group_variants"] == shared
+        assert (raw["efficiency"]["compress_seconds"] is None) == (shared == 1)
+    log = (run / "logs/eval/tiny/kv_retrieval/512/snapkv-cr0.90/seed0.log").read_text()
+    assert log.startswith("snapkv-cr0.90 kv_retrieval 512: ok")
 
 
 def test_report_builds(run):
@@ -157,8 +187,8 @@ def test_added_press_runs_only_the_new_jobs(run):
     (run / ".test/more.yaml").write_text(cfg.replace("  - method: no_press\n", "  - method: no_press\n  - {method: knorm, compression_ratio: 0.5}\n"))
     p = subprocess.run([*SNAKEMAKE, "-n", "figures/all", "--cores", "1", "--configfile", ".test/more.yaml"],
                        cwd=run, capture_output=True, text=True)
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, re.M))
-    assert counts["eval"] == "4", counts  # knorm-cr0.50 x 2 tasks x 2 lengths, nothing else
+    counts = eval_jobs(p.stdout + p.stderr)
+    assert counts == {"eval_knorm": 4}, counts  # knorm-cr0.50 x 2 tasks x 2 lengths, nothing else
 
 
 def test_a_changed_task_reruns_only_its_jobs(run):
@@ -170,11 +200,23 @@ def test_a_changed_task_reruns_only_its_jobs(run):
                                                        "    n_samples: 12\n    n_depths: 5\n"))
     p = subprocess.run([*SNAKEMAKE, "-n", "figures/all", "--cores", "1", "--configfile", ".test/niah12.yaml"],
                        cwd=run, capture_output=True, text=True)
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, re.M))
-    assert counts["eval"] == "8", counts  # 4 variants x 2 lengths of niah
-    outputs = re.findall(r"^rule eval:\n    output: (\S+)", p.stdout, re.M)
+    counts = eval_jobs(p.stdout + p.stderr)
+    # 3 press entries (a group job each) x 2 lengths of niah: its 8 results
+    assert counts == {"eval_no_press": 2, "eval_streaming_llm": 2, "eval_snapkv": 2}, counts
+    outputs = re.findall(r"^rule eval_\w+:\n    output: ([^\n]+)", p.stdout, re.M)
+    outputs = [o for line in outputs for o in line.split(", ")]
     assert len(outputs) == 8 and all(o.startswith("results/raw/tiny/niah/") for o in outputs), outputs
-    assert p.stdout.count("reason: Params have changed since last execution") == 8
+    assert p.stdout.count("reason: Params have changed since last execution") == 6
+
+
+def test_group_sizes_are_the_studys_choice(run):
+    """eval.group: one job per variant, or one per cell; the same 16 results either way."""
+    cfg = (run / ".test/config.yaml").read_text()
+    for group, want in (("variant", {"eval": 16}), ("cell", {"eval_cell": 4})):
+        (run / f".test/{group}.yaml").write_text(cfg + f"eval: {{group: {group}}}\n")
+        p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--cores", "1", "--configfile",
+                            f".test/{group}.yaml"], cwd=run, capture_output=True, text=True)
+        assert eval_jobs(p.stdout + p.stderr) == want, p.stdout[-2000:] + p.stderr[-2000:]
 
 
 def test_a_failing_job_is_drawn_as_failed_and_retried_on_demand(run):
@@ -198,7 +240,7 @@ def test_a_failing_job_is_drawn_as_failed_and_retried_on_demand(run):
     res = pd.read_csv(run / "results/tables/results.csv")
     row = res[(res.task == "niah") & (res.length == 512) & (res.press == "snapkv-cr0.90")].iloc[0]
     assert row.status == "failed" and row.error.startswith("RuntimeError: failure injected") and pd.isna(row.score)
-    assert (res.status == "ok").sum() == len(res) - 1
+    assert (res.status == "ok").sum() == len(res) - 1  # its group's other variant (snapkv-cr0.50) is ok
     sig = pd.read_csv(run / "results/analysis/significance.csv")
     assert len(sig[sig.task != "mean"]) == 3 * 2 * 2 - 1  # the failed cell has no test (nor its mean)
     assert len(sig[sig.task == "mean"]) == 3 * 2 - 1
@@ -214,8 +256,8 @@ def test_a_failing_job_is_drawn_as_failed_and_retried_on_demand(run):
                             cwd=run, capture_output=True, text=True)
     assert f"removed failed result {victim}" in status.stdout, status.stdout + status.stderr
     assert not (run / victim).exists() and "failed=0 (F)" in status.stdout
-    again = snakemake(run, "figures/all")  # without the fault: exactly that job runs again
-    assert (again.stdout + again.stderr).count("rule eval:") == 1
+    again = snakemake(run, "figures/all")  # without the fault: exactly its group job runs again
+    assert (again.stdout + again.stderr).count("rule eval_") == 1
     assert json.loads((run / victim).read_text())["status"] == "ok"
 
 
@@ -247,9 +289,9 @@ def _eval_resources(run, config):
                         "--configfile", config], cwd=run, capture_output=True, text=True)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
-    blocks = out.split("\n\n")
-    evals = [b for b in blocks if "rule eval:" in b]
-    assert len(evals) == 16
+    blocks = job_blocks(out)
+    evals = [b for b in blocks if re.search(r"rule eval_\w+:", b)]
+    assert len(evals) == 12  # 3 press entries x 2 tasks x 2 lengths
     return evals, [b for b in blocks if "rule aggregate:" in b]
 
 
@@ -284,9 +326,10 @@ def test_status_sees_a_running_job_and_an_interrupted_one(run):
             time.sleep(1)
             seen = subprocess.run([sys.executable, "-m", "kvstudy.cli", "status", ".test/slow.yaml"], cwd=run,
                                   capture_output=True, text=True).stdout
-            if "running=1 (R)" in seen:
+            if re.search(r"running=[12] \(R\)", seen):
                 break
-        assert "running=1 (R)" in seen, seen
+        assert re.search(r"running=[12] \(R\)", seen), seen
+        running = int(re.search(r"running=(\d+)", seen).group(1))  # a group job runs 1 or 2 variants
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     finally:
@@ -294,4 +337,20 @@ def test_status_sees_a_running_job_and_an_interrupted_one(run):
             proc.kill()
     after = subprocess.run([sys.executable, "-m", "kvstudy.cli", "status", ".test/slow.yaml"], cwd=run,
                            capture_output=True, text=True).stdout
-    assert "running=0 (R)" in after and "interrupted=1 (I)" in after and "missing=7 (-)" in after, after
+    assert "running=0 (R)" in after and f"interrupted={running} (I)" in after, after
+    assert f"missing={8 - running} (-)" in after, after
+
+
+def test_group_jobs_take_evals_resources_and_runtime_times_their_variants(run):
+    """What a profile or the command line sets for `eval` (profiles/slurm: --set-resources eval:...) reaches every
+    group rule; the runtime grows with the group's variants (they decode one after another)."""
+    p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--cores", "1", "--configfile",
+                        ".test/config.yaml", "--set-resources", "eval:runtime=7*attempt", "eval:mem_mb=1234",
+                        "eval:gpu=1"], cwd=run, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    blocks = {m.group(1): b for b in job_blocks(out) if (m := re.search(r"rule (eval_\w+):", b))}
+    resources = {rule: dict(re.findall(r"(\w+)=([\w.]+)", re.search(r"resources: (.*)", b).group(1)))
+                 for rule, b in blocks.items()}
+    assert resources["eval_snapkv"]["runtime"] == "14" and resources["eval_no_press"]["runtime"] == "7"
+    assert all(r["mem_mb"] == "1234" and r["gpu"] == "1" for r in resources.values())

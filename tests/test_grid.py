@@ -78,3 +78,66 @@ def test_excluded_jobs_leave_the_grid(study):
     kept, every = jobs(config), jobs(config, exclude=False)
     assert len(every) - len(kept) == 2 * 4  # kv's snapkv variants at both lengths
     assert {j["press"] for j in kept if j["task"] == "kv"} == {"no_press", "knorm-cr0.50"}
+
+
+def test_eval_groups_are_press_entries_by_default(study):
+    from kvstudy.grid import RAW, eval_groups
+
+    groups = eval_groups(validate(study))
+    assert [(g.name, g.presses, g.cell) for g in groups] == [
+        ("eval_no_press", ("no_press",), None),
+        ("eval_snapkv", ("snapkv-cr0.50-ws16", "snapkv-cr0.50-ws32", "snapkv-cr0.90-ws16", "snapkv-cr0.90-ws32"), None),
+        ("eval_knorm", ("knorm-cr0.50",), None),
+    ]
+    assert groups[2].paths(RAW) == ["results/raw/{model}/{task}/{length}/knorm-cr0.50/seed{seed}.json"]
+
+
+def test_a_methods_later_entry_is_a_group_of_its_own_and_renames_nothing(study):
+    from kvstudy.grid import eval_groups
+
+    before = {g.name: g.presses for g in eval_groups(validate(study))}
+    study["presses"].insert(1, {"method": "knorm", "compression_ratio": 0.9})
+    after = {g.name: g.presses for g in eval_groups(validate(study))}
+    assert after == {**before, "eval_knorm": ("knorm-cr0.90",), "eval_knorm_2": ("knorm-cr0.50",)}
+
+
+def test_cell_groups_hold_every_variant_and_variant_mode_has_none(study):
+    from kvstudy.grid import eval_groups
+
+    study["eval"] = {"group": "cell"}
+    [cell] = eval_groups(validate(study))
+    assert cell.name == "eval_cell" and len(cell.presses) == 6 and cell.cell is None
+    study["eval"] = {"group": "variant"}
+    assert eval_groups(validate(study)) is None
+
+
+def test_cells_that_exclude_thins_get_a_literal_group(study):
+    """Every job is in exactly one group's outputs, no excluded job in any: the common subset of an entry gets the
+    wildcard rule, a thinned cell a rule of its own (literal paths, which Snakemake prefers)."""
+    from kvstudy.grid import RAW, eval_groups
+
+    study["exclude"] = [{"task": "kv", "length": 512, "press": "snapkv-cr0.90*"}, {"press": "*-ws32"}]
+    config = validate(study)
+    groups = eval_groups(config)
+    snap = [g for g in groups if g.name.startswith("eval_snapkv")]
+    assert [(g.name, g.presses, g.cell) for g in snap] == [
+        ("eval_snapkv", ("snapkv-cr0.50-ws16", "snapkv-cr0.90-ws16"), None),
+        ("eval_snapkv_c0", ("snapkv-cr0.50-ws16",), ("tiny", "kv", 512, 0)),
+    ]
+    assert snap[1].paths(RAW) == ["results/raw/tiny/kv/512/snapkv-cr0.50-ws16/seed0.json"]
+    cells = {(j["model"], j["task"], j["length"], j["seed"]) for j in jobs(config)}
+    produced = []
+    for g in groups:
+        for cell in ([g.cell] if g.cell else [c for c in cells if not any(o.cell == c for o in groups
+                                                                             if o.name.startswith(g.name + "_c"))]):
+            produced += [p.format(model=cell[0], task=cell[1], length=cell[2], seed=cell[3]) for p in g.paths(RAW)]
+    assert sorted(produced) == sorted(raw_path(j) for j in jobs(config))
+
+
+def test_searched_entries_are_not_grouped(study):
+    from kvstudy.grid import eval_groups
+
+    study["presses"].append({"method": "snapkv", "compression_ratio": 0.5,
+                             "search": {"params": {"window_size": [16, 32]}, "mode": ["global"]}})
+    names = [g.name for g in eval_groups(validate(study))]
+    assert names == ["eval_no_press", "eval_snapkv", "eval_knorm"]

@@ -225,9 +225,11 @@ def test_the_snakefile_schedules_no_excluded_job(tmp_path):
     p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "figures/all", "--cores", "1",
                         "--configfile", "study.yaml"], cwd=wd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", p.stdout, re.M))
-    # 1 model x 2 tasks x 2 lengths x 4 variants = 16, less kv_retrieval at 512 (4) and snapkv-cr0.90 elsewhere (3)
-    assert int(counts["eval"]) == 9, p.stdout[-2000:]
+    # raw results the eval jobs (one per press entry and cell, eval.group entry) write: 1 model x 2 tasks x 2 lengths
+    # x 4 variants = 16, less kv_retrieval at 512 (4) and snapkv-cr0.90 elsewhere (3)
+    outputs = [o for line in re.findall(r"^rule eval\w*:\n    output: ([^\n]+)", p.stdout, re.M)
+               for o in line.split(", ")]
+    assert len(outputs) == 9, p.stdout[-2000:]
     assert "results/raw/tiny/kv_retrieval/512/" not in p.stdout and "/snapkv-cr0.90/" not in p.stdout
     aggregate = next(line for line in p.stdout.splitlines() if "kvstudy aggregate" in line)
     assert '"exclude"' in aggregate  # aggregate reads exactly the jobs that run

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import time
 
 import pytest
@@ -238,7 +239,7 @@ def test_markers_take_a_new_version_when_results_are_missing(tmp_path, monkeypat
 
 MINI = {"study": "mini", "models": {"tiny": {"path": "builtin:tiny-retrieval", "dtype": "float32"}},
         "tasks": {"niah": {"n_samples": 4, "n_depths": 2}}, "lengths": [256],
-        "presses": [{"method": "no_press"}, {"method": "knorm", "compression_ratio": 0.5}],
+        "presses": [{"method": "no_press"}, {"method": "knorm", "compression_ratio": [0.25, 0.5]}],
         "figures": ["score_vs_ratio"]}
 
 
@@ -268,17 +269,18 @@ def test_a_bad_result_is_named_and_rerun_and_a_dry_run_writes_nothing(tmp_path):
     (wd / "mini.yaml").write_text(yaml.safe_dump(MINI))
     first = _snakemake(wd, "figures/all", umask=0o002)
     assert first.returncode == 0, first.stderr[-3000:]
-    a, b = (f"results/raw/tiny/niah/256/{p}/seed0.json" for p in ("no_press", "knorm-cr0.50"))
+    # a bad result, and another job's result, both of the knorm entry's group job (eval.group entry)
+    a, b, other = (f"results/raw/tiny/niah/256/{p}/seed0.json" for p in ("knorm-cr0.50", "knorm-cr0.25", "no_press"))
     # results readable by the group (umask 002), whatever mkstemp makes
     assert oct((wd / a).stat().st_mode & 0o777) == oct(0o664)
     assert oct((wd / "results/tables/results.csv").stat().st_mode & 0o777) == oct(0o664)
     before = pd.read_csv(wd / "results/tables/results.csv")
 
-    (wd / b).write_text((wd / a).read_text())  # another job's result under this job's path
+    (wd / b).write_text((wd / other).read_text())  # another job's result under this job's path
     raw = json.loads((wd / a).read_text())
     raw["quality"]["score"] = 7
     (wd / a).write_text(json.dumps(raw))
-    orphan = write(wd / "results/raw/tiny/niah/256/no_press/.seed0.json.k1ll3d.tmp", "")
+    orphan = write(wd / "results/raw/tiny/niah/256/knorm-cr0.50/.seed0.json.k1ll3d.tmp", "")
     os.utime(orphan, (time.time() - 3600,) * 2)
     tree = _tree(wd)
 
@@ -300,7 +302,9 @@ def test_a_bad_result_is_named_and_rerun_and_a_dry_run_writes_nothing(tmp_path):
         assert f"kvstudy: invalid raw result {path}" in run.stderr and "set aside as results/rejected/" in run.stderr
         assert (wd / "results/rejected" / os.path.relpath(path, "results/raw")).exists()
         assert read(wd / path)["status"] == "ok"
-    assert run.stderr.count("rule eval:") == 2 and not orphan.exists()
+    # their group job ran again, once, and no other (no_press's result is as it was)
+    assert re.findall(r"rule (eval\w*):", run.stderr) == ["eval_knorm"] and not orphan.exists()
+    assert _tree(wd)[other] == tree[other]
     after = pd.read_csv(wd / "results/tables/results.csv")
     assert after[["press", "score", "n", "kv_tokens_kept"]].equals(before[["press", "score", "n", "kv_tokens_kept"]])
     assert "Nothing to be done" in _snakemake(wd, "figures/all").stderr

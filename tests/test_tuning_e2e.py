@@ -118,7 +118,7 @@ def test_an_added_press_keeps_the_search(interrupted):
     p = subprocess.run([*SNAKEMAKE, "-n", "figures/all", "--cores", "1", "--configfile", str(more)], cwd=interrupted,
                        capture_output=True, text=True)
     plan = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, re.M))
-    assert plan.get("eval") == "2", plan  # knorm x 2 tasks; no trial, no choice, no tuned job again
+    assert plan.get("eval_knorm") == "2", plan  # knorm x 2 tasks; no trial, no choice, no tuned job again
     assert not {"eval_trial", "tune_global", "tune_task", "eval_tuned"} & set(plan), plan
 
 

@@ -1,9 +1,9 @@
 """Attention-output error of a press: how much the question tokens' attention outputs change under compression.
 
-For one sample: prefill the context twice, once as the eval job does (`evaluate.run_sample`: the variant's cache,
-under its prefill press, with the question appended when query-aware) and once with a full-precision, uncompressed
-cache of the same tokens; then ask the question against each (positions continuing after the prefill, under the
-variant's decoding press for the compressed one) and capture every layer's attention output: the input of
+For one sample: the variant's cache as the eval job makes it (`kvstudy.engine.prefill`: under its prefill press, or
+derived from the prefill its class shares, with the question appended when query-aware) and the full-precision,
+uncompressed cache of the same tokens; then ask the question against each (positions continuing after the prefill,
+under the variant's decoding press for the compressed one) and capture every layer's attention output: the input of
 `self_attn.o_proj` (heads concatenated, before the output projection). A layer's error is the relative Frobenius
 norm ||A_compressed - A_full||_F / ||A_full||_F; the sample's error is the mean over layers. It is a tuning
 objective (kvstudy.tuning, `objective: combined`).
@@ -24,25 +24,19 @@ def _o_projs(model) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
-def _question_attn_outputs(model, run, sample, compressed: bool) -> list[torch.Tensor]:
-    from kvstudy.presses.variant import PressRun
-
-    from kvstudy.evaluate import ask  # the question exactly as the eval job asks it
+def _question_attn_outputs(model, run, sample, cache, n: int) -> list[torch.Tensor]:
+    """Every layer's attention output of the question asked after a cache of `n` prefilled tokens."""
+    from kvstudy.engine.generate import ask  # the question exactly as the eval job asks it
 
     device = model.device
-    prefix = sample.context_ids + (sample.question_ids if run.query_aware else [])
-    ctx = torch.tensor([prefix], device=device)
-    cache = run.new_cache(model) if compressed else PressRun().new_cache(model)  # the model's own, uncompressed
-    with run.prefill(model, cache) if compressed else _null():
-        model.model(input_ids=ctx, past_key_values=cache)
     q = torch.tensor([sample.question_ids], device=device)
-    pos = torch.arange(ctx.shape[1], ctx.shape[1] + q.shape[1], device=device).unsqueeze(0)
+    pos = torch.arange(n, n + q.shape[1], device=device).unsqueeze(0)
     mods = _o_projs(model)
     captured: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(mods))}
     hooks = [m.register_forward_pre_hook(lambda _m, args, i=i: captured[i].append(args[0].detach().float()))
              for i, m in enumerate(mods)]
     try:
-        with run.decoding(model, cache) if compressed else _null():
+        with run.decoding(model, cache):
             ask(model, q, cache, pos)  # one call, or one per token for uneven layers: concatenated below
     finally:
         for h in hooks:
@@ -50,26 +44,27 @@ def _question_attn_outputs(model, run, sample, compressed: bool) -> list[torch.T
     return [torch.cat(captured[i], dim=1) for i in range(len(mods))]
 
 
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
-def layer_errors(model, press, sample) -> list[float]:
+def layer_errors(model, press, sample, prefill=None) -> list[float]:
     """Relative Frobenius error of each layer's question-token attention output, compressed vs full cache.
-    `press` is a `kvstudy.presses.variant.PressRun`, a bare kvpress press, or None."""
+    `press` is a `kvstudy.presses.variant.PressRun`, a bare kvpress press, or None; `prefill` the sample's prefill
+    (`kvstudy.engine.prefill`: shared by the variant's class, or its own), made here when not given."""
+    from kvstudy.engine.group import prefix_ids
+    from kvstudy.engine.prefill import OwnPrefill, reset_masks
+    from kvstudy.measure import Clock
     from kvstudy.presses.variant import PressRun
 
     run = press if isinstance(press, PressRun) else PressRun(press)
-    full = _question_attn_outputs(model, run, sample, compressed=False)
-    comp = _question_attn_outputs(model, run, sample, compressed=True)
+    prefill = prefill or OwnPrefill(model, prefix_ids(sample, run.query_aware), Clock(model.device))
+    full_cache = prefill.full()
+    reset_masks(model)  # the full cache is attended whole, whatever a masking variant masked before
+    full = _question_attn_outputs(model, PressRun(), sample, full_cache, len(prefill))
+    comp = _question_attn_outputs(model, run, sample, prefill.cache_for(run)[0], len(prefill))
     return [float(torch.linalg.norm(c - f) / torch.linalg.norm(f).clamp_min(1e-12)) for c, f in zip(comp, full)]
 
 
-def measure(model, press, sample) -> float:
+def measure(model, press, sample, prefill=None) -> float:
     """The sample's attention-output error: the mean over layers of `layer_errors`."""
-    errs = layer_errors(model, press, sample)
+    errs = layer_errors(model, press, sample, prefill)
     return sum(errs) / len(errs)
 
 

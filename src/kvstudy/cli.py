@@ -9,30 +9,62 @@ from pathlib import Path
 
 
 def cmd_eval(a) -> None:
-    """Run one job and write its raw result. A job that raises writes a `status: "failed"` result instead (its
-    traceback in the log, kvstudy.failed) and exits 0, so Snakemake keeps it and the rest of the study builds."""
+    """Run a group of jobs (one or more press variants of one cell: `--job J --out PATH [--log PATH]`, repeated) with
+    one model load (kvstudy.engine) and write each one's raw result. A job that raises writes a `status: "failed"`
+    result instead (its traceback in its log, kvstudy.failed); the others keep theirs, and the command exits 0, so
+    Snakemake keeps them and the rest of the study builds."""
     import traceback
 
-    from kvstudy.evaluate import run_job, write_atomic
+    from kvstudy.evaluate import run_group
+    from kvstudy.failed import failed_result
     from kvstudy.measure import now_iso
 
-    job, started = json.loads(a.job), now_iso()
-    try:
+    logs = a.log or []
+    if len(a.out) != len(a.job) or len(logs) not in (0, len(a.job)):
+        sys.exit("kvstudy eval: give one --out (and one --log, or none) per --job")
+    jobs, started = [json.loads(j) for j in a.job], now_iso()
+    results: list = [None] * len(jobs)
+    traces: list = [None] * len(jobs)
+    for i, job in enumerate(jobs):
         if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
             from kvstudy.tuning import apply_choice
 
-            job = apply_choice(job)
-        result = run_job(job, threads=a.threads, device=a.device)
-        result["job"].update({k: job[k] for k in ("split", "tuning") if k in job})  # dev trial / tuned variant
-    except Exception as e:  # noqa: BLE001 -- any error of the job is recorded; Ctrl-C and kills are not
-        from kvstudy.failed import failed_result
+            try:
+                jobs[i] = apply_choice(job)
+            except Exception as e:  # noqa: BLE001 -- this job's failure
+                results[i], traces[i] = failed_result(job, e, a.device, started), traceback.format_exc()
+    todo = [i for i in range(len(jobs)) if results[i] is None]
+    failures: dict[int, str] = {}  # index in todo -> traceback of a variant that raised
+    try:
+        done = run_group([jobs[i] for i in todo], a.threads, a.device, failures) if todo else []
+    except Exception as e:  # noqa: BLE001 -- an error before any variant ran (model, samples): every job failed
+        trace = traceback.format_exc()
+        done = [failed_result(jobs[i], e, a.device, started) for i in todo]
+        for i in todo:
+            traces[i] = trace
+    for k, (i, result) in enumerate(zip(todo, done)):
+        traces[i] = traces[i] or failures.get(k)
+        result["job"].update({k: jobs[i][k] for k in ("split", "tuning") if k in jobs[i]})  # trial / tuned variant
+        results[i] = result
+    for i, (job, result) in enumerate(zip(jobs, results)):
+        _report(job, result, traces[i], a.out[i], logs[i] if logs else None)
 
-        traceback.print_exc()
-        result = failed_result(job, e, a.device, started)
-        print(f"kvstudy eval: job failed, recorded as status failed in {a.out}: {result['error']}", file=sys.stderr)
-    write_atomic(result, Path(a.out))
+
+def _report(job: dict, result: dict, trace: str | None, out: str, log: str | None) -> None:
+    """Write the raw result; say what became of the job on the console and in its own log."""
+    from kvstudy.evaluate import write_atomic
+
+    write_atomic(result, Path(out))
     q = result["quality"]
-    print(f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}")
+    lines = [f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}"]
+    if result["status"] == "failed":
+        lines = [trace or "", f"kvstudy eval: job failed, recorded as status failed in {out}: {result['error']}",
+                 *lines]
+    text = "\n".join(line for line in lines if line)
+    print(text, file=sys.stderr if result["status"] == "failed" else sys.stdout)
+    if log:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(text + "\n")
 
 
 def cmd_aggregate(a) -> None:
@@ -205,9 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kvstudy", description=__doc__, fromfile_prefix_chars="@")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("eval", help="run one eval job and write its raw result")
-    s.add_argument("--job", required=True, help="the job as JSON (from kvstudy.grid)")
-    s.add_argument("--out", required=True)
+    s = sub.add_parser("eval", help="run eval jobs (press variants of one cell, one model load); write their results")
+    s.add_argument("--job", required=True, action="append", help="a job as JSON (from kvstudy.grid); repeatable")
+    s.add_argument("--out", required=True, action="append", help="its raw result (one per --job)")
+    s.add_argument("--log", action="append", help="its own log (one per --job, or none)")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_eval)

@@ -1,7 +1,7 @@
 """A failed eval job as data: the raw result `kvstudy eval` writes when the job raised.
 
-A job that raises (anything but a CUDA out-of-memory, which `evaluate` already records as `status: oom`) still
-writes a raw result, `status: "failed"`, so that Snakemake keeps it and everything downstream builds: the
+A job that raises (anything but a CUDA out-of-memory, which the engine records as `status: oom`) still writes a raw
+result, `status: "failed"`, so that Snakemake keeps it and everything downstream builds: the
 aggregate lists it (status, error), every number leaves it out and every figure draws it as "failed". The full
 traceback goes to the job's log. `kvstudy status STUDY --retry-failed` removes these records so that the next
 snakemake run computes exactly them again. A process killed from outside (SLURM limits, kill -9) writes nothing
@@ -10,7 +10,7 @@ and is retried by Snakemake as before.
 
 from __future__ import annotations
 
-from kvstudy.evaluate import JOB_KEYS, SCHEMA_VERSION
+from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION
 from kvstudy.measure import now_iso
 
 # efficiency keys a result always has (workflow/schemas/result.schema.json); a failed job measured none of them
@@ -42,7 +42,7 @@ def _quality(job: dict) -> dict:
 def _provenance(device: str) -> dict:
     import torch
 
-    from kvstudy.evaluate import pick_device
+    from kvstudy.engine.job import pick_device
     from kvstudy.measure import provenance
 
     try:
@@ -52,14 +52,14 @@ def _provenance(device: str) -> dict:
     return provenance(dev)
 
 
-def failed_result(job: dict, exc: BaseException, device: str, started: str) -> dict:
-    """The raw result of a job that raised `exc`: its identity, status "failed", the error's first line, no
-    score, no samples, no measures, and where it ran."""
+def failed_result(job: dict, exc: BaseException | str, device: str, started: str) -> dict:
+    """The raw result of a job that raised `exc` (or its `error_line`): its identity, status "failed", the error's
+    first line, no score, no samples, no measures, and where it ran."""
     return {
         "schema_version": SCHEMA_VERSION,
         "job": {k: job.get(k) for k in JOB_KEYS} | {k: job[k] for k in ("split", "tuning") if k in job},
         "status": "failed",
-        "error": error_line(exc),
+        "error": exc if isinstance(exc, str) else error_line(exc),
         "quality": _quality(job),
         "samples": [],
         "efficiency": dict.fromkeys(EFFICIENCY_KEYS),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+from dataclasses import dataclass
 
 RAW = "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json"
 LOG = "logs/eval/{model}/{task}/{length}/{press}/seed{seed}.log"
@@ -132,3 +133,75 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
 
 def raw_path(job: dict) -> str:
     return RAW.format(**job)
+
+
+# --- eval groups: which variants one eval job runs (kvstudy.engine; workflow/rules/eval.smk) -------------------------
+
+GROUP_MODES = ("variant", "entry", "cell")
+GROUP_LOG = "logs/eval/{model}/{task}/{length}/group-{group}/seed{seed}.log"
+GROUP_BENCHMARK = "benchmarks/eval/{model}/{task}/{length}/group-{group}/seed{seed}.tsv"
+CELL_KEYS = ("model", "task", "length", "seed")
+
+
+@dataclass(frozen=True)
+class EvalGroup:
+    """One Snakemake eval rule: the variants (slugs, in output order) each of its jobs runs in one process, for
+    every cell (model, task, length and seed as wildcards), or for one `cell` only (literal paths: Snakemake
+    prefers a rule without wildcards, so it takes the cells whose variants `exclude:` thinned)."""
+
+    name: str
+    presses: tuple[str, ...]
+    cell: tuple | None = None
+
+    def paths(self, pattern: str) -> list[str]:
+        """`pattern` (RAW, LOG) for each variant, the cell's wildcards kept or filled in."""
+        cell = dict(zip(CELL_KEYS, self.cell)) if self.cell else {k: "{" + k + "}" for k in CELL_KEYS}
+        return [pattern.format(**cell, press=p) for p in self.presses]
+
+    def own(self, pattern: str) -> str:
+        """`pattern` (GROUP_LOG, GROUP_BENCHMARK) of the group job itself."""
+        cell = dict(zip(CELL_KEYS, self.cell)) if self.cell else {k: "{" + k + "}" for k in CELL_KEYS}
+        return pattern.format(**cell, group=self.name)
+
+
+def _units(config: dict, mode: str) -> list[tuple[str, list[str]]]:
+    """(rule name, variant slugs) of each unit a group job runs a cell of: a press entry (`eval_{method}`, then
+    `eval_{method}_2`... for a method's later entries, so an entry added elsewhere renames no rule), or every entry
+    (`eval_cell`). Searched entries are left out: their tuned variants read a choice at run time and run one per job
+    (tuning.smk)."""
+    named, seen = [], {}
+    for entry in config["presses"]:
+        if "search" in entry:
+            continue
+        method = re.sub(r"[^A-Za-z0-9_]", "_", entry["method"])
+        seen[method] = seen.get(method, 0) + 1
+        name = f"eval_{method}" + (f"_{seen[method]}" if seen[method] > 1 else "")
+        named.append((name, [v["press"] for v in variants({"presses": [entry]})]))
+    if mode == "cell":
+        return [("eval_cell", [p for _, slugs in named for p in slugs])] if named else []
+    return named
+
+
+def eval_groups(config: dict, study_jobs: list[dict] | None = None) -> list[EvalGroup] | None:
+    """The eval rules of the study's `eval.group` (default `entry`): None for `variant` (one rule, one job per
+    variant). A unit's variants form one rule for every cell that runs all of those it runs in most cells; a cell
+    where `exclude:` leaves out others gets a rule of its own."""
+    from collections import Counter
+
+    mode = config.get("eval", {}).get("group", "entry")
+    if mode == "variant":
+        return None
+    present: dict[tuple, set[str]] = {}
+    for job in jobs(config) if study_jobs is None else study_jobs:
+        present.setdefault(tuple(job[k] for k in CELL_KEYS), set()).add(job["press"])
+    groups = []
+    for name, slugs in _units(config, mode):
+        subsets = {cell: tuple(s for s in slugs if s in have) for cell, have in present.items()}
+        counts = Counter(s for s in subsets.values() if s)
+        if not counts:
+            continue
+        common = counts.most_common(1)[0][0]
+        groups.append(EvalGroup(name, common))
+        odd = sorted(cell for cell, s in subsets.items() if s and s != common)
+        groups += [EvalGroup(f"{name}_c{k}", subsets[cell], cell) for k, cell in enumerate(odd)]
+    return groups

@@ -9,8 +9,9 @@ kvpress presses only compress what is written to the cache — that is the bug t
 Scored tokens: continuation tokens 1..C-1. Token 0 is predicted by the last context position, whose logits come
 from the prefill pass, which attends to the full context before compression; it is fed, not scored.
 
-Fidelity: the same sample is prefilled without a press and both caches are fed the same chunks in lockstep, so
-only one chunk of logits per run is alive at a time. Per token: KL(full || compressed) in nats and whether the
+Fidelity: the same sample's uncompressed cache (a copy of the prefill the variant shares, or a prefill without a
+press) and the compressed one are fed the same chunks in lockstep, so only one chunk of logits per run is alive at
+a time. Per token: KL(full || compressed) in nats and whether the
 two argmaxes agree. Written by hand: no library scores a teacher-forced continuation against a pressed cache.
 """
 
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 
 import torch
 import torch.nn.functional as F
 
-from kvstudy.measure import Clock, cache_size, masked_fraction, now_iso, provenance
+from kvstudy.engine.prefill import OwnPrefill
+from kvstudy.engine.result import timing
+from kvstudy.measure import Clock, cache_size, masked_fraction
+from kvstudy.presses.variant import PressRun
 
 
 @torch.no_grad()
@@ -32,14 +35,8 @@ def prefill(model, context_ids: list[int], run=None):
 
     The cache is the model's own (sliding-window layers keep their window); a quantized variant quantizes its full
     layers; a decoding-time press does nothing here (it acts while the continuation is fed)."""
-    from kvstudy.presses.variant import PressRun
-
     run = run if isinstance(run, PressRun) else PressRun(press=run)  # None or a bare kvpress press
-    cache = run.new_cache(model)
-    ids = torch.tensor([context_ids], device=model.device)
-    with run.prefill(model, cache):
-        model.model(input_ids=ids, past_key_values=cache)
-    return cache
+    return OwnPrefill(model, context_ids, Clock(model.device)).cache_for(run)[0]
 
 
 @torch.no_grad()
@@ -93,18 +90,19 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
     return out
 
 
-def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock) -> dict:
+def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock, prefill=None) -> dict:
+    """The variant's cache of the sample's context (from `prefill`, shared by its class, or its own), then the
+    continuation teacher-forced against it; with `fidelity`, also against the uncompressed cache (a copy of the shared
+    prefill, or a prefill of its own outside the timers; its chunk forwards count in decode_seconds)."""
     n_ctx = len(sample.context_ids)
-    # the uncompressed reference is prefilled outside the timers; its chunk forwards count in decode_seconds
-    ref = prefill(model, sample.context_ids, None) if fidelity else None
-    t0 = clock.now()
-    cache = prefill(model, sample.context_ids, run)
-    t1 = clock.now()
+    prefill = prefill or OwnPrefill(model, sample.context_ids, clock)
+    ref = prefill.full() if fidelity else None
+    cache, times = prefill.cache_for(run)
     kv_tokens, kv_bytes = cache_size(cache)
     masked = masked_fraction(model, cache) if run.masking else 0.0
-    t2 = t1
+    t_ready = clock.now()
     r = score_continuation(model, cache, n_ctx, sample.question_ids, chunk_size, ref, clock, run)
-    t3 = clock.now()
+    t_end = clock.now()
     kv_tokens_final, kv_bytes_final = cache_size(cache)
     n = r["scored_tokens"]
     row = {
@@ -123,50 +121,56 @@ def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock
         "kv_tokens_attended": kv_tokens * (1 - masked),  # per-head masking presses keep but ignore keys
         "kv_tokens_final": kv_tokens_final,  # after the continuation: decoding-time eviction keeps it bounded
         "kv_bytes_final": kv_bytes_final,
-        "prefill_seconds": t1 - t0,
-        "ttft_seconds": (r["first_logits_at"] or t3) - t0,
+        # ttft: prefill (+ compression) and the first chunk; decode_seconds: every chunk's forward passes
+        **timing(times, t_ready, r["first_logits_at"] or t_end, t_end),
+        "decode_seconds": t_end - t_ready,
         "decode_tokens": len(sample.question_ids),
         "chunk_size": r["chunk_size"],
-        "decode_seconds": t3 - t2,
     }
     if fidelity:
         row.update(kl=r["kl_sum"] / n, top1_agreement=r["top1_agree"] / n, kl_sum=r["kl_sum"], top1_agree=r["top1_agree"])
     return row
 
 
+class Perplexity:
+    """The runner of perplexity tasks (kvstudy.engine.job): a raw result of the same contract as generation's."""
+
+    def __init__(self, job: dict, model, tokenizer, dev):
+        from kvstudy.tasks import get_task
+
+        self.job, self.model, self.tokenizer = job, model, tokenizer
+        self.task = get_task(job["task_kind"], job["task_params"])
+        self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
+
+    def one(self, run, prefill, s, clock) -> dict:
+        if run.query_aware:
+            raise ValueError("query_aware: a perplexity task has no question to show the press")
+        return run_sample(self.model, run, s, self.task.chunk_size, self.task.fidelity, clock, prefill)
+
+    def full_tokens(self, v) -> int:
+        return self.job["length"]
+
+    def result(self, v) -> dict:
+        rows = v.rows
+        n_tok = sum(r["scored_tokens"] for r in rows)
+        # corpus perplexity: token-weighted over every scored token (per-sample perplexities are in the rows)
+        ppl = math.exp(sum(r["nll_sum"] for r in rows) / n_tok) if rows else None
+        fidelity = None
+        if rows and self.task.fidelity:
+            fidelity = {"reference": "no_press", "kl": sum(r["kl_sum"] for r in rows) / n_tok,
+                        "top1_agreement": sum(r["top1_agree"] for r in rows) / n_tok, "n_tokens": n_tok}
+        return {
+            "job": {"task_resolved": self.task.resolved(self.tokenizer)},
+            "quality": {"metric": "perplexity", "score": ppl, "n": len(rows), "higher_is_better": False,
+                        "scored_tokens": n_tok},
+            "samples": rows,
+            "fidelity": fidelity,
+        }
+
+
 def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """A perplexity job (task kind `perplexity`) -> a raw result of the same contract as a generation job."""
-    from kvstudy.evaluate import JOB_KEYS, SCHEMA_VERSION, efficiency, run_samples, setup, warm_up
+    from kvstudy.engine.job import run_group
+    from kvstudy.models import load_model
 
-    started, t_start = now_iso(), time.perf_counter()
-    dev, run, attn, model, tokenizer, task = setup(job, threads, device)
-    if run.query_aware:
-        raise ValueError("query_aware: a perplexity task has no question to show the press")
-    samples = task.samples(tokenizer, job["length"], job["seed"])
-    clock, mem = Clock(dev), warm_up(model, samples, dev)
-    rows, status, error = run_samples(
-        job, dev, samples, lambda s: run_sample(model, run, s, task.chunk_size, task.fidelity, clock))
-
-    n_tok = sum(r["scored_tokens"] for r in rows)
-    # corpus perplexity: token-weighted over every scored token (per-sample perplexities are in the rows)
-    ppl = math.exp(sum(r["nll_sum"] for r in rows) / n_tok) if rows else None
-    fidelity = None
-    if rows and task.fidelity:
-        fidelity = {
-            "reference": "no_press",
-            "kl": sum(r["kl_sum"] for r in rows) / n_tok,
-            "top1_agreement": sum(r["top1_agree"] for r in rows) / n_tok,
-            "n_tokens": n_tok,
-        }
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "job": {k: job[k] for k in JOB_KEYS} | {"task_resolved": task.resolved(tokenizer)},
-        "status": status,
-        "error": error,
-        "quality": {"metric": "perplexity", "score": ppl, "n": len(rows), "higher_is_better": False,
-                    "scored_tokens": n_tok},
-        "samples": rows,
-        "efficiency": efficiency(rows, model, job["length"], attn, mem, t_start, attended=True),
-        "fidelity": fidelity,
-        "provenance": {**provenance(dev), "started": started, "finished": now_iso()},
-    }
+    return run_group([job], Perplexity, load_model, threads, device)[0]

@@ -36,6 +36,10 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
 RAW = sorted(JOBS)
+# The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant), and the Snakemake
+# job group the profile or command line gives eval jobs (`--groups eval=...`), which group rules join too
+EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
+EVAL_JOB_GROUP = workflow.group_settings.overwrite_groups.get("eval")
 
 # Raw results before the DAG is built (kvstudy.rawguard): those aggregate would read anew are checked and bad ones
 # set aside (named, one line each) so that they rerun; temp files of killed writes are removed; `aggregate` reads
@@ -105,14 +109,22 @@ def per_job(func):
     return func
 
 
-def eval_cli(job, out):
-    """`kvstudy eval`'s arguments for one job: the job as JSON, its raw result and the device. One string, not a
-    shell field each: Snakemake formats every field of a shell command for each job, three times in a dry run
-    (about 0.3 s of a 10,000-job DAG build for the three fields this saves)."""
-    return (
-        f"--job {shlex.quote(json.dumps(job, sort_keys=True))} --out {shlex.quote(out)} "
-        f"--device {shlex.quote(config['eval']['device'])}"
-    )
+def eval_cli(jobs_outs):
+    """`kvstudy eval`'s arguments for (job, raw result, own log or None) triples: each job as JSON, its raw result
+    and log, then the device. One string, not a shell field each: Snakemake formats every field of a shell command
+    for each job, three times in a dry run (about 0.3 s of a 10,000-job DAG build for the three fields this saves)."""
+    args = [
+        f"--job {shlex.quote(json.dumps(job, sort_keys=True))} --out {shlex.quote(out)}"
+        + (f" --log {shlex.quote(log)}" if log else "")
+        for job, out, log in jobs_outs
+    ]
+    return " ".join(args) + f" --device {shlex.quote(config['eval']['device'])}"
+
+
+def grid_job(path):
+    if path not in JOBS:
+        raise ValueError(f"{path} is not a job of this config (check models/tasks/lengths/presses/seeds)")
+    return JOBS[path]
 
 
 @per_job
@@ -120,9 +132,49 @@ def eval_args(wildcards):
     """`kvstudy eval`'s arguments for one raw result (eval_cli); a path outside the grid is an error. As a params
     value the job also makes Snakemake rerun a result whose job changed in the config (its params trigger)."""
     path = grid.RAW.format(**wildcards)
-    if path not in JOBS:
-        raise ValueError(f"{path} is not a job of this config (check models/tasks/lengths/presses/seeds)")
-    return eval_cli(JOBS[path], path)
+    return eval_cli([(grid_job(path), path, None)])
+
+
+def group_args(group):
+    """The params function of the eval rule of `group` (a kvstudy.grid.EvalGroup); `kvstudy eval`'s arguments for
+    its variants in the job's cell, each with its own log. The params are every job of the group, so a group whose
+    jobs changed in the config reruns, and no other."""
+
+    @per_job
+    def args(wildcards):
+        cell = {k: wildcards[k] for k in grid.CELL_KEYS} if group.cell is None else {}
+        outs = [p.format(**cell) for p in group.paths(grid.RAW)]
+        logs = [p.format(**cell) for p in group.paths(grid.LOG)]
+        return eval_cli([(grid_job(o), o, log) for o, log in zip(outs, logs)])
+
+    return args
+
+
+def group_resources(n_variants):
+    """A group job's resources: those of an eval job (EVAL_RESOURCES, then what the profile or the command line set
+    for eval itself with `--set-resources eval:...`), its runtime `n_variants` times eval's: one model load and a
+    shared prefill, but each variant decodes in turn."""
+    res = dict(EVAL_RESOURCES)
+    res.update(workflow.resource_settings.overwrite_resources.get("eval", {}))
+    return {k: _scaled(v, n_variants if k == "runtime" else 1) for k, v in res.items()}
+
+
+def _scaled(value, factor):
+    """`value` (a number or string, or a resource the profile set, which may depend on the attempt) as a rule's
+    resource, times `factor`."""
+    from snakemake.resources import Resource
+
+    if not isinstance(value, Resource):
+        return value * factor if factor != 1 else value
+    if not value.is_evaluable():
+        return value.value * factor if factor != 1 else value.value
+
+    def scaled(wildcards, input, attempt, threads, rulename, async_run):  # what Snakemake gives eval's resource
+        out = value.evaluate(wildcards, input=input, attempt=attempt, threads=threads, rulename=rulename,
+                             async_run=async_run).value
+        return out * factor if factor != 1 else out
+
+    return scaled
 
 
 def figure_kind(wildcards):

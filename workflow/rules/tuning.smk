@@ -48,7 +48,10 @@ if SEARCHES:
             "kvstudy eval {params.args} --threads {threads} > {log} 2>&1"
 
 
-    ruleorder: eval_tuned > eval
+    if EVAL_GROUPS is None:  # one `eval` rule whose output pattern matches a tuned variant's path too; group rules
+        # name their variants' presses, never a tuned one
+
+        ruleorder: eval_tuned > eval
 
 
     rule tune_global:

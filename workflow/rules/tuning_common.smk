@@ -37,7 +37,7 @@ def trial_args(wildcards):
     path = tuning.DEV_RAW.format(**wildcards)
     if path not in TRIALS:
         raise ValueError(f"{path} is not a trial of this config (check the presses' search blocks)")
-    return eval_cli(TRIALS[path], path)
+    return eval_cli([(TRIALS[path], path, None)])
 
 
 # (model, searched press, task) -> its trial paths, so input functions do not scan every trial

@@ -16,6 +16,20 @@ from typing import Any, Callable
 
 
 @dataclass(frozen=True)
+class Reads:
+    """What a press's compression of a layer reads besides the layer's keys and values (kvpress's `compress`
+    arguments): the last `hidden_states` positions of the layer's hidden states (None: all of them, 0: none; the
+    shape is always the whole context's) and the attention weights when the model returns them (eager attention).
+    The default is everything: safe for a press that declares nothing."""
+
+    hidden_states: int | None = None
+    attentions: bool = True
+
+
+NOTHING = Reads(0, False)
+
+
+@dataclass(frozen=True)
 class PressSpec:
     name: str
     description: str
@@ -30,10 +44,23 @@ class PressSpec:
     attn_for: Callable[[dict[str, Any]], str | None] | None = None
     # params -> None, or raise ValueError("<param>: what is wrong") for values no schema can check
     check_values: Callable[[dict[str, Any]], None] | None = None
+    # Prefill-invariant: the press compresses each layer in kvpress's forward hook, after the layer attended over the
+    # whole context, from what the hook is given (hidden states, keys, values, attention weights, the forward's
+    # kwargs); nothing it does changes later layers. Its cache can then be derived from a prefill shared with other
+    # variants (kvstudy.engine). False for a press that chunks the prefill or re-runs the model: it prefills alone.
+    shares_prefill: bool = True
+    # params -> what the prefill compression reads (or one Reads for every variant)
+    reads: Reads | Callable[[dict[str, Any]], Reads] = Reads()
 
     def attention(self, params: dict[str, Any]) -> str | None:
         """Attention implementation this variant needs (None: whatever the model config says)."""
         return self.attn_for({**self.defaults, **params}) if self.attn_for else self.attn_implementation
+
+    def prefill_reads(self, params: dict[str, Any]) -> Reads:
+        """What this variant's prefill compression reads (nothing for a press that does not compress at prefill)."""
+        if self.factory is None or self.phase != "prefill":
+            return NOTHING
+        return self.reads({**self.defaults, **params}) if callable(self.reads) else self.reads
 
     def check(self, params: dict[str, Any]) -> None:
         """Raise ValueError naming the first parameter this press does not take."""

@@ -47,5 +47,6 @@ register(
         {"press": "snapkv", "alpha_safeguard": 0.2},
         masking=True,
         check_values=_check,
+        reads=lambda p: _inner_spec(p["press"]).prefill_reads({}),  # what the scorer it wraps reads
     )
 )

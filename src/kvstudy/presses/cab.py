@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvstudy.presses import PressSpec, register
+from kvstudy.presses import PressSpec, Reads, register
 
 
 def _check(params: dict) -> None:
@@ -25,5 +25,6 @@ register(
         _build,
         {"local_fraction": 0.3, "bridge_fraction": 0.2},
         check_values=_check,
+        reads=Reads(None, True),  # every query's attention: the weights (eager), else recomputed from hidden states
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kvstudy.presses import PressSpec, register
+from kvstudy.presses import NOTHING, PressSpec, register
 
 
 def _check(params: dict) -> None:
@@ -34,5 +34,6 @@ register(
         {"patterns": "on_the_fly", "sink_size": 128, "recent_size": 256, "n_samples": 8, "q_len": 512},
         masking=True,
         check_values=_check,
+        reads=NOTHING,  # head patterns from the model, masks from the keys' length
     )
 )

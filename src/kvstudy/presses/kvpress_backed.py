@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from kvstudy.presses import PressSpec, register
+from kvstudy.presses import NOTHING, PressSpec, Reads, register
 
 
 def _kvpress(cls_name: str):
@@ -21,6 +21,17 @@ def _kvpress(cls_name: str):
 
     return factory
 
+
+# What each press's prefill compression reads (kvstudy.presses.Reads; proven by tests/test_engine.py): SnapKV scores
+# with its last window of queries, TOVA with the last query (or those rows of the attention weights under eager
+# attention), expected attention with every query's statistics, random (seeded per sample) with a subsample of every
+# position at the first layer it scores (`context_bits`); the rest look at keys and values only.
+_READS = {
+    "knorm": NOTHING, "streaming_llm": NOTHING, "random": Reads(None, False), "keydiff": NOTHING,
+    "snapkv": lambda p: Reads(p["window_size"], True),
+    "tova": Reads(1, True),
+    "expected_attention": Reads(None, False),
+}
 
 for name, cls_name, description, defaults in [
     ("knorm", "KnormPress", "keep the keys with the lowest L2 norm", {}),
@@ -40,7 +51,7 @@ for name, cls_name, description, defaults in [
     ),
     ("keydiff", "KeyDiffPress", "keep the keys least similar to the mean key direction", {}),
 ]:
-    register(PressSpec(name, description, _kvpress(cls_name), defaults))
+    register(PressSpec(name, description, _kvpress(cls_name), defaults, reads=_READS[name]))
 
 
 def context_bits(hidden_states) -> bytes:
@@ -89,7 +100,7 @@ def _random(**kwargs):
 
 
 register(PressSpec("random", "keep random tokens, a new draw per sample and layer (a floor for every method)",
-                   _random, {"seed": 0}))
+                   _random, {"seed": 0}, reads=_READS["random"]))
 
 
 def _pyramidkv(**kwargs):
@@ -104,6 +115,7 @@ register(
         "SnapKV scores with a per-layer budget shrinking from the first layer to the last (same total tokens)",
         _pyramidkv,
         {"window_size": 64, "kernel_size": 5, "beta": 20},
+        reads=lambda p: Reads(p["window_size"], True),
     )
 )
 
@@ -116,5 +128,6 @@ register(
         _kvpress("ObservedAttentionPress"),
         {},
         attn_implementation="eager",
+        reads=Reads(0, True),  # the attention weights only
     )
 )

@@ -2,6 +2,11 @@
 and which cache it fills (the model's own, full precision or quantized: `kvstudy.presses.cache`). The press acts
 through `kvstudy.presses.apply`: on full-attention layers of the job's cache only.
 
+A `PressRun` is what every consumer runs (evaluation, perplexity, attention-output error, the tests), through
+`kvstudy.engine`: its cache comes from a prefill of its own under the press, or is derived from a prefill shared
+with the other variants of its *prefill class* (`prefill_class`: the attention implementation and the prefilled
+tokens, i.e. whether the question is appended), keeping only what the press reads (`reads`).
+
 `query_aware: true` follows kvpress's evaluation (`compress_questions`): the question is appended to the context
 before compression, so attention-based presses score the context against it. kvpress then feeds only a question
 suffix ("\\n" or the chat template's answer prefix); the token-level tasks here have none, so the question itself
@@ -15,7 +20,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from kvstudy.presses import QUANTIZATIONS, VARIANT_OPTIONS, get_press
+from kvstudy.presses import NOTHING, QUANTIZATIONS, VARIANT_OPTIONS, Reads, get_press
 
 
 @dataclass
@@ -25,6 +30,17 @@ class PressRun:
     query_aware: bool = False
     quantization: str | None = None
     masking: bool = False
+    attention: str | None = None  # attention implementation the press needs (None: the model's)
+    reads: Reads = Reads()  # what its prefill press reads besides the cache (default: everything)
+    shares_prefill: bool = True  # prefill-invariant: its cache can come from a shared prefill
+
+    def prefill_reads(self) -> Reads:
+        """What deriving this variant's cache from a shared prefill needs kept of it."""
+        return self.reads if self.press is not None and self.phase == "prefill" else NOTHING
+
+    def prefill_class(self, default_attention: str) -> tuple[str, bool]:
+        """Variants of one class prefill the same tokens with the same attention: one prefill serves them all."""
+        return (self.attention or default_attention, self.query_aware)
 
     def new_cache(self, model):
         """The model's own cache (`kvstudy.presses.cache`), quantized full layers for a quantized variant."""
@@ -82,6 +98,9 @@ def build_run(method: str, params: dict, compression_ratio: float | None) -> Pre
         query_aware=options["query_aware"],
         quantization=options["quantization"] or spec.quantization,
         masking=spec.masking,
+        attention=spec.attention(press_params),
+        reads=spec.prefill_reads(press_params),
+        shares_prefill=spec.shares_prefill,
     )
 
 
