@@ -190,7 +190,10 @@ def throughput_table(results: pd.DataFrame, timing: pd.DataFrame | None = None) 
                         out.at[i, f"{name}{suffix}@{length}"] = float(row[f"{col}{suffix}"]) * scale
             out.at[i, f"source@{length}"] = "timing"
         _mark_against_baseline(out, length)
-    return out
+    per_length = ["decode_tps", "decode_tps_low", "decode_tps_high", "ttft_ms", "ttft_ms_low", "ttft_ms_high",
+                  "prefill_tps", "decode_vs_baseline", "ttft_vs_baseline", "source", "status"]
+    return out[["model", "press", "method", "compression_ratio"]
+               + [f"{c}@{length}" for length in lengths for c in per_length]]
 
 
 # summary_throughput name -> timing.csv column, scale

@@ -13,6 +13,12 @@ the KV bytes after prefill (read from the cache). Each measure's median and 95% 
 `kvstudy.intervals.median_interval` (docs/statistics.md, "Timings"). Quality is not measured here: the token ids
 are drawn from the model's vocabulary (seeded by the study's first seed and the length), never read from a task.
 
+The clock (`TimingClock`): on CUDA the wall clock, synchronised around every timer (kvstudy.measure.Clock). On a
+CPU with one torch thread, the process's CPU time: on an idle machine it equals the wall time of a single-threaded
+run, and other processes competing for the same cores do not inflate it (wall-clock medians of the same variant
+differed by 40-70% between measurements minutes apart on a 2-core machine shared by four sessions:
+docs/efficiency.md). With several CPU threads CPU time sums them, so the wall clock is used there.
+
 `timed_run` is THE SEAM: the prefill + decode of one timed run, on kvstudy.presses primitives; kvstudy.engine may
 later replace its body with the engine's press run (same arguments, same returned dict).
 Contract: docs/data-contracts.md ("Timing"), schema workflow/schemas/timing.schema.json.
@@ -35,6 +41,18 @@ LOG = "logs/timing/{model}/{length}.log"
 MEASURES = ("prefill_seconds", "overhead_seconds", "ttft_seconds", "decode_tokens_per_second",
             "prefill_tokens_per_second", "peak_memory_bytes", "kv_bytes")
 _MODEL_KEYS = ("model_path", "dtype", "attn_implementation", "config_overrides")
+
+
+class TimingClock(Clock):
+    """kvstudy.measure.Clock on CUDA; process CPU time on a single-threaded CPU run (module docstring)."""
+
+    def __init__(self, device: torch.device, threads: int):
+        super().__init__(device)
+        self.cpu_time = device.type == "cpu" and threads == 1
+        self.kind = "cuda wall (synchronised)" if self.cuda else "process cpu" if self.cpu_time else "wall"
+
+    def now(self) -> float:
+        return time.process_time() if self.cpu_time else super().now()
 
 
 def jobs(config: dict) -> list[dict]:
@@ -108,7 +126,7 @@ def measure_group(model, variants: list[dict], job: dict, device) -> dict[str, d
     """press -> {status, error, runs}: one warm-up round then `repeats` interleaved rounds (module docstring)."""
     from kvstudy.presses.variant import PressRun, build_run
 
-    clock, mem = Clock(device), PeakMemory(device)
+    clock, mem = TimingClock(device, torch.get_num_threads()), PeakMemory(device)
     ids = context_ids(model, job["length"], job["seed"], device)
     ref = _reference(variants)
     entries = {v["press"]: {"variant": v, "status": "ok", "error": None, "runs": []} for v in variants}
@@ -188,6 +206,7 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         "job": {k: job.get(k) for k in ("model", "model_path", "dtype", "attn_implementation", "length", "seed")},
         "protocol": {"repeats": job["repeats"], "decode_tokens": job["decode_tokens"], "warmup_rounds": 1,
                      "context_tokens": job["length"], "threads": threads, "order": "interleaved, shuffled per round",
+                     "clock": TimingClock(dev, threads).kind,
                      "interval": "order-statistic interval of the median (kvstudy.intervals)"},
         "variants": [records[v["press"]] for v in job["variants"]],
         "provenance": {**provenance(dev), "started": started, "finished": now_iso(),
