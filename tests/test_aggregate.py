@@ -25,7 +25,8 @@ SAMPLES_COLUMNS = (
     "nll, nll_sum, scored_tokens, cluster"
 ).split(", ")
 PAPER_COLUMNS = (
-    "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec".split(",")
+    "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec,"
+    "kv_memory_gb,prefill_tokens_per_sec,throughput_low,throughput_high,efficiency_source".split(",")
 )
 IDS = {"model": str, "task": str, "press": str, "technique": str, "sample_id": str}
 
@@ -53,7 +54,7 @@ def raw_result(press="snapkv-cr0.50", seed=0, task="niah", status="ok", scores=(
                     "n": len(scores)},
         "samples": samples if ok else [],
         "efficiency": {"kv_tokens_kept": kv_tokens_kept, "kv_tokens_full": 1024, "kv_fraction_kept": 0.5,
-                       "kv_bytes": 262144, "kv_bytes_full": 524288, "peak_memory_bytes": peak,
+                       "kv_bytes": int(kv_tokens_kept * 512), "kv_bytes_full": 524288, "peak_memory_bytes": peak,
                        "peak_memory_kind": "rss", "prefill_seconds": 0.01, "ttft_seconds": 0.012,
                        "decode_tokens_per_second": tps, "total_seconds": 1.3},  # kept for oom: must be dropped
         "fidelity": None,
@@ -98,7 +99,7 @@ def test_columns_match_contract(tables):
     for name in ("performance.csv", "memory_usage.csv", "throughput.csv"):
         assert list(read(tables, name).columns) == PAPER_COLUMNS
     assert sorted(p.name for p in tables.iterdir()) == sorted(
-        ["results.csv", "samples.csv", "performance.csv", "memory_usage.csv", "throughput.csv"]
+        ["results.csv", "samples.csv", "performance.csv", "memory_usage.csv", "throughput.csv", "timing.csv"]
     )  # no temp files left behind
 
 
@@ -161,8 +162,9 @@ def test_paper_values(tables):
 def test_paper_sort_orders(tables):
     perf = read(tables, "performance.csv")
     assert list(perf.technique) == ["no_press", "snapkv-cr0.50", "knorm-cr0.75", "expected-cr0.90"]
-    mem = read(tables, "memory_usage.csv")
+    mem = read(tables, "memory_usage.csv")  # by the KV bytes held (issue 15), not peak memory
     assert list(mem.technique) == ["knorm-cr0.75", "snapkv-cr0.50", "no_press", "expected-cr0.90"]
+    assert list(mem.kv_memory_gb[:3] * 1e9) == [256 * 512, int(511.6 * 512), 1024 * 512]
     thr = read(tables, "throughput.csv")
     assert list(thr.technique) == ["knorm-cr0.75", "snapkv-cr0.50", "no_press", "expected-cr0.90"]
 

@@ -71,10 +71,39 @@ def test_tables_hold_the_grid(run):
     perf = pd.read_csv(run / "results/tables/performance.csv")
     assert list(perf.columns) == [
         "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
-        "throughput_tokens_per_sec",
+        "throughput_tokens_per_sec", "kv_memory_gb", "prefill_tokens_per_sec", "throughput_low", "throughput_high",
+        "efficiency_source",
     ]
     row = perf[(perf.technique == "no_press") & (perf.task == "niah") & (perf.context_length == 512)]
     assert row.performance.item() == 100.0 and row.cache_size.item() == 512
+
+
+def test_timing_protocol_feeds_throughput_and_latency(run):
+    """.test/config.yaml times every variant (3 runs, 16 decode tokens): one timing job per length, and the
+    throughput table, summary and latency front read its medians and intervals."""
+    import jsonschema
+
+    schema = json.loads((ROOT / "workflow/schemas/timing.schema.json").read_text())
+    for length in (256, 512):
+        raw = json.loads((run / f"results/timing/tiny/{length}.json").read_text())
+        jsonschema.validate(raw, schema)
+        assert raw["protocol"]["repeats"] == 3 and raw["protocol"]["decode_tokens"] == 16
+    timing = pd.read_csv(run / "results/tables/timing.csv")
+    assert len(timing) == 4 * 2 and (timing.status == "ok").all()
+    assert (timing.ttft_seconds_low <= timing.ttft_seconds).all() and (timing.ttft_seconds <= timing.ttft_seconds_high).all()
+    thr = pd.read_csv(run / "results/tables/throughput.csv")
+    assert (thr.efficiency_source == "timing").all() and (thr.prefill_tokens_per_sec > 0).all()
+    merged = thr.merge(timing, left_on=["technique", "context_length"], right_on=["press", "length"])
+    assert (merged.throughput_tokens_per_sec == merged.decode_tokens_per_second).all()
+    mem = pd.read_csv(run / "results/tables/memory_usage.csv")
+    for _, g in mem.groupby(["task", "context_length"]):
+        assert list(g.kv_memory_gb) == sorted(g.kv_memory_gb)
+        base = g[g.technique == "no_press"].kv_memory_gb.item()
+        assert (g.kv_memory_gb <= base).all()  # no eviction press holds more than no compression
+    pareto = pd.read_csv(run / "results/analysis/pareto.csv")
+    assert (pareto.latency_source == "timing").all() and (pareto.latency_low <= pareto.latency_high).all()
+    summary = pd.read_csv(run / "results/tables/summary_throughput.csv")
+    assert (summary["source@256"] == "timing").all() and "prefill_tps@512" in summary.columns
 
 
 def test_analysis_compares_every_variant_with_no_press(run):

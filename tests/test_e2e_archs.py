@@ -49,6 +49,7 @@ def run(tmp_path_factory):
         "lengths": [512],
         "presses": PRESSES,
         "figures": ["score_vs_ratio", "pareto_memory", "pareto_latency", "delta_heatmap", "model_groups"],
+        "timing": {"repeats": 2, "decode_tokens": 8},  # the protocol runs on every architecture, briefly
     }
     (wd / "study.yaml").write_text(yaml.safe_dump(study))
     p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "figures/all", "--configfile", "study.yaml"],

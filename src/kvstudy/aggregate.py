@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from kvstudy.cache_held import HELD_COLUMNS, add_held
@@ -34,11 +35,13 @@ SAMPLE_COLUMNS = [
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
     "throughput_tokens_per_sec",
+    # issue 15: measured KV bytes, prefill throughput, the decode throughput's interval and where both come from
+    "kv_memory_gb", "prefill_tokens_per_sec", "throughput_low", "throughput_high", "efficiency_source",
 ]
 # Paper table -> (sort column, ascending): best first within (model, task, context_length).
 PAPER_TABLES = {
     "performance.csv": ("performance", False),
-    "memory_usage.csv": ("memory_gb", True),
+    "memory_usage.csv": ("kv_memory_gb", True),
     "throughput.csv": ("throughput_tokens_per_sec", False),
 }
 
@@ -172,10 +175,15 @@ def _as_int(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def paper_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Study-1 table: one row per (model, press, task, length), measures averaged over ok seeds."""
+def paper_table(results: pd.DataFrame, timing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Study-1 table: one row per (model, press, task, length), measures averaged over ok seeds. `kv_memory_gb` is
+    the cache held (kv_bytes_held, read from the cache tensors); `memory_gb` the peak device memory above the
+    weights (CUDA; empty on CPU, kvstudy.measure.PeakMemory). Throughput (decode, and prefill tokens/s) is the
+    timing protocol's median and interval (`efficiency_source` "timing") where `timing` has the variant at that
+    length, else the eval jobs' own ("eval": prefill tokens/s = length / prefill seconds, no interval)."""
     keys = ["model", "press", "task", "length"]
-    measures = ["score", "kv_tokens_held", "peak_memory_bytes", "decode_tokens_per_second"]
+    measures = ["score", "kv_tokens_held", "kv_bytes_held", "peak_memory_bytes", "decode_tokens_per_second",
+                "prefill_seconds"]
     ok = results[results["status"] == "ok"]
     # astype(float): with only oom jobs the measure columns hold nothing but None (object dtype).
     means = ok[measures].astype(float).groupby([ok[k] for k in keys], sort=False).mean()
@@ -189,8 +197,33 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
         "performance": jobs["score"] * 100,
         "memory_gb": jobs["peak_memory_bytes"] / 1e9,
         "throughput_tokens_per_sec": jobs["decode_tokens_per_second"],
+        "kv_memory_gb": jobs["kv_bytes_held"] / 1e9,
+        "prefill_tokens_per_sec": jobs["length"].astype(float) / jobs["prefill_seconds"],
+        "efficiency_source": np.where(jobs["score"].notna(), "eval", None),
     }, columns=PAPER_COLUMNS)
-    return _as_int(table.reset_index(drop=True))
+    return _as_int(_timed(table, timing).reset_index(drop=True))
+
+
+def _timed(table: pd.DataFrame, timing: pd.DataFrame | None) -> pd.DataFrame:
+    """Throughput from the timing protocol's ok rows, where it has the (model, length, press)."""
+    if timing is None or timing.empty:
+        return table
+    t = timing[timing["status"].astype(str) == "ok"]
+    t = t.set_index([t["model"].astype(str), t["length"].astype(int), t["press"].astype(str)])
+    key = pd.MultiIndex.from_arrays([table["model"].astype(str), table["context_length"].astype(int),
+                                     table["technique"].astype(str)])
+    timed = np.asarray(key.isin(t.index)) & table["performance"].notna().to_numpy()
+    if not timed.any():
+        return table
+    hit = t.reindex(key[timed])
+    table = table.copy()
+    for col, src in (("throughput_tokens_per_sec", "decode_tokens_per_second"),
+                     ("throughput_low", "decode_tokens_per_second_low"),
+                     ("throughput_high", "decode_tokens_per_second_high"),
+                     ("prefill_tokens_per_sec", "prefill_tokens_per_second")):
+        table.loc[timed, col] = hit[src].to_numpy(float)
+    table.loc[timed, "efficiency_source"] = "timing"
+    return table
 
 
 def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
@@ -201,11 +234,16 @@ def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFram
     ).reset_index(drop=True)
 
 
-def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict[str, dict] | None = None) -> None:
-    """Read and check every raw result once (`read_results`; `jobs`: path -> the config's job) and write the five
-    tables of the contract into out_dir."""
+def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict[str, dict] | None = None,
+              timing_paths: list[Path] = ()) -> None:
+    """Read and check every raw result once (`read_results`; `jobs`: path -> the config's job) and every timing
+    result (kvstudy.timing_table), and write the six tables of the contract into out_dir (timing.csv: header only
+    when the study times nothing)."""
+    from kvstudy.timing_table import timing_table
+
     # Sorting the jobs first orders both tables without sorting the (large) samples frame.
     loaded = sorted(read_results(raw_paths, jobs), key=lambda rp: _job_order(rp[0]))
+    timing = timing_table(timing_paths)  # raises InvalidTiming (an InvalidResults) naming a bad file
     raws = [raw for raw, _ in loaded]
     for raw, path in loaded:
         if raw.get("status") == "failed":
@@ -221,6 +259,7 @@ def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict[str, dict] | None
     out_dir = Path(out_dir)
     write_csv_atomic(results, out_dir / "results.csv")
     write_csv_atomic(samples, out_dir / "samples.csv")
-    table = paper_table(results)
+    write_csv_atomic(timing, out_dir / "timing.csv")
+    table = paper_table(results, timing)
     for name, (column, ascending) in PAPER_TABLES.items():
         write_csv_atomic(_sorted_by(table, column, ascending), out_dir / name)

@@ -67,18 +67,33 @@ def _report(job: dict, result: dict, trace: str | None, out: str, log: str | Non
         Path(log).write_text(text + "\n")
 
 
+def cmd_timing(a) -> None:
+    """Run one timing job (kvstudy.timing) and write its result atomically."""
+    from kvstudy.evaluate import write_atomic
+    from kvstudy.timing import run_job
+
+    result = run_job(json.loads(a.job), threads=a.threads, device=a.device)
+    write_atomic(result, Path(a.out))
+    for v in result["variants"]:
+        s = v["summary"].get("ttft_seconds") or {}
+        print(f"{v['press']} {result['job']['length']}: {v['status']} ttft_median={s.get('median')}")
+
+
 def cmd_aggregate(a) -> None:
     from kvstudy.aggregate import InvalidResults, aggregate
 
     paths = [Path(p) for p in a.raw]
     expected = None
     if a.study:  # the study's own grid: exactly its raw results, each checked against its job (kvstudy.rawcheck)
+        from kvstudy import timing
         from kvstudy.grid import jobs, raw_path
 
-        expected = {raw_path(j): j for j in jobs(json.loads(a.study))}
+        study = json.loads(a.study)
+        expected = {raw_path(j): j for j in jobs(study)}
         paths += [Path(p) for p in expected]
+        timing_paths = [Path(timing.path(j)) for j in timing.jobs(study)]
     try:
-        aggregate(paths, Path(a.out_dir), expected)
+        aggregate(paths, Path(a.out_dir), expected, timing_paths if a.study else [])
     except InvalidResults as e:  # one line per bad file; no table written
         sys.exit("\n".join(e.lines))
 
@@ -86,7 +101,7 @@ def cmd_aggregate(a) -> None:
 def cmd_pareto(a) -> None:
     from kvstudy.pareto import write_pareto
 
-    write_pareto(Path(a.results), Path(a.out))
+    write_pareto(Path(a.results), Path(a.out), Path(a.timing) if a.timing else None)
 
 
 def cmd_significance(a) -> None:
@@ -99,7 +114,8 @@ def cmd_significance(a) -> None:
 def cmd_summary(a) -> None:
     from kvstudy.summary import write_summary
 
-    write_summary(Path(a.results), Path(a.significance) if a.significance else None, Path(a.out_dir))
+    write_summary(Path(a.results), Path(a.significance) if a.significance else None, Path(a.out_dir),
+                  Path(a.timing) if a.timing else None)
 
 
 def cmd_provenance(a) -> None:
@@ -245,6 +261,13 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_eval)
 
+    s = sub.add_parser("timing", help="run one timing job (kvstudy.timing) and write its result")
+    s.add_argument("--job", required=True, help="the timing job as JSON (from kvstudy.timing.jobs)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_timing)
+
     s = sub.add_parser("aggregate", help="raw results -> results/tables/*.csv")
     s.add_argument("raw", nargs="*", help="raw result files")
     s.add_argument("--study", help="resolved config as JSON: aggregate every raw result of its grid")
@@ -253,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
 
     s = sub.add_parser("pareto", help="results.csv -> pareto.csv")
     s.add_argument("--results", required=True)
+    s.add_argument("--timing", help="timing.csv: latency from the timing protocol where it has the variant")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_pareto)
 
@@ -266,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("summary", help="results.csv (+ significance.csv) -> summary_*.csv and booktabs .tex")
     s.add_argument("--results", required=True)
     s.add_argument("--significance")
+    s.add_argument("--timing", help="timing.csv: throughput and latency from the timing protocol")
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=cmd_summary)
 

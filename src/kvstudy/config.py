@@ -72,6 +72,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
         raise ConfigError(f"config error: {_where(err.absolute_path)}: {_message(err)}")
     figures_given = "figures" in config
     _fill_defaults(config, schema)
+    config["timing"].setdefault("lengths", list(config["lengths"]))  # the quality grid's lengths, filled once
     _check_models(config)
     _check_tasks(config)
     _check_presses(config)

@@ -97,22 +97,31 @@ class Clock:
 
 
 class PeakMemory:
-    """Peak device memory: the CUDA allocator's peak on GPU, the process's peak RSS on CPU."""
+    """Peak device memory of the work after `reset()`, above what was allocated at the reset.
+
+    CUDA: the allocator's peak since the reset, less the bytes allocated at the reset (the weights, and whatever
+    the warm-up left), so what is left is the job's own activations and KV cache: kind "cuda".
+    CPU: none (`peak()` is None, kind "none"). The only per-process peak the OS keeps (ru_maxrss) is the lifetime
+    peak RSS: it cannot be reset, and it counts imports (kvpress alone adds ~96 MB) and the model load, which
+    made every eviction press look ~0.1 GB heavier than no compression (issue 15). torch's CPU allocator keeps no
+    peak of its own. KV memory on CPU is the measured KV bytes (`cache_size`), never a process number."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        self.kind = "cuda" if self.cuda else "rss"
+        self.kind = "cuda" if self.cuda else "none"
+        self.base = 0
 
     def reset(self) -> None:
         if self.cuda:
+            torch.cuda.synchronize()
+            self.base = int(torch.cuda.memory_allocated())
             torch.cuda.reset_peak_memory_stats()
 
-    def peak(self) -> int:
-        if self.cuda:
-            return int(torch.cuda.max_memory_allocated())
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+    def peak(self) -> int | None:
+        if not self.cuda:
+            return None
+        torch.cuda.synchronize()
+        return max(int(torch.cuda.max_memory_allocated()) - self.base, 0)
 
 
 def _version(pkg: str) -> str | None:

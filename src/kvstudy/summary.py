@@ -9,7 +9,11 @@
 - `summary_memory`: per (model, press variant) and context length: KV-cache MiB held (mean over tasks and seeds),
   its saving against the baseline's cache in the same cells in %, the % of KV tokens kept (where results.csv has
   `kv_fraction_kept`; masking presses keep few tokens but free no bytes) and peak device memory in GB.
-- `summary_throughput`: per (model, press variant) and context length: decode tokens/s and time to first token.
+- `summary_throughput`: per (model, press variant) and context length: decode tokens/s, time to first token and
+  prefill tokens/s: the timing protocol's medians with their intervals where the study timed the variant at that
+  length (`source@<length>` "timing", kvstudy.timing), else the eval jobs' means ("eval", no interval). A variant
+  is marked faster or slower than no_press only where the two intervals do not overlap (kvstudy.intervals;
+  docs/statistics.md, "Timings"); without intervals nothing is marked.
 
 A variant whose jobs all ran out of memory shows "OOM" (LaTeX) / an empty value marked "oom" (CSV), never a
 number; one whose jobs failed (and none is ok) shows "failed" / "failed" the same way. Decoding presses (which
@@ -161,8 +165,57 @@ def _held(results: pd.DataFrame) -> pd.DataFrame:
     return results.assign(_kept=kept.where(~decoding, 1 - pd.to_numeric(results["effective_ratio"], errors="coerce")))
 
 
-def throughput_table(results: pd.DataFrame) -> pd.DataFrame:
-    return _efficiency(results, {"decode_tps": ("decode_tokens_per_second", 1.0), "ttft_ms": ("ttft_seconds", 1e3)})
+def throughput_table(results: pd.DataFrame, timing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Decode tokens/s, TTFT ms and prefill tokens/s per (model, press variant) and length (module docstring)."""
+    prefill = results["prefill_seconds"] if "prefill_seconds" in results.columns else np.nan  # older tables
+    results = results.assign(_prefill_tps=results["length"].astype(float) / pd.to_numeric(prefill, errors="coerce"))
+    out = _efficiency(results, {"decode_tps": ("decode_tokens_per_second", 1.0), "ttft_ms": ("ttft_seconds", 1e3),
+                                "prefill_tps": ("_prefill_tps", 1.0)})
+    lengths = [int(c.split("@")[1]) for c in out.columns if c.startswith("status@")]
+    t = None
+    if timing is not None and not timing.empty:
+        t = timing[timing["status"].astype(str) == "ok"]
+        t = t.set_index([t["model"].astype(str), t["press"].astype(str), t["length"].astype(int)])
+    for length in lengths:
+        bounds = {f"{n}_{b}@{length}": np.nan for n in ("decode_tps", "ttft_ms") for b in ("low", "high")}
+        out = out.assign(**bounds, **{f"source@{length}": np.where(out[f"status@{length}"] == "ok", "eval", "")})
+        for i, (model, press) in enumerate(zip(out["model"], out["press"])):
+            key = (str(model), str(press), length)
+            if t is None or key not in t.index or out.at[i, f"status@{length}"] != "ok":
+                continue
+            row = t.loc[key]
+            for name, col, scale in _TIMED:
+                for suffix in ("", "_low", "_high"):
+                    if suffix == "" or name != "prefill_tps":
+                        out.at[i, f"{name}{suffix}@{length}"] = float(row[f"{col}{suffix}"]) * scale
+            out.at[i, f"source@{length}"] = "timing"
+        _mark_against_baseline(out, length)
+    per_length = ["decode_tps", "decode_tps_low", "decode_tps_high", "ttft_ms", "ttft_ms_low", "ttft_ms_high",
+                  "prefill_tps", "decode_vs_baseline", "ttft_vs_baseline", "source", "status"]
+    return out[["model", "press", "method", "compression_ratio"]
+               + [f"{c}@{length}" for length in lengths for c in per_length]]
+
+
+# summary_throughput name -> timing.csv column, scale
+_TIMED = (("decode_tps", "decode_tokens_per_second", 1.0), ("ttft_ms", "ttft_seconds", 1e3),
+          ("prefill_tps", "prefill_tokens_per_second", 1.0))
+
+
+def _mark_against_baseline(out: pd.DataFrame, length: int) -> None:
+    """`ttft_vs_baseline@L` / `decode_vs_baseline@L`: "faster" / "slower" than the model's no_press where the
+    intervals do not overlap, else empty (kvstudy.intervals.compare)."""
+    from kvstudy.intervals import compare
+
+    for name, faster in (("ttft", -1), ("decode", 1)):  # lower TTFT is faster; higher tokens/s is faster
+        col = "ttft_ms" if name == "ttft" else "decode_tps"
+        marks = []
+        for model, press, lo, hi in zip(out["model"], out["press"], out[f"{col}_low@{length}"],
+                                        out[f"{col}_high@{length}"]):
+            base = out[(out["model"] == model) & (out["press"] == BASELINE)]
+            side = 0 if press == BASELINE or base.empty else compare(
+                lo, hi, base[f"{col}_low@{length}"].iloc[0], base[f"{col}_high@{length}"].iloc[0])
+            marks.append("" if side == 0 else "faster" if side == faster else "slower")
+        out[f"{name}_vs_baseline@{length}"] = marks
 
 
 # --- LaTeX ----------------------------------------------------------------------------------------------------
@@ -218,14 +271,17 @@ def score_latex(table: pd.DataFrame) -> str:
                      "tab:score")
 
 
-def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple[str, int]], caption: str, label: str) -> str:
+def _efficiency_latex(table: pd.DataFrame, columns: dict[str, tuple], caption: str, label: str) -> str:
+    """columns: key -> (title, digits[, mark column: "faster" / "slower" drawn as an up / down arrow])."""
     lengths = sorted({int(c.split("@")[1]) for c in table.columns if c.startswith("status@")})
     cells = {}
     for length in lengths:
         status = table[f"status@{length}"]
-        for key, (title, digits) in columns.items():
-            cells[(f"{length} tokens", title)] = [_cell(v, s if s in ("oom", "failed") else "", digits)
-                                                  for v, s in zip(table[f"{key}@{length}"], status)]
+        for key, (title, digits, *mark) in columns.items():
+            marks = table[f"{mark[0]}@{length}"] if mark else [""] * len(table)
+            cells[(f"{length} tokens", title)] = [
+                _cell(v, s if s in ("oom", "failed") else {"faster": "better", "slower": "worse"}.get(m, ""), digits)
+                for v, s, m in zip(table[f"{key}@{length}"], status, marks)]
     frame = pd.DataFrame(cells)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     frame.index = pd.MultiIndex.from_arrays([table["model"], table["press"]], names=["Model", "Press"])
@@ -236,26 +292,41 @@ def memory_latex(table: pd.DataFrame) -> str:
     columns = {"kv_mib": ("KV MiB", 2), "kv_saving_pct": ("saved %", 1)}
     if any(c.startswith("kept_pct@") for c in table.columns):
         columns["kept_pct"] = ("kept %", 1)
-    columns["peak_gb"] = ("peak GB", 2)
+    peak = any(table[c].notna().any() for c in table.columns if c.startswith("peak_gb@"))
+    if peak:  # measured on CUDA only (kvstudy.measure.PeakMemory): a CPU study has no peak column
+        columns["peak_gb"] = ("peak GB", 2)
     return _efficiency_latex(
         table, columns,
         "KV-cache memory held (MiB, measured from the cache tensors; mean over tasks and seeds): after prefill, "
         "and at the end of generation for presses that evict while decoding; its saving against no press's "
         "cache at the same point, the fraction of KV tokens kept (a masking press keeps few tokens yet frees no "
-        "bytes; a decoding press: 1 - the fraction it evicted), and peak device memory (GB) per context length; "
-        "OOM: out of memory; failed: the job raised.", "tab:memory")
+        "bytes; a decoding press: 1 - the fraction it evicted)"
+        + (", and peak device memory above the weights (GB)" if peak else
+           " (no peak device memory: it is measured on CUDA only, never as a CPU process's lifetime RSS)")
+        + " per context length; OOM: out of memory; failed: the job raised.", "tab:memory")
 
 
 def throughput_latex(table: pd.DataFrame) -> str:
+    sources = {v for c in table.columns if c.startswith("source@") for v in table[c] if v}
+    how = ("medians of the timing protocol's runs (prefill plus a fixed number of decode tokens, after warm-up); "
+           r"$\uparrow$/$\downarrow$: faster/slower than no press, their intervals apart"
+           if sources == {"timing"} else
+           "means over the eval jobs' samples (no timing protocol: one measurement each, no interval, nothing "
+           "marked faster)" if sources <= {"eval"} else
+           "medians of the timing protocol where it timed the variant (arrows: faster/slower than no press, "
+           "intervals apart), else means over the eval jobs (no interval)")
     return _efficiency_latex(
-        table, {"decode_tps": ("tok/s", 1), "ttft_ms": ("TTFT ms", 1)},
-        "Decode throughput (tokens/s) and time to first token (ms), mean over tasks and seeds, per context "
-        "length; OOM: out of memory; failed: the job raised.", "tab:throughput")
+        table, {"decode_tps": ("tok/s", 1, "decode_vs_baseline"), "ttft_ms": ("TTFT ms", 1, "ttft_vs_baseline"),
+                "prefill_tps": ("prefill tok/s", 0)},
+        f"Decode throughput (tokens/s), time to first token (ms) and prefill throughput (tokens/s) per context "
+        f"length: {how}; OOM: out of memory; failed: the job raised.", "tab:throughput")
 
 
-def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None) -> dict[str, tuple[pd.DataFrame, str]]:
+def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None, timing: pd.DataFrame | None = None
+                   ) -> dict[str, tuple[pd.DataFrame, str]]:
     """name -> (CSV frame, LaTeX text) for the three summary tables."""
-    score, memory, throughput = score_table(results, significance), memory_table(results), throughput_table(results)
+    score, memory = score_table(results, significance), memory_table(results)
+    throughput = throughput_table(results, timing)
     return {
         "summary_score": (score, score_latex(score)),
         "summary_memory": (memory, memory_latex(memory)),
@@ -263,7 +334,8 @@ def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None) -> 
     }
 
 
-def write_summary(results_csv: Path, significance_csv: Path | None, out_dir: Path) -> list[Path]:
+def write_summary(results_csv: Path, significance_csv: Path | None, out_dir: Path, timing_csv: Path | None = None
+                  ) -> list[Path]:
     """Write `<name>.csv` and `<name>.tex` for each summary table into out_dir; returns the paths."""
     results = pd.read_csv(results_csv, dtype=_ID)
     significance = None
@@ -274,7 +346,9 @@ def write_summary(results_csv: Path, significance_csv: Path | None, out_dir: Pat
             significance = None
     out_dir = Path(out_dir)
     paths = []
-    for name, (frame, tex) in summary_tables(results, significance).items():
+    from kvstudy.pareto import read_timing
+
+    for name, (frame, tex) in summary_tables(results, significance, read_timing(timing_csv)).items():
         write_csv_atomic(frame, out_dir / f"{name}.csv")
         write_text_atomic(tex, out_dir / f"{name}.tex")
         paths += [out_dir / f"{name}.csv", out_dir / f"{name}.tex"]

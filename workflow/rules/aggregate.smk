@@ -44,6 +44,7 @@ rule aggregate:
     input:
         RAW,
         RAW_MARKER,
+        TIMING,
     output:
         results=report(
             "results/tables/results.csv",
@@ -74,6 +75,12 @@ rule aggregate:
             caption="../report/paper_tables.rst",
             category="Tables",
             labels={"table": "throughput"},
+        ),
+        timing=report(
+            "results/tables/timing.csv",
+            caption="../report/timing.rst",
+            category="Tables",
+            labels={"table": "timing (medians and intervals)"},
         ),
     log:
         "logs/aggregate.log",

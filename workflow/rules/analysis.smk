@@ -3,7 +3,8 @@
 
 rule pareto:
     input:
-        "results/tables/results.csv",
+        results="results/tables/results.csv",
+        timing="results/tables/timing.csv",
     output:
         report(
             "results/analysis/pareto.csv",
@@ -16,7 +17,7 @@ rule pareto:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "kvstudy pareto --results {input} --out {output} > {log} 2>&1"
+        "kvstudy pareto --results {input.results} --timing {input.timing} --out {output} > {log} 2>&1"
 
 
 rule significance:
@@ -49,6 +50,7 @@ rule summary:
     input:
         results="results/tables/results.csv",
         significance="results/analysis/significance.csv",
+        timing="results/tables/timing.csv",
     output:
         [
             report(
@@ -66,7 +68,7 @@ rule summary:
         "../../envs/analysis.yaml"
     shell:
         "kvstudy summary --results {input.results} --significance {input.significance} "
-        "--out-dir results/tables > {log} 2>&1"
+        "--timing {input.timing} --out-dir results/tables > {log} 2>&1"
 
 
 # What the built-in report lacks: git commit, resolved config, package versions, devices/hosts, job times.

@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from kvstudy import grid, rawguard
+from kvstudy import grid, rawguard, timing
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
@@ -40,6 +40,9 @@ RAW = sorted(JOBS)
 # job group the profile or command line gives eval jobs (`--groups eval=...`), which group rules join too
 EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
 EVAL_JOB_GROUP = workflow.group_settings.overwrite_groups.get("eval")
+# the timing protocol's jobs (kvstudy.timing): one per (model, timing length); none when `timing.enabled` is false
+TIMING_JOBS = {timing.path(j): j for j in timing.jobs(config)}
+TIMING = sorted(TIMING_JOBS)
 
 # Raw results before the DAG is built (kvstudy.rawguard): those aggregate would read anew are checked and bad ones
 # set aside (named, one line each) so that they rerun; temp files of killed writes are removed; `aggregate` reads
@@ -83,7 +86,7 @@ SUMMARY = expand(
 PROVENANCE = "results/provenance.html"
 TABLES = expand(
     "results/tables/{name}.csv",
-    name=["results", "samples", "performance", "memory_usage", "throughput"],
+    name=["results", "samples", "performance", "memory_usage", "throughput", "timing"],
 )
 ANALYSIS = [
     "results/analysis/pareto.csv",
@@ -177,6 +180,21 @@ def _scaled(value, factor):
     return scaled
 
 
+def timing_args(wildcards):
+    """`kvstudy timing`'s arguments for one timing result: the job as JSON, its path and the device."""
+    out = timing.PATH.format(**wildcards)
+    if out not in TIMING_JOBS:
+        raise ValueError(f"{out} is not a timing job of this config (check timing: and lengths:)")
+    return (f"--job {shlex.quote(json.dumps(TIMING_JOBS[out], sort_keys=True))} --out {shlex.quote(out)} "
+            f"--device {shlex.quote(config['eval']['device'])}")
+
+
+def timing_threads(wildcards):
+    """Every core where snakemake runs jobs itself, so that nothing runs beside a timed run (the timed run itself
+    uses `eval.threads`); the eval threads on a cluster, where the job has its node's share to itself."""
+    return workflow.cores if workflow.local_exec and workflow.cores else config["eval"]["threads"]
+
+
 def figure_kind(wildcards):
     return FIGURE_SPECS[wildcards.figure]["figure"]
 
@@ -193,4 +211,5 @@ def config_json(wildcards):
 
 def study_json(wildcards):
     """The resolved config, so `kvstudy aggregate` reads exactly this study's raw results."""
-    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude")})
+    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude",
+                                              "timing")})

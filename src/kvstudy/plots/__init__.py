@@ -9,6 +9,7 @@ below (except `style`, `manifest` and private `_*` ones). Each figure reads some
 - "pareto":  `results/analysis/pareto.csv` (one row per press variant and (model, task, length)),
 - "significance": `results/analysis/significance.csv` (one row per paired test against the baseline),
 - "tuning_candidates": `results/analysis/tuning/candidates.csv` (one row per search candidate and task),
+- "timing": `results/tables/timing.csv` (the timing protocol's medians and intervals; header only when off),
 
 and writes `out_stem.pdf` and `out_stem.png`. A figure with nothing to show raises `ValueError` (never an empty
 plot).
@@ -29,7 +30,7 @@ from typing import Callable
 
 import pandas as pd
 
-TABLES = ("results", "samples", "pareto", "significance", "tuning_candidates")
+TABLES = ("results", "samples", "pareto", "significance", "tuning_candidates", "timing")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Figure:
     options: dict[str, str] = field(default_factory=dict)  # option name -> description
     # (the study's jobs from kvstudy.grid, the entry's options) -> why the study cannot draw it, or None
     check: Callable[[list, dict], "str | None"] | None = None
+    uses: tuple[str, ...] = ()  # tables read where they exist (a figure falls back without them)
 
     def draw(self, tables: dict[str, pd.DataFrame], out_stem: Path, options: dict | None = None) -> list[Path]:
         """Build the figure from `tables` and write `out_stem.pdf` and `out_stem.png`; returns both paths."""
@@ -103,6 +105,9 @@ def make_figure(name: str, tables_dir: Path, analysis_dir: Path, out_stem: Path,
     `analysis_dir`) and write `out_stem.pdf` and `out_stem.png`. Returns the two paths."""
     figure = get_figure(name)
     tables = {t: load_table(table_path(t, tables_dir, analysis_dir)) for t in figure.needs}
+    for t in figure.uses:
+        path = table_path(t, tables_dir, analysis_dir)
+        tables[t] = load_table(path) if path.exists() else None
     return figure.draw(tables, out_stem, options)
 
 

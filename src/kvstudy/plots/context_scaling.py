@@ -1,5 +1,11 @@
-"""Context-length scaling: time to first token, decode throughput and peak device memory against context length
-(columns), one row per model, one line per press variant (mean over tasks and seeds, from results.csv).
+"""Context-length scaling: time to first token, decode throughput and memory against context length (columns),
+one row per model, one line per press variant.
+
+Latency and throughput are the timing protocol's medians with their intervals drawn as bars (timing.csv,
+kvstudy.timing), at the lengths it timed (which may be more than the quality grid's); a study with timing off
+falls back to the eval jobs' means over tasks and seeds (results.csv, no interval), and the x label says which.
+Memory is the peak device memory above the weights where one was measured (CUDA); on CPU, where no per-job peak
+exists (kvstudy.measure.PeakMemory), the panel shows the KV cache held (results.csv `kv_bytes_held`) and says so.
 
 A variant that ran out of memory at a length (every job of it there "oom") has no measure there: its line stops,
 and a crossed-out marker in its method's colour sits in the grey "OOM" strip at the top of each panel at that
@@ -34,12 +40,38 @@ NAME = "context_scaling"
 MEASURES = [  # column, axis label, scale
     ("ttft_seconds", "Time to first token (s)", 1.0),
     ("decode_tokens_per_second", "Decode throughput (tokens/s)", 1.0),
-    ("peak_memory_bytes", "Peak memory (GB)", 1e-9),
+    ("peak_memory_bytes", "Peak memory above weights (GB)", 1e-9),
 ]
+KV_PANEL = ("kv_bytes_held", "KV cache held (MiB)", 1 / 2**20)  # the memory panel where no peak was measured
+
+
+def _means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.DataFrame, list, str]:
+    """(per (model, press, length): each panel's value and `<col>_low/_high`, the panels, the source note)."""
+    cols = [c for c, _, _ in MEASURES]
+    held = ["kv_bytes_held"] if "kv_bytes_held" in ok.columns else []
+    for col in cols + held:
+        ok[col] = pd.to_numeric(ok[col], errors="coerce")
+    means = ok.groupby(["model", "press", "length"])[cols + held].mean().reset_index()
+    note = "eval-job means, no interval (timing protocol off)"
+    t = timing[timing["status"].astype(str) == "ok"] if timing is not None and len(timing) else None
+    if t is not None and len(t):
+        timed = [c for c in cols if t[c].notna().any()]
+        keep = t[["model", "press", "length"] + [f"{c}{x}" for c in timed for x in ("", "_low", "_high")]]
+        means = means.drop(columns=timed).merge(keep, on=["model", "press", "length"], how="outer")
+        note = "timing-protocol medians; bars: their intervals"
+    for col in cols + held:
+        for x in ("_low", "_high"):
+            means[f"{col}{x}"] = means[f"{col}{x}"] if f"{col}{x}" in means.columns else means[col]
+    panels = list(MEASURES)
+    if not means["peak_memory_bytes"].notna().any() and held:
+        panels[2] = KV_PANEL
+        note += "; memory: KV cache held (no peak measured on CPU)"
+    return means, panels, note
+
 STRIP = 0.86  # axes fraction where the OOM strip starts; data stay below it
 
 
-def build(tables, methods=None, ratios=None):
+def build(tables, methods=None, ratios=None):  # noqa: C901 -- one figure, drawn in one pass
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import FixedLocator, NullLocator
@@ -62,11 +94,12 @@ def build(tables, methods=None, ratios=None):
     oom = oom[oom["tasks"] == oom["all"]]
     oom = oom.assign(status=np.where(oom["failed"].astype(bool), "failed", "oom"))
     ok = df[df["status"].astype(str) == "ok"].copy()
-    for col, _, _ in MEASURES:
-        ok[col] = pd.to_numeric(ok[col], errors="coerce")
     if ok.empty and oom.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no ok, oom or failed job")
-    means = ok.groupby(["model", "press", "length"])[[c for c, _, _ in MEASURES]].mean().reset_index()
+    timing = tables.get("timing")
+    if timing is not None and len(timing):
+        timing = timing[timing["press"].isin(set(df["press"]))]
+    means, panels, note = _means(ok, timing)
     variants = df.drop_duplicates("press")[["press", "method", "family", "compression_ratio"]]
     fams = families(variants)
     labels = family_labels(fams)
@@ -74,7 +107,7 @@ def build(tables, methods=None, ratios=None):
     order = {f: i for i, (_, f) in enumerate(fams)}
     variants = variants.assign(_f=variants["family"].map(order)).sort_values(["_f", "compression_ratio"])
     models = list(dict.fromkeys(df["model"]))
-    lengths = sorted(df["length"].unique())
+    lengths = sorted(set(df["length"].astype(int)) | set(means["length"].astype(int)))
     ratio_alpha = {r: a for r, a in zip(sorted(variants["compression_ratio"].unique()),
                                         np.linspace(1.0, 0.45, max(1, variants["compression_ratio"].nunique())))}
 
@@ -85,12 +118,12 @@ def build(tables, methods=None, ratios=None):
     for (model, length), g in oom.groupby(["model", "length"]):
         ordered = sorted(g["press"], key=rank.get)
         slot.update({(model, length, p): 0.12 * (i - (len(ordered) - 1) / 2) for i, p in enumerate(ordered)})
-    fig = new_figure(3.3 * len(MEASURES) + 2.6, 2.7 * len(models) + 0.4)
-    axes = np.atleast_2d(fig.subplots(len(models), len(MEASURES), squeeze=False, sharex=True))
+    fig = new_figure(3.3 * len(panels) + 2.6, 2.7 * len(models) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(models), len(panels), squeeze=False, sharex=True))
     handles: dict[str, object] = {}
     drawn: set[str] = set()
     for r, model in enumerate(models):
-        for c, (col, ylabel, scale) in enumerate(MEASURES):
+        for c, (col, ylabel, scale) in enumerate(panels):
             ax = axes[r, c]
             ymax = 0.0
             for press, method, fam, ratio in zip(variants["press"], variants["method"], variants["family"],
@@ -103,8 +136,12 @@ def build(tables, methods=None, ratios=None):
                 label = variant_label(method, fam, ratio, labels)
                 if len(line):
                     y = line[col].to_numpy(float) * scale
-                    ymax = max(ymax, float(np.nanmax(y)))
+                    lo, hi = (line[f"{col}{x}"].to_numpy(float) * scale for x in ("_low", "_high"))
+                    ymax = max(ymax, float(np.nanmax(np.r_[y, hi])))
                     ax.plot(line["length"], y, gid=f"scale:{press}", **style)
+                    if np.any(hi > lo):  # the timing protocol's interval
+                        ax.errorbar(line["length"], y, yerr=[y - lo, hi - y], fmt="none", ecolor=color,
+                                    alpha=ratio_alpha[ratio], elinewidth=0.9, capsize=2, gid=f"interval:{press}")
                     handles.setdefault(label, Line2D([], [], **style))
                 gone = oom[(oom["model"] == model) & (oom["press"] == press)]
                 for length, status in zip(gone["length"], gone["status"]):
@@ -132,7 +169,7 @@ def build(tables, methods=None, ratios=None):
             ax.set_xticklabels([length_label(n) for n in lengths])
             ax.set_ylabel(ylabel)
             ax.set_title(model if len(models) > 1 else ylabel.split(" (")[0])
-    fig.supxlabel("Context length (tokens)")
+    fig.supxlabel(f"Context length (tokens)\n{note}")
     items = list(handles.items())
     items += lost_legend_handles(drawn, lambda s: (
         Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
@@ -153,7 +190,7 @@ def check(jobs, options):
                               lambda r: round(float(r), 6)))
 
 
-register(Figure(NAME, "latency, throughput and peak memory vs context length per press variant; OOM lengths marked",
-                ("results",), build, options={"methods": "list of methods to show (default: all)",
+register(Figure(NAME, "latency, throughput (timing medians and intervals) and memory vs context length per press "
+                "variant; OOM lengths marked", ("results",), build, uses=("timing",), options={"methods": "list of methods to show (default: all)",
                                               "ratios": "list of compression ratios to show (default: all)"},
                 check=check))

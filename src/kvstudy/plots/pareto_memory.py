@@ -282,9 +282,11 @@ def _place_labels_and_notes(fig, labels_to_place, notes, scale):
             return
 
 
-def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_label: str, front_label: str):
+def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_label: str, front_label: str,
+                bounds: tuple[str, str] | None = None, note: str = ""):
     """Score against `x_column` of pareto.csv with the front `front_column`; `x_unit(max) -> (unit, scale)`.
-    Shared with pareto_latency (the same figure against time to first token)."""
+    Shared with pareto_latency (the same figure against time to first token), which gives `bounds`, the columns
+    of x's interval (drawn as horizontal bars where present), and a `note` under the x label."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
@@ -293,6 +295,9 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
     df = prepare(df.drop(columns=[c for c in ("x", "front") if c in df.columns]), name, "pareto", measured=True)
     df = df.rename(columns={x_column: "x", front_column: "front"})
     df["x"] = pd.to_numeric(df["x"], errors="coerce")
+    have_bounds = bounds is not None and all(b in df.columns for b in bounds)
+    for key, col in zip(("x_low", "x_high"), bounds if have_bounds else ("x", "x")):
+        df[key] = pd.to_numeric(df[col], errors="coerce").fillna(df["x"])
     df["task"] = df["task"].astype(str)
     df = df[df["score"].notna() & df["x"].notna() & (df["x"] > 0)].copy()
     if df.empty:
@@ -331,7 +336,7 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
         in_row = df[(df["model"] == model) & (df["length"] == length)]
         oom_row = oom[(oom["model"] == model) & (oom["length"] == length)]
         if len(in_row):
-            lo, hi = float(in_row["x"].min()) / scale, float(in_row["x"].max()) / scale
+            lo, hi = float(in_row["x_low"].min()) / scale, float(in_row["x_high"].max()) / scale
         else:  # every variant of the row ran out of memory: panels with their note only
             lo, hi = 0.0, 1.0
         log = hi > 10 * lo
@@ -381,6 +386,11 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
                 color, marker = method_color(method), method_marker(method)
                 # a method's first variant filled, its other parameter variants hollow
                 face, edge, width = ("white", color, 1.3) if hollow[fam] else (color, "white", 0.5)
+                if have_bounds:  # the interval of the measure (pareto_latency: the timing protocol's)
+                    ax.errorbar(pts["x"] / scale, pts["score"], xerr=[(pts["x"] - pts["x_low"]) / scale,
+                                                                      (pts["x_high"] - pts["x"]) / scale],
+                                fmt="none", ecolor=color, elinewidth=0.9, capsize=2, alpha=0.75, zorder=2.5,
+                                gid=f"interval:{fam}")
                 ax.scatter(pts["x"] / scale, pts["score"], s=38, marker=marker, facecolors=face,
                            edgecolors=edge, linewidths=width, zorder=3, clip_on=False)
                 used.setdefault(labels[fam], Line2D([], [], ls="none", marker=marker, markerfacecolor=face,
@@ -400,7 +410,7 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
 
     if not fig.axes:
         raise ValueError(f"figure {name!r}: no (task, length) panel has a point to plot")
-    fig.supxlabel(f"{x_label} ({unit})")
+    fig.supxlabel(f"{x_label} ({unit})" + (f"\n{note}" if note else ""))
     fig.supylabel("Score")
 
     handles = [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]

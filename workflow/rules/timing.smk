@@ -1,0 +1,26 @@
+# The timing protocol (kvstudy.timing, docs/efficiency.md): one job per (model, timing length) times every press
+# variant of the study in interleaved rounds -> results/timing/{model}/{length}.json. A study with
+# `timing: {enabled: false}` has no such job, and its tables and fronts use the eval jobs' own timings.
+# Run alone where snakemake runs the jobs itself (it claims every core), so no eval job shares the machine with a
+# timed run; on SLURM it is one job with the eval jobs' resources.
+
+if TIMING_JOBS:
+
+    rule timing:
+        output:
+            timing.PATH,
+        log:
+            timing.LOG,
+        benchmark:
+            "benchmarks/timing/{model}/{length}.tsv"
+        params:
+            args=timing_args,
+        threads: timing_threads
+        resources:
+            **EVAL_RESOURCES,
+        conda:
+            "../../envs/eval.yaml"
+        shell:
+            "kvstudy timing {params.args} --threads "
+            + str(config["eval"]["threads"])
+            + " > {log} 2>&1"
