@@ -148,22 +148,26 @@ def grouped(model, runs, samples, new_tokens: int, clock, device) -> dict:
     return {"prefill": prefill, "peak_bytes": peak.bytes, "variants": rows}
 
 
+def _gb(nbytes: int | None) -> str:
+    """Peak memory above the weights in GB; CUDA only (kvstudy.measure.PeakMemory measures none on CPU)."""
+    return "n/a" if nbytes is None else f"{nbytes / 1024**3:.1f}"
+
+
 def table(length: int, load_s: float, alone: dict, group: dict) -> str:
-    gb = 1024**3
     lines = [f"\n{length} tokens (load {load_s:.1f} s per job)\n",
              "| variant | one-variant: prefill s | first token s | decode tok/s | peak GB | grouped: compress s | "
              "first token s | decode tok/s | same tokens |", "|---|---|---|---|---|---|---|---|---|"]
     for slug, a in alone.items():
         g = group["variants"][slug]
         lines.append(f"| {slug} | {a['prefill']:.2f} | {a['first_token']:.3f} | {a['decoded'] / a['decode']:.1f} | "
-                     f"{a['peak_bytes'] / gb:.1f} | {g['compress']:.3f} | {g['first_token']:.3f} | "
+                     f"{_gb(a['peak_bytes'])} | {g['compress']:.3f} | {g['first_token']:.3f} | "
                      f"{g['decoded'] / g['decode']:.1f} | {'yes' if a['tokens'] == g['tokens'] else 'NO'} |")
     n = len(alone)
     alone_total = n * load_s + sum(a["prefill"] + a["first_token"] + a["decode"] for a in alone.values())
     group_total = load_s + group["prefill"] + sum(g["compress"] + g["first_token"] + g["decode"]
                                                   for g in group["variants"].values())
     lines += [f"\ngrouped: one shared prefill per sample, {group['prefill']:.2f} s in all; peak "
-              f"{group['peak_bytes'] / gb:.1f} GB. Total with loads: one-variant {alone_total:.1f} s ({n} loads), "
+              f"{_gb(group['peak_bytes'])} GB. Total with loads: one-variant {alone_total:.1f} s ({n} loads), "
               f"grouped {group_total:.1f} s (1 load): {alone_total / group_total:.2f}x."]
     return "\n".join(lines)
 

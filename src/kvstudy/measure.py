@@ -97,10 +97,12 @@ class Clock:
 
 
 class PeakMemory:
-    """Peak device memory of the work after `reset()`, above what was allocated at the reset.
+    """Peak device memory of the work after `reset()`, above what was allocated at the first reset.
 
-    CUDA: the allocator's peak since the reset, less the bytes allocated at the reset (the weights, and whatever
-    the warm-up left), so what is left is the job's own activations and KV cache: kind "cuda".
+    CUDA: the allocator's peak since the last reset, less the bytes allocated at the first one (made after model
+    load and warm-up: the weights, and whatever the warm-up left), so what is left is the job's own activations and
+    KV cache, the same baseline for every stage of a job (a group job resets per sample and per variant, while a
+    shared prefill's cache is still allocated, and that cache counts): kind "cuda".
     CPU: none (`peak()` is None, kind "none"). The only per-process peak the OS keeps (ru_maxrss) is the lifetime
     peak RSS: it cannot be reset, and it counts imports (kvpress alone adds ~96 MB) and the model load, which
     made every eviction press look ~0.1 GB heavier than no compression (issue 15). torch's CPU allocator keeps no
@@ -109,19 +111,20 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.kind = "cuda" if self.cuda else "none"
-        self.base = 0
+        self.base: int | None = None
 
     def reset(self) -> None:
         if self.cuda:
             torch.cuda.synchronize()
-            self.base = int(torch.cuda.memory_allocated())
+            if self.base is None:
+                self.base = int(torch.cuda.memory_allocated())
             torch.cuda.reset_peak_memory_stats()
 
     def peak(self) -> int | None:
         if not self.cuda:
             return None
         torch.cuda.synchronize()
-        return max(int(torch.cuda.max_memory_allocated()) - self.base, 0)
+        return max(int(torch.cuda.max_memory_allocated()) - (self.base or 0), 0)
 
 
 def _version(pkg: str) -> str | None:

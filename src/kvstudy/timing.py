@@ -183,7 +183,8 @@ def _finish(entry: dict, length: int) -> dict:
 
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Time every variant of one timing job; returns its result (docs/data-contracts.md, "Timing")."""
-    from kvstudy.evaluate import free_memory, pick_device
+    from kvstudy.engine.group import free_memory
+    from kvstudy.engine.job import pick_device
     from kvstudy.models import load_model
     from kvstudy.presses.variant import attention_for
 

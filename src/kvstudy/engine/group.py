@@ -40,7 +40,8 @@ class Variant:
     status: str = "ok"  # ok | oom | failed
     error: str | None = None
     trace: str | None = None  # a failure's traceback, for the variant's log
-    peak: int = 0  # peak device memory over the stages that produced its rows (shared prefill included)
+    peak: int | None = None  # peak device memory over the stages that produced its rows (shared prefill
+    # included); None where none is measured (CPU: kvstudy.measure.PeakMemory)
     seconds: float = 0.0  # wall time spent on this variant alone
     retry: bool = False  # ran out of memory beside a shared prefill: run again on its own
 
@@ -115,7 +116,7 @@ class GroupRun:
                 self.shared(cls)
             for v in cls:
                 if v.retry or len(cls) == 1:  # on its own, over every sample (peak and time: of the rows it keeps)
-                    v.retry, v.rows, v.peak, v.seconds = False, [], 0, 0.0
+                    v.retry, v.rows, v.peak, v.seconds = False, [], None, 0.0
                     self.alone(v)
 
     def shared(self, cls: list[Variant]) -> None:
@@ -144,9 +145,9 @@ class GroupRun:
             if v.status != "ok":
                 return
             self.mem.reset()
-            self.stage(v, sample, None, 0)
+            self.stage(v, sample, None, None)
 
-    def stage(self, v: Variant, sample, prefill, base_peak: int) -> None:
+    def stage(self, v: Variant, sample, prefill, base_peak: int | None) -> None:
         """One variant on one sample: its cache (from `prefill`, or its own), question, answer, scoring."""
         from kvstudy.engine.prefill import OwnPrefill
 
@@ -170,7 +171,8 @@ class GroupRun:
             v.fail(e)
             return
         v.seconds += time.perf_counter() - t0
-        v.peak = max(v.peak, base_peak, self.mem.peak())
+        peaks = [p for p in (v.peak, base_peak, self.mem.peak()) if p is not None]
+        v.peak = max(peaks) if peaks else None
 
 
 def use_attention(model, attention: str) -> None:
