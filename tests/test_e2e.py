@@ -351,7 +351,7 @@ def test_status_sees_a_running_job_and_an_interrupted_one(run):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         seen = ""
-        for _ in range(120):  # the DAG build takes ~10 s here; the slow job then runs for minutes
+        for _ in range(600):  # the preflight and DAG take ~10 s here (minutes on a loaded machine); the job then runs
             time.sleep(1)
             seen = subprocess.run([sys.executable, "-m", "kvstudy.cli", "status", ".test/slow.yaml"], cwd=run,
                                   capture_output=True, text=True).stdout
