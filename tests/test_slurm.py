@@ -50,6 +50,8 @@ def test_study_runs_through_sbatch(tmp_path):
     assert (tmp_path / "figures/all").exists()
 
 
+@pytest.mark.xfail(strict=True, reason="issue 16 regression: Snakemake's --groups eval=... no longer joins the engine's "
+                   "per-entry eval rules into one SLURM submission (each is submitted alone); strict, so a fix shows")
 def test_grouped_eval_jobs_share_one_submission(tmp_path):
     submitted = run_study(tmp_path, *GROUPED)
     assert len(submitted) == 1
