@@ -100,7 +100,6 @@ class Peak:
 
 def one_variant(model, runs, samples, new_tokens: int, clock, device) -> dict:
     """Each variant prefills every sample itself under its press: {slug: stage seconds, tokens, peak}."""
-    from kvstudy.engine.generate import answer
     from kvstudy.engine.prefill import OwnPrefill
 
     out = {}
@@ -109,21 +108,27 @@ def one_variant(model, runs, samples, new_tokens: int, clock, device) -> dict:
         with Peak(device) as peak:
             for ctx, q in samples:
                 cache, times = OwnPrefill(model, ctx, clock).cache_for(run)
-                t_ready = clock.now()
-                tokens, t_first, t_end = answer(model, run, cache, len(ctx), q, new_tokens, set(), clock)
                 row["prefill"] += times["prefill_seconds"]
-                row["first_token"] += t_first - t_ready
-                row["decode"] += t_end - t_first
-                row["decoded"] += len(tokens) - 1
-                row["tokens"].append(tokens)
+                _answer(row, model, run, cache, ctx, q, new_tokens, clock)
                 del cache
         out[slug] = row | {"peak_bytes": peak.bytes}
     return out
 
 
+def _answer(row: dict, model, run, cache, ctx, q, new_tokens: int, clock) -> None:
+    """Question and answer of one variant on its ready cache, its stage times and tokens added to `row`."""
+    from kvstudy.engine.generate import answer
+
+    t_ready = clock.now()
+    tokens, t_first, t_end = answer(model, run, cache, len(ctx), q, new_tokens, set(), clock)
+    row["first_token"] += t_first - t_ready
+    row["decode"] += t_end - t_first
+    row["decoded"] += len(tokens) - 1
+    row["tokens"].append(tokens)
+
+
 def grouped(model, runs, samples, new_tokens: int, clock, device) -> dict:
     """One prefill per sample shared by every variant: {"prefill": s, "peak_bytes": B, "variants": {...}}."""
-    from kvstudy.engine.generate import answer
     from kvstudy.engine.prefill import SharedPrefill, union
 
     reads = union([r.prefill_reads() for r in runs.values()])
@@ -135,14 +140,8 @@ def grouped(model, runs, samples, new_tokens: int, clock, device) -> dict:
             prefill += shared.seconds
             for slug, run in runs.items():
                 cache, times = shared.cache_for(run)
-                t_ready = clock.now()
-                tokens, t_first, t_end = answer(model, run, cache, len(ctx), q, new_tokens, set(), clock)
-                row = rows[slug]
-                row["compress"] += times["compress_seconds"]
-                row["first_token"] += t_first - t_ready
-                row["decode"] += t_end - t_first
-                row["decoded"] += len(tokens) - 1
-                row["tokens"].append(tokens)
+                rows[slug]["compress"] += times["compress_seconds"]
+                _answer(rows[slug], model, run, cache, ctx, q, new_tokens, clock)
                 del cache
             del shared
     return {"prefill": prefill, "peak_bytes": peak.bytes, "variants": rows}
