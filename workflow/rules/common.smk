@@ -36,10 +36,13 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
 RAW = sorted(JOBS)
-# The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant), and the Snakemake
-# job group the profile or command line gives eval jobs (`--groups eval=...`), which group rules join too
+# The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant)
 EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
-EVAL_JOB_GROUP = workflow.group_settings.overwrite_groups.get("eval")
+# Every eval rule is in the Snakemake job group "eval", so `--group-components eval=N` (profiles/slurm) puts N eval
+# jobs in one cluster submission. It is the rules' own `group:`, not `--groups eval=...`: Snakemake applies --groups by
+# rule name when it builds the DAG, after the Snakefile is read, and the engine's rules are named per press entry
+# (eval_<method>). Local runs ignore job groups.
+EVAL_JOB_GROUP = "eval"
 # the timing protocol's jobs (kvstudy.timing): one per (model, timing length); none when `timing.enabled` is false
 TIMING_JOBS = {timing.path(j): j for j in timing.jobs(config)}
 TIMING = sorted(TIMING_JOBS)

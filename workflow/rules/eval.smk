@@ -17,6 +17,8 @@ if EVAL_GROUPS is None:
         threads: config["eval"]["threads"]
         resources:
             **EVAL_RESOURCES,
+        group:
+            EVAL_JOB_GROUP
         conda:
             "../../envs/eval.yaml"
         shell:
