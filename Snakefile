@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tuning_common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/tuning.smk"
 include: "workflow/rules/aggregate.smk"

@@ -51,6 +51,18 @@ def cmd_aggregate(a) -> None:
         sys.exit("\n".join(e.lines))
 
 
+def cmd_fetch(a) -> None:
+    """Fetch one model, dataset or data entry (rule fetch_*); a failure is one line naming it."""
+    from kvstudy.fetch import FetchError, run
+
+    try:
+        stamp = run(json.loads(a.spec), Path(a.out))
+    except FetchError as e:
+        sys.exit(str(e))
+    what = stamp.get("repo") or stamp.get("hub") or stamp.get("url")
+    print(f"fetched {stamp['kind']} {what}: {stamp['commit']}")
+
+
 def cmd_pareto(a) -> None:
     from kvstudy.pareto import write_pareto
 
@@ -217,6 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--study", help="resolved config as JSON: aggregate every raw result of its grid")
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=cmd_aggregate)
+
+    s = sub.add_parser("fetch", help="fetch one hub model, hub dataset or data entry and write its stamp")
+    s.add_argument("--spec", required=True, help="what to fetch, as JSON (kvstudy.fetch.plan)")
+    s.add_argument("--out", required=True, help="the stamp: resources/fetched/{kind}/{item}.json")
+    s.set_defaults(fn=cmd_fetch)
 
     s = sub.add_parser("pareto", help="results.csv -> pareto.csv")
     s.add_argument("--results", required=True)

@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from kvstudy import grid, rawguard
+from kvstudy import fetch, grid, rawguard
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
@@ -30,6 +30,15 @@ except ConfigError as e:
 
 envvars:
     "PATH",
+
+
+# Models and data are fetched by the rules of fetch.smk before any eval job, which then runs offline: eval jobs
+# (started by this process, or by SLURM from its environment) get HF_HUB_OFFLINE=1, fetch jobs the value the user
+# gave (remembered in KVSTUDY_HUB_OFFLINE_GIVEN, so a job's own snakemake process reads the user's value too).
+FETCH = fetch.plan(config)
+HUB_OFFLINE_GIVEN = os.environ.setdefault("KVSTUDY_HUB_OFFLINE_GIVEN", os.environ.get("HF_HUB_OFFLINE", "0"))
+if not REPORT_MODE:
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 # Rules call `kvstudy` from the environment that runs snakemake, so no activated venv is needed.
@@ -123,6 +132,17 @@ def eval_args(wildcards):
     if path not in JOBS:
         raise ValueError(f"{path} is not a job of this config (check models/tasks/lengths/presses/seeds)")
     return eval_cli(JOBS[path], path)
+
+
+@per_job
+def fetched_inputs(wildcards):
+    """The fetch stamps (fetch.smk) of what an eval job reads: its hub model, hub datasets, judge, data entries."""
+    return FETCH.needs.get((wildcards.model, wildcards.task), [])
+
+
+def fetch_spec(wildcards, output):
+    """What one fetch job fetches, as JSON for `kvstudy fetch --spec`."""
+    return json.dumps(FETCH.items[output[0]], sort_keys=True)
 
 
 def figure_kind(wildcards):

@@ -2,6 +2,8 @@
 
 
 rule eval:
+    input:
+        fetched_inputs,  # the fetch stamps of its model and data (fetch.smk); none for built-in models and generated tasks
     output:
         grid.RAW,
     log:
