@@ -255,3 +255,27 @@ def test_study_fetches_first_and_its_eval_jobs_run_offline(hub, tmp_path):
     assert stamps == ["resources/fetched/data/helmet.json", "resources/fetched/dataset/org--tiny-qa.json",
                       "resources/fetched/model/org--tiny-llama.json"]
 
+
+
+def test_plan_of_helmet_reasoning_names_what_each_cell_reads():
+    """A cite cell waits for its model, the NLI judge and both data entries it reads; an ICL cell for its hub
+    dataset; a generated task for its model only. A revision on a built-in model is refused."""
+    import yaml
+
+    from kvstudy.config import ConfigError, validate
+    from kvstudy.fetch import plan
+
+    study = validate(yaml.safe_load((ROOT / "studies/helmet_reasoning.yaml").read_text()))
+    p = plan(study)
+    llama = "resources/fetched/model/meta-llama--Llama-3.1-8B-Instruct.json"
+    assert p.needs[("llama31_8b", "cite")] == [llama, "resources/fetched/data/helmet.json",
+                                               "resources/fetched/data/helmet_prompts.json",
+                                               "resources/fetched/model/google--t5_xxl_true_nli_mixture.json"]
+    assert p.needs[("llama31_8b", "icl_banking77")] == [llama, "resources/fetched/dataset/PolyAI--banking77.json"]
+    assert p.needs[("llama31_8b", "niah")] == [llama]
+    assert len(p.of("model")) == 6 and len(p.of("dataset")) == 2 and len(p.of("data")) == 3
+    pinned = {**study, "models": {"m": {"path": "Qwen/Qwen3-8B", "revision": "abc"}}}
+    assert "resources/fetched/model/Qwen--Qwen3-8B@abc.json" in plan(pinned).of("model")
+    with pytest.raises(ConfigError, match=r"^config error: models.tiny.revision: builtin:tiny-retrieval is not a hub"):
+        validate({"models": {"tiny": {"path": "builtin:tiny-retrieval", "revision": "main"}}, "tasks": {"niah": {}},
+                  "lengths": [256], "presses": [{"method": "no_press"}]})
