@@ -279,3 +279,13 @@ def test_plan_of_helmet_reasoning_names_what_each_cell_reads():
     with pytest.raises(ConfigError, match=r"^config error: models.tiny.revision: builtin:tiny-retrieval is not a hub"):
         validate({"models": {"tiny": {"path": "builtin:tiny-retrieval", "revision": "main"}}, "tasks": {"niah": {}},
                   "lengths": [256], "presses": [{"method": "no_press"}]})
+
+
+def test_provenance_page_lists_the_commits_the_jobs_read(tmp_path):
+    from kvstudy.provenance import raw_provenance
+
+    commit = "a" * 40
+    for i, revisions in enumerate(({f"model:{MODEL}": commit}, {f"model:{MODEL}": commit}, {})):
+        (tmp_path / f"{i}.json").write_text(json.dumps({"provenance": {"device": "cpu", "revisions": revisions}}))
+    seen = raw_provenance(sorted(tmp_path.glob("*.json")))
+    assert seen[seen.field == f"revision model:{MODEL}"][["value", "jobs"]].values.tolist() == [[commit, 2]]

@@ -56,6 +56,18 @@ def _is_hub_model(path: str) -> bool:
         return False
 
 
+def jobs_offline(set_it: bool = True) -> str:
+    """Make the jobs snakemake starts from here on run offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); returns
+    the HF_HUB_OFFLINE the user gave, for the fetch jobs. Remembered in KVSTUDY_HUB_OFFLINE_GIVEN, so that a job's
+    own snakemake process (SLURM), which inherits the changed environment, still reads the user's value."""
+    import os
+
+    given = os.environ.setdefault("KVSTUDY_HUB_OFFLINE_GIVEN", os.environ.get("HF_HUB_OFFLINE", "0"))
+    if set_it:
+        os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return given
+
+
 def stamp_path(kind: str, repo: str, revision: str = "") -> str:
     """resources/fetched/{kind}/{org--name}[@revision].json"""
     name = repo.replace("/", "--") + (f"@{revision.replace('/', '--')}" if revision else "")

@@ -36,9 +36,7 @@ envvars:
 # (started by this process, or by SLURM from its environment) get HF_HUB_OFFLINE=1, fetch jobs the value the user
 # gave (remembered in KVSTUDY_HUB_OFFLINE_GIVEN, so a job's own snakemake process reads the user's value too).
 FETCH = fetch.plan(config)
-HUB_OFFLINE_GIVEN = os.environ.setdefault("KVSTUDY_HUB_OFFLINE_GIVEN", os.environ.get("HF_HUB_OFFLINE", "0"))
-if not REPORT_MODE:
-    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+HUB_OFFLINE_GIVEN = fetch.jobs_offline(set_it=not REPORT_MODE)
 
 
 # Rules call `kvstudy` from the environment that runs snakemake, so no activated venv is needed.

@@ -21,6 +21,8 @@ if FETCH.of("model"):
         params:
             spec=fetch_spec,
             offline=HUB_OFFLINE_GIVEN,
+        conda:
+            "../../envs/eval.yaml"
         shell:
             FETCH_SHELL
 
@@ -36,6 +38,8 @@ if FETCH.of("dataset"):
         params:
             spec=fetch_spec,
             offline=HUB_OFFLINE_GIVEN,
+        conda:
+            "../../envs/eval.yaml"
         shell:
             FETCH_SHELL
 
@@ -51,6 +55,8 @@ if FETCH.of("data"):
         params:
             spec=fetch_spec,
             offline=HUB_OFFLINE_GIVEN,
+        conda:
+            "../../envs/eval.yaml"
         shell:
             FETCH_SHELL
 

@@ -36,7 +36,7 @@ def check(judge: str, hub_cache: bool = False) -> str:
         if constants.HF_HUB_OFFLINE:
             raise ValueError(f"{judge!r} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE)")
         try:
-            huggingface_hub.model_info(judge, revision=revision, timeout=30)
+            huggingface_hub.model_info(judge, timeout=30, **({"revision": revision} if revision else {}))
         except Exception as e:  # not found, gated, or no network: from_pretrained would fail the same way later
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"{judge!r} is not in the local hub cache and the hub does not give it: {why}") from None

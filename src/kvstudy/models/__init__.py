@@ -128,7 +128,7 @@ def locate(path: str) -> str:
         raise ValueError(f"{path!r} is neither a local directory nor in the local hub cache ({constants.HF_HUB_CACHE}),"
                          " and the hub is offline (HF_HUB_OFFLINE)")
     try:
-        huggingface_hub.model_info(path, revision=revision, timeout=HUB_TIMEOUT)
+        huggingface_hub.model_info(path, timeout=HUB_TIMEOUT, **({"revision": revision} if revision else {}))
     except Exception as e:  # not found, gated, or no network: from_pretrained would fail the same way, slowly
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path!r} is neither a local directory nor in the local hub cache, and the hub does not "
