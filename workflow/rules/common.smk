@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from kvstudy import grid, rawguard, timing
+from kvstudy import fetch, grid, rawguard, timing
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
@@ -30,6 +30,13 @@ except ConfigError as e:
 
 envvars:
     "PATH",
+
+
+# Models and data are fetched by the rules of fetch.smk before any eval job, which then runs offline: eval jobs
+# (started by this process, or by SLURM from its environment) get HF_HUB_OFFLINE=1, fetch jobs the value the user
+# gave (remembered in KVSTUDY_HUB_OFFLINE_GIVEN, so a job's own snakemake process reads the user's value too).
+FETCH = fetch.plan(config)
+HUB_OFFLINE_GIVEN = fetch.jobs_offline(set_it=not REPORT_MODE)
 
 
 # Rules call `kvstudy` from the environment that runs snakemake, so no activated venv is needed.
@@ -196,6 +203,30 @@ def timing_threads(wildcards):
     """Every core where snakemake runs jobs itself, so that nothing runs beside a timed run (the timed run itself
     uses `eval.threads`); the eval threads on a cluster, where the job has its node's share to itself."""
     return workflow.cores if workflow.local_exec and workflow.cores else config["eval"]["threads"]
+
+
+@per_job
+def fetched_inputs(wildcards):
+    """The fetch stamps (fetch.smk) of what an eval job reads: its hub model, hub datasets, judge, data entries."""
+    return FETCH.needs.get((wildcards.model, wildcards.task), [])
+
+
+def group_fetched(group):
+    """A group rule's fetch stamps: per job from its wildcards, or those of the one cell it is written for."""
+    if group.cell is None:
+        return fetched_inputs
+    cell = dict(zip(grid.CELL_KEYS, group.cell))
+    return FETCH.needs.get((cell["model"], cell["task"]), [])
+
+
+def fetched_model(wildcards):
+    """The fetch stamp of a timing job's hub model (it reads no task data)."""
+    return FETCH.models.get(wildcards.model, [])
+
+
+def fetch_spec(wildcards, output):
+    """What one fetch job fetches, as JSON for `kvstudy fetch --spec`."""
+    return json.dumps(FETCH.items[output[0]], sort_keys=True)
 
 
 def figure_kind(wildcards):

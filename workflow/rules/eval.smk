@@ -6,6 +6,8 @@
 if EVAL_GROUPS is None:
 
     rule eval:
+        input:
+            fetched_inputs,  # the fetch stamps of its model and data (fetch.smk); none for built-in models and generated tasks
         output:
             grid.RAW,
         log:
@@ -30,6 +32,8 @@ else:
         rule:
             name:
                 _group.name
+            input:
+                group_fetched(_group),
             output:
                 _group.paths(grid.RAW),
             log:

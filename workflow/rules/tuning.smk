@@ -9,6 +9,8 @@
 if SEARCHES:
 
     rule eval_trial:
+        input:
+            fetched_inputs,
         output:
             tuning.DEV_RAW,
         log:
@@ -29,6 +31,7 @@ if SEARCHES:
     rule eval_tuned:
         input:
             tuned_choice,
+            fetched_inputs,
         output:
             grid.RAW,
         log:
