@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -42,3 +43,14 @@ def study() -> dict:
             {"method": "knorm", "compression_ratio": 0.5},
         ],
     }
+
+
+def dry_run_jobs(out: str) -> list[dict[str, str]]:
+    """The jobs a dry run describes, each as {"rule": name, field: value} (output, log, wildcards...): top-level
+    jobs and those nested in a job group (every eval rule is in the job group "eval", which a dry run shows as a
+    "Group job eval" block with the job indented under it)."""
+    jobs = []
+    for m in re.finditer(r"^( *)(?:local)?rule (\w+):\n((?:\1    \w[\w ]*: .*(?:\n|$))*)", out, re.M):
+        fields = dict(line.strip().split(": ", 1) for line in m.group(3).splitlines())
+        jobs.append({"rule": m.group(2), **fields})
+    return jobs

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_workflow
+from conftest import ROOT, copy_workflow, dry_run_jobs
 from kvstudy.plots import FIGURES
 from kvstudy.plots.style import paper_style
 
@@ -232,8 +232,7 @@ def test_a_changed_task_reruns_only_its_jobs(run):
     counts = eval_jobs(p.stdout + p.stderr)
     # 3 press entries (a group job each) x 2 lengths of niah: its 8 results
     assert counts == {"eval_no_press": 2, "eval_streaming_llm": 2, "eval_snapkv": 2}, counts
-    outputs = re.findall(r"^rule eval_\w+:\n    output: ([^\n]+)", p.stdout, re.M)
-    outputs = [o for line in outputs for o in line.split(", ")]
+    outputs = [o for j in dry_run_jobs(p.stdout) if j["rule"].startswith("eval_") for o in j["output"].split(", ")]
     assert len(outputs) == 8 and all(o.startswith("results/raw/tiny/niah/") for o in outputs), outputs
     assert p.stdout.count("reason: Params have changed since last execution") == 6
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, dry_run_jobs
 from kvstudy.config import ConfigError, validate
 from kvstudy.grid import jobs
 from standins import fake_hub, hub_models, local_model, place_data
@@ -227,8 +227,7 @@ def test_the_snakefile_schedules_no_excluded_job(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     # raw results the eval jobs (one per press entry and cell, eval.group entry) write: 1 model x 2 tasks x 2 lengths
     # x 4 variants = 16, less kv_retrieval at 512 (4) and snapkv-cr0.90 elsewhere (3)
-    outputs = [o for line in re.findall(r"^rule eval\w*:\n    output: ([^\n]+)", p.stdout, re.M)
-               for o in line.split(", ")]
+    outputs = [o for j in dry_run_jobs(p.stdout) if j["rule"].startswith("eval") for o in j["output"].split(", ")]
     assert len(outputs) == 9, p.stdout[-2000:]
     assert "results/raw/tiny/kv_retrieval/512/" not in p.stdout and "/snapkv-cr0.90/" not in p.stdout
     aggregate = next(line for line in p.stdout.splitlines() if "kvstudy aggregate" in line)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_workflow
+from conftest import ROOT, copy_workflow, dry_run_jobs
 from standins import fake_hub, hub_models, place_data
 
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
@@ -70,9 +70,7 @@ def test_study_dry_runs_with_the_stated_job_count(path, tmp_path, hub):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", p.stdout, re.M))
     # eval results of every kind: grouped variants (one eval job per press entry and cell, eval.group entry), tuning
     # trials (dev split) and tuned variants (workflow/rules/tuning.smk): the raw results eval rules write
-    blocks = [b for b in re.split(r"\n(?=\[\w{3} \w{3} [ \d]\d [\d:]{8} \d{4}\]\n)", p.stdout)
-              if re.search(r"^rule eval\w*:", b, re.M)]  # a job's description starts with a time stamp line
-    n_eval = sum(len(re.search(r"^    output: (.+)$", b, re.M).group(1).split(", ")) for b in blocks)
+    n_eval = sum(len(j["output"].split(", ")) for j in dry_run_jobs(p.stdout) if j["rule"].startswith("eval"))
     assert n_eval == header_count(path), p.stdout[-2000:]
     assert int(counts["manifest"]) == 1
 
@@ -99,11 +97,13 @@ def test_helmet_reasoning_fetches_models_and_data_before_every_eval_job(tmp_path
     parents: dict[str, list[str]] = {}
     for a, b in re.findall(r"^\s*(\d+) -> (\d+)", p.stdout, re.M):
         parents.setdefault(b, []).append(rule[a])
-    counts = {r: list(rule.values()).count(r) for r in ("fetch_model", "fetch_dataset", "fetch_data", "eval")}
-    assert counts == {"fetch_model": 6, "fetch_dataset": 2, "fetch_data": 3, "eval": header_count(path)}
+    counts = {r: list(rule.values()).count(r) for r in ("fetch_model", "fetch_dataset", "fetch_data")}
+    assert counts == {"fetch_model": 6, "fetch_dataset": 2, "fetch_data": 3}
+    evals = [n for n, r in rule.items() if r.startswith("eval")]  # a job per press entry and cell (eval.group entry)
+    assert evals and {fields[n]["task"] for n in evals} == set(study["tasks"])
     # Snakemake's DOT draws one edge per rule a job depends on (a cite job's two fetch_model parents, its model
     # and the judge, are one edge): the rules each eval job waits for
-    for n in (n for n, r in rule.items() if r == "eval"):
+    for n in evals:
         task = study["tasks"][fields[n]["task"]]
         want = {"fetch_model"} | ({"fetch_dataset"} if task["kind"] == "helmet_icl" else set())
         want |= {"fetch_data"} if str(task.get("source", "")).startswith("data/") else set()
