@@ -23,13 +23,8 @@ from kvstudy.pareto import pareto as pareto_of  # noqa: E402
 from kvstudy.plots import FIGURES, get_figure, make_figure  # noqa: E402
 from kvstudy.plots._common import OOM_LABEL  # noqa: E402
 from kvstudy.plots.manifest import HEADER, read_manifest, write_manifest  # noqa: E402
-from kvstudy.plots.style import (  # noqa: E402
-    METHODS,
-    method_color,
-    method_label,
-    method_marker,
-    paper_style,
-)
+from kvstudy.plots.press_style import table as press_styles  # noqa: E402
+from kvstudy.plots.style import method_color, method_label, method_marker, paper_style  # noqa: E402
 
 RESULTS_COLS = (
     "model,model_path,task,length,press,method,compression_ratio,seed,status,metric,score,n,kv_tokens_kept,"
@@ -211,28 +206,21 @@ def test_make_figure_reads_csvs(small, tmp_path):
 
 
 def test_method_style_is_stable():
-    for m in METHODS:
-        assert method_color(m) is method_color(m)
-        assert method_marker(m) == method_marker(m)
-    assert len({method_color(m) for m in METHODS}) == len(METHODS)
-    assert len({method_marker(m) for m in METHODS}) == len(METHODS)
-    assert method_color("no_press") == "#000000"
-    # unknown methods: deterministic (same value in a fresh interpreter), valid hex
-    c = method_color("my_new_press")
-    assert c is method_color("my_new_press") and c.startswith("#") and len(c) == 7
-    assert c == _fresh_color("my_new_press")
-    assert method_label("streaming_llm") == "StreamingLLM" and method_label("snapkv") == "SnapKV"
+    """The same colour and marker for a method in a fresh interpreter (no hash, no order of first use)."""
+    methods = list(press_styles())
+    assert [_fresh(m) for m in ("cab", "int4", "my_new_press")] == [
+        f"{method_color(m)} {method_marker(m)!r}" for m in ("cab", "int4", "my_new_press")]
+    assert len({method_color(m) for m in methods}) == len(methods)
     assert method_label("knorm") == "Knorm" and method_label("tova") == "TOVA"
-    assert method_label("expected_attention") == "Expected attention" and method_label("no_press") == "No press"
-    assert method_label("my_new_press") == "My new press"
+    assert method_label("expected_attention") == "Expected attention"
 
 
-def _fresh_color(method: str) -> str:
+def _fresh(method: str) -> str:
     import subprocess
 
     src = str(Path(__file__).resolve().parents[1] / "src")
-    code = f"import sys; sys.path.insert(0, {src!r}); from kvstudy.plots.style import method_color; " \
-           f"print(method_color({method!r}))"
+    code = f"import sys; sys.path.insert(0, {src!r}); from kvstudy.plots.style import method_color, method_marker; " \
+           f"print(method_color({method!r}), repr(method_marker({method!r})))"
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True).stdout.strip()

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from kvstudy.plots.tables import as_bool, typed  # noqa: F401  (as_bool: for the figure modules)
 from kvstudy.plots.style import length_label, method_label, method_order, press_family, task_label
 
 _RATIO_IN_PRESS = re.compile(r"-cr(\d+(?:\.\d+)?)")
@@ -24,19 +25,6 @@ def require_columns(df: pd.DataFrame, figure: str, table: str, columns: list[str
         raise ValueError(f"figure {figure!r}: {table}.csv lacks column(s) {', '.join(missing)}")
 
 
-def _numeric(df: pd.DataFrame, col: str) -> None:
-    if col in df.columns:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-
-
-def as_bool(series: pd.Series) -> pd.Series:
-    """True/False, "True"/"false", 1/0 -> bool; anything else (NaN included) -> False."""
-    if series.dtype == bool:
-        return series
-    text = series.astype(str).str.strip().str.lower()
-    return text.isin(["true", "1", "1.0", "yes"])
-
-
 def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -> pd.DataFrame:
     """Copy with `model`, `method`, `compression_ratio`, `family` (press variant without its ratio) filled in and
     numbers parsed. `method` and `compression_ratio` are read from the press name when the table lacks them.
@@ -46,7 +34,7 @@ def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -
     """
     if "press" not in df.columns and "method" not in df.columns:
         raise ValueError(f"figure {figure!r}: {table}.csv has neither a 'press' nor a 'method' column")
-    df = df.copy()
+    df = typed(df)
     if "model" not in df.columns:
         df["model"] = ""
     df["model"] = df["model"].fillna("").astype(str)
@@ -61,8 +49,7 @@ def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -
     df.loc[other, "method"] = df.loc[other, "press"]
     if "compression_ratio" not in df.columns:
         df["compression_ratio"] = df["press"].str.extract(_RATIO_IN_PRESS, expand=False)
-    for col in ("compression_ratio", "length", "score", "kv_bytes", "depth", "seed"):
-        _numeric(df, col)
+    df["compression_ratio"] = pd.to_numeric(df["compression_ratio"], errors="coerce")
     if measured:
         df = measured_ratio(df, figure)
     df["compression_ratio"] = df["compression_ratio"].fillna(0.0).round(6)

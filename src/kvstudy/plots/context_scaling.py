@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
     CELL_TEXT,
     CROSS_COLOR,
@@ -177,20 +176,3 @@ def build(tables, methods=None, ratios=None):  # noqa: C901 -- one figure, drawn
     fig.legend([h for _, h in items], [label for label, _ in items], loc="outside right upper",
                title="Press variant", alignment="left", ncols=1 if len(items) <= 16 else 2)
     return fig
-
-
-def check(jobs, options):
-    """Lines over context length need two lengths; the options must name the study's methods and ratios."""
-    from kvstudy.plots.specs import unknown_values
-
-    if len({j["length"] for j in jobs}) < 2:
-        return "needs at least two context lengths (lengths:)"
-    return (unknown_values(options, "methods", {j["method"] for j in jobs})
-            or unknown_values(options, "ratios", {round(j["compression_ratio"], 6) for j in jobs},
-                              lambda r: round(float(r), 6)))
-
-
-register(Figure(NAME, "latency, throughput (timing medians and intervals) and memory vs context length per press "
-                "variant; OOM lengths marked", ("results",), build, uses=("timing",), options={"methods": "list of methods to show (default: all)",
-                                              "ratios": "list of compression ratios to show (default: all)"},
-                check=check))

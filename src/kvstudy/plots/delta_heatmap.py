@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import CELL_TEXT, HATCH, TEXT_COLOR, as_bool, lost_variants, prepare, require_columns
 from kvstudy.plots._common import require_rows, scored, task_order, variant_label, families, family_labels
 from kvstudy.plots.style import length_label, method_color, method_order, new_figure, task_label
@@ -126,15 +125,3 @@ def build(tables):
     cbar.set_label("Δ score (positive = better)")
     fig.suptitle("Score difference to no press (* significant after Holm, every seed)")
     return fig
-
-
-def check(jobs, options):
-    """Paired tests against no_press need both in one (model, task, length)."""
-    from kvstudy.plots.specs import baseline_pairs
-
-    return None if baseline_pairs(jobs) else ("needs a no_press baseline and a compressed variant of the same "
-                                              "model, task and length (its cells are paired tests against no_press)")
-
-
-register(Figure(NAME, "score difference to the baseline, variants x tasks per model x length, significance starred",
-                ("results", "significance"), build, check=check))

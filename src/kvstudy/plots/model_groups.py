@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
     CROSS_COLOR,
     families,
@@ -144,22 +143,3 @@ def build(tables, groups=None):
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Model group", alignment="left")
     return fig
-
-
-def check(jobs, options):
-    """Two groups of the study's models, and a variant to compare with each model's own no_press score."""
-    from kvstudy.plots.specs import baseline_pairs
-
-    groups = options.get("groups") or {}
-    present = {groups[j["model"]] for j in jobs if j["model"] in groups}
-    if len(present) < 2:
-        return ("needs at least two model groups among the study's models (set models.<name>.group, or the "
-                f"figure's groups option; groups now: {', '.join(sorted(present)) or 'none'})")
-    if not any(model in groups for model, _, _ in baseline_pairs(jobs)):
-        return "needs a no_press baseline and a compressed variant of the same grouped model, task and length"
-    return None
-
-
-register(Figure(NAME, "score change vs own baseline against compression ratio, one line per model group",
-                ("results",), build, options={"groups": "model -> group (default: models.<m>.group in the config)"},
-                check=check))

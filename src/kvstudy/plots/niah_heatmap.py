@@ -17,7 +17,6 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
     CELL_TEXT,
     HATCH,
@@ -183,17 +182,3 @@ def _fit_oom_labels(fig):
             lost = text.get_gid() in ("oom-label", "failed-label")
             if lost and text.get_window_extent(renderer).width > 0.8 * column:
                 text.set_rotation(90)
-
-
-def check(jobs, options):
-    """Samples with a needle depth come from the tasks that place a needle (`Task.depths`)."""
-    from kvstudy.tasks import TASKS
-
-    if not any(getattr(TASKS.get(j["task_kind"]), "depths", False) for j in jobs):
-        with_depths = ", ".join(n for n, t in TASKS.items() if t.depths)
-        return f"needs a task whose samples have a needle depth ({with_depths})"
-    return None
-
-
-register(Figure(NAME, "needle depth x context length heatmap of mean score per press variant; OOM jobs marked",
-                ("samples", "results"), build, check=check))

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
     CELL_TEXT,
     TEXT_COLOR,
@@ -424,7 +423,3 @@ def build_front(tables, name: str, x_column: str, front_column: str, x_unit, x_l
 
 def build(tables):
     return build_front(tables, NAME, "kv_bytes", "front_memory", byte_unit, "KV cache memory", "Memory Pareto front")
-
-
-register(Figure(NAME, "score vs KV-cache memory per task x length with the memory Pareto front; OOM variants noted",
-                ("pareto", "results"), build))

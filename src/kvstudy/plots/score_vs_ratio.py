@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
     CELL_TEXT,
     CROSS_COLOR,
@@ -306,16 +305,3 @@ def build(tables, average=False):
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
     return fig
-
-
-def check(jobs, options):
-    """The x axis is the compression ratio: a study of unratioed presses only (no_press, int4, ...) has none."""
-    if not any(j["compression_ratio"] > 0 for j in jobs):
-        methods = ", ".join(sorted({j["method"] for j in jobs}))
-        return f"needs a press with a compression_ratio (this study has {methods})"
-    return None
-
-
-register(Figure(NAME, "score vs compression ratio per task x length, one line per method", ("results",), build,
-                options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"},
-                check=check))

@@ -16,7 +16,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import CELL_TEXT, HATCH, TEXT_COLOR, prepare, require_columns, require_rows, task_order
 from kvstudy.plots.style import method_label, method_order, new_figure, task_label
 
@@ -147,38 +146,3 @@ def _sort_key(text: str):
         return (0, float(text), "")
     except ValueError:
         return (1, 0.0, text)
-
-
-def check(jobs, options):
-    """A method (of `methods`) with two parameters to draw: both of `x` and `y` where given, else two that vary."""
-    from kvstudy.plots.specs import unknown_values
-
-    x, y, methods, tasks = (options.get(k) for k in ("x", "y", "methods", "tasks"))
-    why = (unknown_values(options, "methods", {j["method"] for j in jobs})
-           or unknown_values(options, "tasks", {j["task"] for j in jobs}, str))
-    if why:
-        return why
-    values: dict[str, dict[str, set]] = {}  # method -> parameter -> the values its variants take
-    for j in jobs:
-        if j["method"] != "no_press" and (not methods or j["method"] in methods) and (
-                not tasks or j["task"] in map(str, tasks)):
-            params = {**j["params"], "compression_ratio": j["compression_ratio"]}
-            for k, v in params.items():
-                if v is not None:
-                    values.setdefault(j["method"], {}).setdefault(k, set()).add(json.dumps(v))
-    seen = []
-    for method, params in values.items():
-        varying = {k for k, v in params.items() if len(v) > 1}
-        if (x is None or x in params) and (y is None or y in params) and len(varying | {x, y} - {None}) >= 2:
-            return None
-        seen.append(f"{method} varies {', '.join(sorted(varying)) or 'nothing'}")
-    wanted = f"parameters {x} and {y}" if x and y else "two varying parameters"
-    return f"needs a compressed press with {wanted} ({'; '.join(seen) or 'the study has none'})"
-
-
-register(Figure(NAME, "mean score over two press parameters per method x task (sweep heatmap); OOM cells hatched",
-                ("results",), build, options={
-                    "x": "parameter on the x axis (default: the most-varied one)",
-                    "y": "parameter on the y axis (default: the next most-varied one)",
-                    "methods": "list of methods to show (default: every method that sweeps two parameters)",
-                    "tasks": "list of tasks to show (default: all)"}, check=check))

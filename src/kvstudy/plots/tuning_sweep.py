@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import OOM_TEXT_COLOR, as_bool, require_columns, require_rows
 from kvstudy.plots.style import new_figure, task_label
 
@@ -77,7 +76,3 @@ def build(tables):
         fig.colorbar(im, ax=ax, shrink=0.9, label=what)
     fig.supxlabel("frames: black = per-task choice, red = global choice", fontsize=7)
     return fig
-
-
-register(Figure(NAME, "press hyper-parameter sweep (dev split), chosen configurations marked",
-                ("tuning_candidates",), build))
