@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 
 from kvstudy.plots.tables import as_bool, typed  # noqa: F401  (as_bool: for the figure modules)
-from kvstudy.plots.style import length_label, method_label, method_order, press_family, task_label
+from kvstudy.plots.press_style import family_suffix
+from kvstudy.plots.press_style import style as press_style_of
+from kvstudy.plots.press_style import variant_label as variant_label_of
+from kvstudy.plots.style import length_label, method_label, method_order, press_family, ratio_label, task_label
 
 _RATIO_IN_PRESS = re.compile(r"-cr(\d+(?:\.\d+)?)")
 
@@ -121,18 +124,30 @@ def families(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def family_labels(fams: list[tuple[str, str]]) -> dict[str, str]:
-    """Legend label per family: the method's pretty name, plus the parameter suffix where a method has several."""
-    per_method: dict[str, int] = {}
-    for method, _ in fams:
-        per_method[method] = per_method.get(method, 0) + 1
+    """Legend label per family: the method's name, then what a variant adds (always: "+ int4", "(query-aware)";
+    a quantized StreamingLLM is never plain "StreamingLLM"), and its other parameters where a method has several
+    families that differ in them ("SnapKV (ws64)")."""
+    cores: dict[str, set] = {}
+    for method, fam in fams:
+        cores.setdefault(method, set()).add(_core(fam))
     labels = {}
     for method, fam in fams:
         label = method_label(method)
-        if per_method[method] > 1:
-            suffix = fam[len(method):].lstrip("-") if fam.startswith(method) else fam
-            label = f"{label} ({suffix})" if suffix else label
+        params = _core(fam)[len(method):].lstrip("-") if _core(fam).startswith(method) else _core(fam)
+        if len(cores[method]) > 1 and params:
+            label = f"{label} ({params})"
+        quant, qa = family_suffix(fam)
+        if fam != method:  # a method such as `no_press+int4` already says it
+            label = variant_label_of(label, quant, qa)
         labels[fam] = label
     return labels
+
+
+def _core(fam: str) -> str:
+    """A family without its variant options: `knorm-ws64-qa+int4` -> `knorm-ws64`."""
+    quant, qa = family_suffix(fam)
+    core = fam[: -len(quant) - 1] if quant else fam
+    return core[:-3] if qa else core
 
 
 def family_rank(fams: list[tuple[str, str]]) -> dict[str, int]:
@@ -217,7 +232,5 @@ def lost_legend_handles(statuses, marker_handle) -> list[tuple[str, object]]:
 
 def variant_label(method: str, family: str, ratio: float, labels: dict[str, str]) -> str:
     """"SnapKV 0.50", "No press": a press variant as the legend names it, with its ratio."""
-    from kvstudy.plots.style import ratio_label
-
     label = labels.get(family) or method_label(method)
-    return label if method == "no_press" else f"{label} {ratio_label(ratio)}"
+    return f"{label} {ratio_label(ratio)}" if press_style_of(method).has_ratio else label
