@@ -29,6 +29,7 @@ NAME = "delta_heatmap"
 CMAP = "RdBu"
 _CELL = ["model", "length", "press", "task"]
 COL_INCH = 0.8  # a task column: room for "+0.12*" or "x1.05*" at 9 pt
+RATIO_SPAN = 2.0  # the ratio scale runs from x1/100 to x100
 
 
 def _deltas(results: pd.DataFrame, significance: pd.DataFrame) -> pd.DataFrame:
@@ -69,10 +70,10 @@ def _norm(kind: str, values: np.ndarray):
     from matplotlib.colors import LogNorm, TwoSlopeNorm
 
     values = values[np.isfinite(values)]
-    if kind == "ratio":  # symmetric in log around x1: a ratio of 4 as dark as one of 1/4
-        span = float(np.max(np.abs(np.log10(values)))) if len(values) else 1.0
-        span = max(span, 0.05)
-        return LogNorm(10 ** -span, 10 ** span)
+    if kind == "ratio":  # symmetric in log around x1 (x4 as dark as x1/4), saturated beyond x100: the cells say
+        span = float(np.max(np.abs(np.log10(values)))) if len(values) else 1.0  # the value; x1.3 stays visible
+        span = min(max(span, 0.05), RATIO_SPAN)
+        return LogNorm(10 ** -span, 10 ** span, clip=True)
     lim = float(np.max(np.abs(values))) if len(values) else 1.0
     return TwoSlopeNorm(vcenter=0.0, vmin=-(lim or 1.0), vmax=lim or 1.0)
 
@@ -115,28 +116,35 @@ def _scale_label(kind: str, ok: pd.DataFrame, tasks: list[str]) -> str:
     metrics = ok.loc[ok["task"].isin(tasks), "metric"].dropna().unique() if "metric" in ok else []
     name = metric_label(metrics[0]) if len(metrics) == 1 else "Score"
     if kind == "ratio":
-        return f"{name}: variant / no press (log; below 1 = better)"
-    return f"Δ {name[0].lower() + name[1:]} (positive = better)"
+        return f"{name}: variant / no press\n(log scale; below 1 = better)"
+    return f"Δ {name[0].lower() + name[1:]}\n(positive = better)"
 
 
 def _layout(panels, groups, rows):
-    """The figure and {(panel, group): (axes, labelled)}: a column per colour scale and a row per (model, length);
-    with one scale, the panels side by side (three to a row)."""
-    one = len(groups) == 1
-    ncols = min(len(panels), 3) if one else len(groups)
-    nrows = -(-len(panels) // ncols) if one else len(panels)
-    task_cols = [len(groups[0][1])] * ncols if one else [len(t) for _, t in groups]
-    fig = new_figure(label_inches(r[1] for r in rows) + sum(COL_INCH * n + (0.2 if one else 0.6) for n in task_cols),
-                     (ROW_INCH * 1.2 * len(rows) + 0.9) * nrows + 1.2)
-    axes = fig.subplots(nrows, ncols, squeeze=False, width_ratios=task_cols)
-    slots = {}
-    for p in range(len(panels)):
+    """The figure, {(panel, group): (axes, labelled)} and the subfigure of the colour bars. One model with one colour scale: its lengths side by
+    side, three to a row. Otherwise a row per context length and, per model, a column per colour scale."""
+    models = list(dict.fromkeys(m for m, _ in panels))
+    lengths = sorted({n for _, n in panels})
+    one = len(groups) == 1 and len(models) == 1
+    ncols = min(len(panels), 3) if one else len(models) * len(groups)
+    nrows = -(-len(panels) // ncols) if one else len(lengths)
+    task_cols = [len(groups[0][1])] * ncols if one else [len(t) for _, t in groups] * len(models)
+    height = (ROW_INCH * 1.2 * len(rows) + 0.9) * nrows + 0.4
+    fig = new_figure(label_inches(r[1] for r in rows) + sum(COL_INCH * n + 0.25 for n in task_cols), height + 1.0)
+    top, bars = fig.subfigures(2, 1, height_ratios=[height, 1.0])
+    axes = top.subplots(nrows, ncols, squeeze=False, width_ratios=task_cols)
+    for g in range(len(groups)):  # a colour bar per scale, side by side under the panels
+        bars.add_subplot(1, 2 * len(groups) + 1, 2 * g + 2)
+    slots, used = {}, set()
+    for p, (model, length) in enumerate(panels):
         for g in range(len(groups)):
-            r, c = divmod(p, ncols) if one else (p, g)
+            r, c = divmod(p, ncols) if one else (lengths.index(length), models.index(model) * len(groups) + g)
             slots[p, g] = (axes[r, c], c == 0)
-    for ax in axes.ravel()[len(panels):] if one else []:
-        ax.remove()
-    return fig, slots
+            used.add((r, c))
+    for (r, c), ax in np.ndenumerate(axes):
+        if (r, c) not in used:
+            ax.remove()
+    return fig, slots, bars
 
 
 def build(tables):
@@ -154,7 +162,7 @@ def build(tables):
     groups = scale_groups(scored(results), task_order(every["task"]))
     lookup = cells.set_index(_CELL)[["delta", "ratio", "sig"]].to_dict("index")
     lost_at = dict(zip(zip(*(lost[c] for c in _CELL)), lost["status"]))
-    fig, slots = _layout(panels, groups, rows)
+    fig, slots, bars = _layout(panels, groups, rows)
     many = len({m for m, _ in panels}) > 1
     for g, (kind, tasks) in enumerate(groups):
         norm = _norm(kind, cells.loc[cells["task"].isin(tasks), "ratio" if kind == "ratio" else "delta"].to_numpy())
@@ -162,9 +170,11 @@ def build(tables):
             ax, first = slots[p, g]
             mesh = _panel(ax, kind, tasks, rows, lookup, lost_at, norm, key)
             label_rows(ax, rows, show=first)
-            ax.set_title(f"{key[0]} · {length_label(key[1])} tokens" if many else f"{length_label(key[1])} tokens")
-        cbar = fig.colorbar(mesh, ax=[slots[p, g][0] for p in range(len(panels))], location="bottom", aspect=12,
-                            shrink=0.9 if len(groups) > 1 else 0.5)
+            if g == 0:  # one title over the model's columns
+                ax.set_title(f"{key[0]} · {length_label(key[1])} tokens" if many else f"{length_label(key[1])} tokens",
+                             loc="left" if len(groups) > 1 else "center")
+        cbar = bars.colorbar(mesh, cax=bars.axes[g], orientation="horizontal",
+                             extend="both" if kind == "ratio" else "neither")
         cbar.set_label(_scale_label(kind, results, tasks))
     fig.suptitle("Change against no press (* significant after Holm, every seed)")
     return fig

@@ -120,6 +120,7 @@ _METRIC_LABELS = {
     "string_match_all": "Score (string match, all)",
     "string_match_part": "Score (string match, part)",
     "exact_match": "Score (exact match)",
+    "perplexity": "Perplexity",
 }
 
 
