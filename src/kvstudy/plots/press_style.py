@@ -53,6 +53,7 @@ class PressStyle:
     marker: object  # a matplotlib marker
     order: int
     has_ratio: bool = True  # takes a compression ratio (labels then show it)
+    quantization: str | None = None  # the KV quantization the method or variant stands for
 
 
 def _derived_label(name: str) -> str:
@@ -73,7 +74,7 @@ def table() -> dict[str, PressStyle]:
             label, color, marker = _CURATED[name]
         else:
             label, color, marker = _derived_label(name), next(spare, UNKNOWN_COLOR), _SPARE_MARKERS[order % 15]
-        out[name] = PressStyle(label, color, marker, order, PRESSES[name].has_ratio)
+        out[name] = PressStyle(label, color, marker, order, PRESSES[name].has_ratio, PRESSES[name].quantization)
     return out
 
 
@@ -96,7 +97,8 @@ def style(method: str) -> PressStyle:
         return rows[quant]
     if base in rows:
         row = rows[base]
-        return PressStyle(variant_label(row.label, quant, qa), row.color, row.marker, row.order, row.has_ratio)
+        return PressStyle(variant_label(row.label, quant, qa), row.color, row.marker, row.order, row.has_ratio,
+                          quant or row.quantization)
     return PressStyle(variant_label(_derived_label(base), quant, qa), UNKNOWN_COLOR, "o", len(rows))
 
 
