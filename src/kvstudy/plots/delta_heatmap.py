@@ -52,16 +52,18 @@ def _deltas(results: pd.DataFrame, significance: pd.DataFrame) -> pd.DataFrame:
 
 
 def scale_groups(ok: pd.DataFrame, tasks: list[str]) -> list[tuple[str, list[str]]]:
-    """[(kind, tasks)]: "ratio" for lower-is-better scores that are all positive (perplexity), "diff" for scores
-    in [0, 1], "diff:<metric>" for any other metric; tasks in their order within each kind."""
+    """[(kind, tasks)]: "diff" for scores in [0, 1], "ratio" for other lower-is-better scores that are all
+    positive (perplexity), "diff:<metric>" for any other metric; tasks in their order within each kind."""
     out: dict[str, list[str]] = {}
     for task in tasks:
         g = ok[ok["task"] == task]
         metric = str(g["metric"].dropna().iloc[0]) if "metric" in g and g["metric"].notna().any() else ""
-        if lower_is_better(g).all() and (g["score"] > 0).all():
+        if g["score"].between(0, 1).all():
+            kind = "diff"  # an accuracy, or an error rate (signed)
+        elif lower_is_better(g).all() and (g["score"] > 0).all():
             kind = "ratio"
         else:
-            kind = "diff" if g["score"].between(0, 1).all() else f"diff:{metric}"
+            kind = f"diff:{metric}"
         out.setdefault(kind, []).append(task)
     return list(out.items())
 

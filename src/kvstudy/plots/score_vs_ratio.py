@@ -222,6 +222,10 @@ def _ticks(ax, kind: str, to_y, strip_label: str | None) -> None:
 def _line(ax, fam_points, baseline, fam_oom, color, style, marker_style, fam, band_clip):
     """A family's line from the baseline (ratio 0) through its ratios, broken at each OOM ratio."""
     line = fam_points.sort_values("compression_ratio")
+    if (line["compression_ratio"] <= 0).all():  # no ratio and no bytes to place it by: a marker at 0, smaller
+        ax.plot([0.0], [float(line["mean"].mean())], ls="none", zorder=4.5, clip_on=False, gid=f"score:{fam}",
+                **{**marker_style, "markersize": 4.5})  # than the no-press dot, so both show when equal
+        return
     if baseline is not None:
         start = pd.DataFrame({"compression_ratio": [0.0], "mean": [baseline], "std": [0.0], "count": [1]})
         line = pd.concat([start, line[start.columns]], ignore_index=True)
