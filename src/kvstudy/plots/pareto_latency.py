@@ -9,7 +9,7 @@ intervals say so (kvstudy.pareto.non_dominated). A study with timing off falls b
 
 from __future__ import annotations
 
-from kvstudy.plots.pareto_memory import build_front
+from kvstudy.plots._pareto import build_front
 
 NAME = "pareto_latency"
 
