@@ -118,9 +118,11 @@ def _panel(ax, cell, xp, yp, xs, ys, norm, cmap):
         if lost:
             lost_cell(ax, j, i, lost, fontsize=10)
         elif np.isfinite(data[i, j]):
-            text = f"{data[i, j]:.2f}" if abs(data[i, j]) < 100 else f"{data[i, j]:.3g}"
+            v = data[i, j]
+            text = f"{v:.2f}" if abs(v) < 100 else f"{v:,.0f}" if abs(v) < 1e5 else f"{v:.0e}"
+            r, g, b, _ = mesh.cmap(norm(v))  # black on a light cell, white on a dark one
             ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=10,
-                    color="black" if norm(data[i, j]) > 0.55 else "white")
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     heat_axes(ax)
     ax.set_xlim(0, len(xs))
     ax.set_ylim(0, len(ys))
