@@ -234,3 +234,15 @@ def variant_label(method: str, family: str, ratio: float, labels: dict[str, str]
     """"SnapKV 0.50", "No press": a press variant as the legend names it, with its ratio."""
     label = labels.get(family) or method_label(method)
     return f"{label} {ratio_label(ratio)}" if press_style_of(method).has_ratio else label
+
+
+def memory_ratio(df: pd.DataFrame) -> pd.DataFrame:
+    """Quantized variants (a quantizing method, or a `+int4` variant) at the fraction of KV memory they save,
+    1 - kv_bytes_held / kv_bytes_reference; where the bytes are missing (an OOM job), their nominal ratio."""
+    if not {"kv_bytes_held", "kv_bytes_reference"} <= set(df.columns):
+        return df
+    quant = np.array([bool(press_style_of(m).quantization or family_suffix(p)[0]) for m, p in
+                      zip(df["method"], df["press"])], dtype=bool)
+    saved = 1 - pd.to_numeric(df["kv_bytes_held"], errors="coerce") / pd.to_numeric(df["kv_bytes_reference"],
+                                                                                    errors="coerce")
+    return df.assign(compression_ratio=df["compression_ratio"].where(~quant | saved.isna(), saved.round(3)))

@@ -33,6 +33,7 @@ from kvstudy.plots._common import (
     family_labels,
     family_linestyles,
     family_rank,
+    memory_ratio,
     lost_legend_handles,
     lost_variants,
     panel_title,
@@ -152,18 +153,6 @@ def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
                      ignore_index=True)
 
 
-
-
-def memory_ratio(df: pd.DataFrame) -> pd.DataFrame:
-    """Quantized variants (a quantizing method, or a `+int4` variant) at the fraction of KV memory they save,
-    1 - kv_bytes_held / kv_bytes_reference; where the bytes are missing (an OOM job), their nominal ratio."""
-    if not {"kv_bytes_held", "kv_bytes_reference"} <= set(df.columns):
-        return df
-    quant = np.array([bool(press_style(m).quantization or family_suffix(p)[0]) for m, p in
-                      zip(df["method"], df["press"])], dtype=bool)
-    saved = 1 - pd.to_numeric(df["kv_bytes_held"], errors="coerce") / pd.to_numeric(df["kv_bytes_reference"],
-                                                                                    errors="coerce")
-    return df.assign(compression_ratio=df["compression_ratio"].where(~quant | saved.isna(), saved.round(3)))
 
 
 def axis_kind(scores: pd.Series, lower: pd.Series) -> str:
