@@ -233,7 +233,11 @@ def lost_legend_handles(statuses, marker_handle) -> list[tuple[str, object]]:
 def variant_label(method: str, family: str, ratio: float, labels: dict[str, str]) -> str:
     """"SnapKV 0.50", "No press": a press variant as the legend names it, with its ratio."""
     label = labels.get(family) or method_label(method)
-    return f"{label} {ratio_label(ratio)}" if press_style_of(method).has_ratio else label
+    if not press_style_of(method).has_ratio:
+        return label
+    quant = family_suffix(family)[0]
+    tail = f" + {quant}" if quant and label.endswith(f" + {quant}") else ""  # "Knorm 0.50 + int4"
+    return f"{label[:len(label) - len(tail)]} {ratio_label(ratio)}{tail}"
 
 
 def memory_ratio(df: pd.DataFrame) -> pd.DataFrame:

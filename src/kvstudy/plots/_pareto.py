@@ -156,8 +156,9 @@ def _draw_points(ax, panel, fams, ctx, right) -> bool:
         color, marker = method_color(method), method_marker(method)
         face, edge, width = ("white", color, 1.3) if ctx["hollow"][fam] else (color, "white", 0.5)
         if ctx["bounds"]:  # the interval of the measure (pareto_latency: the timing protocol's)
-            ax.errorbar(pts["x"] / scale, pts["score"], xerr=[(pts["x"] - pts["x_low"]) / scale,
-                                                              (pts["x_high"] - pts["x"]) / scale],
+            ax.errorbar((pts["x"] / scale).to_numpy(float), pts["score"].to_numpy(float),
+                        xerr=[((pts["x"] - pts["x_low"]) / scale).to_numpy(float),
+                              ((pts["x_high"] - pts["x"]) / scale).to_numpy(float)],
                         fmt="none", ecolor=color, elinewidth=0.9, capsize=2, alpha=0.75, zorder=2.5,
                         gid=f"interval:{fam}")
         ax.scatter(pts["x"] / scale, pts["score"], s=38, marker=marker, facecolors=face, edgecolors=edge,

@@ -3,7 +3,8 @@ colour), needle depth across (10 bins on [0, 1]), one panel per (model, context 
 
 Samples come from samples.csv rows with task == "niah", or, where there are none, from every task with a needle
 depth. One shared colour bar (0-1). The figure grows with its content: a row is about a quarter inch, a panel
-two inches wide, so three models with twenty variants stay readable without shrinking the text.
+1.6 inches wide (six side by side at most, then a row per model), so three models with twenty variants stay
+readable without shrinking the text.
 
 A job that ran out of GPU memory has no samples: where results.csv says a variant's jobs at a length are "oom"
 (and samples.csv has nothing for it), its row in that panel is a hatched grey bar labelled "OOM", not a blank one;
@@ -22,7 +23,8 @@ from kvstudy.plots.style import length_label, new_figure, task_label
 NAME = "niah_heatmap"
 N_BINS = 10
 CMAP = "viridis"
-PANEL_INCH = 2.0
+PANEL_INCH = 1.6
+MAX_COLS = 6  # panels side by side before the models go into rows
 
 
 def select_samples(df):
@@ -87,21 +89,21 @@ def build(tables):
     lengths = sorted(every["length"].unique())
     grid = df.groupby(["model", "press", "length", "bin"])["score"].mean().to_dict()
     lost_at = dict(zip(zip(lost["model"], lost["press"], lost["length"]), lost["status"]))
+    panels = [(m, n) for m in models for n in lengths]
+    ncols = len(panels) if len(panels) <= MAX_COLS else len(lengths)  # models side by side while they fit
+    nrows = -(-len(panels) // ncols)
     height = ROW_INCH * len(rows) + 0.75
-    fig = new_figure(PANEL_INCH * len(lengths) + label_inches(r[1] for r in rows) + 1.0,
-                     height * len(models) + 0.7)
-    axes = fig.subplots(len(models), len(lengths), squeeze=False)
+    fig = new_figure(PANEL_INCH * ncols + label_inches(r[1] for r in rows) + 1.0, height * nrows + 0.7)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     norm, mesh = Normalize(0.0, 1.0), None
-    for r, model in enumerate(models):
-        for c, length in enumerate(lengths):
-            ax = axes[r, c]
-            mesh = _panel(ax, model, length, rows, grid, lost_at, norm)
-            label_rows(ax, rows, show=c == 0)
-            ax.set_title(f"{model} · {length_label(length)} tokens" if len(models) > 1
-                         else f"{length_label(length)} tokens")
+    for k, (model, length) in enumerate(panels):
+        ax = axes.flat[k]
+        mesh = _panel(ax, model, length, rows, grid, lost_at, norm)
+        label_rows(ax, rows, show=k % ncols == 0)
+        ax.set_title(f"{model} · {length_label(length)} tokens" if len(models) > 1 else f"{length_label(length)} tokens")
     fig.supxlabel("Needle depth (position in the context)")
     fig.suptitle("Needle in a haystack" if tasks == ["niah"] else ", ".join(task_label(t) for t in tasks))
-    cbar = fig.colorbar(mesh, ax=axes, shrink=min(1.0, 3.5 / (height * len(models))), aspect=15, pad=0.02)
+    cbar = fig.colorbar(mesh, ax=axes, shrink=min(1.0, 3.5 / (height * nrows)), aspect=15, pad=0.02)
     cbar.set_label("Mean score")
     cbar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
     return fig
