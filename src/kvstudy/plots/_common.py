@@ -250,3 +250,32 @@ def memory_ratio(df: pd.DataFrame) -> pd.DataFrame:
     saved = 1 - pd.to_numeric(df["kv_bytes_held"], errors="coerce") / pd.to_numeric(df["kv_bytes_reference"],
                                                                                     errors="coerce")
     return df.assign(compression_ratio=df["compression_ratio"].where(~quant | saved.isna(), saved.round(3)))
+
+
+def cross_out(ax, x: float, y: float, status: str, color: str, marker, hollow: bool = False, gid: str = "",
+              transform=None) -> None:
+    """A lost variant's mark: its method's marker (hollow for a method's other variants) under a cross, red for
+    OOM, black for failed; gids `<status>:<gid>` and `<status>-cross:<gid>`."""
+    where = {} if transform is None else {"transform": transform}
+    ax.plot([x], [y], ls="none", zorder=5, clip_on=False, gid=f"{status}:{gid}", **where,
+            **lost_marker_style(color, marker, hollow))
+    ax.plot([x], [y], ls="none", zorder=6, clip_on=False, gid=f"{status}-cross:{gid}", **where, **cross_style(status))
+
+
+def cross_style(status: str) -> dict:
+    """The cross over a lost variant's marker: red for OOM, black for failed."""
+    return dict(marker="x", markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1)
+
+
+def lost_marker_style(color: str, marker, hollow: bool) -> dict:
+    """The method's own marker, a little larger than on its line, under the cross."""
+    return dict(marker=marker, markersize=7, markerfacecolor="white" if hollow else color,
+                markeredgecolor=color if hollow else "white", markeredgewidth=1.3 if hollow else 0.5)
+
+
+def lost_handle(status: str):
+    """The legend entry of a kind of lost variant: a grey marker under its cross."""
+    from matplotlib.lines import Line2D
+
+    return (Line2D([], [], ls="none", **lost_marker_style("0.45", "o", False)),
+            Line2D([], [], ls="none", **cross_style(status)))

@@ -24,8 +24,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from kvstudy.plots._common import (
+    cross_out,
+    lost_handle,
     CELL_TEXT,
-    CROSS_COLOR,
     family_labels,
     family_linestyles,
     families,
@@ -136,12 +137,8 @@ def _draw_line(ax, line, col, scale, press, style) -> float:
 def _draw_lost(ax, gone, press, style, slot, model) -> set:
     """Crossed-out markers in the strip at the lengths where the variant has no measure."""
     for length, status in zip(gone["length"], gone["status"]):
-        x = length * 2 ** slot[(model, length, press)]
-        ax.plot([x], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker=style["marker"], markersize=7,
-                color=style["color"], markeredgecolor="white", clip_on=False, zorder=5, gid=f"{status}:{press}")
-        ax.plot([x], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker="x", markersize=8.5,
-                markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1, clip_on=False, zorder=6,
-                gid=f"{status}-cross:{press}")
+        cross_out(ax, length * 2 ** slot[(model, length, press)], 0.93, status, style["color"], style["marker"],
+                  gid=press, transform=ax.get_xaxis_transform())
     return set(gone["status"])
 
 
@@ -200,9 +197,7 @@ def build(tables, methods=None, ratios=None):
         axes[r, c].set_ylabel(ylabel)
         axes[r, c].set_title(model if len(models) > 1 else ylabel.split(" (")[0])
     fig.supxlabel(f"Context length (tokens)\n{note}")
-    items = list(handles.items()) + lost_legend_handles(drawn, lambda s: (
-        Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
-        Line2D([], [], ls="none", marker="x", markeredgecolor=CROSS_COLOR[s], markersize=8.5)))
+    items = list(handles.items()) + lost_legend_handles(drawn, lost_handle)
     fig.legend([h for _, h in items], [label for label, _ in items], loc="outside right upper",
                title="Press variant", alignment="left", ncols=1 if len(items) <= 16 else 2)
     return fig

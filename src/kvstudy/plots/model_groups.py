@@ -19,7 +19,8 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from kvstudy.plots._common import (
-    CROSS_COLOR,
+    cross_out,
+    lost_handle,
     families,
     family_labels,
     lost_legend_handles,
@@ -110,12 +111,8 @@ def _panel(ax, method, fam, points, lost, gstyle) -> set:
         gone = lost[(lost["family"] == fam) & (lost["group"] == g)]
         for ratio, status in sorted(zip(gone["compression_ratio"].astype(float), gone["status"])):
             x_lost = ratio + 0.04 * (gi - (len(names) - 1) / 2)  # groups side by side
-            ax.plot([x_lost], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
-                    markersize=7, color=color, markerfacecolor=color if solid else "white",
-                    markeredgecolor="white" if solid else color, zorder=5, clip_on=False, gid=f"{status}:{g}:{fam}")
-            ax.plot([x_lost], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker="x",
-                    markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1, zorder=6,
-                    clip_on=False)
+            cross_out(ax, x_lost, STRIP / 2, status, color, marker, hollow=not solid, gid=f"{g}:{fam}",
+                      transform=ax.get_xaxis_transform())
             drawn.add(status)
     return drawn
 
@@ -124,9 +121,7 @@ def _legend(fig, groups, gstyle, drawn) -> None:
     handles = [(f"{g} ({', '.join(m for m, gg in groups.items() if gg == g)})",
                 Line2D([], [], color="0.3", ls=style, marker="o", markerfacecolor="0.3" if style == "-" else "white"))
                for g, style in gstyle.items()]
-    handles += lost_legend_handles(drawn, lambda s: (
-        Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
-        Line2D([], [], ls="none", marker="x", markeredgecolor=CROSS_COLOR[s], markersize=8.5)))
+    handles += lost_legend_handles(drawn, lost_handle)
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Model group", alignment="left")
 

@@ -28,12 +28,13 @@ import pandas as pd
 
 from kvstudy.plots._common import (
     CELL_TEXT,
-    CROSS_COLOR,
+    cross_out,
     families,
     family_labels,
     family_linestyles,
     family_rank,
     memory_ratio,
+    lost_handle,
     lost_legend_handles,
     lost_variants,
     panel_title,
@@ -62,17 +63,6 @@ def _marker_style(color: str, hollow: bool) -> dict:
     if hollow:
         return {"markerfacecolor": "white", "markeredgecolor": color, "markeredgewidth": 1.3}
     return {"markerfacecolor": color, "markeredgecolor": "white", "markeredgewidth": 0.5}
-
-
-def _cross(status: str) -> dict:
-    """The cross over a lost variant's marker: red for OOM, black for failed."""
-    return dict(marker="x", markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1)
-
-
-def _oom_marker_style(color: str, marker: str, hollow: bool) -> dict:
-    """The method's own marker, a little larger than on its line, under the red cross."""
-    return dict(marker=marker, markersize=7, markerfacecolor="white" if hollow else color,
-                markeredgecolor=color if hollow else "white", markeredgewidth=1.3 if hollow else 0.5)
 
 
 def _segments(points: pd.DataFrame, oom_ratios) -> list[pd.DataFrame]:
@@ -112,16 +102,7 @@ def _draw_oom(ax, items, hollow_of, to_y):
         by_ratio.setdefault(float(ratio), []).append((method, fam, status))
     for ratio, members in sorted(by_ratio.items()):
         for (x, y), (method, fam, status) in zip(_oom_positions(ratio, len(members), list(by_ratio)), members):
-            ax.plot([x], [to_y(y)], ls="none", zorder=5, clip_on=False, gid=f"{status}:{fam}",
-                    **_oom_marker_style(method_color(method), method_marker(method), hollow_of(fam)))
-            ax.plot([x], [to_y(y)], ls="none", zorder=6, clip_on=False, gid=f"{status}-cross:{fam}", **_cross(status))
-
-
-def _oom_legend_handle(status: str = "oom"):
-    from matplotlib.lines import Line2D
-
-    return (Line2D([], [], ls="none", **_oom_marker_style("0.45", "o", False)),
-            Line2D([], [], ls="none", **_cross(status)))
+            cross_out(ax, x, to_y(y), status, method_color(method), method_marker(method), hollow_of(fam), fam)
 
 
 def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
@@ -299,7 +280,7 @@ def _legend(fig, fams, labels, used, baseline_drawn, oom, drawn):
         handles.append(("No press", Line2D([], [], color=method_color("no_press"), ls="--", lw=1.0,
                                            marker=method_marker("no_press"), markeredgecolor="white")))
     handles += [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]
-    handles += lost_legend_handles(drawn, _oom_legend_handle)
+    handles += lost_legend_handles(drawn, lost_handle)
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
 
