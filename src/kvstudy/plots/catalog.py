@@ -116,8 +116,8 @@ register(Figure("pareto_memory", "score vs KV-cache memory per task x length wit
                 "OOM variants noted", ("pareto", "results")))
 register(Figure("pareto_latency", "score vs time to first token per task x length with the latency Pareto front "
                 "(intervals drawn); OOM noted", ("pareto", "results")))
-register(Figure("niah_heatmap", "needle depth x context length heatmap of mean score per press variant; OOM jobs "
-                "marked", ("samples", "results"), check=_needles))
+register(Figure("niah_heatmap", "mean score by needle depth, one labelled row per press variant, a panel per "
+                "model x context length; OOM rows marked", ("samples", "results"), check=_needles))
 register(Figure("delta_heatmap", "score difference to the baseline, variants x tasks per model x length, one "
                 "colour scale per metric, significance starred", ("results", "significance"), check=_paired))
 register(Figure("context_scaling", "latency, throughput (timing medians and intervals) and memory vs context "
