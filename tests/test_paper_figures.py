@@ -245,19 +245,26 @@ def test_pareto_with_perplexity_uses_its_own_inverted_axis():
         plt.close(fig)
 
 
-def test_score_vs_ratio_with_perplexity_labels_real_values_upside_down():
+def test_score_vs_ratio_draws_perplexity_on_a_log_axis():
+    """Perplexity (lower is better, 10 to 1e13 when a press breaks the model) on a log axis of real values, in its
+    natural direction, with an accuracy task beside it keeping its 0-1 axis."""
     rows = [{"model": "m", "task": "wikitext", "length": 1024, "press": p, "method": m, "compression_ratio": r,
              "seed": 0, "status": "ok", "score": s, "metric": "perplexity", "higher_is_better": False}
             for p, m, r, s in (("no_press", "no_press", 0.0, 10.0), ("knorm-cr0.50", "knorm", 0.5, 12.0),
-                               ("knorm-cr0.90", "knorm", 0.9, 30.0))]
+                               ("knorm-cr0.90", "knorm", 0.9, 6e13))]
+    rows += [{**r, "task": "niah", "metric": "string_match_all", "higher_is_better": True, "score": s}
+             for r, s in zip(rows, (1.0, 0.8, 0.1))]
     fig = _build("score_vs_ratio", {"results": pd.DataFrame(rows)})
     try:
-        ax = fig.axes[0]
-        line = next(ln for ln in ax.get_lines() if ln.get_gid() == "score:knorm")
-        y = np.asarray(line.get_ydata(), float)
-        assert ((y >= 0) & (y <= 1)).all() and y[0] > y[-1]  # ppl 10 (the baseline) high, ppl 30 low
-        labels = [float(t.get_text()) for t in ax.get_yticklabels()]
-        assert labels[0] > 30 and labels[-1] < 10  # real perplexities, decreasing upwards
+        ppl = next(ax for ax in fig.axes if ax.get_title().startswith("Wikitext"))
+        line = next(ln for ln in ppl.get_lines() if ln.get_gid() == "score:knorm")
+        assert list(line.get_ydata()) == [10.0, 12.0, 6e13]  # real perplexities, not rescaled
+        assert ppl.get_yscale() == "log"
+        low, high = ppl.get_ylim()
+        assert low < 10 and high > 6e13  # not inverted, every point inside
+        assert all(low <= t <= high for t in ppl.get_yticks())  # no tick outside the data's range
+        acc = next(ax for ax in fig.axes if ax.get_title().startswith("NIAH"))
+        assert acc.get_yscale() == "linear" and acc.get_ylim() == (0.0, 1.02)
     finally:
         plt.close(fig)
 
@@ -433,11 +440,11 @@ def test_delta_heatmap_shows_the_corpus_perplexity_difference():
         results.append({**samples[-1], "status": "ok", "score": corpus, "metric": "perplexity"})
     samples, results = pd.DataFrame(samples), pd.DataFrame(results)
     per_sample = samples.groupby("press")["score"].mean()
-    corpus_delta = -(results.score.iloc[1] - results.score.iloc[0])  # lower is better: sign flipped
-    assert abs(per_sample["knorm-cr0.50"] - per_sample["no_press"]) > 10 * abs(corpus_delta)
+    corpus_ratio = results.score.iloc[1] / results.score.iloc[0]  # perplexity: a ratio on its own log scale
+    assert per_sample["knorm-cr0.50"] / per_sample["no_press"] > 10 * corpus_ratio
     fig = _build("delta_heatmap", {"results": results, "significance": significance(samples)})
     try:
         cells = [t.get_text().rstrip("*") for t in fig.axes[0].texts]
-        assert cells == [f"{corpus_delta:+.2f}"]
+        assert cells == [f"×{corpus_ratio:.2f}"]
     finally:
         plt.close(fig)

@@ -23,13 +23,8 @@ from kvstudy.pareto import pareto as pareto_of  # noqa: E402
 from kvstudy.plots import FIGURES, get_figure, make_figure  # noqa: E402
 from kvstudy.plots._common import OOM_LABEL  # noqa: E402
 from kvstudy.plots.manifest import HEADER, read_manifest, write_manifest  # noqa: E402
-from kvstudy.plots.style import (  # noqa: E402
-    METHODS,
-    method_color,
-    method_label,
-    method_marker,
-    paper_style,
-)
+from kvstudy.plots.press_style import table as press_styles  # noqa: E402
+from kvstudy.plots.style import method_color, method_label, method_marker, paper_style  # noqa: E402
 
 RESULTS_COLS = (
     "model,model_path,task,length,press,method,compression_ratio,seed,status,metric,score,n,kv_tokens_kept,"
@@ -211,28 +206,21 @@ def test_make_figure_reads_csvs(small, tmp_path):
 
 
 def test_method_style_is_stable():
-    for m in METHODS:
-        assert method_color(m) is method_color(m)
-        assert method_marker(m) == method_marker(m)
-    assert len({method_color(m) for m in METHODS}) == len(METHODS)
-    assert len({method_marker(m) for m in METHODS}) == len(METHODS)
-    assert method_color("no_press") == "#000000"
-    # unknown methods: deterministic (same value in a fresh interpreter), valid hex
-    c = method_color("my_new_press")
-    assert c is method_color("my_new_press") and c.startswith("#") and len(c) == 7
-    assert c == _fresh_color("my_new_press")
-    assert method_label("streaming_llm") == "StreamingLLM" and method_label("snapkv") == "SnapKV"
+    """The same colour and marker for a method in a fresh interpreter (no hash, no order of first use)."""
+    methods = list(press_styles())
+    assert [_fresh(m) for m in ("cab", "int4", "my_new_press")] == [
+        f"{method_color(m)} {method_marker(m)!r}" for m in ("cab", "int4", "my_new_press")]
+    assert len({method_color(m) for m in methods}) == len(methods)
     assert method_label("knorm") == "Knorm" and method_label("tova") == "TOVA"
-    assert method_label("expected_attention") == "Expected attention" and method_label("no_press") == "No press"
-    assert method_label("my_new_press") == "My new press"
+    assert method_label("expected_attention") == "Expected attention"
 
 
-def _fresh_color(method: str) -> str:
+def _fresh(method: str) -> str:
     import subprocess
 
     src = str(Path(__file__).resolve().parents[1] / "src")
-    code = f"import sys; sys.path.insert(0, {src!r}); from kvstudy.plots.style import method_color; " \
-           f"print(method_color({method!r}))"
+    code = f"import sys; sys.path.insert(0, {src!r}); from kvstudy.plots.style import method_color, method_marker; " \
+           f"print(method_color({method!r}), repr(method_marker({method!r})))"
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True).stdout.strip()
@@ -474,9 +462,12 @@ def test_oom_in_niah_heatmap(oom_tables):
         labels = [(ax, t) for ax in fig.axes for t in ax.texts if t.get_gid() == "oom-label"]
         assert len(cells) == 1 and len(labels) == 1
         ax, cell = cells[0]
-        assert ax.get_title() == "ratio 0.50" and labels[0][0] is ax and labels[0][1].get_text() == "OOM"
-        assert cell.get_x() == 1 and cell.get_hatch()  # the 2K column, hatched
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["1K", "2K"]
+        assert ax.get_title() == "2K tokens" and labels[0][0] is ax and labels[0][1].get_text() == "OOM"
+        # the SnapKV 0.50 row, hatched across every depth bin
+        rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert rows[int(cell.get_y())] == "SnapKV 0.50" and cell.get_width() == 10 and cell.get_hatch()
+        assert len(rows) == 1 + 2 * 3 and all(rows)  # every variant's row is labelled
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0%", "50%", "100%"]
     finally:
         _close(fig)
 
@@ -495,10 +486,11 @@ def test_oom_everywhere_still_renders(tmp_path):
     finally:
         _close(fig)
     fig = _build("niah_heatmap", t)
-    try:  # knorm 0.25 has no sample at all, yet its panel is there, both columns OOM
-        oom_axes = {id(ax): ax.get_title() for ax in fig.axes for p in ax.patches if p.get_gid() == "oom-cell"}
-        n_cells = sum(1 for ax in fig.axes for p in ax.patches if p.get_gid() == "oom-cell")
-        assert n_cells == 3 and sorted(oom_axes.values()) == ["full cache", "ratio 0.25"]
+    try:  # knorm 0.25 has no sample at all, yet its row is there, OOM at both lengths; no press OOM at 2K
+        rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        cells = [(ax.get_title(), rows[int(p.get_y())]) for ax in fig.axes for p in ax.patches
+                 if p.get_gid() == "oom-cell"]
+        assert sorted(cells) == [("1K tokens", "Knorm 0.25"), ("2K tokens", "Knorm 0.25"), ("2K tokens", "No press")]
     finally:
         _close(fig)
 
@@ -523,17 +515,35 @@ def test_only_the_no_press_variant_is_the_baseline():
     assert (df["method"] == "no_press").sum() == 1
 
 
-def test_score_vs_ratio_draws_variants_that_evict_nothing_at_ratio_zero(tmp_path):
-    """int4 (a quantized cache, compression_ratio 0) is a marker at ratio 0 with a legend entry, not left out."""
+def test_score_vs_ratio_places_quantized_variants_at_the_memory_they_save():
+    """int4 (no eviction) sits at 1 - kv_bytes_held / kv_bytes_reference, a `+int4` variant likewise and labelled
+    as such; without the bytes, int4 is a marker at ratio 0 with a legend entry, not left out."""
     from kvstudy.plots import FIGURES
 
     rows = []
-    for press, method, ratio, score in [("no_press", "no_press", 0.0, 1.0), ("knorm-cr0.50", "knorm", 0.5, 0.2),
-                                        ("int4", "int4", 0.0, 0.9)]:
+    for press, method, ratio, score, held in [("no_press", "no_press", 0.0, 1.0, 1000), ("knorm-cr0.50", "knorm", 0.5,
+                                                                                        0.2, 500),
+                                              ("int4", "int4", 0.0, 0.9, 160), ("knorm-cr0.50+int4", "knorm", 0.5,
+                                                                                0.15, 80)]:
         rows.append({"model": "tiny", "task": "niah", "length": 512, "press": press, "method": method,
-                     "compression_ratio": ratio, "seed": 0, "status": "ok", "score": score, "metric": "string_match_all"})
+                     "compression_ratio": ratio, "seed": 0, "status": "ok", "score": score,
+                     "metric": "string_match_all", "kv_bytes_held": held, "kv_bytes_reference": 1000})
     fig = FIGURES["score_vs_ratio"].build({"results": pd.DataFrame(rows)})
-    ax = fig.axes[0]
-    marks = [ln for ln in ax.lines if ln.get_gid() == "score:int4"]
-    assert len(marks) == 1 and list(marks[0].get_xdata()) == [0.0] and list(marks[0].get_ydata()) == [0.9]
-    assert "Int4" in [t.get_text() for t in fig.legends[0].get_texts()]
+    try:
+        ax = fig.axes[0]
+        int4 = next(ln for ln in ax.lines if ln.get_gid() == "score:int4")
+        assert list(int4.get_xdata()) == [0.0, pytest.approx(0.84)] and list(int4.get_ydata()) == [1.0, 0.9]
+        combo = next(ln for ln in ax.lines if ln.get_gid() == "score:knorm+int4")
+        assert list(combo.get_xdata())[-1] == pytest.approx(0.92)
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert "Int4 (quantized)" in legend and "Knorm + int4" in legend and "Knorm" in legend
+        assert "quantized" in fig.get_supxlabel()
+    finally:
+        _close(fig)
+    fig = FIGURES["score_vs_ratio"].build({"results": pd.DataFrame(rows).drop(columns=["kv_bytes_held",
+                                                                                       "kv_bytes_reference"])})
+    try:
+        marks = [ln for ln in fig.axes[0].lines if ln.get_gid() == "score:int4"]
+        assert len(marks) == 1 and list(marks[0].get_xdata()) == [0.0] and list(marks[0].get_ydata()) == [0.9]
+    finally:
+        _close(fig)

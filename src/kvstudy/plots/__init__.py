@@ -1,8 +1,9 @@
 """Figure registry: figure name -> the tables it needs and how to draw it.
 
-Adding a figure is one module in this package that calls `register(Figure(...))`: every module here is imported
-below (except `style`, `manifest` and private `_*` ones). Each figure reads some of the tables of
-`docs/data-contracts.md`:
+Adding a figure is an entry in `kvstudy.plots.catalog` (its name, caption, tables, options and check) and a module
+`kvstudy.plots.<name>` with its `build`, imported only when the figure is drawn: reading the catalog (config
+validation) imports neither matplotlib nor pandas. Each figure reads some of the tables of
+`docs/data-contracts.md`, loaded with their contract's types (`kvstudy.plots.tables.load_table`):
 
 - "results": `results/tables/results.csv` (one row per eval job),
 - "samples": `results/tables/samples.csv` (one row per sample),
@@ -23,12 +24,9 @@ asked when the config is validated, so a study whose figure cannot be drawn stop
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-
-import pandas as pd
 
 TABLES = ("results", "samples", "pareto", "significance", "tuning_candidates", "timing")
 
@@ -36,15 +34,20 @@ TABLES = ("results", "samples", "pareto", "significance", "tuning_candidates", "
 @dataclass(frozen=True)
 class Figure:
     name: str
-    description: str
+    description: str  # the figure's caption (`kvstudy figures`, the provenance page)
     needs: tuple[str, ...]  # subset of TABLES
-    build: Callable[..., "object"]  # (tables, **options) -> matplotlib Figure (not saved)
     options: dict[str, str] = field(default_factory=dict)  # option name -> description
     # (the study's jobs from kvstudy.grid, the entry's options) -> why the study cannot draw it, or None
     check: Callable[[list, dict], "str | None"] | None = None
     uses: tuple[str, ...] = ()  # tables read where they exist (a figure falls back without them)
+    module: str = ""  # the module with its `build(tables, **options)`; default kvstudy.plots.<name>
 
-    def draw(self, tables: dict[str, pd.DataFrame], out_stem: Path, options: dict | None = None) -> list[Path]:
+    @property
+    def build(self) -> Callable[..., "object"]:
+        """(tables, **options) -> matplotlib Figure (not saved), from the figure's module."""
+        return importlib.import_module(self.module or f"{__name__}.{self.name}").build
+
+    def draw(self, tables: dict, out_stem: Path, options: dict | None = None) -> list[Path]:
         """Build the figure from `tables` and write `out_stem.pdf` and `out_stem.png`; returns both paths."""
         options = dict(options or {})
         unknown = sorted(set(options) - set(self.options))
@@ -88,21 +91,12 @@ def table_path(table: str, tables_dir: Path, analysis_dir: Path) -> Path:
     raise ValueError(f"unknown table {table!r}; known: {TABLES}")
 
 
-def load_table(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"table {path} does not exist")
-    try:
-        # keep ids and names as text ("0", "001"); numbers are parsed per column by the figures that need them
-        return pd.read_csv(path, dtype={"sample_id": str, "press": str, "model": str, "task": str})
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-
-
 def make_figure(name: str, tables_dir: Path, analysis_dir: Path, out_stem: Path, options: dict | None = None
                 ) -> list[Path]:
     """Load the CSVs figure `name` needs (results.csv, samples.csv from `tables_dir`; pareto.csv from
     `analysis_dir`) and write `out_stem.pdf` and `out_stem.png`. Returns the two paths."""
+    from kvstudy.plots.tables import load_table  # pandas: only where a figure is drawn
+
     figure = get_figure(name)
     tables = {t: load_table(table_path(t, tables_dir, analysis_dir)) for t in figure.needs}
     for t in figure.uses:
@@ -111,7 +105,4 @@ def make_figure(name: str, tables_dir: Path, analysis_dir: Path, out_stem: Path,
     return figure.draw(tables, out_stem, options)
 
 
-_NOT_FIGURES = {"style", "manifest", "specs"}
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if not _info.name.startswith("_") and _info.name not in _NOT_FIGURES:
-        importlib.import_module(f"{__name__}.{_info.name}")
+from kvstudy.plots import catalog  # noqa: E402,F401  (registers every figure; it needs Figure and register above)

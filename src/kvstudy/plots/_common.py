@@ -7,7 +7,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots.style import length_label, method_label, method_order, press_family, task_label
+from kvstudy.plots.tables import as_bool, typed  # noqa: F401  (as_bool: for the figure modules)
+from kvstudy.plots.press_style import family_suffix
+from kvstudy.plots.press_style import style as press_style_of
+from kvstudy.plots.press_style import variant_label as variant_label_of
+from kvstudy.plots.style import length_label, method_label, method_order, press_family, ratio_label, task_label
 
 _RATIO_IN_PRESS = re.compile(r"-cr(\d+(?:\.\d+)?)")
 
@@ -24,19 +28,6 @@ def require_columns(df: pd.DataFrame, figure: str, table: str, columns: list[str
         raise ValueError(f"figure {figure!r}: {table}.csv lacks column(s) {', '.join(missing)}")
 
 
-def _numeric(df: pd.DataFrame, col: str) -> None:
-    if col in df.columns:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-
-
-def as_bool(series: pd.Series) -> pd.Series:
-    """True/False, "True"/"false", 1/0 -> bool; anything else (NaN included) -> False."""
-    if series.dtype == bool:
-        return series
-    text = series.astype(str).str.strip().str.lower()
-    return text.isin(["true", "1", "1.0", "yes"])
-
-
 def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -> pd.DataFrame:
     """Copy with `model`, `method`, `compression_ratio`, `family` (press variant without its ratio) filled in and
     numbers parsed. `method` and `compression_ratio` are read from the press name when the table lacks them.
@@ -46,7 +37,7 @@ def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -
     """
     if "press" not in df.columns and "method" not in df.columns:
         raise ValueError(f"figure {figure!r}: {table}.csv has neither a 'press' nor a 'method' column")
-    df = df.copy()
+    df = typed(df)
     if "model" not in df.columns:
         df["model"] = ""
     df["model"] = df["model"].fillna("").astype(str)
@@ -61,8 +52,7 @@ def prepare(df: pd.DataFrame, figure: str, table: str, measured: bool = False) -
     df.loc[other, "method"] = df.loc[other, "press"]
     if "compression_ratio" not in df.columns:
         df["compression_ratio"] = df["press"].str.extract(_RATIO_IN_PRESS, expand=False)
-    for col in ("compression_ratio", "length", "score", "kv_bytes", "depth", "seed"):
-        _numeric(df, col)
+    df["compression_ratio"] = pd.to_numeric(df["compression_ratio"], errors="coerce")
     if measured:
         df = measured_ratio(df, figure)
     df["compression_ratio"] = df["compression_ratio"].fillna(0.0).round(6)
@@ -134,18 +124,30 @@ def families(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def family_labels(fams: list[tuple[str, str]]) -> dict[str, str]:
-    """Legend label per family: the method's pretty name, plus the parameter suffix where a method has several."""
-    per_method: dict[str, int] = {}
-    for method, _ in fams:
-        per_method[method] = per_method.get(method, 0) + 1
+    """Legend label per family: the method's name, then what a variant adds (always: "+ int4", "(query-aware)";
+    a quantized StreamingLLM is never plain "StreamingLLM"), and its other parameters where a method has several
+    families that differ in them ("SnapKV (ws64)")."""
+    cores: dict[str, set] = {}
+    for method, fam in fams:
+        cores.setdefault(method, set()).add(_core(fam))
     labels = {}
     for method, fam in fams:
         label = method_label(method)
-        if per_method[method] > 1:
-            suffix = fam[len(method):].lstrip("-") if fam.startswith(method) else fam
-            label = f"{label} ({suffix})" if suffix else label
+        params = _core(fam)[len(method):].lstrip("-") if _core(fam).startswith(method) else _core(fam)
+        if len(cores[method]) > 1 and params:
+            label = f"{label} ({params})"
+        quant, qa = family_suffix(fam)
+        if fam != method:  # a method such as `no_press+int4` already says it
+            label = variant_label_of(label, quant, qa)
         labels[fam] = label
     return labels
+
+
+def _core(fam: str) -> str:
+    """A family without its variant options: `knorm-ws64-qa+int4` -> `knorm-ws64`."""
+    quant, qa = family_suffix(fam)
+    core = fam[: -len(quant) - 1] if quant else fam
+    return core[:-3] if qa else core
 
 
 def family_rank(fams: list[tuple[str, str]]) -> dict[str, int]:
@@ -230,7 +232,50 @@ def lost_legend_handles(statuses, marker_handle) -> list[tuple[str, object]]:
 
 def variant_label(method: str, family: str, ratio: float, labels: dict[str, str]) -> str:
     """"SnapKV 0.50", "No press": a press variant as the legend names it, with its ratio."""
-    from kvstudy.plots.style import ratio_label
-
     label = labels.get(family) or method_label(method)
-    return label if method == "no_press" else f"{label} {ratio_label(ratio)}"
+    if not press_style_of(method).has_ratio:
+        return label
+    quant = family_suffix(family)[0]
+    tail = f" + {quant}" if quant and label.endswith(f" + {quant}") else ""  # "Knorm 0.50 + int4"
+    return f"{label[:len(label) - len(tail)]} {ratio_label(ratio)}{tail}"
+
+
+def memory_ratio(df: pd.DataFrame) -> pd.DataFrame:
+    """Quantized variants (a quantizing method, or a `+int4` variant) at the fraction of KV memory they save,
+    1 - kv_bytes_held / kv_bytes_reference; where the bytes are missing (an OOM job), their nominal ratio."""
+    if not {"kv_bytes_held", "kv_bytes_reference"} <= set(df.columns):
+        return df
+    quant = np.array([bool(press_style_of(m).quantization or family_suffix(p)[0]) for m, p in
+                      zip(df["method"], df["press"])], dtype=bool)
+    saved = 1 - pd.to_numeric(df["kv_bytes_held"], errors="coerce") / pd.to_numeric(df["kv_bytes_reference"],
+                                                                                    errors="coerce")
+    return df.assign(compression_ratio=df["compression_ratio"].where(~quant | saved.isna(), saved.round(3)))
+
+
+def cross_out(ax, x: float, y: float, status: str, color: str, marker, hollow: bool = False, gid: str = "",
+              transform=None) -> None:
+    """A lost variant's mark: its method's marker (hollow for a method's other variants) under a cross, red for
+    OOM, black for failed; gids `<status>:<gid>` and `<status>-cross:<gid>`."""
+    where = {} if transform is None else {"transform": transform}
+    ax.plot([x], [y], ls="none", zorder=5, clip_on=False, gid=f"{status}:{gid}", **where,
+            **lost_marker_style(color, marker, hollow))
+    ax.plot([x], [y], ls="none", zorder=6, clip_on=False, gid=f"{status}-cross:{gid}", **where, **cross_style(status))
+
+
+def cross_style(status: str) -> dict:
+    """The cross over a lost variant's marker: red for OOM, black for failed."""
+    return dict(marker="x", markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1)
+
+
+def lost_marker_style(color: str, marker, hollow: bool) -> dict:
+    """The method's own marker, a little larger than on its line, under the cross."""
+    return dict(marker=marker, markersize=7, markerfacecolor="white" if hollow else color,
+                markeredgecolor=color if hollow else "white", markeredgewidth=1.3 if hollow else 0.5)
+
+
+def lost_handle(status: str):
+    """The legend entry of a kind of lost variant: a grey marker under its cross."""
+    from matplotlib.lines import Line2D
+
+    return (Line2D([], [], ls="none", **lost_marker_style("0.45", "o", False)),
+            Line2D([], [], ls="none", **cross_style(status)))

@@ -17,13 +17,16 @@ Options: `methods` (list of methods to show, default all), `ratios` (list of com
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
+    cross_out,
+    lost_handle,
     CELL_TEXT,
-    CROSS_COLOR,
     family_labels,
     family_linestyles,
     families,
@@ -71,11 +74,19 @@ def _means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.DataFrame,
 STRIP = 0.86  # axes fraction where the OOM strip starts; data stay below it
 
 
-def build(tables, methods=None, ratios=None):  # noqa: C901 -- one figure, drawn in one pass
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
-    from matplotlib.ticker import FixedLocator, NullLocator
+def _lost_lengths(df: pd.DataFrame) -> pd.DataFrame:
+    """(model, length, press, status) where no task's job of the variant ran ok; "failed" where any failed."""
+    jobs = lost_variants(df, NAME)
+    if jobs.empty:
+        return pd.DataFrame(columns=["model", "length", "press", "status"])
+    lost = (jobs.groupby(["model", "length", "press"])
+            .agg(tasks=("task", "size"), failed=("status", lambda s: (s == "failed").any())).reset_index()
+            .merge(df.groupby(["model", "length", "press"])["task"].nunique().reset_index(name="all")))
+    lost = lost[lost["tasks"] == lost["all"]]
+    return lost.assign(status=np.where(lost["failed"].astype(bool), "failed", "oom"))
 
+
+def _selected(tables, methods, ratios) -> pd.DataFrame:
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "status"] + [m for m, _, _ in MEASURES])
     df = prepare(df, NAME, "results")
@@ -85,112 +96,108 @@ def build(tables, methods=None, ratios=None):  # noqa: C901 -- one figure, drawn
         df = df[(df["method"] == "no_press") | df["compression_ratio"].round(6).isin([round(r, 6) for r in ratios])]
     if df.empty:
         raise ValueError(f"figure {NAME!r}: no results.csv rows left after the methods/ratios options")
-    oom_jobs = lost_variants(df, NAME)
-    # lost at a length: no task's job of the variant ran ok there; "failed" where any of them failed
-    oom = (oom_jobs.groupby(["model", "length", "press"]).agg(tasks=("task", "size"), failed=(
-        "status", lambda s: (s == "failed").any())).reset_index()
-           .merge(df.groupby(["model", "length", "press"])["task"].nunique().reset_index(name="all"))
-           if len(oom_jobs) else pd.DataFrame(columns=["model", "length", "press", "tasks", "failed", "all"]))
-    oom = oom[oom["tasks"] == oom["all"]]
-    oom = oom.assign(status=np.where(oom["failed"].astype(bool), "failed", "oom"))
-    ok = df[df["status"].astype(str) == "ok"].copy()
-    if ok.empty and oom.empty:
-        raise ValueError(f"figure {NAME!r}: results.csv has no ok, oom or failed job")
-    timing = tables.get("timing")
-    if timing is not None and len(timing):
-        timing = timing[timing["press"].isin(set(df["press"]))]
-    means, panels, note = _means(ok, timing)
+    return df
+
+
+def _variants(df: pd.DataFrame, oom: pd.DataFrame) -> dict:
+    """Each press variant's legend label and line style (alpha by ratio), in legend order, and the offsets
+    (log2) of lost variants that share a length in the strip."""
     variants = df.drop_duplicates("press")[["press", "method", "family", "compression_ratio"]]
     fams = families(variants)
-    labels = family_labels(fams)
-    styles = family_linestyles(fams)
+    labels, styles = family_labels(fams), family_linestyles(fams)
     order = {f: i for i, (_, f) in enumerate(fams)}
     variants = variants.assign(_f=variants["family"].map(order)).sort_values(["_f", "compression_ratio"])
-    models = list(dict.fromkeys(df["model"]))
-    lengths = sorted(set(df["length"].astype(int)) | set(means["length"].astype(int)))
-    ratio_alpha = {r: a for r, a in zip(sorted(variants["compression_ratio"].unique()),
-                                        np.linspace(1.0, 0.45, max(1, variants["compression_ratio"].nunique())))}
-
-    strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))
-    # lost variants sharing a length sit side by side in the strip (log2 offsets), in legend order
-    rank = {p: i for i, p in enumerate(variants["press"])}
+    ratios = sorted(variants["compression_ratio"].unique())
+    alpha = dict(zip(ratios, np.linspace(1.0, 0.45, max(1, len(ratios)))))
+    out = {}
+    for press, method, fam, ratio in zip(variants["press"], variants["method"], variants["family"],
+                                         variants["compression_ratio"]):
+        style = dict(color=method_color(method), marker=method_marker(method), markersize=5, lw=1.4,
+                     ls="--" if method == "no_press" else styles[fam], alpha=alpha[ratio])
+        out[press] = (variant_label(method, fam, ratio, labels), style)
+    rank = {p: i for i, p in enumerate(out)}
     slot = {}
     for (model, length), g in oom.groupby(["model", "length"]):
         ordered = sorted(g["press"], key=rank.get)
         slot.update({(model, length, p): 0.12 * (i - (len(ordered) - 1) / 2) for i, p in enumerate(ordered)})
+    return {"variants": out, "slot": slot}
+
+
+def _draw_line(ax, line, col, scale, press, style) -> float:
+    """A variant's measure against length, with the timing interval where there is one; returns its top."""
+    y = line[col].to_numpy(float) * scale
+    lo, hi = (line[f"{col}{x}"].to_numpy(float) * scale for x in ("_low", "_high"))
+    ax.plot(line["length"], y, gid=f"scale:{press}", **style)
+    if np.any(hi > lo):  # the timing protocol's interval
+        ax.errorbar(line["length"], y, yerr=[y - lo, hi - y], fmt="none", ecolor=style["color"],
+                    alpha=style["alpha"], elinewidth=0.9, capsize=2, gid=f"interval:{press}")
+    return float(np.nanmax(np.r_[y, hi]))
+
+
+def _draw_lost(ax, gone, press, style, slot, model) -> set:
+    """Crossed-out markers in the strip at the lengths where the variant has no measure."""
+    for length, status in zip(gone["length"], gone["status"]):
+        cross_out(ax, length * 2 ** slot[(model, length, press)], 0.93, status, style["color"], style["marker"],
+                  gid=press, transform=ax.get_xaxis_transform())
+    return set(gone["status"])
+
+
+def _axes(ax, ymax, oom, lengths, strip_label) -> None:
+    """y from 0 (room for the strip at the top where it is shown), x the lengths on a log2 axis."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    if not oom.empty:
+        ax.add_patch(Rectangle((0, STRIP), 1, 1 - STRIP, transform=ax.transAxes, facecolor="0.93",
+                               edgecolor="none", zorder=0.5))
+    top = (ymax if ymax > 0 else 1.0) * (1.05 / STRIP if not oom.empty else 1.1)
+    ax.set_ylim(0, top)
+    if not oom.empty:  # the strip's label as a tick of its own, clear of the markers in it
+        ticks = [t for t in ax.get_yticks() if 0 <= t <= 0.97 * STRIP * top]
+        ax.set_yticks([*ticks, (1 + STRIP) / 2 * top],
+                      [*ax.yaxis.get_major_formatter().format_ticks(ticks), strip_label])
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(lengths))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([length_label(n) for n in lengths])
+
+
+def _panel(ax, model, col, scale, means, oom, v, handles) -> tuple[float, set]:
+    ymax, drawn = 0.0, set()
+    for press, (label, style) in v["variants"].items():
+        line = means[(means["model"] == model) & (means["press"] == press)].sort_values("length")
+        line = line[line[col].notna()]
+        gone = oom[(oom["model"] == model) & (oom["press"] == press)]
+        if len(line):
+            ymax = max(ymax, _draw_line(ax, line, col, scale, press, style))
+        drawn |= _draw_lost(ax, gone, press, style, v["slot"], model)
+        if len(line) or len(gone):
+            handles.setdefault(label, Line2D([], [], **style))
+    return ymax, drawn
+
+
+def build(tables, methods=None, ratios=None):
+    df = _selected(tables, methods, ratios)
+    oom, ok = _lost_lengths(df), df[df["status"].astype(str) == "ok"]
+    if ok.empty and oom.empty:
+        raise ValueError(f"figure {NAME!r}: results.csv has no ok, oom or failed job")
+    timing = tables.get("timing")
+    timing = timing[timing["press"].isin(set(df["press"]))] if timing is not None and len(timing) else timing
+    means, panels, note = _means(ok, timing)
+    v, models = _variants(df, oom), list(dict.fromkeys(df["model"]))
+    lengths = sorted(set(df["length"].astype(int)) | set(means["length"].astype(int)))
+    strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))
     fig = new_figure(3.3 * len(panels) + 2.6, 2.7 * len(models) + 0.4)
-    axes = np.atleast_2d(fig.subplots(len(models), len(panels), squeeze=False, sharex=True))
-    handles: dict[str, object] = {}
-    drawn: set[str] = set()
-    for r, model in enumerate(models):
-        for c, (col, ylabel, scale) in enumerate(panels):
-            ax = axes[r, c]
-            ymax = 0.0
-            for press, method, fam, ratio in zip(variants["press"], variants["method"], variants["family"],
-                                                 variants["compression_ratio"]):
-                line = means[(means["model"] == model) & (means["press"] == press)].sort_values("length")
-                line = line[line[col].notna()]
-                color, marker = method_color(method), method_marker(method)
-                style = dict(color=color, marker=marker, ls="--" if method == "no_press" else styles[fam],
-                             alpha=ratio_alpha[ratio], markersize=5, lw=1.4)
-                label = variant_label(method, fam, ratio, labels)
-                if len(line):
-                    y = line[col].to_numpy(float) * scale
-                    lo, hi = (line[f"{col}{x}"].to_numpy(float) * scale for x in ("_low", "_high"))
-                    ymax = max(ymax, float(np.nanmax(np.r_[y, hi])))
-                    ax.plot(line["length"], y, gid=f"scale:{press}", **style)
-                    if np.any(hi > lo):  # the timing protocol's interval
-                        ax.errorbar(line["length"], y, yerr=[y - lo, hi - y], fmt="none", ecolor=color,
-                                    alpha=ratio_alpha[ratio], elinewidth=0.9, capsize=2, gid=f"interval:{press}")
-                    handles.setdefault(label, Line2D([], [], **style))
-                gone = oom[(oom["model"] == model) & (oom["press"] == press)]
-                for length, status in zip(gone["length"], gone["status"]):
-                    x = length * 2 ** slot[(model, length, press)]
-                    ax.plot([x], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
-                            markersize=7, color=color, markeredgecolor="white", clip_on=False, zorder=5,
-                            gid=f"{status}:{press}")
-                    ax.plot([x], [0.93], transform=ax.get_xaxis_transform(), ls="none", marker="x",
-                            markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1, clip_on=False,
-                            zorder=6, gid=f"{status}-cross:{press}")
-                    handles.setdefault(label, Line2D([], [], **style))
-                    drawn.add(status)
-            if not oom.empty:
-                ax.add_patch(Rectangle((0, STRIP), 1, 1 - STRIP, transform=ax.transAxes, facecolor="0.93",
-                                       edgecolor="none", zorder=0.5))
-            top = (ymax if ymax > 0 else 1.0) * (1.05 / STRIP if not oom.empty else 1.1)
-            ax.set_ylim(0, top)
-            if not oom.empty:  # the strip's label as a tick of its own, clear of the markers in it
-                ticks = [t for t in ax.get_yticks() if 0 <= t <= 0.97 * STRIP * top]
-                tick_text = ax.yaxis.get_major_formatter().format_ticks(ticks)
-                ax.set_yticks([*ticks, (1 + STRIP) / 2 * top], [*tick_text, strip_label])
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_locator(FixedLocator(lengths))
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_xticklabels([length_label(n) for n in lengths])
-            ax.set_ylabel(ylabel)
-            ax.set_title(model if len(models) > 1 else ylabel.split(" (")[0])
+    axes = fig.subplots(len(models), len(panels), squeeze=False, sharex=True)
+    handles, drawn = {}, set()
+    for (r, model), (c, (col, ylabel, scale)) in itertools.product(enumerate(models), enumerate(panels)):
+        ymax, lost = _panel(axes[r, c], model, col, scale, means, oom, v, handles)
+        drawn |= lost
+        _axes(axes[r, c], ymax, oom, lengths, strip_label)
+        axes[r, c].set_ylabel(ylabel)
+        axes[r, c].set_title(model if len(models) > 1 else ylabel.split(" (")[0])
     fig.supxlabel(f"Context length (tokens)\n{note}")
-    items = list(handles.items())
-    items += lost_legend_handles(drawn, lambda s: (
-        Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
-        Line2D([], [], ls="none", marker="x", markeredgecolor=CROSS_COLOR[s], markersize=8.5)))
+    items = list(handles.items()) + lost_legend_handles(drawn, lost_handle)
     fig.legend([h for _, h in items], [label for label, _ in items], loc="outside right upper",
                title="Press variant", alignment="left", ncols=1 if len(items) <= 16 else 2)
     return fig
-
-
-def check(jobs, options):
-    """Lines over context length need two lengths; the options must name the study's methods and ratios."""
-    from kvstudy.plots.specs import unknown_values
-
-    if len({j["length"] for j in jobs}) < 2:
-        return "needs at least two context lengths (lengths:)"
-    return (unknown_values(options, "methods", {j["method"] for j in jobs})
-            or unknown_values(options, "ratios", {round(j["compression_ratio"], 6) for j in jobs},
-                              lambda r: round(float(r), 6)))
-
-
-register(Figure(NAME, "latency, throughput (timing medians and intervals) and memory vs context length per press "
-                "variant; OOM lengths marked", ("results",), build, uses=("timing",), options={"methods": "list of methods to show (default: all)",
-                                              "ratios": "list of compression ratios to show (default: all)"},
-                check=check))

@@ -1,43 +1,48 @@
-"""Score difference to the baseline, press variants (rows) x tasks (columns), one panel per (model, context length),
-averaged over seeds, significance from significance.csv.
+"""Score change against the baseline, press variants (rows, every one labelled) x tasks (columns), one row of panels
+per (model, context length), one column of panels and one colour scale per kind of score.
 
-The difference is the job scores' of results.csv (variant - no_press in the same cell and seed, then the mean over
-seeds), so a perplexity cell shows the difference of corpus perplexities exp(mean NLL), as every table does; it
-is signed so that positive means better (times -1 for lower-is-better scores). A diverging colour map centred on
-0, the value in each cell, and "*" where the paired test of significance.csv is significant after Holm correction
-in every seed. A variant whose jobs ran out of memory (results.csv status "oom") is a hatched grey "OOM" cell, one
-whose jobs failed a cross-hatched "failed" cell, never a value; a cell the study did not run stays blank.
+The change is the job scores' of results.csv (variant against no_press in the same cell and seed, then the mean over
+seeds). Scores of one kind share a colour scale, and only they: accuracy-like scores in [0, 1] show the difference
+(variant - no_press, signed so that positive is better) on a diverging scale centred on 0; a lower-is-better score
+with positive values (perplexity, which goes from 10 to 1e13 when a press breaks the model) shows the ratio
+variant / no_press on its own logarithmic scale centred on x1 (blue: lower, better), so a perplexity blow-up
+no longer bleaches every accuracy cell to white. Other scores get a scale per metric.
+
+"*" marks a cell whose paired test of significance.csv is significant after Holm correction in every seed. A variant
+whose jobs ran out of memory is a hatched grey "OOM" cell, one whose jobs failed a cross-hatched "failed" cell, never
+a value; a cell the study did not run stays blank.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
-from kvstudy.plots._common import CELL_TEXT, HATCH, TEXT_COLOR, as_bool, lost_variants, prepare, require_columns
-from kvstudy.plots._common import require_rows, scored, task_order, variant_label, families, family_labels
-from kvstudy.plots.style import length_label, method_color, method_order, new_figure, task_label
+from kvstudy.plots._common import as_bool, lost_variants, prepare, require_columns, require_rows, scored, task_order
+from kvstudy.plots._heatmap import ROW_INCH, heat_axes, label_inches, label_rows, lost_cell, variant_rows
+from kvstudy.plots.style import length_label, metric_label, new_figure, task_label
+from kvstudy.plots.tables import lower_is_better
 
 NAME = "delta_heatmap"
 CMAP = "RdBu"
 _CELL = ["model", "length", "press", "task"]
+COL_INCH = 0.8  # a task column: room for "+0.12*" or "x1.05*" at 9 pt
+RATIO_SPAN = 2.0  # the ratio scale runs from x1/100 to x100
 
 
 def _deltas(results: pd.DataFrame, significance: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, length, press, task): the signed mean over seeds of variant - no_press job scores, and
-    whether every seed's paired test is significant."""
+    """Per (model, length, press, task): the mean over seeds of the signed difference and of the ratio to the
+    no_press score, and whether every seed's paired test is significant."""
     ok = scored(results)
-    hib = as_bool(ok["higher_is_better"]) | ok["higher_is_better"].isna() if "higher_is_better" in ok else True
-    ok = ok.assign(_sign=np.where(hib, 1.0, -1.0))
-    per_seed = ok.groupby([*_CELL, "seed"]).agg(score=("score", "mean"), method=("method", "first"),
-                                                family=("family", "first"), sign=("_sign", "first"),
-                                                compression_ratio=("compression_ratio", "first")).reset_index()
+    ok = ok.assign(_sign=np.where(lower_is_better(ok), -1.0, 1.0))
+    per_seed = ok.groupby([*_CELL, "seed"]).agg(score=("score", "mean"), sign=("_sign", "first")).reset_index()
     base = per_seed[per_seed["press"] == "no_press"].set_index(["model", "length", "task", "seed"])["score"]
     var = per_seed[per_seed["press"] != "no_press"].join(base.rename("base"), on=["model", "length", "task", "seed"])
-    var = var.dropna(subset=["base"]).assign(delta=lambda d: (d["score"] - d["base"]) * d["sign"])
-    cells = var.groupby(_CELL).agg(delta=("delta", "mean"), method=("method", "first"), family=("family", "first"),
-                                   compression_ratio=("compression_ratio", "first")).reset_index()
+    var = var.dropna(subset=["base"]).assign(delta=lambda d: (d["score"] - d["base"]) * d["sign"],
+                                             ratio=lambda d: d["score"] / d["base"])
+    cells = var.groupby(_CELL).agg(delta=("delta", "mean"), ratio=("ratio", "mean")).reset_index()
     sig = pd.Series(dtype=bool)
     if significance is not None and len(significance):
         require_columns(significance, NAME, "significance", ["task", "length", "press", "significant"])
@@ -46,95 +51,132 @@ def _deltas(results: pd.DataFrame, significance: pd.DataFrame) -> pd.DataFrame:
     return cells.assign(sig=[bool(sig.get(k, False)) for k in zip(*(cells[c] for c in _CELL))])
 
 
-def build(tables):
-    from matplotlib.colors import TwoSlopeNorm
-    from matplotlib.patches import Rectangle
+def scale_groups(ok: pd.DataFrame, tasks: list[str]) -> list[tuple[str, list[str]]]:
+    """[(kind, tasks)]: "diff" for scores in [0, 1], "ratio" for other lower-is-better scores that are all
+    positive (perplexity), "diff:<metric>" for any other metric; tasks in their order within each kind."""
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        g = ok[ok["task"] == task]
+        metric = str(g["metric"].dropna().iloc[0]) if "metric" in g and g["metric"].notna().any() else ""
+        if g["score"].between(0, 1).all():
+            kind = "diff"  # an accuracy, or an error rate (signed)
+        elif lower_is_better(g).all() and (g["score"] > 0).all():
+            kind = "ratio"
+        else:
+            kind = f"diff:{metric}"
+        out.setdefault(kind, []).append(task)
+    return list(out.items())
 
+
+def _norm(kind: str, values: np.ndarray):
+    from matplotlib.colors import LogNorm, TwoSlopeNorm
+
+    values = values[np.isfinite(values)]
+    if kind == "ratio":  # symmetric in log around x1 (x4 as dark as x1/4), saturated beyond x100: the cells say
+        span = float(np.max(np.abs(np.log10(values)))) if len(values) else 1.0  # the value; x1.3 stays visible
+        span = min(max(span, 0.05), RATIO_SPAN)
+        return LogNorm(10 ** -span, 10 ** span, clip=True)
+    lim = float(np.max(np.abs(values))) if len(values) else 1.0
+    return TwoSlopeNorm(vcenter=0.0, vmin=-(lim or 1.0), vmax=lim or 1.0)
+
+
+def cell_text(kind: str, value: float) -> str:
+    """"+0.12", "x1.05", "x430", "x1e13": short enough for a 0.8-inch cell."""
+    if kind != "ratio":
+        return f"{value:+.2f}"
+    if value >= 1000 or value < 0.01:
+        return f"×1e{math.floor(math.log10(value))}"
+    return f"×{value:.2f}" if value < 10 else f"×{value:.0f}"
+
+
+def _panel(ax, kind, tasks, rows, lookup, lost, norm, key):
+    col = "ratio" if kind == "ratio" else "delta"
+    data = np.full((len(rows), len(tasks)), np.nan)
+    for i, (press, _, _) in enumerate(rows):
+        for j, task in enumerate(tasks):
+            cell = lookup.get((*key, press, task))
+            status = lost.get((*key, press, task))
+            if cell is not None:
+                data[i, j] = cell[col]
+                shade = norm(data[i, j])
+                ax.text(j + 0.5, i + 0.5, cell_text(kind, data[i, j]) + ("*" if cell["sig"] else ""), ha="center",
+                        va="center", fontsize=9, color="white" if abs(shade - 0.5) > 0.3 else "black")
+            elif status:
+                lost_cell(ax, j, i, status)
+    cmap = CMAP if kind != "ratio" else CMAP + "_r"  # ratio: above x1 is worse (red)
+    mesh = ax.pcolormesh(np.arange(len(tasks) + 1), np.arange(len(rows) + 1), np.ma.masked_invalid(data),
+                         cmap=cmap, norm=norm, edgecolors="white", linewidth=0.5)
+    heat_axes(ax)
+    ax.set_ylim(len(rows), 0)
+    names = [task_label(t) for t in tasks]
+    long = any(len(n) > 12 for n in names)  # wider than its 0.8-inch column: slanted
+    ax.set_xticks(np.arange(len(tasks)) + 0.5, names, rotation=30 if long else 0, ha="right" if long else "center")
+    return mesh
+
+
+def _scale_label(kind: str, ok: pd.DataFrame, tasks: list[str]) -> str:
+    metrics = ok.loc[ok["task"].isin(tasks), "metric"].dropna().unique() if "metric" in ok else []
+    name = metric_label(metrics[0]) if len(metrics) == 1 else "Score"
+    if kind == "ratio":
+        return f"{name}: variant / no press\n(log scale; below 1 = better)"
+    return f"Δ {name[0].lower() + name[1:]}\n(positive = better)"
+
+
+def _layout(panels, groups, rows):
+    """The figure, {(panel, group): (axes, labelled)} and the subfigure of the colour bars. One model with one colour scale: its lengths side by
+    side, three to a row. Otherwise a row per context length and, per model, a column per colour scale."""
+    models = list(dict.fromkeys(m for m, _ in panels))
+    lengths = sorted({n for _, n in panels})
+    one = len(groups) == 1 and len(models) == 1
+    ncols = min(len(panels), 3) if one else len(models) * len(groups)
+    nrows = -(-len(panels) // ncols) if one else len(lengths)
+    task_cols = [len(groups[0][1])] * ncols if one else [len(t) for _, t in groups] * len(models)
+    height = (ROW_INCH * 1.2 * len(rows) + 0.9) * nrows + 0.4
+    fig = new_figure(label_inches(r[1] for r in rows) + sum(COL_INCH * n + 0.25 for n in task_cols), height + 1.0)
+    top, bars = fig.subfigures(2, 1, height_ratios=[height, 1.0])
+    axes = top.subplots(nrows, ncols, squeeze=False, width_ratios=task_cols)
+    for g in range(len(groups)):  # a colour bar per scale, side by side under the panels
+        bars.add_subplot(1, 2 * len(groups) + 1, 2 * g + 2)
+    slots, used = {}, set()
+    for p, (model, length) in enumerate(panels):
+        for g in range(len(groups)):
+            r, c = divmod(p, ncols) if one else (lengths.index(length), models.index(model) * len(groups) + g)
+            slots[p, g] = (axes[r, c], c == 0)
+            used.add((r, c))
+    for (r, c), ax in np.ndenumerate(axes):
+        if (r, c) not in used:
+            ax.remove()
+    return fig, slots, bars
+
+
+def build(tables):
     results = require_rows(tables.get("results"), NAME, "results")
     require_columns(results, NAME, "results", ["task", "length", "press", "score", "status"])
-    results = prepare(results, NAME, "results").assign(task=lambda d: d["task"].astype(str))
+    results = prepare(results, NAME, "results")
     cells = _deltas(results, tables.get("significance"))
-    oom = lost_variants(results, NAME)
-    oom = oom[oom["method"] != "no_press"] if len(oom) else oom
-    keys = ["model", "length", "press", "task", "method", "family", "compression_ratio"]
-    every = pd.concat([cells[keys], oom[keys]], ignore_index=True)
+    lost = lost_variants(results, NAME)
+    lost = lost[lost["method"] != "no_press"]
+    every = pd.concat([results.loc[results["press"].isin(cells["press"])], lost], ignore_index=True)
     if every.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no variant with a no_press job in its cell to compare")
-    tasks = task_order(every["task"])
-    fams = families(every)
-    labels = family_labels(fams)
-    order = {m: i for i, m in enumerate(method_order(every["method"].unique()))}
-    variants = (every.drop_duplicates("press").assign(_m=lambda d: d["method"].map(order))
-                .sort_values(["_m", "family", "compression_ratio"]))
-    rows = [(p, variant_label(m, f, r, labels)) for p, m, f, r in
-            zip(variants["press"], variants["method"], variants["family"], variants["compression_ratio"])]
-    row_methods = list(variants["method"])
-    panels = [(m, int(n)) for m in dict.fromkeys(every["model"])
-              for n in sorted(every.loc[every["model"] == m, "length"].unique())]
-    lim = float(np.nanmax(np.abs(cells["delta"]))) if len(cells) and np.isfinite(cells["delta"]).any() else 1.0
-    lim = lim if lim > 0 else 1.0
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
-    many_models = every["model"].nunique() > 1
-    ncols = min(len(panels), 3)
-    nrows = int(np.ceil(len(panels) / ncols))
-    w = 1.15 * len(tasks) + 2.6
-    h = max(0.36 * len(rows) + 1.2, 2.8)  # room for the colour bar's label with few rows
-    fig = new_figure(w * ncols + 1.2, h * nrows + 0.4)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    annotate = len(rows) * len(tasks) <= 200
-    lookup = cells.set_index(["model", "length", "press", "task"])
-    oom_keys = dict(zip(zip(oom["model"], oom["length"], oom["press"], oom["task"]), oom["status"]))
-    mesh = None
-    for k, (model, length) in enumerate(panels):
-        ax = axes[k]
-        data = np.full((len(rows), len(tasks)), np.nan)
-        sig = np.zeros_like(data, dtype=bool)
-        for i, (press, _) in enumerate(rows):
-            for j, task in enumerate(tasks):
-                key = (model, length, press, task)
-                if key in lookup.index:
-                    data[i, j], sig[i, j] = lookup.loc[key, "delta"], lookup.loc[key, "sig"]
-        mesh = ax.pcolormesh(np.arange(len(tasks) + 1), np.arange(len(rows) + 1), np.ma.masked_invalid(data),
-                             cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.5)
-        for i, (press, _) in enumerate(rows):
-            for j, task in enumerate(tasks):
-                lost = oom_keys.get((model, length, press, task))
-                if lost and np.isnan(data[i, j]):
-                    ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.93", edgecolor="0.6", hatch=HATCH[lost], lw=0,
-                                           gid=f"{lost}-cell"))
-                    ax.text(j + 0.5, i + 0.5, CELL_TEXT[lost], ha="center", va="center", fontsize=10,
-                            fontweight="bold", color=TEXT_COLOR[lost], gid=f"{lost}-label")
-                elif annotate and np.isfinite(data[i, j]):
-                    dark = abs(data[i, j]) > 0.6 * lim
-                    ax.text(j + 0.5, i + 0.5, f"{data[i, j]:+.2f}" + ("*" if sig[i, j] else ""), ha="center",
-                            va="center", fontsize=10, color="white" if dark else "black")
-        ax.set_xlim(0, len(tasks))
-        ax.set_ylim(len(rows), 0)
-        ax.set_facecolor("0.97")
-        ax.grid(False)
-        ax.set_xticks(np.arange(len(tasks)) + 0.5, [task_label(t) for t in tasks], rotation=30, ha="right")
-        ax.set_yticks(np.arange(len(rows)) + 0.5, [label for _, label in rows] if k % ncols == 0 else [])
-        for tick, method in zip(ax.get_yticklabels(), row_methods):  # each press in its colour, as everywhere
-            tick.set_color(method_color(method))
-        ax.tick_params(length=0)
-        title = f"{length_label(length)} tokens"
-        ax.set_title(f"{model} · {title}" if many_models else title)
-    for ax in axes[len(panels):]:
-        ax.remove()
-    cbar = fig.colorbar(mesh, ax=list(axes[:len(panels)]), shrink=0.8 if len(rows) > 8 else 1.0,
-                        aspect=30 if len(rows) > 8 else 15, pad=0.02)
-    cbar.set_label("Δ score (positive = better)")
-    fig.suptitle("Score difference to no press (* significant after Holm, every seed)")
+    rows = variant_rows(every[every["method"] != "no_press"])
+    panels = list(dict.fromkeys(zip(every["model"], every["length"])))
+    groups = scale_groups(scored(results), task_order(every["task"]))
+    lookup = cells.set_index(_CELL)[["delta", "ratio", "sig"]].to_dict("index")
+    lost_at = dict(zip(zip(*(lost[c] for c in _CELL)), lost["status"]))
+    fig, slots, bars = _layout(panels, groups, rows)
+    many = len({m for m, _ in panels}) > 1
+    for g, (kind, tasks) in enumerate(groups):
+        norm = _norm(kind, cells.loc[cells["task"].isin(tasks), "ratio" if kind == "ratio" else "delta"].to_numpy())
+        for p, key in enumerate(panels):
+            ax, first = slots[p, g]
+            mesh = _panel(ax, kind, tasks, rows, lookup, lost_at, norm, key)
+            label_rows(ax, rows, show=first)
+            if g == 0:  # one title over the model's columns
+                ax.set_title(f"{key[0]} · {length_label(key[1])} tokens" if many else f"{length_label(key[1])} tokens",
+                             loc="left" if len(groups) > 1 else "center")
+        cbar = bars.colorbar(mesh, cax=bars.axes[g], orientation="horizontal",
+                             extend="both" if kind == "ratio" else "neither")
+        cbar.set_label(_scale_label(kind, results, tasks))
+    fig.suptitle("Change against no press (* significant after Holm, every seed)")
     return fig
-
-
-def check(jobs, options):
-    """Paired tests against no_press need both in one (model, task, length)."""
-    from kvstudy.plots.specs import baseline_pairs
-
-    return None if baseline_pairs(jobs) else ("needs a no_press baseline and a compressed variant of the same "
-                                              "model, task and length (its cells are paired tests against no_press)")
-
-
-register(Figure(NAME, "score difference to the baseline, variants x tasks per model x length, significance starred",
-                ("results", "significance"), build, check=check))

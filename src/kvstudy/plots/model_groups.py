@@ -16,20 +16,25 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
-    CROSS_COLOR,
+    cross_out,
+    lost_handle,
     families,
     family_labels,
     lost_legend_handles,
     lost_variants,
+    memory_ratio,
     prepare,
     require_columns,
     require_rows,
     scored,
 )
+from kvstudy.plots.press_style import family_suffix
+from kvstudy.plots.press_style import style as press_style
 from kvstudy.plots.style import method_color, method_marker, new_figure
+from kvstudy.plots.tables import lower_is_better
 
 NAME = "model_groups"
 GROUP_STYLES = ("-", "--", ":", "-.")
@@ -62,104 +67,94 @@ def _lost_per_group(df: pd.DataFrame, ok: pd.DataFrame, groups: dict) -> pd.Data
     return lost.drop_duplicates(["group", "press"]).reset_index(drop=True)
 
 
-def build(tables, groups=None):
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
-
+def _grouped(tables, groups) -> tuple[pd.DataFrame, list[str]]:
+    """Jobs of grouped models on scores in [0, 1], quantized variants at the memory they save; and the tasks left
+    out (a perplexity's change is not on the scale of an accuracy's: averaging them would hide every accuracy)."""
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score", "status"])
     if not groups or len(set(groups.values())) < 2:
         raise ValueError(f"figure {NAME!r} needs at least two model groups: set models.<name>.group in the config "
                          "(or the figure's groups option)")
-    df = prepare(df, NAME, "results", measured=True)
+    df = memory_ratio(prepare(df, NAME, "results", measured=True))
     df = df[df["model"].isin(groups)].assign(group=lambda d: d["model"].map(groups))
     if df.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no job of a grouped model ({', '.join(groups)})")
-    text = df["higher_is_better"].astype(str).str.lower() if "higher_is_better" in df.columns else None
-    df = df.assign(_sign=np.where(text.isin(["false", "0", "0.0"]), -1.0, 1.0) if text is not None else 1.0)
-    ok = scored(df)
-    points = _points(ok)
-    oom = _lost_per_group(df, ok, groups)
-    every = pd.concat([points[["method", "family"]], oom[["method", "family"]]], ignore_index=True)
-    if every.empty:
-        raise ValueError(f"figure {NAME!r}: no compressed variant with a no-press baseline in any group")
-    fams = families(every)
-    labels = family_labels(fams)
-    group_names = sorted(set(groups.values()))
-    gstyle = {g: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(group_names)}
+    unit = scored(df).groupby("task")["score"].agg(lambda s: s.between(0, 1).all())
+    left_out = sorted(unit.index[~unit])
+    df = df[~df["task"].isin(left_out)]
+    return df.assign(_sign=np.where(lower_is_better(df), -1.0, 1.0)), left_out
 
-    ncols = min(len(fams), 4)
-    nrows = int(np.ceil(len(fams) / ncols))
-    fig = new_figure(3.0 * ncols + 1.8, 2.6 * nrows + 0.4)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel())
+
+def _limits(points, lost) -> tuple[float, float]:
     lo = float(np.nanmin(points["mean"] - points["std"].fillna(0))) if len(points) else -1.0
     hi = float(np.nanmax(points["mean"] + points["std"].fillna(0))) if len(points) else 0.0
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     span = (hi - lo) or 1.0
     top = hi + 0.08 * span
     # with an OOM strip: the strip (bottom STRIP of the axes) ends below the lowest value
-    bottom = (lo - 0.04 * span - STRIP * top) / (1 - STRIP) if not oom.empty else lo - 0.05 * span
+    return ((lo - 0.04 * span - STRIP * top) / (1 - STRIP) if not lost.empty else lo - 0.05 * span), top
+
+
+def _panel(ax, method, fam, points, lost, gstyle) -> set:
+    """One method family: a line per group (solid first, drawn last so it stays on top), lost variants crossed
+    out in the strip; returns the kinds of lost variants drawn."""
+    color, marker, names, drawn = method_color(method), method_marker(method), list(gstyle), set()
+    ax.axhline(0.0, color="black", lw=0.8, ls="-", zorder=1)
+    for gi, g in enumerate(names):
+        line = points[(points["family"] == fam) & (points["group"] == g)].sort_values("ratio")
+        solid = gstyle[g] == "-"
+        if len(line):
+            x, y, sd = (line[c].fillna(0).to_numpy(float) for c in ("ratio", "mean", "std"))
+            ax.plot(x, y, color=color, marker=marker, ls=gstyle[g], lw=1.5, markersize=6, zorder=4 - 0.1 * gi,
+                    markerfacecolor=color if solid else "white", markeredgecolor=color, gid=f"group:{g}:{fam}")
+            ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.08, lw=0)
+        gone = lost[(lost["family"] == fam) & (lost["group"] == g)]
+        for ratio, status in sorted(zip(gone["compression_ratio"].astype(float), gone["status"])):
+            x_lost = ratio + 0.04 * (gi - (len(names) - 1) / 2)  # groups side by side
+            cross_out(ax, x_lost, STRIP / 2, status, color, marker, hollow=not solid, gid=f"{g}:{fam}",
+                      transform=ax.get_xaxis_transform())
+            drawn.add(status)
+    return drawn
+
+
+def _legend(fig, groups, gstyle, drawn) -> None:
+    handles = [(f"{g} ({', '.join(m for m, gg in groups.items() if gg == g)})",
+                Line2D([], [], color="0.3", ls=style, marker="o", markerfacecolor="0.3" if style == "-" else "white"))
+               for g, style in gstyle.items()]
+    handles += lost_legend_handles(drawn, lost_handle)
+    fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
+               title="Model group", alignment="left")
+
+
+def build(tables, groups=None):
+    from matplotlib.patches import Rectangle
+
+    df, left_out = _grouped(tables, groups)
+    ok = scored(df)
+    points, lost = _points(ok), _lost_per_group(df, ok, groups)
+    every = pd.concat([points[["method", "family"]], lost[["method", "family"]]], ignore_index=True)
+    if every.empty:
+        raise ValueError(f"figure {NAME!r}: no compressed variant with a no-press baseline in any group")
+    fams = families(every)
+    labels = family_labels(fams)
+    gstyle = {g: GROUP_STYLES[i % len(GROUP_STYLES)] for i, g in enumerate(sorted(set(groups.values())))}
+    ncols = min(len(fams), 4)
+    fig = new_figure(3.0 * ncols + 1.8, 2.6 * int(np.ceil(len(fams) / ncols)) + 0.4)
+    axes = fig.subplots(int(np.ceil(len(fams) / ncols)), ncols, squeeze=False, sharey=True).ravel()
+    bottom, top = _limits(points, lost)
     drawn: set[str] = set()
-    for k, (method, fam) in enumerate(fams):
-        ax = axes[k]
-        color, marker = method_color(method), method_marker(method)
-        ax.axhline(0.0, color="black", lw=0.8, ls="-", zorder=1)
-        for gi, g in enumerate(group_names):
-            line = points[(points["family"] == fam) & (points["group"] == g)].sort_values("ratio")
-            if len(line):
-                x, y, sd = line["ratio"].to_numpy(float), line["mean"].to_numpy(float), line["std"].fillna(0).to_numpy(float)
-                ax.plot(x, y, color=color, marker=marker, ls=gstyle[g], lw=1.5, markersize=6, zorder=3,
-                        markerfacecolor=color if gstyle[g] == "-" else "white", markeredgecolor=color,
-                        gid=f"group:{g}:{fam}")
-                ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.08, lw=0)
-            gone = oom[(oom["family"] == fam) & (oom["group"] == g)]
-            for ratio, status in sorted(zip(gone["compression_ratio"].astype(float), gone["status"])):
-                x_oom = ratio + 0.04 * (gi - (len(group_names) - 1) / 2)  # groups side by side
-                solid = gstyle[g] == "-"
-                ax.plot([x_oom], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker=marker,
-                        markersize=7, color=color, markerfacecolor=color if solid else "white",
-                        markeredgecolor="white" if solid else color, zorder=5, clip_on=False,
-                        gid=f"{status}:{g}:{fam}")
-                ax.plot([x_oom], [STRIP / 2], transform=ax.get_xaxis_transform(), ls="none", marker="x",
-                        markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1, zorder=6,
-                        clip_on=False)
-                drawn.add(status)
-        if not oom.empty:
+    for ax, (method, fam) in zip(axes, fams):
+        drawn |= _panel(ax, method, fam, points, lost, gstyle)
+        if not lost.empty:
             ax.add_patch(Rectangle((0, 0), 1, STRIP, transform=ax.transAxes, facecolor="0.93", edgecolor="none",
                                    zorder=0.5))
-        ax.set_ylim(bottom, top)
-        ax.set_xlim(0.0, 1.0)
-        ax.set_title(labels[fam])
+        ax.set(ylim=(bottom, top), xlim=(0.0, 1.0), title=labels[fam])
         ax.tick_params(labelleft=True)
     for ax in axes[len(fams):]:
         ax.remove()
-    fig.supxlabel("Compression ratio")
-    fig.supylabel("Δ score vs own no press (positive = better)")
-    handles = [(f"{g} ({', '.join(m for m, gg in groups.items() if gg == g)})",
-                Line2D([], [], color="0.3", ls=gstyle[g], marker="o", markerfacecolor="0.3" if gstyle[g] == "-"
-                       else "white")) for g in group_names]
-    handles += lost_legend_handles(drawn, lambda s: (
-        Line2D([], [], ls="none", marker="o", color="0.45", markeredgecolor="white"),
-        Line2D([], [], ls="none", marker="x", markeredgecolor=CROSS_COLOR[s], markersize=8.5)))
-    fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
-               title="Model group", alignment="left")
+    quantized = any(press_style(m).quantization or family_suffix(f)[0] for m, f in fams)
+    fig.supxlabel("Compression ratio" + ("  (quantized: fraction of KV memory saved)" if quantized else ""))
+    fig.supylabel("Δ score vs own no press (positive = better)"
+                  + (f"\nscores in [0, 1] only; left out: {', '.join(left_out)}" if left_out else ""))
+    _legend(fig, groups, gstyle, drawn)
     return fig
-
-
-def check(jobs, options):
-    """Two groups of the study's models, and a variant to compare with each model's own no_press score."""
-    from kvstudy.plots.specs import baseline_pairs
-
-    groups = options.get("groups") or {}
-    present = {groups[j["model"]] for j in jobs if j["model"] in groups}
-    if len(present) < 2:
-        return ("needs at least two model groups among the study's models (set models.<name>.group, or the "
-                f"figure's groups option; groups now: {', '.join(sorted(present)) or 'none'})")
-    if not any(model in groups for model, _, _ in baseline_pairs(jobs)):
-        return "needs a no_press baseline and a compressed variant of the same grouped model, task and length"
-    return None
-
-
-register(Figure(NAME, "score change vs own baseline against compression ratio, one line per model group",
-                ("results",), build, options={"groups": "model -> group (default: models.<m>.group in the config)"},
-                check=check))

@@ -9,8 +9,7 @@ intervals say so (kvstudy.pareto.non_dominated). A study with timing off falls b
 
 from __future__ import annotations
 
-from kvstudy.plots import Figure, register
-from kvstudy.plots.pareto_memory import build_front
+from kvstudy.plots._pareto import build_front
 
 NAME = "pareto_latency"
 
@@ -36,7 +35,3 @@ def build(tables):
     return build_front(tables, NAME, "latency_seconds", "front_latency", seconds_unit, "Time to first token",
                        "Latency Pareto front", bounds=("latency_low", "latency_high"),
                        note=source_note(tables.get("pareto")))
-
-
-register(Figure(NAME, "score vs time to first token per task x length with the latency Pareto front (intervals "
-                "drawn); OOM noted", ("pareto", "results"), build))

@@ -10,22 +10,31 @@ through it). No press out of memory: no reference line in that panel, its crosse
 variant whose jobs failed (status "failed") is drawn the same way with a black cross, labelled "failed".
 
 Decoding presses (which evict while generating) sit at the fraction of the cache they really evicted by the end
-(results.csv `effective_ratio`), not at their nominal ratio.
+(results.csv `effective_ratio`), not at their nominal ratio. Quantized variants (`int4`, `knorm-cr0.50+int4`) sit
+at the fraction of KV memory they save (1 - `kv_bytes_held` / `kv_bytes_reference`), not at "ratio 0", which
+would read as uncompressed.
+
+Each task column has its own score axis: scores in [0, 1] on 0-1; a lower-is-better positive score (perplexity)
+on a logarithmic axis in its natural direction (lower is better, said in the axis label), so a perplexity that
+blows up to 1e13 neither flattens the others nor gets absurd ticks; other scores on their own linear range.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
 from kvstudy.plots._common import (
     CELL_TEXT,
-    CROSS_COLOR,
+    cross_out,
     families,
     family_labels,
     family_linestyles,
     family_rank,
+    memory_ratio,
+    lost_handle,
     lost_legend_handles,
     lost_variants,
     panel_title,
@@ -36,14 +45,17 @@ from kvstudy.plots._common import (
     scored,
     task_order,
 )
+from kvstudy.plots.press_style import family_suffix
+from kvstudy.plots.press_style import style as press_style
 from kvstudy.plots.style import metric_label, method_color, method_marker, new_figure
+from kvstudy.plots.tables import lower_is_better
 
 NAME = "score_vs_ratio"
 KEYS = ["model", "task", "length", "method", "family", "compression_ratio"]
-# the OOM strip below the score axis: its centre, its extent, the lower y limit when it is shown
-OOM_Y, OOM_BAND, OOM_YMIN = -0.12, (-0.21, -0.035), -0.21
+# the OOM strip below the scores, in fractions of the panel's height: its extent, its centre
+STRIP, STRIP_Y = 0.17, 0.075
 OOM_SPACING, OOM_MIN_SPACING = 0.07, 0.05  # ratio units between crossed-out markers that share a ratio
-OOM_ROW_DY = 0.042  # half the distance between the strip's two rows, when one is not enough
+OOM_ROW_DY = 0.035  # half the distance between the strip's two rows (panel fraction), when one is not enough
 
 
 def _marker_style(color: str, hollow: bool) -> dict:
@@ -51,17 +63,6 @@ def _marker_style(color: str, hollow: bool) -> dict:
     if hollow:
         return {"markerfacecolor": "white", "markeredgecolor": color, "markeredgewidth": 1.3}
     return {"markerfacecolor": color, "markeredgecolor": "white", "markeredgewidth": 0.5}
-
-
-def _cross(status: str) -> dict:
-    """The cross over a lost variant's marker: red for OOM, black for failed."""
-    return dict(marker="x", markersize=8.5, markeredgecolor=CROSS_COLOR[status], markeredgewidth=1.1)
-
-
-def _oom_marker_style(color: str, marker: str, hollow: bool) -> dict:
-    """The method's own marker, a little larger than on its line, under the red cross."""
-    return dict(marker=marker, markersize=7, markerfacecolor="white" if hollow else color,
-                markeredgecolor=color if hollow else "white", markeredgewidth=1.3 if hollow else 0.5)
 
 
 def _segments(points: pd.DataFrame, oom_ratios) -> list[pd.DataFrame]:
@@ -76,14 +77,14 @@ def _segments(points: pd.DataFrame, oom_ratios) -> list[pd.DataFrame]:
 
 
 def _oom_positions(ratio: float, n: int, oom_ratios) -> list[tuple[float, float]]:
-    """(x, y) of `n` crossed-out markers sharing `ratio` in the OOM strip: side by side, OOM_SPACING apart or
+    """(x, y as a fraction of the panel's height) of `n` crossed-out markers sharing `ratio` in the OOM strip: side by side, OOM_SPACING apart or
     closer so as to stay clear of the next OOM ratio's markers; in two rows when one row would crowd them."""
     others = [abs(o - ratio) for o in oom_ratios if not np.isclose(o, ratio)]
     half = 0.45 * min(others) if others else 0.5  # half the width this ratio's markers may take
     per_row = max(1, int(2 * half / OOM_MIN_SPACING) + 1)
     n_rows = 1 if n <= per_row else 2
     rows = [list(range(n))] if n_rows == 1 else [list(range(0, n, 2)), list(range(1, n, 2))]
-    ys = [OOM_Y] if n_rows == 1 else [OOM_Y + OOM_ROW_DY, OOM_Y - OOM_ROW_DY]
+    ys = [STRIP_Y] if n_rows == 1 else [STRIP_Y + OOM_ROW_DY, STRIP_Y - OOM_ROW_DY]
     out: list[tuple[float, float]] = [(0.0, 0.0)] * n
     for members, y in zip(rows, ys):
         k = len(members)
@@ -93,23 +94,15 @@ def _oom_positions(ratio: float, n: int, oom_ratios) -> list[tuple[float, float]
     return out
 
 
-def _draw_oom(ax, items, color_of, marker_of, hollow_of):
-    """Crossed-out markers in the strip: `items` = [(ratio, method, family, status)]."""
+def _draw_oom(ax, items, hollow_of, to_y):
+    """Crossed-out markers in the strip: `items` = [(ratio, method, family, status)]; `to_y`: panel fraction ->
+    data y."""
     by_ratio: dict[float, list] = {}
     for ratio, method, fam, status in items:
         by_ratio.setdefault(float(ratio), []).append((method, fam, status))
     for ratio, members in sorted(by_ratio.items()):
         for (x, y), (method, fam, status) in zip(_oom_positions(ratio, len(members), list(by_ratio)), members):
-            ax.plot([x], [y], ls="none", zorder=5, clip_on=False, gid=f"{status}:{fam}",
-                    **_oom_marker_style(color_of(method), marker_of(method), hollow_of(fam)))
-            ax.plot([x], [y], ls="none", zorder=6, clip_on=False, gid=f"{status}-cross:{fam}", **_cross(status))
-
-
-def _oom_legend_handle(status: str = "oom"):
-    from matplotlib.lines import Line2D
-
-    return (Line2D([], [], ls="none", **_oom_marker_style("0.45", "o", False)),
-            Line2D([], [], ls="none", **_cross(status)))
+            cross_out(ax, x, to_y(y), status, method_color(method), method_marker(method), hollow_of(fam), fam)
 
 
 def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
@@ -117,8 +110,7 @@ def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
     tasks that (model, length) ran, for variants scored on every one of them; a variant out of memory (or failed)
     on any of them and never complete is an "oom" ("failed") row of the mean (it has no mean). A (model, length)
     that ran fewer than two of those tasks (a hole in the grid) has no mean."""
-    hib = df.get("higher_is_better")
-    good = df if hib is None else df[~hib.astype(str).str.strip().str.lower().isin(["false", "0", "0.0"])]
+    good = df[~lower_is_better(df)]
     if good["task"].astype(str).nunique() < 2:
         return df
     keys = ["model", "length", "press"]
@@ -142,180 +134,190 @@ def with_task_mean(df: pd.DataFrame) -> pd.DataFrame:
                      ignore_index=True)
 
 
-def _task_scales(df: pd.DataFrame, agg: pd.DataFrame) -> dict[str, tuple[float, float, bool]]:
-    """Where some score lies outside [0, 1]: task -> (low, span, higher_is_better) of its mean scores (+- s.d.),
-    so each task is drawn on the usual 0-1 axis (up = better) with its own tick labels. Empty when every score is
-    in [0, 1]."""
-    if df["score"].between(0, 1).all():
-        return {}
-    hib = df.get("higher_is_better")
-    lower = set(df.loc[hib.astype(str).str.strip().str.lower().isin(["false", "0", "0.0"]), "task"]) \
-        if hib is not None else set()
-    out = {}
-    for task, g in agg.groupby("task"):
-        sd = g["std"].fillna(0.0)
-        lo, hi = float((g["mean"] - sd).min()), float((g["mean"] + sd).max())
-        pad = 0.05 * ((hi - lo) or abs(hi) or 1.0)
-        out[task] = (lo - pad, (hi - lo) + 2 * pad, task not in lower)
-    return out
 
 
-def build(tables, average=False):
+def axis_kind(scores: pd.Series, lower: pd.Series) -> str:
+    """"unit" (every score in [0, 1]), "log" (lower is better and every score positive: perplexity) or "linear"."""
+    if scores.between(0, 1).all():
+        return "unit"
+    return "log" if lower.all() and (scores > 0).all() else "linear"
+
+
+def _limits(ax, kind: str, lo: float, hi: float, show_oom: bool):
+    """Set the score axis of a panel; returns panel fraction -> data y (the strip's coordinates)."""
+    log = kind == "log"
+    f, inv = (np.log10, lambda v: 10.0 ** v) if log else ((lambda v: v), (lambda v: v))
+    if kind == "unit":
+        a, b = 0.0, 1.02
+    else:
+        a, b = float(f(lo)), float(f(hi))
+        pad = 0.06 * ((b - a) or abs(b) or 1.0)
+        a, b = a - pad, b + pad
+    if show_oom:  # room under the scores for the strip
+        a -= (b - a) * STRIP / (1 - STRIP)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylim(inv(a), inv(b))
+    return lambda frac: inv(a + frac * (b - a))
+
+
+def _tick_text(v: float, decades: bool = False) -> str:
+    """"0.5", "120", or "10^13" (every tick of a decades-only log axis, so they read alike)."""
+    if not decades and (v == 0 or 1e-3 <= abs(v) < 1e4):
+        return f"{v:g}"
+    return f"$10^{{{int(round(np.log10(abs(v))))}}}$"
+
+
+def _ticks(ax, kind: str, to_y, strip_label: str | None) -> None:
+    """Score ticks (0-1 in fifths; decades or 1-2-5 on a log axis), and the strip's label where it is shown."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
+
+    lo, hi = to_y(STRIP if strip_label else 0.0), to_y(1.0)
+    subs = None
+    if kind == "unit":
+        ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    elif kind == "log":
+        subs = (1.0,) if hi / lo > 1e4 else (1.0, 2.0, 5.0)
+        ticks = [t for t in LogLocator(subs=subs, numticks=8).tick_values(lo, hi) if lo <= t <= hi]
+    else:
+        ticks = [t for t in MaxNLocator(5).tick_values(lo, hi) if lo <= t <= hi]
+    decades = kind == "log" and subs == (1.0,)
+    labels = [f"{t:.1f}" if kind == "unit" else _tick_text(t, decades) for t in ticks]
+    if strip_label:
+        ticks, labels = [to_y(STRIP_Y), *ticks], [strip_label, *labels]
+    ax.set_yticks(ticks, labels)
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _line(ax, fam_points, baseline, fam_oom, color, style, marker_style, fam, band_clip):
+    """A family's line from the baseline (ratio 0) through its ratios, broken at each OOM ratio."""
+    line = fam_points.sort_values("compression_ratio")
+    if (line["compression_ratio"] <= 0).all():  # no ratio and no bytes to place it by: a marker at 0, smaller
+        ax.plot([0.0], [float(line["mean"].mean())], ls="none", zorder=4.5, clip_on=False, gid=f"score:{fam}",
+                **{**marker_style, "markersize": 4.5})  # than the no-press dot, so both show when equal
+        return
+    if baseline is not None:
+        start = pd.DataFrame({"compression_ratio": [0.0], "mean": [baseline], "std": [0.0], "count": [1]})
+        line = pd.concat([start, line[start.columns]], ignore_index=True)
+    for seg in _segments(line, fam_oom):
+        from_base = baseline is not None and float(seg["compression_ratio"].iloc[0]) == 0.0
+        if from_base and len(seg) == 1:
+            continue  # the baseline alone: its own marker is drawn by the panel
+        x, y = seg["compression_ratio"].to_numpy(float), seg["mean"].to_numpy(float)
+        sd = seg["std"].fillna(0.0).to_numpy(float)
+        ax.plot(x, y, color=color, ls=style, markevery=slice(1 if from_base else 0, None), zorder=3, clip_on=False,
+                gid=f"score:{fam}", **marker_style)
+        if (seg["count"] > 1).any():
+            low, high = (np.clip(y - sd, 0, 1), np.clip(y + sd, 0, 1)) if band_clip else (y - sd, y + sd)
+            ax.fill_between(x, low, high, color=color, alpha=0.1, lw=0, zorder=2)
+
+
+def _panel(ax, panel, panel_oom, fams, ctx) -> tuple[bool, set]:
+    """One (task, model, length) panel: the baseline, a line per family, OOM / failed marks; returns whether the
+    baseline was drawn and the kinds of lost variants drawn."""
     from matplotlib.lines import Line2D
 
+    base = panel.loc[panel["method"] == "no_press", "mean"]
+    baseline = float(base.mean()) if len(base) else None
+    if baseline is not None:
+        ax.axhline(baseline, color=method_color("no_press"), ls="--", lw=1.0, zorder=1)
+    items = []
+    for method, fam in fams:
+        color = method_color(method)
+        marker_style = dict(marker=method_marker(method), **_marker_style(color, ctx["ranks"][fam] > 0))
+        gone = panel_oom[panel_oom["family"] == fam]
+        fam_oom = sorted(gone["compression_ratio"].astype(float))
+        items += [(r, method, fam, st) for r, st in sorted(zip(gone["compression_ratio"].astype(float),
+                                                                 gone["status"]))]
+        points = panel[panel["family"] == fam]
+        if method == "no_press" or (points.empty and not fam_oom):
+            continue
+        if not points.empty:
+            _line(ax, points, baseline, fam_oom, color, ctx["styles"][fam], marker_style, fam, ctx["kind"] == "unit")
+        ctx["used"].setdefault(ctx["labels"][fam], Line2D([], [], color=color, ls=ctx["styles"][fam],
+                                                          **marker_style))
+    if baseline is not None:
+        ax.plot([0.0], [baseline], ls="none", marker=method_marker("no_press"), color=method_color("no_press"),
+                markeredgecolor="white", markeredgewidth=0.5, zorder=4, clip_on=False)
+    if ctx["show_oom"]:  # the strip in every panel, so that an empty one reads "nothing ran out of memory"
+        ax.axhspan(ctx["to_y"](0.0), ctx["to_y"](STRIP * 0.85), facecolor="0.95", edgecolor="none", zorder=1.6)
+    if items:
+        _draw_oom(ax, items, lambda f: ctx["ranks"][f] > 0, ctx["to_y"])
+    return baseline is not None, {st for *_, st in items}
+
+
+def _y_label(kind: str, metric: str | None) -> str:
+    name = metric_label(metric)
+    return f"{name} (log)\nlower is better" if kind == "log" else name
+
+
+def _prepared(tables, average):
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score"])
-    df = prepare(df, NAME, "results", measured=True)
-    df["task"] = df["task"].astype(str)
-    if average:
-        df = with_task_mean(df)
+    df = memory_ratio(prepare(df, NAME, "results", measured=True))
+    df = with_task_mean(df) if average else df
     oom = lost_variants(df, NAME)
-    df = scored(df)
-    if df.empty:
+    ok = scored(df)
+    if ok.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no job with status 'ok' and a score")
-
-    agg = df.groupby(KEYS, sort=False)["score"].agg(["mean", "std", "count"]).reset_index()
-    scales = _task_scales(df, agg)
-    if scales:  # scores outside [0, 1] (perplexity): drawn on a 0-1 axis per task, ticks labelled in real units
-        for task, (lo, span, up) in scales.items():
-            rows = agg["task"] == task
-            agg.loc[rows, "mean"] = (agg.loc[rows, "mean"] - lo) / span if up else (lo + span - agg.loc[rows, "mean"]) / span
-            agg.loc[rows, "std"] = agg.loc[rows, "std"] / span
+    agg = ok.groupby(KEYS, sort=False)["score"].agg(["mean", "std", "count"]).reset_index()
     oom = oom[[*KEYS, "status"]].drop_duplicates(KEYS)
     if not ((agg["method"] != "no_press").any() or (oom["method"] != "no_press").any()):
         raise ValueError(f"figure {NAME!r}: results.csv has only no_press jobs, no compressed variant to plot")
-    every = pd.concat([agg[KEYS], oom[KEYS]], ignore_index=True)
-    strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))
-    drawn: set[str] = set()
+    kinds, metrics = {}, {}
+    for task, g in ok.groupby("task", sort=False):
+        kinds[task] = axis_kind(g["score"], lower_is_better(g))
+        found = g["metric"].dropna().unique() if "metric" in g.columns else []
+        metrics[task] = str(found[0]) if len(found) == 1 else None
+    return agg, oom, kinds, metrics
 
-    tasks = task_order(every["task"])
-    rows = row_keys(every)
-    many_models = every["model"].nunique() > 1
-    fams = families(every)
-    labels = family_labels(fams)
-    styles = family_linestyles(fams)
-    ranks = family_rank(fams)
-    metrics = {}
-    if "metric" in df.columns:
-        for task in tasks:
-            found = df.loc[(df["task"] == task) & df["metric"].notna(), "metric"].unique()
-            metrics[task] = str(found[0]) if len(found) == 1 else None
-    one_metric = len(set(metrics.values())) <= 1
 
-    ncols, nrows = len(tasks), len(rows)
-    fig = new_figure(2.9 * ncols + 2.0, 2.3 * nrows + 0.5)
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, sharex=True, sharey=not scales, squeeze=False))
-    used: dict[str, tuple] = {}  # legend label -> handle
-    baseline_drawn = False
-    show_oom = not oom.empty
-    for r, (model, length) in enumerate(rows):
-        for c, task in enumerate(tasks):
-            ax = axes[r, c]
-            where = lambda t: (t["model"] == model) & (t["task"] == task) & (t["length"] == length)  # noqa: E731
-            panel, panel_oom = agg[where(agg)], oom[where(oom)]
-            if not (panel["method"] != "no_press").any() and panel_oom.empty:
-                ax.remove()
-                continue
-            base = panel.loc[panel["method"] == "no_press", "mean"]
-            baseline = float(base.mean()) if len(base) else None
-            if baseline is not None:
-                ax.axhline(baseline, color=method_color("no_press"), ls="--", lw=1.0, zorder=1)
-            oom_items = []
-            for method, fam in fams:
-                color = method_color(method)
-                marker_style = dict(marker=method_marker(method), **_marker_style(color, ranks[fam] > 0))
-                gone = panel_oom[panel_oom["family"] == fam]
-                fam_oom = sorted(gone["compression_ratio"].astype(float))
-                oom_items += [(r, method, fam, st) for r, st in sorted(zip(gone["compression_ratio"].astype(float),
-                                                                            gone["status"]))]
-                if fam_oom and method != "no_press":  # no press has its own legend entry
-                    used.setdefault(labels[fam], Line2D([], [], color=color, ls=styles[fam], **marker_style))
-                if method == "no_press":
-                    continue
-                line = panel[panel["family"] == fam].sort_values("compression_ratio")
-                at_zero = line[line["compression_ratio"] <= 0]
-                line = line[line["compression_ratio"] > 0]
-                if line.empty and not at_zero.empty:
-                    # evicts no token (int4: quantized cache; a fixed-budget press): one marker at ratio 0
-                    # above the no-press dot and smaller, so both show when the scores are equal
-                    ax.plot([0.0], [float(at_zero["mean"].mean())], ls="none", zorder=4.5, clip_on=False,
-                            gid=f"score:{fam}", **{**marker_style, "markersize": 4.5})
-                    used.setdefault(labels[fam], Line2D([], [], ls="none", **marker_style))
-                    continue
-                if line.empty:
-                    continue
-                if baseline is not None:
-                    start = pd.DataFrame({"compression_ratio": [0.0], "mean": [baseline], "std": [0.0],
-                                          "count": [1]})
-                    line = pd.concat([start, line[start.columns]], ignore_index=True)
-                # an OOM ratio breaks the line: no score is drawn (or interpolated) where the job had none
-                for seg in _segments(line, fam_oom):
-                    from_base = baseline is not None and float(seg["compression_ratio"].iloc[0]) == 0.0
-                    if from_base and len(seg) == 1:
-                        continue  # the baseline alone: its own marker is drawn below
-                    x = seg["compression_ratio"].to_numpy(float)
-                    y = seg["mean"].to_numpy(float)
-                    sd = seg["std"].fillna(0.0).to_numpy(float)
-                    ax.plot(x, y, color=color, ls=styles[fam], markevery=slice(1 if from_base else 0, None),
-                            zorder=3, clip_on=False, gid=f"score:{fam}", **marker_style)
-                    if (seg["count"] > 1).any():
-                        ax.fill_between(x, np.clip(y - sd, 0, 1), np.clip(y + sd, 0, 1), color=color, alpha=0.1,
-                                        lw=0, zorder=2)
-                used.setdefault(labels[fam], Line2D([], [], color=color, ls=styles[fam], **marker_style))
-            if baseline is not None:
-                ax.plot([0.0], [baseline], ls="none", marker=method_marker("no_press"),
-                        color=method_color("no_press"), markeredgecolor="white", markeredgewidth=0.5, zorder=4,
-                        clip_on=False)
-                baseline_drawn = True
-            if show_oom:  # the strip in every panel, so that an empty one reads "nothing ran out of memory"
-                ax.axhspan(*OOM_BAND, facecolor="0.95", edgecolor="none", zorder=1.6)
-            if oom_items:
-                _draw_oom(ax, oom_items, method_color, method_marker, lambda f: ranks[f] > 0)
-                drawn.update(st for *_, st in oom_items)
-            title = panel_title(task, model, length, many_models)
-            if not one_metric and metrics.get(task):
-                ax.set_ylabel(metric_label(metrics[task]))
-            ax.set_title(title)
-            ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-            tick_labels = [f"{t:.1f}" for t in ticks]
-            if task in scales:  # the real values at the ticks; lower-is-better scores run downwards
-                lo, span, up = scales[task]
-                tick_labels = [f"{(lo + t * span) if up else (lo + span - t * span):.3g}" for t in ticks]
-            if show_oom:
-                ax.set_ylim(OOM_YMIN, 1.02)
-                ax.set_yticks([OOM_Y, *ticks], [strip_label, *tick_labels])
-            else:
-                ax.set_ylim(0.0, 1.02)
-                ax.set_yticks(ticks, tick_labels)
-            ax.set_xlim(-0.03, 1.0)
-            ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
-            ax.set_xticklabels(["0", "0.25", "0.5", "0.75", "1"])
-            ax.tick_params(labelbottom=True, labelleft=True)
-
-    if not fig.axes:
-        raise ValueError(f"figure {NAME!r}: no (task, length) panel has a compressed variant with a score")
-    fig.supxlabel("Compression ratio")
-    fig.supylabel(metric_label(next(iter(metrics.values()), None)) if one_metric else "Score")
+def _legend(fig, fams, labels, used, baseline_drawn, oom, drawn):
+    from matplotlib.lines import Line2D
 
     handles = []
     if baseline_drawn or (oom["method"] == "no_press").any():
         handles.append(("No press", Line2D([], [], color=method_color("no_press"), ls="--", lw=1.0,
                                            marker=method_marker("no_press"), markeredgecolor="white")))
     handles += [(labels[fam], used[labels[fam]]) for _, fam in fams if labels[fam] in used]
-    handles += lost_legend_handles(drawn, _oom_legend_handle)
+    handles += lost_legend_handles(drawn, lost_handle)
     fig.legend([h for _, h in handles], [label for label, _ in handles], loc="outside right upper",
                title="Method", alignment="left")
+
+
+def build(tables, average=False):
+    agg, oom, kinds, metrics = _prepared(tables, average)
+    every = pd.concat([agg[KEYS], oom[KEYS]], ignore_index=True)
+    tasks, rows, fams = task_order(every["task"]), row_keys(every), families(every)
+    many_models, one_label = every["model"].nunique() > 1, len({(kinds.get(t), metrics.get(t)) for t in tasks}) == 1
+    strip = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"])) or None
+    ctx = dict(labels=family_labels(fams), styles=family_linestyles(fams), ranks=family_rank(fams), used={},
+               show_oom=not oom.empty)
+    fig = new_figure(2.9 * len(tasks) + 2.0, 2.3 * len(rows) + 0.5)
+    axes = fig.subplots(len(rows), len(tasks), sharex=True, squeeze=False)
+    baseline_drawn, drawn = False, set()
+    for (r, (model, length)), (c, task) in itertools.product(enumerate(rows), enumerate(tasks)):
+        ax, where = axes[r, c], lambda t: (t["model"] == model) & (t["task"] == task) & (t["length"] == length)
+        panel, panel_oom = agg[where(agg)], oom[where(oom)]
+        if not (panel["method"] != "no_press").any() and panel_oom.empty:
+            ax.remove()
+            continue
+        col = agg[agg["task"] == task]
+        ctx.update(kind=kinds.get(task, "unit"), to_y=_limits(ax, kinds.get(task, "unit"), col["mean"].min(),
+                                                               col["mean"].max(), ctx["show_oom"]))
+        has_base, lost = _panel(ax, panel, panel_oom, fams, ctx)
+        baseline_drawn, drawn = baseline_drawn or has_base, drawn | lost
+        _ticks(ax, ctx["kind"], ctx["to_y"], strip)
+        ax.set_title(panel_title(task, model, length, many_models))
+        ax.set_ylabel("" if one_label else _y_label(ctx["kind"], metrics.get(task)))
+        ax.set_xlim(-0.03, 1.0)
+        ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0], ["0", "0.25", "0.5", "0.75", "1"])
+        ax.tick_params(labelbottom=True, labelleft=True)
+    if not fig.axes:
+        raise ValueError(f"figure {NAME!r}: no (task, length) panel has a compressed variant with a score")
+    quantized = any(press_style(m).quantization or family_suffix(f)[0] for m, f in fams)
+    fig.supxlabel("Compression ratio" + ("  (quantized: fraction of KV memory saved)" if quantized else ""))
+    if one_label:
+        fig.supylabel(_y_label(kinds[tasks[0]], metrics.get(tasks[0])) if tasks[0] in kinds else "Score")
+    _legend(fig, fams, ctx["labels"], ctx["used"], baseline_drawn, oom, drawn)
     return fig
-
-
-def check(jobs, options):
-    """The x axis is the compression ratio: a study of unratioed presses only (no_press, int4, ...) has none."""
-    if not any(j["compression_ratio"] > 0 for j in jobs):
-        methods = ", ".join(sorted({j["method"] for j in jobs}))
-        return f"needs a press with a compression_ratio (this study has {methods})"
-    return None
-
-
-register(Figure(NAME, "score vs compression ratio per task x length, one line per method", ("results",), build,
-                options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"},
-                check=check))

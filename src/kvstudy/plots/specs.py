@@ -6,7 +6,7 @@ mapping `{figure: NAME, name: OUTPUT_NAME, OPTION: value, ...}`: `name` (default
 the figure declares. A figure with a `groups` option (model groups) gets the config's `models.<m>.group` keys
 when the entry does not give them.
 
-Given the study's jobs (config validation), each figure's `check` says whether the study can draw it (a press with
+Given the study's jobs (config validation), each figure's `check` (kvstudy.plots.catalog) says whether the study can draw it (a press with
 a ratio for score_vs_ratio, a task with needle depths for niah_heatmap, ...): a figure it cannot draw is refused
 then, not after every job has run.
 """
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 
+from kvstudy.plots import FIGURES
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def _entry(i: int, entry, config: dict, seen: dict) -> dict:
     """One `figures:` entry -> {"name", "figure", "options"}; raises ValueError "figures[i]...: message"."""
-    from kvstudy.plots import FIGURES
-
     if isinstance(entry, str):
         entry = {"figure": entry}
     if not isinstance(entry, dict) or "figure" not in entry:
@@ -50,8 +50,6 @@ def _entry(i: int, entry, config: dict, seen: dict) -> dict:
 
 def why_not(spec: dict, jobs: list[dict]) -> str | None:
     """Why the study (its jobs) cannot draw a resolved figure `spec`, or None."""
-    from kvstudy.plots import FIGURES
-
     check = FIGURES[spec["figure"]].check
     return check(jobs, spec["options"]) if check else None
 
@@ -72,23 +70,6 @@ def resolve(config: dict, jobs: list[dict] | None = None) -> list[dict]:
 def drawable(config: dict, jobs: list[dict]) -> list:
     """The entries of `figures:` the study can draw (for the default figures of a study that names none)."""
     return [e for i, e in enumerate(config.get("figures") or []) if why_not(_entry(i, e, config, {}), jobs) is None]
-
-
-# --- helpers of the figures' checks ---------------------------------------------------------------------------
-
-def baseline_pairs(jobs: list[dict]) -> set[tuple]:
-    """(model, task, length) cells with both a no_press job and a compressed one (what a paired comparison needs)."""
-    cell = lambda j: (j["model"], j["task"], j["length"])  # noqa: E731
-    base = {cell(j) for j in jobs if j["method"] == "no_press"}
-    return {cell(j) for j in jobs if j["method"] != "no_press" and cell(j) in base}
-
-
-def unknown_values(options: dict, key: str, known: set, norm=lambda v: v) -> str | None:
-    """Why option `key` (a list) names something the study does not have, or None."""
-    for value in options.get(key) or []:
-        if norm(value) not in known:
-            return f"option {key}: {value!r} is not in this study ({', '.join(sorted(map(str, known)))})"
-    return None
 
 
 def grid_summary(config: dict) -> str:

@@ -1,20 +1,17 @@
-"""Paper style shared by every figure: fonts, one colour and marker per press method, labels, saving.
-
-Every figure uses `method_color(m)` / `method_marker(m)` / `method_label(m)`, so a method looks the same in all
-of them. The known methods get fixed entries (seaborn "colorblind" plus Paul Tol's muted colours); an unknown
-method gets a colour and marker derived from a hash of its name, stable across runs and machines.
+"""Paper style shared by every figure: fonts, labels, saving; a method's colour, marker and label from the one
+style table (`kvstudy.plots.press_style`), so a method looks the same in every figure.
 """
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import functools
-import hashlib
 import math
 import os
 import re
 from pathlib import Path
+
+from kvstudy.plots import press_style
 
 from typing import TYPE_CHECKING
 
@@ -94,131 +91,26 @@ def new_figure(width: float, height: float) -> matplotlib.figure.Figure:
     return plt.figure(figsize=(width, height), layout="constrained")
 
 
-# --- methods: colour, marker, label ---------------------------------------------------------------------------
-
-METHODS: tuple[str, ...] = (
-    "no_press",
-    "knorm",
-    "streaming_llm",
-    "snapkv",
-    "tova",
-    "expected_attention",
-    "random",
-    "pyramidkv",
-    "observed_attention",
-    "keydiff",
-    "adakv",
-    "duo_attention",
-    "cab",
-    "quantized",
-)
-
-# seaborn "colorblind", filled by _fixed_colors(): 0 blue, 1 orange, 2 green, 3 vermillion, 4 purple, 5 brown,
-# 6 pink, 7 grey, 8 yellow, 9 sky blue
-_CB: list[str] = []
-_TOL = {"indigo": "#332288", "teal": "#44aa99", "olive": "#999933", "wine": "#882255"}
-
-
-@functools.cache
-def _fixed_colors() -> dict[str, str]:
-    import seaborn as sns
-
-    _CB[:] = sns.color_palette("colorblind").as_hex()
-    return {
-        "no_press": "#000000",  # the baseline: black
-        "knorm": _CB[0],
-        "streaming_llm": _CB[1],
-        "snapkv": _CB[2],
-        "tova": _CB[3],
-        "expected_attention": _CB[4],
-        "random": _CB[7],  # grey: the floor every method should beat
-        "pyramidkv": _CB[5],
-        "observed_attention": _CB[6],
-        "keydiff": _CB[9],
-        "adakv": _TOL["teal"],
-        "duo_attention": _TOL["indigo"],
-        "cab": _TOL["olive"],
-        "quantized": _TOL["wine"],
-    }
-
-
-_COLORS: dict[str, str] = {}  # method -> colour: the fixed ones, then hashed ones as methods appear
-
-
-_MARKERS: dict[str, str] = {
-    "no_press": "o",
-    "knorm": "s",
-    "streaming_llm": "^",
-    "snapkv": "D",
-    "tova": "v",
-    "expected_attention": "P",
-    "random": "X",
-    "pyramidkv": "<",
-    "observed_attention": ">",
-    "keydiff": "p",
-    "adakv": "h",
-    "duo_attention": "*",
-    "cab": "d",
-    "quantized": "H",
-}
-
-_LABELS: dict[str, str] = {
-    "no_press": "No press",
-    "knorm": "Knorm",
-    "streaming_llm": "StreamingLLM",
-    "snapkv": "SnapKV",
-    "tova": "TOVA",
-    "expected_attention": "Expected attention",
-    "random": "Random",
-    "pyramidkv": "PyramidKV",
-    "observed_attention": "Observed attention",
-    "keydiff": "KeyDiff",
-    "adakv": "AdaKV",
-    "duo_attention": "DuoAttention",
-    "cab": "CAB",
-    "quantized": "Quantized",
-}
-
-_MARKER_POOL = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H")
-
-
-def _digest(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+# --- methods: colour, marker, label (from the one style table, kvstudy.plots.press_style) -----------------------
 
 
 def method_color(method: str) -> str:
-    """Hex colour of a press method; the same string object for a method in every figure."""
-    if not _COLORS:
-        _COLORS.update(_fixed_colors())
-    color = _COLORS.get(method)
-    if color is None:
-        h = _digest(method)
-        hue = (h % 360) / 360.0
-        lightness = 0.38 + ((h >> 16) % 20) / 100.0  # 0.38-0.57: readable on white
-        r, g, b = colorsys.hls_to_rgb(hue, lightness, 0.65)
-        color = _COLORS[method] = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
-    return color
+    """Hex colour of a press method (or a method-level variant such as `no_press+int4`)."""
+    return press_style.style(method).color
 
 
-def method_marker(method: str) -> str:
-    marker = _MARKERS.get(method)
-    if marker is None:
-        marker = _MARKERS[method] = _MARKER_POOL[_digest(method) % len(_MARKER_POOL)]
-    return marker
+def method_marker(method: str):
+    return press_style.style(method).marker
 
 
 def method_label(method: str) -> str:
-    """Pretty name, e.g. `streaming_llm` -> "StreamingLLM"; unknown methods: underscores to spaces, capitalised."""
-    if method in _LABELS:
-        return _LABELS[method]
-    text = str(method).replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
+    """Pretty name, e.g. `streaming_llm` -> "StreamingLLM"; `no_press-qa` -> "No press (query-aware)"."""
+    return press_style.style(method).label
 
 
 def method_order(methods) -> list[str]:
-    """Known methods in the fixed order, then unknown ones alphabetically."""
-    methods = set(methods)
-    return [m for m in METHODS if m in methods] + sorted(m for m in methods if m not in METHODS)
+    """Methods in registry order (a method's variants after it), then unregistered ones alphabetically."""
+    return sorted(set(methods), key=lambda m: (press_style.style(m).order, str(m)))
 
 
 # --- other labels ---------------------------------------------------------------------------------------------
@@ -228,6 +120,7 @@ _METRIC_LABELS = {
     "string_match_all": "Score (string match, all)",
     "string_match_part": "Score (string match, part)",
     "exact_match": "Score (exact match)",
+    "perplexity": "Perplexity",
 }
 
 

@@ -11,13 +11,15 @@ did not run stays blank. The axes are the press parameters as configured (a deco
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pandas as pd
 
-from kvstudy.plots import Figure, register
-from kvstudy.plots._common import CELL_TEXT, HATCH, TEXT_COLOR, prepare, require_columns, require_rows, task_order
+from kvstudy.plots._common import prepare, require_columns, require_rows, task_order
+from kvstudy.plots._heatmap import heat_axes, lost_cell
+from kvstudy.plots.tables import lower_is_better
 from kvstudy.plots.style import method_label, method_order, new_figure, task_label
 
 NAME = "sweep_heatmap"
@@ -52,14 +54,11 @@ def _axes_for(sub: pd.DataFrame, params: list[str], x: str | None, y: str | None
     return (ranked[0], ranked[1]) if len(ranked) >= 2 else None
 
 
-def build(tables, x=None, y=None, methods=None, tasks=None):
-    from matplotlib.colors import Normalize
-    from matplotlib.patches import Rectangle
-
+def _selected(tables, methods, tasks) -> pd.DataFrame:
+    """Compressed-press jobs (of `methods`, `tasks`) with one column per press parameter and status flags."""
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score", "status", "params"])
     df = prepare(df, NAME, "results")
-    df["task"] = df["task"].astype(str)
     df = df[df["method"] != "no_press"]
     if methods is not None:
         df = df[df["method"].isin(methods)]
@@ -68,77 +67,89 @@ def build(tables, x=None, y=None, methods=None, tasks=None):
     if df.empty:
         raise ValueError(f"figure {NAME!r}: no compressed-press jobs (after the methods/tasks options)")
     wide = _params(df)
-    params = list(wide.columns)
-    df = pd.concat([df.drop(columns=[c for c in params if c in df.columns and c != "compression_ratio"]),
+    df = pd.concat([df.drop(columns=[c for c in wide.columns if c in df.columns and c != "compression_ratio"]),
                     wide.drop(columns=["compression_ratio"])], axis=1)
     status = df["status"].fillna("").astype(str)
-    df = df.assign(_ok=status.eq("ok"), _oom=status.eq("oom"), _failed=status.eq("failed"))
+    return df.assign(_ok=status.eq("ok"), _oom=status.eq("oom"), _failed=status.eq("failed")), list(wide.columns)
 
-    panels = []  # (method, xparam, yparam)
+
+def _rows(df, params, x, y) -> list[tuple]:
+    """(method, x parameter, y parameter, its jobs, x values, y values) per method that sweeps two parameters."""
+    out = []
     for method in method_order(df["method"].unique()):
-        sub = df[df["method"] == method]
+        sub = df[df["method"] == method].copy()
         pair = _axes_for(sub, params, x, y)
-        if pair is not None:
-            panels.append((method, *pair))
-    if not panels:
+        if pair is None:
+            continue
+        xp, yp = pair
+        sub[xp], sub[yp] = sub[xp].map(_fmt), sub[yp].map(_fmt)
+        out.append((method, xp, yp, sub, sorted(sub[xp].unique(), key=_sort_key),
+                    sorted(sub[yp].unique(), key=_sort_key)))
+    if not out:
         raise ValueError(f"figure {NAME!r}: no press method sweeps two parameters "
                          f"(parameters seen: {', '.join(params)}); name them with the x and y options")
-    task_list = task_order(df["task"])
+    return out
 
-    fig_rows = []
-    for method, xp, yp in panels:
-        sub = df[df["method"] == method].copy()
-        sub[xp], sub[yp] = sub[xp].map(_fmt), sub[yp].map(_fmt)
-        xs = sorted(sub[xp].unique(), key=_sort_key)
-        ys = sorted(sub[yp].unique(), key=_sort_key)
-        fig_rows.append((method, xp, yp, sub, xs, ys))
-    max_x = max(len(r[4]) for r in fig_rows)
-    max_y = max(len(r[5]) for r in fig_rows)
-    pw, ph = 0.7 * max_x + 1.3, 0.45 * max_y + 1.3
-    fig = new_figure(pw * len(task_list) + 1.6, ph * len(fig_rows) + 0.3)
-    axes = np.atleast_2d(fig.subplots(len(fig_rows), len(task_list), squeeze=False))
-    scores = pd.to_numeric(df.loc[df["_ok"], "score"], errors="coerce").dropna()
-    # scores in [0, 1] share the 0-1 scale of the other heatmaps; others (perplexity) span their own range
-    norm = Normalize(0.0, 1.0) if scores.between(0, 1).all() else Normalize(scores.min(), scores.max())
-    mesh = None
-    for r, (method, xp, yp, sub, xs, ys) in enumerate(fig_rows):
-        for c, task in enumerate(task_list):
-            ax = axes[r, c]
-            cell = sub[sub["task"] == task]
-            scores = cell[cell["_ok"]].groupby([yp, xp])["score"].mean()
-            any_ok = cell.groupby([yp, xp])["_ok"].any()
-            any_oom = cell.groupby([yp, xp])["_oom"].any()
-            any_failed = cell.groupby([yp, xp])["_failed"].any()
-            data = np.full((len(ys), len(xs)), np.nan)
-            for i, yv in enumerate(ys):
-                for j, xv in enumerate(xs):
-                    data[i, j] = scores.get((yv, xv), np.nan)
-            mesh = ax.pcolormesh(np.arange(len(xs) + 1), np.arange(len(ys) + 1), np.ma.masked_invalid(data),
-                                 cmap=CMAP, norm=norm, edgecolors="white", linewidth=0.5)
-            for i, yv in enumerate(ys):
-                for j, xv in enumerate(xs):
-                    lost = ("failed" if any_failed.get((yv, xv), False) else "oom" if any_oom.get((yv, xv), False)
-                            else None)
-                    if lost and not any_ok.get((yv, xv), False):
-                        ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.93", edgecolor="0.6", hatch=HATCH[lost],
-                                               lw=0, gid=f"{lost}-cell"))
-                        ax.text(j + 0.5, i + 0.5, CELL_TEXT[lost], ha="center", va="center", fontsize=10,
-                                fontweight="bold", color=TEXT_COLOR[lost], gid=f"{lost}-label")
-                    elif np.isfinite(data[i, j]):
-                        ax.text(j + 0.5, i + 0.5, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=10,
-                                color="black" if norm(data[i, j]) > 0.55 else "white")
-            ax.set_xlim(0, len(xs))
-            ax.set_ylim(0, len(ys))
-            ax.set_facecolor("0.97")
-            ax.grid(False)
-            ax.set_xticks(np.arange(len(xs)) + 0.5, xs)
-            ax.set_yticks(np.arange(len(ys)) + 0.5, ys)
-            ax.tick_params(length=0)
-            ax.set_xlabel(xp.replace("_", " "))
-            ax.set_ylabel(yp.replace("_", " ") if c == 0 else "")
-            ax.set_title(f"{method_label(method)} · {task_label(task)}")
-    cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.9, aspect=30, pad=0.02)
-    cbar.set_label("Mean score")
+
+def _task_norm(cells: pd.DataFrame):
+    """A task's colour scale: 0-1 for scores in [0, 1], log for a positive lower-is-better score (perplexity),
+    else its own linear range; and the colour map (reversed where lower is better, so bright is good)."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    ok = cells[cells["_ok"]]
+    scores = pd.to_numeric(ok["score"], errors="coerce").dropna()
+    lower = bool(len(ok)) and bool(lower_is_better(ok).all())
+    if scores.empty or scores.between(0, 1).all():
+        return Normalize(0.0, 1.0), CMAP
+    if lower and (scores > 0).all():
+        return LogNorm(scores.min(), scores.max()), CMAP + "_r"
+    return Normalize(scores.min(), scores.max()), CMAP + "_r" if lower else CMAP
+
+
+def _panel(ax, cell, xp, yp, xs, ys, norm, cmap):
+    scores = cell[cell["_ok"]].groupby([yp, xp])["score"].mean()
+    flags = cell.groupby([yp, xp])[["_ok", "_oom", "_failed"]].any()
+    data = np.array([[scores.get((yv, xv), np.nan) for xv in xs] for yv in ys], dtype=float).reshape(len(ys), len(xs))
+    mesh = ax.pcolormesh(np.arange(len(xs) + 1), np.arange(len(ys) + 1), np.ma.masked_invalid(data), cmap=cmap,
+                         norm=norm, edgecolors="white", linewidth=0.5)
+    for (i, yv), (j, xv) in itertools.product(enumerate(ys), enumerate(xs)):
+        f = flags.loc[(yv, xv)] if (yv, xv) in flags.index else None
+        lost = None if f is None or f["_ok"] else "failed" if f["_failed"] else "oom" if f["_oom"] else None
+        if lost:
+            lost_cell(ax, j, i, lost, fontsize=10)
+        elif np.isfinite(data[i, j]):
+            v = data[i, j]
+            text = f"{v:.2f}" if abs(v) < 100 else f"{v:,.0f}" if abs(v) < 1e5 else f"{v:.0e}"
+            r, g, b, _ = mesh.cmap(norm(v))  # black on a light cell, white on a dark one
+            ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=10,
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+    heat_axes(ax)
+    ax.set_xlim(0, len(xs))
+    ax.set_ylim(0, len(ys))
+    ax.set_xticks(np.arange(len(xs)) + 0.5, xs)
+    ax.set_yticks(np.arange(len(ys)) + 0.5, ys)
+    return mesh
+
+
+def build(tables, x=None, y=None, methods=None, tasks=None):
+    df, params = _selected(tables, methods, tasks)
+    rows, task_list = _rows(df, params, x, y), task_order(df["task"])
+    pw, ph = 0.7 * max(len(r[4]) for r in rows) + 1.3, 0.45 * max(len(r[5]) for r in rows) + 1.3
+    fig = new_figure(pw * len(task_list) + 1.0, ph * len(rows) + 1.2)
+    axes = fig.subplots(len(rows), len(task_list), squeeze=False)
+    scales: dict[str, tuple] = {}  # scores in [0, 1] share one colour bar; any other score has its own
+    for c, task in enumerate(task_list):
+        norm, cmap = _task_norm(df[df["task"] == task])
+        for r, (method, xp, yp, sub, xs, ys) in enumerate(rows):
+            mesh = _panel(axes[r, c], sub[sub["task"] == task], xp, yp, xs, ys, norm, cmap)
+            axes[r, c].set_xlabel(xp.replace("_", " "))
+            axes[r, c].set_ylabel(yp.replace("_", " ") if c == 0 else "")
+            axes[r, c].set_title(f"{method_label(method)} · {task_label(task)}")
+        key = "unit" if (norm.vmin, norm.vmax, cmap) == (0.0, 1.0, CMAP) else task
+        scales.setdefault(key, (mesh, []))[1].extend(axes[:, c])
+    for key, (mesh, cols) in scales.items():
+        cbar = fig.colorbar(mesh, ax=cols, location="bottom", shrink=0.9, aspect=20)
+        cbar.set_label("Mean score" if key == "unit" else f"{task_label(key)}: mean score (own scale)")
     return fig
 
 
@@ -147,38 +158,3 @@ def _sort_key(text: str):
         return (0, float(text), "")
     except ValueError:
         return (1, 0.0, text)
-
-
-def check(jobs, options):
-    """A method (of `methods`) with two parameters to draw: both of `x` and `y` where given, else two that vary."""
-    from kvstudy.plots.specs import unknown_values
-
-    x, y, methods, tasks = (options.get(k) for k in ("x", "y", "methods", "tasks"))
-    why = (unknown_values(options, "methods", {j["method"] for j in jobs})
-           or unknown_values(options, "tasks", {j["task"] for j in jobs}, str))
-    if why:
-        return why
-    values: dict[str, dict[str, set]] = {}  # method -> parameter -> the values its variants take
-    for j in jobs:
-        if j["method"] != "no_press" and (not methods or j["method"] in methods) and (
-                not tasks or j["task"] in map(str, tasks)):
-            params = {**j["params"], "compression_ratio": j["compression_ratio"]}
-            for k, v in params.items():
-                if v is not None:
-                    values.setdefault(j["method"], {}).setdefault(k, set()).add(json.dumps(v))
-    seen = []
-    for method, params in values.items():
-        varying = {k for k, v in params.items() if len(v) > 1}
-        if (x is None or x in params) and (y is None or y in params) and len(varying | {x, y} - {None}) >= 2:
-            return None
-        seen.append(f"{method} varies {', '.join(sorted(varying)) or 'nothing'}")
-    wanted = f"parameters {x} and {y}" if x and y else "two varying parameters"
-    return f"needs a compressed press with {wanted} ({'; '.join(seen) or 'the study has none'})"
-
-
-register(Figure(NAME, "mean score over two press parameters per method x task (sweep heatmap); OOM cells hatched",
-                ("results",), build, options={
-                    "x": "parameter on the x axis (default: the most-varied one)",
-                    "y": "parameter on the y axis (default: the next most-varied one)",
-                    "methods": "list of methods to show (default: every method that sweeps two parameters)",
-                    "tasks": "list of tasks to show (default: all)"}, check=check))
