@@ -11,14 +11,10 @@ are measured against it.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
 
 from kvstudy import attn_error
+from kvstudy.atomic import write_atomic  # noqa: F401  (re-exported: tests and callers know it here)
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
 from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
 from kvstudy.engine.job import pick_device, run_group as _run_group
@@ -149,21 +145,3 @@ def run_group(jobs: list[dict], threads: int = 1, device: str = "auto", failures
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
     return run_group([job], threads, device)[0]
-
-
-def write_atomic(obj: dict, out: Path) -> None:
-    """Write to a temp file in the same directory, then rename: a killed job never leaves a partial result."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        mask = os.umask(0)  # mkstemp makes 0600 files; a result gets the mode open() would give it
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

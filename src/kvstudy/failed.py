@@ -42,8 +42,7 @@ def _quality(job: dict) -> dict:
 def _provenance(device: str) -> dict:
     import torch
 
-    from kvstudy.engine.job import pick_device
-    from kvstudy.measure import provenance
+    from kvstudy.measure import pick_device, provenance
 
     try:
         dev = pick_device(device)

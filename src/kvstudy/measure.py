@@ -14,6 +14,12 @@ from pathlib import Path
 import torch
 
 
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def tensor_bytes(obj) -> int:
     """Bytes held by a tensor, a quantized tensor subclass (quanto: packed data + scales + shifts, found through
     `__tensor_flatten__`), or a tuple/dict of them (HQQ: packed data and its meta with scale and zero)."""

@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from kvstudy.config import ConfigError
+from kvstudy.errors import ConfigError
 
 SAMPLE_TOKENS = 32_768  # context tokens built per (task, model, length) cell: all samples of short cells, 2 at 16k
 

@@ -15,14 +15,9 @@ import torch
 
 from kvstudy.engine.group import GroupRun, free_memory, resolve
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, efficiency
+from kvstudy.measure import pick_device  # noqa: F401  (re-exported: callers know it here)
 
 PRESS_KEYS = ("press", "method", "params", "compression_ratio", "tuning", "split", "tuning_of", "attn_error")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def check_cell(jobs: list[dict]) -> None:
