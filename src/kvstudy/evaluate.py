@@ -24,7 +24,9 @@ from kvstudy.measure import cache_size, masked_fraction
 from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
 from kvstudy.presses.variant import PressRun
-from kvstudy.tasks import get_task
+from kvstudy.perplexity import Perplexity
+from kvstudy.tasks import TASKS, get_task
+from kvstudy.tasks.base import stop_words as task_stop_words
 
 
 def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[int]:
@@ -76,8 +78,6 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 def stop_words(task, job: dict) -> list[str]:
     """The task's stop words (kvstudy.tasks.base.stop_words), the job's `eval.stop_words` where it sets none;
     kvstudy.grid writes the same into the job, so the raw result says what generation used."""
-    from kvstudy.tasks.base import stop_words as task_stop_words
-
     return task_stop_words(task, job.get("stop_words", [".", "\n"]))
 
 
@@ -127,11 +127,7 @@ class Generation:
 
 
 def runner_for(job: dict):
-    from kvstudy.tasks import TASKS
-
     if getattr(TASKS.get(job["task_kind"]), "kind", "generate") == "perplexity":
-        from kvstudy.perplexity import Perplexity
-
         return Perplexity
     return Generation
 
