@@ -33,7 +33,8 @@ def test_workflow_is_snakefmt_clean():
 
 # `workflow._x`, `rule._x`, `snakemake.x._y`, or a private name imported from snakemake (FUNC_OVERWRITE_PARAMS_ATTR
 # named the private `_overwrite_params` hook)
-PRIVATE = re.compile(r"\b(workflow|rules?|snakemake(\.\w+)*)\._\w+|from snakemake\S* import .*(\b_\w+|OVERWRITE_PARAMS)")
+PRIVATE = re.compile(r"\b(workflow|rules?|snakemake(\.\w+)*)\._\w+"
+                     r"|from snakemake\S* import .*(\b_\w+|OVERWRITE_PARAMS)")
 
 
 def private_uses(text: str) -> list[str]:

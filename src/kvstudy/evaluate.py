@@ -17,7 +17,7 @@ from kvstudy import attn_error
 from kvstudy.atomic import write_atomic  # noqa: F401  (re-exported: tests and callers know it here)
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
 from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
-from kvstudy.engine.job import pick_device, run_group as _run_group
+from kvstudy.engine.job import pick_device, run_group as _run_group  # noqa: F401  (pick_device: re-exported)
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)
 from kvstudy.measure import cache_size, masked_fraction

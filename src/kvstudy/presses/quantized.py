@@ -20,7 +20,7 @@ int4 decode costs ~1.6x unquantized decode on the tiny model at 2k tokens instea
 
 from __future__ import annotations
 
-from kvstudy.presses import QUANTIZATIONS, PressSpec, register
+from kvstudy.presses import PressSpec, register
 
 BITS = {"int8": 8, "int4": 4, "int2": 2}
 RESIDUAL_LENGTH = 128  # transformers' default: recent tokens kept in full precision before re-quantizing

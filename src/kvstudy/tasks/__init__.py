@@ -1,4 +1,4 @@
-"""Task registry: name -> Task class (kvstudy.tasks.registry). Adding a task is one module with one `@register` class."""
+"""The tasks: name -> Task class (kvstudy.tasks.registry). Adding a task is one module with one `@register` class."""
 
 from __future__ import annotations
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kvstudy.tasks import TASKS
 from kvstudy.tuning.space import settings
 from kvstudy.tuning.study import dev_raw_path, find_search, trial_jobs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def read_trials(paths) -> "pd.DataFrame":

@@ -92,8 +92,8 @@ def check_search(entry: dict, spec) -> None:
     s = settings(entry["search"])
     for k, v in s["params"].items():
         if k == "compression_ratio":
-            raise SearchError(f"params.compression_ratio: the compression is fixed during a search (the objective "
-                              f"compares candidates at one compression); give compression_ratio outside search:")
+            raise SearchError("params.compression_ratio: the compression is fixed during a search (the objective "
+                              "compares candidates at one compression); give compression_ratio outside search:")
         if k not in spec.defaults:
             raise SearchError(f"params.{k}: press {spec.name!r} has no parameter {k!r}")
         if k in entry:
