@@ -1,6 +1,7 @@
 # kvstudy: one config -> every CSV, significance table and figure of a KV-cache compression paper.
 #   snakemake --cores 2 figures/all                       (the default study in config.yaml, CPU)
 #   snakemake --profile profiles/slurm figures/all --configfile studies/X.yaml
+#   snakemake --cores 1 release                           (a citable bundle of the study, after figures/all)
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,12 +18,14 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tuning_common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/timing.smk"
 include: "workflow/rules/tuning.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/release.smk"
 
 
 # Only eval jobs go to the cluster; the rest is light and runs where snakemake runs.

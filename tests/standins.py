@@ -24,6 +24,7 @@ DATA_FILES = (
     ("alce/asqa", ["alce_asqa.json"]),
     ("alce/qampari", ["alce_qampari.json"]),
     ("helmet/prompts/", ["alce_demos.json"]),
+    ("helmet_prompts/", ["alce_demos.json"]),
     ("html_to_tsv", ["longproc/html_to_tsv.json", "longproc/page0.html"]),
     ("pseudo_to_code", ["longproc/pseudo_to_code.json"]),
     ("travel_planning_icl_examples", ["longproc/travel_planning_icl_examples.json"]),

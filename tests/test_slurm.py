@@ -25,7 +25,7 @@ CI_OVERRIDE = [
 
 
 # The grouping the profile documents (commented out there): all eval jobs in one submission, one GPU.
-GROUPED = ["--groups", "eval=evalgroup", "--group-components", "evalgroup=3", "--resources", "gpu=1",
+GROUPED = ["--group-components", "eval=3", "--resources", "gpu=1",
            "--set-resource-scopes", "gpu=local"]
 
 
@@ -50,8 +50,6 @@ def test_study_runs_through_sbatch(tmp_path):
     assert (tmp_path / "figures/all").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 regression: Snakemake's --groups eval=... no longer joins the engine's "
-                   "per-entry eval rules into one SLURM submission (each is submitted alone); strict, so a fix shows")
 def test_grouped_eval_jobs_share_one_submission(tmp_path):
     submitted = run_study(tmp_path, *GROUPED)
     assert len(submitted) == 1

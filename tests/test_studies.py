@@ -75,3 +75,36 @@ def test_study_dry_runs_with_the_stated_job_count(path, tmp_path, hub):
     n_eval = sum(len(re.search(r"^    output: (.+)$", b, re.M).group(1).split(", ")) for b in blocks)
     assert n_eval == header_count(path), p.stdout[-2000:]
     assert int(counts["manifest"]) == 1
+
+
+def test_helmet_reasoning_fetches_models_and_data_before_every_eval_job(tmp_path, hub):
+    """The DAG of studies/helmet_reasoning.yaml (snakemake --dag): one fetch job per hub model (five models and
+    the cite judge), hub dataset and data entry, and every eval job waits for the fetch jobs of what it reads."""
+    path = ROOT / "studies" / "helmet_reasoning.yaml"
+    study = yaml.safe_load(path.read_text())
+    wd = copy_workflow(tmp_path)
+    (wd / "studies").mkdir()
+    (wd / "studies" / path.name).write_text(path.read_text())
+    place_data(study, wd)
+    p = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--dag", "dot", "figures/all", "--cores", "1", "--configfile",
+         f"studies/{path.name}"],
+        cwd=wd, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"},
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]*)"', p.stdout, re.M))
+    rule = {n: label.split("\\n")[0] for n, label in labels.items()}
+    fields = {n: dict(f.split(": ", 1) for f in label.split("\\n")[1:]) for n, label in labels.items()}
+    parents: dict[str, list[str]] = {}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", p.stdout, re.M):
+        parents.setdefault(b, []).append(rule[a])
+    counts = {r: list(rule.values()).count(r) for r in ("fetch_model", "fetch_dataset", "fetch_data", "eval")}
+    assert counts == {"fetch_model": 6, "fetch_dataset": 2, "fetch_data": 3, "eval": header_count(path)}
+    # Snakemake's DOT draws one edge per rule a job depends on (a cite job's two fetch_model parents, its model
+    # and the judge, are one edge): the rules each eval job waits for
+    for n in (n for n, r in rule.items() if r == "eval"):
+        task = study["tasks"][fields[n]["task"]]
+        want = {"fetch_model"} | ({"fetch_dataset"} if task["kind"] == "helmet_icl" else set())
+        want |= {"fetch_data"} if str(task.get("source", "")).startswith("data/") else set()
+        assert set(parents.get(n, [])) == want, (fields[n], parents.get(n))

@@ -98,6 +98,38 @@ def cmd_aggregate(a) -> None:
         sys.exit("\n".join(e.lines))
 
 
+def cmd_fetch(a) -> None:
+    """Fetch one model, dataset or data entry (rule fetch_*); a failure is one line naming it."""
+    from kvstudy.fetch import FetchError, run
+
+    try:
+        stamp = run(json.loads(a.spec), Path(a.out))
+    except FetchError as e:
+        sys.exit(str(e))
+    what = stamp.get("repo") or stamp.get("hub") or stamp.get("url")
+    print(f"fetched {stamp['kind']} {what}: {stamp['commit']}")
+
+
+def cmd_release(a) -> None:
+    from kvstudy.release import build
+
+    out = build(json.loads(a.config), Path(a.out), Path(a.root))
+    print(f"release: {out} and {out}.tar.gz")
+
+
+def cmd_rebuild(a) -> None:
+    """Recompute the analysis and draw the figures of a release bundle from the bundle alone."""
+    from kvstudy.release import check, rebuild
+
+    figures = rebuild(Path(a.bundle), Path(a.out))
+    print(f"rebuilt {len(figures)} figure files under {a.out}")
+    if a.check:
+        problems = check(Path(a.bundle), Path(a.out))
+        if problems:
+            sys.exit("rebuild differs from the bundle: " + "; ".join(problems))
+        print("analysis and figures identical to the bundle's")
+
+
 def cmd_pareto(a) -> None:
     from kvstudy.pareto import write_pareto
 
@@ -272,6 +304,23 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--study", help="resolved config as JSON: aggregate every raw result of its grid")
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=cmd_aggregate)
+
+    s = sub.add_parser("fetch", help="fetch one hub model, hub dataset or data entry and write its stamp")
+    s.add_argument("--spec", required=True, help="what to fetch, as JSON (kvstudy.fetch.plan)")
+    s.add_argument("--out", required=True, help="the stamp: resources/fetched/{kind}/{item}.json")
+    s.set_defaults(fn=cmd_fetch)
+
+    s = sub.add_parser("release", help="bundle the study's results, tables, figures, provenance and metadata")
+    s.add_argument("--config", required=True, help="the resolved config as JSON")
+    s.add_argument("--out", required=True, help="the bundle folder (release/{study}); a .tar.gz beside it")
+    s.add_argument("--root", default=".", help="the directory snakemake ran the study in")
+    s.set_defaults(fn=cmd_release)
+
+    s = sub.add_parser("rebuild", help="recompute the analysis and figures of a release bundle from it alone")
+    s.add_argument("bundle")
+    s.add_argument("--out", required=True)
+    s.add_argument("--check", action="store_true", help="compare with the bundle's analysis and figure pixels")
+    s.set_defaults(fn=cmd_rebuild)
 
     s = sub.add_parser("pareto", help="results.csv -> pareto.csv")
     s.add_argument("--results", required=True)

@@ -71,6 +71,10 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     _check_presses(config)
     _check_searches(config)  # press hyper-parameter searches (kvstudy.tuning)
     _check_exclude(config)
+    from kvstudy.fetch import check_config as check_fetch
+
+    if problems := check_fetch(config):  # model revisions and `data:` entries (what rule fetch_* will fetch)
+        raise ConfigError(problems[0], problems)
 
     from kvstudy.grid import jobs
     from kvstudy.plots.specs import drawable, resolve as resolve_figures

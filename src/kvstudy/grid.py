@@ -61,7 +61,8 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
     ):
         job = {
             "model": model,
-            "model_path": m["path"],
+            # org/name@REVISION where the study pins a revision (kvstudy.models), so a new pin reruns the model's jobs
+            "model_path": f"{m['path']}@{m['revision']}" if m.get("revision") else m["path"],
             "dtype": m.get("dtype", "auto"),
             "attn_implementation": m.get("attn_implementation", "sdpa"),
             # only when set: a new default key would change every job's params and rerun existing results

@@ -159,7 +159,9 @@ def now_iso() -> str:
 
 
 def provenance(device: torch.device) -> dict:
-    from kvstudy import __version__
+    """Where the job ran, with what; `revisions`: the hub commits of the model and data it loaded so far in this
+    process (kvstudy.revisions; called when the result is written, after loading)."""
+    from kvstudy import __version__, revisions
 
     cuda = device.type == "cuda"
     return {
@@ -173,4 +175,5 @@ def provenance(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
         "cuda": torch.version.cuda if cuda else None,
         "host": socket.gethostname(),
+        "revisions": revisions.seen(),
     }

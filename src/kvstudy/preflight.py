@@ -10,7 +10,8 @@ Config validation runs it (`kvstudy validate`; the Snakefile in its main process
   seed. The task's own error names what is wrong (`value_type 'numbers' needs digits...`);
 - a task entry is one task on every model: its resolved parameters (`Task.resolved`, e.g. `vocab: auto` ->
   english or lexicon) agree across the models it runs on; else one task name would mean two tasks in one table.
-Left-out cells (`exclude:`) are not checked. A task that reads a hub dataset is not built (its tokenizer-side
+Left-out cells (`exclude:`) are not checked. A task whose local files a `data:` entry fetches (rule fetch_data)
+and which are not there yet is not built either; the preflight of the next snakemake call builds it. A task that reads a hub dataset is not built (its tokenizer-side
 checks still run): opening one can mean downloading gigabytes, and the hub may be reachable only where jobs run;
 its job opens it at start.
 
@@ -56,36 +57,43 @@ def check(config: dict) -> dict:
 
 def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
     """(problems, report) of the study's jobs `kept` (kvstudy.grid.jobs)."""
-    from kvstudy.models import load_config_tokenizer
+    from kvstudy.models import load_config_tokenizer, model_ref
 
     problems: list[str] = []
     loaded = {}  # model name -> (transformers config, tokenizer)
     for name in dict.fromkeys(j["model"] for j in kept):
         m = config["models"][name]
         try:
-            loaded[name] = load_config_tokenizer(m["path"], m.get("config_overrides"))[:2]
+            loaded[name] = load_config_tokenizer(model_ref(m), m.get("config_overrides"))[:2]
         except ValueError as e:
             problems.append(f"config error: models.{name}.path: {e}")
     press_problems, n_press = _presses(config, kept, loaded)
     missing = _missing_files(config, kept)  # their tasks are not built: the same error in every cell
     task_problems, report = _tasks(config, [j for j in kept if j["task"] not in missing], loaded)
-    problems += press_problems + list(missing.values()) + task_problems
+    problems += press_problems + [why for why in missing.values() if why] + task_problems
+    report["fetch_tasks"] = sorted(t for t, why in missing.items() if why is None)
     return problems, {"models": len(loaded), "press_checks": n_press, **report}
 
 
 FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir")  # task parameters naming local data
 
 
-def _missing_files(config: dict, kept: list[dict]) -> dict[str, str]:
-    """task -> the line saying which local data file it names is not there (no tokenizer needed to say so)."""
+def _missing_files(config: dict, kept: list[dict]) -> dict[str, str | None]:
+    """task -> the line saying which local data file it names is not there (no tokenizer needed to say so), or None
+    where a `data:` entry of the study fetches it before the task's jobs."""
+    from kvstudy.fetch import files_to_fetch
     from kvstudy.tasks.sources import is_hub
 
+    to_fetch = files_to_fetch(config)
     problems = {}
     for task in dict.fromkeys(j["task"] for j in kept):
         for key in FILE_PARAMS:
             value = config["tasks"][task].get(key, "")
             hub = key in ("source", "demo_source") and is_hub(value)
             if value and not hub and not Path(value).expanduser().exists():
+                if value in to_fetch:
+                    problems[task] = None
+                    continue
                 problems[task] = (f"config error: tasks.{task}.{key}: {value}: no such file (relative paths are read "
                                   f"from {Path.cwd()})")
                 break
@@ -219,6 +227,8 @@ def summary(report: dict) -> str:
         return f"preflight: passed before, same inputs (cached; {report['seconds']:.1f} s)"
     hub = report.get("hub_tasks") or []
     left = f"; not built, hub datasets opened at job start: {', '.join(hub)}" if hub else ""
+    fetch = report.get("fetch_tasks") or []
+    left += f"; not built, their data is fetched before their jobs (data:): {', '.join(fetch)}" if fetch else ""
     return (f"preflight: {report['models']} models (config + tokenizer), {report['press_checks']} press x model "
             f"checks, {report['cells']} task cells, {report['samples']} samples built in {report['seconds']:.1f} s"
             + left)

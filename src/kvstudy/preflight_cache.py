@@ -43,7 +43,7 @@ def _stat(path: Path) -> str:
 
 
 def _model_dir(path: str) -> Path | None:
-    from kvstudy.models import hub_snapshot, resolve
+    from kvstudy.models import hub_snapshot, resolve, split_revision
 
     try:
         where = Path(resolve(path)).expanduser()
@@ -51,7 +51,7 @@ def _model_dir(path: str) -> Path | None:
         return None
     if where.is_dir():
         return where
-    snapshot = hub_snapshot(path)
+    snapshot = hub_snapshot(*split_revision(path))
     return Path(snapshot) if snapshot else None
 
 
@@ -72,7 +72,7 @@ def key(config: dict) -> str | None:
     grid = {k: config.get(k) for k in GRID_KEYS}
     parts = [json.dumps(grid, sort_keys=True, default=str), _sources_digest()]
     for name, m in sorted(config["models"].items()):
-        where = _model_dir(m["path"])
+        where = _model_dir(f"{m['path']}@{m['revision']}" if m.get("revision") else m["path"])
         if where is None:
             return None
         parts += [_stat(p) for p in sorted(where.iterdir()) if p.is_file()]

@@ -2,7 +2,8 @@
 
 One self-contained HTML file: the git commit (and whether the tree was dirty) of the checkout that built it, the
 resolved study config, the resolved versions of the packages the pipeline imports, what the raw results say
-about where they ran (devices, hosts, CUDA, library versions, kvstudy commits), and a time summary of the jobs
+about where they ran (devices, hosts, CUDA, library versions, kvstudy commits, the commits of the models and data
+they read: `revision model:org/name`), and a time summary of the jobs
 (from Snakemake's `benchmarks/` files where present, else the jobs' own `total_seconds`).
 """
 
@@ -63,6 +64,8 @@ def raw_provenance(raw_paths: list[Path]) -> pd.DataFrame:
             continue
         for key in RAW_FIELDS:
             counts[(key, str(prov.get(key)))] += 1
+        for key, commit in (prov.get("revisions") or {}).items():  # model / dataset / data commits the job read
+            counts[(f"revision {key}", commit)] += 1
     rows = [{"field": k, "value": v, "jobs": n} for (k, v), n in sorted(counts.items())]
     return pd.DataFrame(rows, columns=["field", "value", "jobs"])
 

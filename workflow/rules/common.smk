@@ -4,7 +4,7 @@ import os
 import shlex
 import sys
 
-from kvstudy import grid, rawguard, timing
+from kvstudy import fetch, grid, rawguard, timing
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
@@ -31,14 +31,24 @@ envvars:
     "PATH",
 
 
+# Models and data are fetched by the rules of fetch.smk before any eval job, which then runs offline: eval jobs
+# (started by this process, or by SLURM from its environment) get HF_HUB_OFFLINE=1, fetch jobs the value the user
+# gave (remembered in KVSTUDY_HUB_OFFLINE_GIVEN, so a job's own snakemake process reads the user's value too).
+FETCH = fetch.plan(config)
+HUB_OFFLINE_GIVEN = fetch.jobs_offline(set_it=not REPORT_MODE)
+
+
 # Rules call `kvstudy` from the environment that runs snakemake, so no activated venv is needed.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
 RAW = sorted(JOBS)
-# The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant), and the Snakemake
-# job group the profile or command line gives eval jobs (`--groups eval=...`), which group rules join too
+# The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant)
 EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
-EVAL_JOB_GROUP = workflow.group_settings.overwrite_groups.get("eval")
+# Every eval rule is in the Snakemake job group "eval", so `--group-components eval=N` (profiles/slurm) puts N eval
+# jobs in one cluster submission. It is the rules' own `group:`, not `--groups eval=...`: Snakemake applies --groups by
+# rule name when it builds the DAG, after the Snakefile is read, and the engine's rules are named per press entry
+# (eval_<method>). Local runs ignore job groups.
+EVAL_JOB_GROUP = "eval"
 # the timing protocol's jobs (kvstudy.timing): one per (model, timing length); none when `timing.enabled` is false
 TIMING_JOBS = {timing.path(j): j for j in timing.jobs(config)}
 TIMING = sorted(TIMING_JOBS)
@@ -184,6 +194,29 @@ def timing_threads(wildcards):
     """Every core where snakemake runs jobs itself, so that nothing runs beside a timed run (the timed run itself
     uses `eval.threads`); the eval threads on a cluster, where the job has its node's share to itself."""
     return workflow.cores if workflow.local_exec and workflow.cores else config["eval"]["threads"]
+
+
+def fetched_inputs(wildcards):
+    """The fetch stamps (fetch.smk) of what an eval job reads: its hub model, hub datasets, judge, data entries."""
+    return FETCH.needs.get((wildcards.model, wildcards.task), [])
+
+
+def group_fetched(group):
+    """A group rule's fetch stamps: per job from its wildcards, or those of the one cell it is written for."""
+    if group.cell is None:
+        return fetched_inputs
+    cell = dict(zip(grid.CELL_KEYS, group.cell))
+    return FETCH.needs.get((cell["model"], cell["task"]), [])
+
+
+def fetched_model(wildcards):
+    """The fetch stamp of a timing job's hub model (it reads no task data)."""
+    return FETCH.models.get(wildcards.model, [])
+
+
+def fetch_spec(wildcards, output):
+    """What one fetch job fetches, as JSON for `kvstudy fetch --spec`."""
+    return json.dumps(FETCH.items[output[0]], sort_keys=True)
 
 
 def figure_kind(wildcards):

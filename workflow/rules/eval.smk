@@ -10,6 +10,8 @@
 if EVAL_GROUPS is None or SEARCHES:
 
     rule eval:
+        input:
+            fetched_inputs,  # the fetch stamps of its model and data (fetch.smk); none for built-in models and generated tasks
         output:
             grid.RAW,
         log:
@@ -18,6 +20,8 @@ if EVAL_GROUPS is None or SEARCHES:
             "benchmarks/eval/{model}/{task}/{length}/{press}/seed{seed}.tsv"
         wildcard_constraints:
             press=r"[^/]+" if EVAL_GROUPS is None else r"(?!)",
+        group:
+            EVAL_JOB_GROUP
         conda:
             "../../envs/eval.yaml"
         threads: config["eval"]["threads"]
@@ -35,6 +39,8 @@ if EVAL_GROUPS is not None:
         rule:
             name:
                 _group.name
+            input:
+                group_fetched(_group),
             output:
                 _group.paths(grid.RAW),
             log:

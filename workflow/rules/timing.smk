@@ -7,6 +7,8 @@
 if TIMING_JOBS:
 
     rule timing:
+        input:
+            fetched_model,
         output:
             timing.PATH,
         log:

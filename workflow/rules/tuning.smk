@@ -23,6 +23,7 @@ if SEARCHES:
     use rule eval as eval_tuned with:
         input:
             tuned_choice,
+            fetched_inputs,
         wildcard_constraints:
             press=r"[^/]+-tuned-(global|task)",
 

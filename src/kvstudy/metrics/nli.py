@@ -23,19 +23,20 @@ def check(judge: str, hub_cache: bool = False) -> str:
     `hub_cache`, at job start, before generation: in the local hub cache, or else the hub must have it (with the hub
     switched off, HF_HUB_OFFLINE=1, it must be in the cache). Otherwise a typo or an unreachable hub would only show
     after every answer had been generated."""
-    from kvstudy.models import resolve
+    from kvstudy.models import resolve, split_revision
 
     where = resolve(judge)  # ValueError naming the path when it is neither an existing directory nor a hub id
+    judge, revision = split_revision(judge)  # org/name@REVISION: that revision
     if hub_cache and where == judge and not Path(judge).expanduser().exists():
         import huggingface_hub
         from huggingface_hub import constants, try_to_load_from_cache
 
-        if isinstance(try_to_load_from_cache(judge, "config.json"), str):
+        if isinstance(try_to_load_from_cache(judge, "config.json", revision=revision), str):
             return where
         if constants.HF_HUB_OFFLINE:
             raise ValueError(f"{judge!r} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE)")
         try:
-            huggingface_hub.model_info(judge, timeout=30)
+            huggingface_hub.model_info(judge, timeout=30, **({"revision": revision} if revision else {}))
         except Exception as e:  # not found, gated, or no network: from_pretrained would fail the same way later
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"{judge!r} is not in the local hub cache and the hub does not give it: {why}") from None
@@ -52,9 +53,14 @@ class NLIJudge:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        where = check(judge)
-        self.tokenizer = AutoTokenizer.from_pretrained(where)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(where, dtype=getattr(torch, dtype)).to(device).eval()
+        from kvstudy.models import hub_location, record_commit
+
+        check(judge)
+        where, revision = hub_location(judge)  # a cached hub judge: its snapshot folder (offline after a fetch)
+        self.tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(where, revision=revision, dtype=getattr(torch, dtype))
+        self.model.to(device).eval()
+        record_commit(judge)
         self.max_new_tokens = max_new_tokens
         self.cache: dict[tuple[str, str], bool] = {}
         self.calls = 0  # model calls (cache misses)

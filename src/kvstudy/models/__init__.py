@@ -1,4 +1,9 @@
-"""Load a model and its tokenizer from a hub id, a local path, or `builtin:NAME` (shipped in this package)."""
+"""Load a model and its tokenizer from a hub id, a local path, or `builtin:NAME` (shipped in this package).
+
+A hub id may carry a revision, `org/name@REVISION` (a branch, tag or commit; what a study's `models.X.revision`
+becomes in its jobs' `model_path`, kvstudy.grid). A hub model found in the local hub cache at that revision is
+loaded from its snapshot folder, so an eval job after `kvstudy fetch` needs no hub (HF_HUB_OFFLINE=1); the commit
+it loaded goes into the result's provenance (kvstudy.revisions)."""
 
 from __future__ import annotations
 
@@ -13,8 +18,23 @@ def builtin_models() -> list[str]:
     return sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / "config.json").exists()) if BUILTIN_DIR.exists() else []
 
 
+def split_revision(path: str) -> tuple[str, str | None]:
+    """(`org/name`, REVISION) of `org/name@REVISION`; (path, None) for anything else."""
+    repo, at, revision = path.rpartition("@")
+    if at and revision and HUB_ID.match(repo) and not Path(path).expanduser().exists():
+        return repo, revision
+    return path, None
+
+
+def model_ref(model: dict) -> str:
+    """A study's model entry as one path: `path`, or `path@revision` where the study pins `revision`."""
+    return f"{model['path']}@{model['revision']}" if model.get("revision") else model["path"]
+
+
 def resolve(path: str) -> str:
-    """The directory or hub id `from_pretrained` gets; raises ValueError naming what is wrong."""
+    """The directory or hub id `from_pretrained` gets (without its revision); raises ValueError naming what is
+    wrong."""
+    path, _ = split_revision(path)
     if path.startswith("builtin:"):
         name = path.split(":", 1)[1]
         if name not in builtin_models():
@@ -40,13 +60,35 @@ def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa"
 
     hf_logging.disable_progress_bar()  # per-weight progress bars would fill every job log
 
-    where = resolve(path)
+    where, revision = hub_location(path)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, attn_implementation=attn_implementation,
-                                                 **(config_overrides or {}))
+                                                 revision=revision, **(config_overrides or {}))
     model.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(where)
+    tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+    record_commit(path)
     return model, tokenizer
+
+
+def hub_location(path: str) -> tuple[str, str | None]:
+    """(where, revision) for `from_pretrained`: a hub model cached at its revision is its snapshot folder (no hub
+    needed, revision None); an uncached one is the hub id and its revision; anything else `resolve(path)`."""
+    where = resolve(path)
+    repo, revision = split_revision(path)
+    if where != repo or Path(repo).expanduser().exists():
+        return where, None
+    snapshot = hub_snapshot(repo, revision)
+    return (snapshot, None) if snapshot else (repo, revision)
+
+
+def record_commit(path: str) -> None:
+    """Record the commit of a hub model as now cached (after loading) for the result's provenance."""
+    from kvstudy import revisions
+
+    repo, revision = split_revision(path)
+    if resolve(path) == repo and not Path(repo).expanduser().exists():
+        snapshot = hub_snapshot(repo, revision)
+        revisions.record("model", repo, revisions.snapshot_commit(snapshot) if snapshot else None)
 
 
 # --- config and tokenizer without weights (config validation's preflight, kvstudy.preflight) ------------------
@@ -54,11 +96,12 @@ def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa"
 HUB_TIMEOUT = 10  # seconds the hub gets to say whether it has a model that is not in the local cache
 
 
-def hub_snapshot(repo_id: str) -> str | None:
-    """The local hub cache's snapshot directory of `repo_id` (its `main` revision), None when it is not cached."""
+def hub_snapshot(repo_id: str, revision: str | None = None) -> str | None:
+    """The local hub cache's snapshot directory of `repo_id` at `revision` (default `main`), None when it is not
+    cached."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "config.json")
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     return str(Path(found).parent) if isinstance(found, str) else None
 
 
@@ -69,9 +112,10 @@ def locate(path: str) -> str:
     folder is here, and a hub id that is not cached costs one request of at most HUB_TIMEOUT seconds (from_pretrained
     would retry for over a minute per file before failing)."""
     where = resolve(path)
+    path, revision = split_revision(path)
     if where != path or Path(path).expanduser().exists():
         return where
-    snapshot = hub_snapshot(path)
+    snapshot = hub_snapshot(path, revision)
     if snapshot:
         return snapshot
     head = path.split("/")[0]
@@ -84,7 +128,7 @@ def locate(path: str) -> str:
         raise ValueError(f"{path!r} is neither a local directory nor in the local hub cache ({constants.HF_HUB_CACHE}),"
                          " and the hub is offline (HF_HUB_OFFLINE)")
     try:
-        huggingface_hub.model_info(path, timeout=HUB_TIMEOUT)
+        huggingface_hub.model_info(path, timeout=HUB_TIMEOUT, **({"revision": revision} if revision else {}))
     except Exception as e:  # not found, gated, or no network: from_pretrained would fail the same way, slowly
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path!r} is neither a local directory nor in the local hub cache, and the hub does not "
@@ -100,9 +144,10 @@ def load_config_tokenizer(path: str, config_overrides: dict | None = None):
 
     hf_logging.disable_progress_bar()
     where = locate(path)
+    revision = split_revision(path)[1] if where == split_revision(path)[0] else None  # asked of the hub
     try:
-        config = AutoConfig.from_pretrained(where, **(config_overrides or {}))
-        tokenizer = AutoTokenizer.from_pretrained(where)
+        config = AutoConfig.from_pretrained(where, revision=revision, **(config_overrides or {}))
+        tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
     except Exception as e:  # one line, whatever transformers raised (a missing tokenizer file, an unknown model type)
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: config or tokenizer cannot be loaded: {why}") from None

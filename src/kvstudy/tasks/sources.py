@@ -9,6 +9,10 @@ JSON files are parsed here rather than by `datasets`' json builder: its errors (
 DatasetGenerationError on a bad line) name neither the file nor the line, and it unifies the rows' schema, turning
 a field a row lacks into null, which a task would then read as the answer "None". Every loading error is one line
 naming the task and the file (`task hf_qa: source data.jsonl: line 3: not valid JSON (...)`).
+
+A hub dataset fetched before the jobs (`kvstudy fetch`, rule fetch_hub) is read from its snapshot in the local hub
+cache, as a local folder, so that a job runs offline (`datasets` would otherwise ask the hub for its files, or
+find only what it prepared itself). What was read, at which commit, goes into the result (kvstudy.revisions).
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ def load_records(
             raise ValueError(f"{where}: unsupported file type {path.suffix or '(none)'!r} (use "
                              f"{', '.join(_BUILDERS)}, .txt)")
         rows = _local(path, where)
+        from kvstudy import revisions
+
+        revisions.local_file(path)
     elif not is_hub(source):
         raise ValueError(f"{where}: no such file")
     else:
@@ -96,13 +103,32 @@ def _hub(source, name, split, revision, trust_remote_code, data_files, where: st
 
     datasets.disable_progress_bars()
     kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+    snapshot = hub_dataset_snapshot(source, revision)
     try:
-        ds = datasets.load_dataset(
-            source, name or None, split=split, revision=revision or None, data_files=data_files or None, **kwargs
-        )
+        if snapshot:  # fetched: the snapshot is a local folder of the same files
+            ds = datasets.load_dataset(snapshot, name or None, split=split, data_files=data_files or None, **kwargs)
+        else:
+            ds = datasets.load_dataset(
+                source, name or None, split=split, revision=revision or None, data_files=data_files or None, **kwargs
+            )
     except Exception as e:  # noqa: BLE001 -- the hub's reason, said with the dataset
         raise ValueError(f"{where} (hub{', ' + name if name else ''}, split {split}): {_first_line(e)}") from e
+    if snapshot:
+        from kvstudy import revisions
+
+        revisions.record("dataset", source, revisions.snapshot_commit(snapshot))
     return [dict(r) for r in ds]
+
+
+def hub_dataset_snapshot(source: str, revision: str = "") -> str | None:
+    """The local hub cache's complete snapshot of dataset `source` at `revision` (default main), or None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(source, repo_type="dataset", revision=revision or None, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
 
 
 def _json(text: str, where: str):
