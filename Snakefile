@@ -13,7 +13,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-
 report: "workflow/report/workflow.rst"
 
 

@@ -19,8 +19,8 @@ from kvstudy.significance import (
     holm_by_family,
     seed_significance,
     significance,
-    write_significance,
 )
+from kvstudy.significance_write import write_significance
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "seed", "baseline", "family",
            "n", "n_units", "score", "baseline_score", "diff", "test", "statistic", "p_value", "p_holm", "significant",
@@ -184,23 +184,59 @@ def test_many_comparisons_match_one_at_a_time():
     np.testing.assert_allclose(t.p_holm, holm(t.p_value.to_numpy()))
 
 
-def test_holm_matches_statsmodels_reference_on_random_vectors():
+def step_down_rejections(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Holm's procedure as he stated it (1979): sort the p-values, reject H_(1), H_(2), ... while
+    p_(i) <= alpha / (m - i) (i from 0), stop at the first that is not; nothing after it is rejected."""
+    m, reject = len(p), np.zeros(len(p), bool)
+    for i, k in enumerate(np.argsort(p, kind="stable")):
+        if p[k] > alpha / (m - i):
+            break
+        reject[k] = True
+    return reject
+
+
+def test_holm_known_values_by_hand():
+    # p sorted: 0.005 (x4 = 0.02), 0.011 (x3 = 0.033), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04; already 0.04)
+    np.testing.assert_allclose(holm(np.array([0.02, 0.005, 0.04, 0.011])), [0.04, 0.02, 0.04, 0.033])
+    # the step-down maximum carries a large early value forward: 0.01 x 3 = 0.03 > 0.012 x 2 = 0.024
+    np.testing.assert_allclose(holm(np.array([0.012, 0.01, 0.5])), [0.03, 0.03, 0.5])
+
+
+def test_holm_rejects_exactly_what_the_step_down_procedure_rejects():
+    """A property, not a second copy of the formula: p_holm <= alpha picks out Holm's rejections at every alpha, and
+    the adjusted values keep the order of the raw ones, never fall below them and never exceed 1."""
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 17, 40):
+        p = np.concatenate([rng.uniform(0, 0.02, m // 2), rng.uniform(0, 1, m - m // 2)])
+        adjusted = holm(p)
+        assert (adjusted >= p).all() and (adjusted <= 1).all()
+        order = np.argsort(p, kind="stable")
+        assert (np.diff(adjusted[order]) >= 0).all()
+        for alpha in (0.001, 0.01, 0.05, 0.2):
+            np.testing.assert_array_equal(adjusted <= alpha, step_down_rejections(p, alpha))
+
+
+def test_step_down_rejections_catch_a_wrong_correction():
+    """The property above can fail: plain Bonferroni (m x p), or no correction, rejects a different set here."""
+    p = np.array([0.01, 0.02, 0.03])  # Holm at 0.05: 0.03, 0.04, 0.03 -> all three; Bonferroni: 0.03, 0.06, 0.09
+    np.testing.assert_array_equal(step_down_rejections(p, 0.05), [True, True, True])
+    assert not np.array_equal(np.minimum(3 * p, 1) <= 0.05, step_down_rejections(p, 0.05))
+    # no correction rejects 0.01 at 0.02; Holm does not (0.01 > 0.02 / 3), and so rejects nothing after it either
+    np.testing.assert_array_equal(step_down_rejections(np.array([0.01, 0.2, 0.015]), 0.02), [False, False, False])
+
+
+def test_holm_by_family_is_holm_within_each_family():
+    """holm_by_family is written by hand (vectorised, kvstudy.significance): family by family it must equal the
+    library's Holm (statsmodels' multipletests)."""
     from statsmodels.stats.multitest import multipletests
 
     rng = np.random.default_rng(0)
-    for m in (1, 2, 5, 17):
-        p = rng.uniform(0, 0.2, m)
-        # by hand: step-down maxima of (m - i) * p_(i), capped at 1
-        order = np.argsort(p)
-        hand = np.empty(m)
-        hand[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1)
-        np.testing.assert_allclose(holm(p), hand)
-        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
     p = rng.uniform(0, 0.1, 40)
     fams = rng.choice(["m/a", "m/b", "n/a", "z"], 40)
     adjusted = holm_by_family(p, fams)
     for fam in set(fams):
         np.testing.assert_allclose(adjusted[fams == fam], multipletests(p[fams == fam], method="holm")[1])
+        np.testing.assert_array_equal(adjusted[fams == fam] <= 0.05, step_down_rejections(p[fams == fam], 0.05))
 
 
 def test_lower_is_better_flips_the_direction_not_the_test():

@@ -138,7 +138,7 @@ def test_decoding_press_memory_is_the_cache_it_held_at_the_end():
 def test_mean_over_tasks_is_marked_from_one_test_over_all_paired_samples(tmp_path):
     """The mean column's mark comes from significance.csv's "mean" rows (kvstudy.significance_mean), both ways; a
     variant whose every task moves a little is marked on the mean even where no single task is."""
-    from kvstudy.significance import write_significance
+    from kvstudy.significance_write import write_significance
 
     scores = {"no_press": ([1] * 14 + [0] * 6, [1] * 14 + [0] * 6),
               "knorm-cr0.50": ([1] * 10 + [0] * 10, [1] * 10 + [0] * 10),  # 4 losses per task

@@ -13,6 +13,7 @@ from kvstudy import tuning
 from kvstudy.config import ConfigError, validate
 from kvstudy.evaluate import write_atomic
 from kvstudy.grid import jobs, raw_path
+from kvstudy.status import render_trial_status
 
 TINY = "builtin:tiny-retrieval"
 
@@ -373,8 +374,8 @@ def test_candidates_get_the_press_checks_a_listed_variant_gets():
 
 def test_status_shows_where_a_search_stands(tmp_path):
     config = validate(searched(GRID))
-    assert "done=0  oom=0  failed=0  missing=6  choices=0/3" in tuning.render_trial_status(config, tmp_path)
+    assert "done=0  oom=0  failed=0  missing=6  choices=0/3" in render_trial_status(config, tmp_path)
     write_trials(tmp_path, config, oom=(32,))
     write_atomic(tuning.tune(config, "tiny", "snapkv-cr0.50", "kv", tmp_path),
                  tmp_path / tuning.choice_path("tiny", "snapkv-cr0.50", "task", "kv"))
-    assert "done=4  oom=2  failed=0  missing=0  choices=1/3" in tuning.render_trial_status(config, tmp_path)
+    assert "done=4  oom=2  failed=0  missing=0  choices=1/3" in render_trial_status(config, tmp_path)

@@ -8,16 +8,16 @@ also one warning line on stderr (its raw result and error), so a run with failur
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from kvstudy.atomic import file_mode, write_csv_atomic, write_text_atomic  # noqa: F401  (re-exported)
 from kvstudy.cache_held import HELD_COLUMNS, add_held
+from kvstudy.rawcheck import InvalidResults, RawResultError, read  # InvalidResults: re-exported
 
 RESULT_COLUMNS = [
     "model", "model_path", "task", "length", "press", "method", "compression_ratio", "seed",
@@ -52,55 +52,10 @@ _INT_COLUMNS = ["length", "seed", "n", "kv_tokens_full", "kv_bytes", "kv_bytes_f
                 "kv_bytes_held", "kv_bytes_reference"]
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write next to the target then os.replace, so a reader never sees a half-written table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files: the group could not read the tables
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def file_mode() -> int:
-    """The mode open() gives a new file under this process's umask (0o644 under 022, 0o664 under 002)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Text written next to the target then os.replace'd onto it: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class InvalidResults(ValueError):
-    """Raw results that fail kvstudy.rawcheck; `lines` names each file and why, one line apiece."""
-
-    def __init__(self, errors: list):
-        self.lines = [f"aggregate: invalid raw result {e}" for e in errors]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(self.lines[0] + more)
-
-
 def read_results(raw_paths, jobs: dict[str, dict] | None = None) -> list[tuple[dict, Path]]:
     """(raw result, path) of every path, each checked by kvstudy.rawcheck against its job in `jobs` (path -> the
     config's job; None: schema and contract only). Raises InvalidResults naming every bad file before any table is
     written: nothing wrong reaches a table."""
-    from kvstudy.rawcheck import RawResultError, read
-
     loaded, bad = [], []
     for path in map(Path, raw_paths):
         try:
@@ -239,7 +194,7 @@ def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict[str, dict] | None
     """Read and check every raw result once (`read_results`; `jobs`: path -> the config's job) and every timing
     result (kvstudy.timing_table), and write the six tables of the contract into out_dir (timing.csv: header only
     when the study times nothing)."""
-    from kvstudy.timing_table import timing_table
+    from kvstudy.timing_table import timing_table  # lazy: it imports kvstudy.timing, and with it torch
 
     # Sorting the jobs first orders both tables without sorting the (large) samples frame.
     loaded = sorted(read_results(raw_paths, jobs), key=lambda rp: _job_order(rp[0]))

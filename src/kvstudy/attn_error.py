@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import torch
 
+from kvstudy.engine.generate import ask  # the question exactly as the eval job asks it
+from kvstudy.engine.group import prefix_ids
+from kvstudy.engine.prefill import OwnPrefill, reset_masks
+from kvstudy.measure import Clock
+from kvstudy.presses.variant import PressRun
+
 
 def _o_projs(model) -> list[torch.nn.Module]:
     mods = [m.o_proj for name, m in model.named_modules() if name.endswith("self_attn") and hasattr(m, "o_proj")]
@@ -26,8 +32,6 @@ def _o_projs(model) -> list[torch.nn.Module]:
 @torch.no_grad()
 def _question_attn_outputs(model, run, sample, cache, n: int) -> list[torch.Tensor]:
     """Every layer's attention output of the question asked after a cache of `n` prefilled tokens."""
-    from kvstudy.engine.generate import ask  # the question exactly as the eval job asks it
-
     device = model.device
     q = torch.tensor([sample.question_ids], device=device)
     pos = torch.arange(n, n + q.shape[1], device=device).unsqueeze(0)
@@ -48,11 +52,6 @@ def layer_errors(model, press, sample, prefill=None) -> list[float]:
     """Relative Frobenius error of each layer's question-token attention output, compressed vs full cache.
     `press` is a `kvstudy.presses.variant.PressRun`, a bare kvpress press, or None; `prefill` the sample's prefill
     (`kvstudy.engine.prefill`: shared by the variant's class, or its own), made here when not given."""
-    from kvstudy.engine.group import prefix_ids
-    from kvstudy.engine.prefill import OwnPrefill, reset_masks
-    from kvstudy.measure import Clock
-    from kvstudy.presses.variant import PressRun
-
     run = press if isinstance(press, PressRun) else PressRun(press)
     prefill = prefill or OwnPrefill(model, prefix_ids(sample, run.query_aware), Clock(model.device))
     full_cache = prefill.full()

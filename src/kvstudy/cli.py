@@ -52,7 +52,7 @@ def cmd_eval(a) -> None:
 
 def _report(job: dict, result: dict, trace: str | None, out: str, log: str | None) -> None:
     """Write the raw result; say what became of the job on the console and in its own log."""
-    from kvstudy.evaluate import write_atomic
+    from kvstudy.atomic import write_atomic
 
     write_atomic(result, Path(out))
     q = result["quality"]
@@ -69,7 +69,7 @@ def _report(job: dict, result: dict, trace: str | None, out: str, log: str | Non
 
 def cmd_timing(a) -> None:
     """Run one timing job (kvstudy.timing) and write its result atomically."""
-    from kvstudy.evaluate import write_atomic
+    from kvstudy.atomic import write_atomic
     from kvstudy.timing import run_job
 
     result = run_job(json.loads(a.job), threads=a.threads, device=a.device)
@@ -137,7 +137,7 @@ def cmd_pareto(a) -> None:
 
 
 def cmd_significance(a) -> None:
-    from kvstudy.significance import write_significance
+    from kvstudy.significance_write import write_significance
 
     write_significance(Path(a.samples), Path(a.out), baseline=a.baseline,
                        seeds_csv=Path(a.out_seeds) if a.out_seeds else None)
@@ -186,7 +186,7 @@ def cmd_manifest(a) -> None:
 
 
 def cmd_tune(a) -> None:
-    from kvstudy.evaluate import write_atomic
+    from kvstudy.atomic import write_atomic
     from kvstudy.tuning import tune
 
     choice = tune(json.loads(a.study), a.model, a.press, a.task)
@@ -248,8 +248,7 @@ def cmd_validate(a) -> None:
 
 def cmd_status(a) -> None:
     from kvstudy.config import load
-    from kvstudy.status import grid_status, render, render_problems, retry_failed
-    from kvstudy.tuning import render_trial_status
+    from kvstudy.status import grid_status, render, render_problems, render_trial_status, retry_failed
 
     config = load(a.config)
     if a.retry_failed:  # the study's failed records and its failed tuning trials; logs stay

@@ -14,17 +14,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from kvstudy.errors import ConfigError  # noqa: F401  (re-exported: callers know it here)
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 MAX_SLUG = 200  # press variant names are directory names (at most 255 bytes on most file systems)
-
-
-class ConfigError(ValueError):
-    """A bad study config; the message is one line naming the offending key. Preflight (kvstudy.preflight) may find
-    several problems: `lines` holds each, one line apiece, the message is the first (and how many more)."""
-
-    def __init__(self, message: str, lines: list[str] | None = None):
-        super().__init__(message)
-        self.lines = lines or [message]
 
 
 def _where(path) -> str:

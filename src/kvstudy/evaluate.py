@@ -11,24 +11,22 @@ are measured against it.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
 
 from kvstudy import attn_error
+from kvstudy.atomic import write_atomic  # noqa: F401  (re-exported: tests and callers know it here)
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
 from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
-from kvstudy.engine.job import pick_device, run_group as _run_group
+from kvstudy.engine.job import pick_device, run_group as _run_group  # noqa: F401  (pick_device: re-exported)
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)
 from kvstudy.measure import cache_size, masked_fraction
 from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
 from kvstudy.presses.variant import PressRun
-from kvstudy.tasks import get_task
+from kvstudy.perplexity import Perplexity
+from kvstudy.tasks import TASKS, get_task
+from kvstudy.tasks.base import stop_words as task_stop_words
 
 
 def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[int]:
@@ -80,8 +78,6 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 def stop_words(task, job: dict) -> list[str]:
     """The task's stop words (kvstudy.tasks.base.stop_words), the job's `eval.stop_words` where it sets none;
     kvstudy.grid writes the same into the job, so the raw result says what generation used."""
-    from kvstudy.tasks.base import stop_words as task_stop_words
-
     return task_stop_words(task, job.get("stop_words", [".", "\n"]))
 
 
@@ -131,11 +127,7 @@ class Generation:
 
 
 def runner_for(job: dict):
-    from kvstudy.tasks import TASKS
-
     if getattr(TASKS.get(job["task_kind"]), "kind", "generate") == "perplexity":
-        from kvstudy.perplexity import Perplexity
-
         return Perplexity
     return Generation
 
@@ -149,21 +141,3 @@ def run_group(jobs: list[dict], threads: int = 1, device: str = "auto", failures
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
     return run_group([job], threads, device)[0]
-
-
-def write_atomic(obj: dict, out: Path) -> None:
-    """Write to a temp file in the same directory, then rename: a killed job never leaves a partial result."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        mask = os.umask(0)  # mkstemp makes 0600 files; a result gets the mode open() would give it
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

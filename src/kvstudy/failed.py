@@ -10,8 +10,10 @@ and is retried by Snakemake as before.
 
 from __future__ import annotations
 
+import torch
+
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION
-from kvstudy.measure import now_iso
+from kvstudy.measure import now_iso, pick_device, provenance
 
 # efficiency keys a result always has (workflow/schemas/result.schema.json); a failed job measured none of them
 EFFICIENCY_KEYS = ("kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes", "kv_bytes_full",
@@ -40,11 +42,6 @@ def _quality(job: dict) -> dict:
 
 
 def _provenance(device: str) -> dict:
-    import torch
-
-    from kvstudy.engine.job import pick_device
-    from kvstudy.measure import provenance
-
     try:
         dev = pick_device(device)
     except (RuntimeError, ValueError):

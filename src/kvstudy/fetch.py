@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STAMPS = "resources/fetched"
+FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir")  # task parameters naming local data
 DOWNLOADS = "resources/downloads"  # URL downloads (kept: a rerun resumes or reuses them)
 # weight formats kvstudy never loads (PyTorch, transformers): left out of a model snapshot
 IGNORE_MODEL = ["original/*", "*.pth", "*.pt", "*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.gguf",
@@ -105,7 +106,6 @@ def plan(config: dict) -> Plan:
 def _task_stamps(config: dict, task: str, add, data: dict, out: Plan) -> list[str]:
     """Stamps a task's jobs need: its hub dataset(s), its hub judge, the data entries holding its local files."""
     from kvstudy.models import split_revision
-    from kvstudy.preflight import FILE_PARAMS
     from kvstudy.tasks import get_task
     from kvstudy.tasks.sources import is_hub
 
@@ -139,7 +139,6 @@ def _under(path: str, folder: str) -> bool:
 def files_to_fetch(config: dict) -> set[str]:
     """Local data paths of tasks that a `data:` entry provides (the preflight does not require them yet)."""
     dests = [e["dest"] for e in (config.get("data") or {}).values()]
-    from kvstudy.preflight import FILE_PARAMS
 
     return {str(t[k]) for t in config["tasks"].values() for k in FILE_PARAMS
             if t.get(k) and any(_under(str(t[k]), d) for d in dests)}

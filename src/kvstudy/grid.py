@@ -1,4 +1,5 @@
-"""Config -> press variants -> eval jobs. Plain Python, shared by the Snakefile and the tests.
+"""Config -> eval jobs (press variants: kvstudy.variants) -> eval groups. Plain Python, shared by the Snakefile and
+the tests.
 
 No file is read here: the DAG of a 10,000-job study must build in seconds.
 """
@@ -8,64 +9,15 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass
+
+from kvstudy.tasks import TASKS
+from kvstudy.tasks.base import stop_words
+from kvstudy.variants import slug, variants  # noqa: F401  (slug: re-exported, the name callers know)
 
 RAW = "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json"
 LOG = "logs/eval/{model}/{task}/{length}/{press}/seed{seed}.log"
-
-
-def _abbr(name: str) -> str:
-    return "".join(part[0] for part in name.split("_") if part)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return re.sub(r"[^A-Za-z0-9.]+", "", str(v))
-
-
-def slug(method: str, ratio: float | None, params: dict) -> str:
-    """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`.
-
-    The variant options say themselves at the end: `-qa` when the press sees the question (`query_aware: true`),
-    `+int4` for a quantized cache (`quantization: int4`), e.g. `snapkv-cr0.50-qa+int4`."""
-    options = {"query_aware", "quantization"}
-    parts = [method] + ([f"cr{ratio:.2f}"] if ratio is not None else [])
-    parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params) if k not in options]
-    if params.get("query_aware"):
-        parts.append("qa")
-    out = "-".join(parts)
-    if params.get("quantization"):
-        out += f"+{params['quantization']}"
-    return out
-
-
-def variants(config: dict) -> list[dict]:
-    """One dict per press variant: list-valued parameters expand into their cartesian product."""
-    out = []
-    for entry in config["presses"]:
-        method = entry["method"]
-        if "search" in entry:  # searched press: its tuned test-split variants (params chosen on the dev split)
-            from kvstudy.tuning import fixed_combos, tuned_variants
-
-            out += [v for fixed in fixed_combos(entry) for v in tuned_variants(method, fixed, entry["search"])]
-            continue
-        keys = [k for k in entry if k != "method"]
-        grids = [v if isinstance(v, list) else [v] for v in (entry[k] for k in keys)]
-        for combo in itertools.product(*grids):
-            params = dict(zip(keys, combo))
-            ratio = params.pop("compression_ratio", None)
-            out.append(
-                {
-                    "press": slug(method, ratio, params),
-                    "method": method,
-                    "params": params,
-                    "compression_ratio": float(ratio) if ratio is not None else 0.0,
-                }
-            )
-    return out
 
 
 # the job fields an `exclude:` entry can name (`press`: a shell glob over variant slugs; `method`: the press method)
@@ -98,9 +50,6 @@ def excluded(job: dict, entries: list[dict]) -> bool:
 def jobs(config: dict, exclude: bool = True) -> list[dict]:
     """Every eval job of the study: model x task x length x press variant x seed, less the combinations the
     study's `exclude:` entries leave out (all of them with `exclude=False`)."""
-    from kvstudy.tasks import TASKS
-    from kvstudy.tasks.base import stop_words
-
     default = config.get("eval", {}).get("stop_words", [".", "\n"])
     # what each task's jobs really use, so the raw result says so and a change of either reruns them
     stops = {task: stop_words(TASKS.get(t.get("kind", task)), default) for task, t in config["tasks"].items()}
@@ -187,8 +136,6 @@ def eval_groups(config: dict, study_jobs: list[dict] | None = None) -> list[Eval
     """The eval rules of the study's `eval.group` (default `entry`): None for `variant` (one rule, one job per
     variant). A unit's variants form one rule for every cell that runs all of those it runs in most cells; a cell
     where `exclude:` leaves out others gets a rule of its own."""
-    from collections import Counter
-
     mode = config.get("eval", {}).get("group", "entry")
     if mode == "variant":
         return None

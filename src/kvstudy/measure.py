@@ -14,6 +14,12 @@ from pathlib import Path
 import torch
 
 
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def tensor_bytes(obj) -> int:
     """Bytes held by a tensor, a quantized tensor subclass (quanto: packed data + scales + shifts, found through
     `__tensor_flatten__`), or a tuple/dict of them (HQQ: packed data and its meta with scale and zero)."""
@@ -35,7 +41,7 @@ def cache_size(cache) -> tuple[float, int]:
 
     transformers' `QuantizedLayer` (5.x) holds the quantized part in `_quantized_keys/_quantized_values` and the
     full-precision residual (the most recent tokens) in `keys/values`. A sliding-window layer holds its window."""
-    from kvstudy.presses.cache import held_tokens
+    from kvstudy.presses.cache import held_tokens  # lazy: it imports transformers; the DAG imports this module
 
     tokens, nbytes = [], 0
     for layer in cache.layers:
@@ -66,7 +72,7 @@ def masked_fraction(model, cache) -> float:
 def full_cache_tokens(model, n_tokens: int) -> float:
     """Entries per KV head, averaged over layers, the model's own uncompressed cache holds after `n_tokens`:
     `n_tokens`, less in sliding-window layers (`kvstudy.presses.cache`)."""
-    from kvstudy.presses.cache import own_cache_tokens
+    from kvstudy.presses.cache import own_cache_tokens  # lazy: it imports transformers (see cache_size)
 
     per_layer = own_cache_tokens(model.config, n_tokens)
     return sum(per_layer) / len(per_layer)
@@ -75,7 +81,7 @@ def full_cache_tokens(model, n_tokens: int) -> float:
 def full_cache_bytes(model, n_tokens: int) -> int:
     """Bytes the model's own uncompressed cache takes after `n_tokens` (K and V, every layer; a sliding-window
     layer holds its window)."""
-    from kvstudy.presses.cache import own_cache_tokens
+    from kvstudy.presses.cache import own_cache_tokens  # lazy: it imports transformers (see cache_size)
 
     c = model.config.get_text_config(decoder=True)
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads

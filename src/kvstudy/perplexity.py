@@ -23,10 +23,15 @@ import math
 import torch
 import torch.nn.functional as F
 
+from kvstudy.engine.job import run_group
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import timing
 from kvstudy.measure import Clock, cache_size, masked_fraction
+from kvstudy.models import load_model
+from kvstudy.presses.cache import uneven
+from kvstudy.presses.masking import suspended
 from kvstudy.presses.variant import PressRun
+from kvstudy.tasks import get_task
 
 
 @torch.no_grad()
@@ -48,9 +53,6 @@ def score_continuation(model, cache, n_ctx: int, continuation: list[int], chunk_
     A decoding press is active over the whole continuation (it counts its steps towards `compression_interval`
     and acts on `cache` only); the reference is fed as if no key were masked.
     """
-    from kvstudy.presses.cache import uneven
-    from kvstudy.presses.masking import suspended
-
     if uneven(cache):  # per-layer budgets (PyramidKV): transformers cannot mask a multi-token step; go token by token
         chunk_size = 1
     if run is not None and run.phase == "decoding":  # eviction while generating (H2O, CAB): one token per step
@@ -136,8 +138,6 @@ class Perplexity:
     """The runner of perplexity tasks (kvstudy.engine.job): a raw result of the same contract as generation's."""
 
     def __init__(self, job: dict, model, tokenizer, dev):
-        from kvstudy.tasks import get_task
-
         self.job, self.model, self.tokenizer = job, model, tokenizer
         self.task = get_task(job["task_kind"], job["task_params"])
         self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
@@ -170,7 +170,4 @@ class Perplexity:
 
 def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """A perplexity job (task kind `perplexity`) -> a raw result of the same contract as a generation job."""
-    from kvstudy.engine.job import run_group
-    from kvstudy.models import load_model
-
     return run_group([job], Perplexity, load_model, threads, device)[0]

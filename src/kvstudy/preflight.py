@@ -26,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from kvstudy.config import ConfigError
+from kvstudy.errors import ConfigError
 
 SAMPLE_TOKENS = 32_768  # context tokens built per (task, model, length) cell: all samples of short cells, 2 at 16k
 
@@ -75,13 +75,12 @@ def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
     return problems, {"models": len(loaded), "press_checks": n_press, **report}
 
 
-FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir")  # task parameters naming local data
 
 
 def _missing_files(config: dict, kept: list[dict]) -> dict[str, str | None]:
     """task -> the line saying which local data file it names is not there (no tokenizer needed to say so), or None
     where a `data:` entry of the study fetches it before the task's jobs."""
-    from kvstudy.fetch import files_to_fetch
+    from kvstudy.fetch import FILE_PARAMS, files_to_fetch
     from kvstudy.tasks.sources import is_hub
 
     to_fetch = files_to_fetch(config)

@@ -33,6 +33,15 @@ IDENTITY_KEYS = ("model", "model_path", "task", "task_params", "length", "press"
 PPL_FLOOR = 1.0 - 1e-9  # exp(mean NLL) with NLL >= 0
 
 
+class InvalidResults(ValueError):
+    """Raw results that fail kvstudy.rawcheck; `lines` names each file and why, one line apiece."""
+
+    def __init__(self, errors: list):
+        self.lines = [f"aggregate: invalid raw result {e}" for e in errors]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(self.lines[0] + more)
+
+
 class RawResultError(ValueError):
     """One raw result that cannot be read as the contract says; the message is `PATH: why`, one line."""
 

@@ -116,7 +116,7 @@ def rebuild(bundle: Path, out: Path) -> list[Path]:
     from kvstudy.pareto import write_pareto
     from kvstudy.plots import make_figure
     from kvstudy.plots.specs import resolve
-    from kvstudy.significance import write_significance
+    from kvstudy.significance_write import write_significance
 
     bundle, out = Path(bundle), Path(out)
     tables, analysis = out / "tables", out / "analysis"

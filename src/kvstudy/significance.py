@@ -18,7 +18,7 @@ column is missing or empty), and the test counts clusters, not samples (`n_units
 - where a variant and its baseline both have >= 2 seeds: Welch's t-test (`scipy.stats.ttest_ind`,
   equal_var=False) on the per-seed mean scores, Holm within (model x task) again.
 - the mean over tasks (summary_score's `mean`): `kvstudy.significance_mean`, rows with task "mean" in
-  significance.csv.
+  significance.csv (both written by `kvstudy.significance_write`).
 
 Only the bootstrap and the sign-flip test are vectorised by hand: resampling indices (sign patterns) are drawn once
 per unit count and applied to every comparison of that size as a (comparisons x units) @ (units x resamples)
@@ -46,7 +46,6 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from kvstudy.aggregate import write_csv_atomic
 from kvstudy.sign_flip import percentile_cis, rank_biserial, resampled_means, sign_flip
 
 SIGNIFICANCE_COLUMNS = [
@@ -337,13 +336,6 @@ def _corpus_scores(out: pd.DataFrame, pairs: pd.DataFrame, gid: np.ndarray) -> p
     return out.drop(columns="nll")
 
 
-def welch(variant: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
-    """Welch's t-test of per-seed scores for one comparison: (t, df, two-sided p)."""
-    t, df, p = _welch_many(*(np.array([f(x)]) for x in (variant, baseline) for f in
-                             (np.mean, lambda a: np.std(a, ddof=1), len)))
-    return float(t[0]), float(df[0]), float(p[0])
-
-
 def _welch_many(m1, s1, n1, m2, s2, n2):
     """Vectorised Welch t-test from per-side means, sample s.d. and counts (`scipy.stats.ttest_ind_from_stats`,
     equal_var=False); scipy does not return the Welch-Satterthwaite df, so it is computed here. Where neither
@@ -413,16 +405,3 @@ def read_samples(samples_csv: Path) -> pd.DataFrame:
     """samples.csv with ids and names as strings (so "01" and "1" never merge); extra columns ignored."""
     ids = ("model", "task", "press", "method", "sample_id", "cluster")
     return pd.read_csv(samples_csv, dtype={c: str for c in ids}, usecols=lambda c: c in _USECOLS)
-
-
-def write_significance(samples_csv: Path, out_csv: Path, baseline: str = "no_press",
-                       seeds_csv: Path | None = None) -> None:
-    """samples.csv -> significance.csv (paired, per seed: per task, then the mean over tasks as task "mean") and, if
-    asked, the across-seed Welch table."""
-    from kvstudy.significance_mean import mean_significance
-
-    samples = read_samples(samples_csv)
-    tables = [t for t in (significance(samples, baseline), mean_significance(samples, baseline)) if len(t)]
-    write_csv_atomic(pd.concat(tables, ignore_index=True) if tables else significance(samples, baseline), out_csv)
-    if seeds_csv is not None:
-        write_csv_atomic(seed_significance(samples, baseline), seeds_csv)

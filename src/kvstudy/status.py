@@ -17,7 +17,8 @@ Snakemake 9's file persistence (the default) keeps an incomplete marker per outp
 than a file name may be) and, while it runs, the paths it reads and writes in `.snakemake/locks/*.lock`. A snakemake
 killed with SIGKILL leaves its locks behind (`snakemake --unlock` clears them); status then reads as running.
 
-Printed as one row per model x task x length x seed with one letter per press variant, then totals.
+Printed as one row per model x task x length x seed with one letter per press variant, then totals; a study with
+searches (kvstudy.tuning) gets one line per search for its dev-split trials and choices (`render_trial_status`).
 `retry_failed` removes the failed records (their logs stay) so that the next snakemake run computes exactly them.
 """
 
@@ -31,7 +32,9 @@ from collections import Counter
 from pathlib import Path
 
 from kvstudy.grid import LOG, jobs, raw_path, variants
-from kvstudy.rawcheck import RawResultError, read
+from kvstudy.rawcheck import RawResultError, load, read
+from kvstudy.tuning.space import settings
+from kvstudy.tuning.study import DEV_LOG, choice_path, dev_raw_path, searches, trial_jobs
 
 LETTER = {"done": ".", "oom": "O", "failed": "F", "running": "R", "interrupted": "I", "missing": "-", "invalid": "X"}
 SNAKEMAKE_DIR = ".snakemake"
@@ -108,6 +111,38 @@ def render(config: dict, states: dict[str, str]) -> str:
     counts = Counter(states.values())
     lines.append("")
     lines.append("  ".join(f"{s}={counts.get(s, 0)} ({LETTER[s]})" for s in LETTER) + f"  total={len(states)}")
+    return "\n".join(lines)
+
+
+def render_trial_status(config: dict, root: Path = Path(".")) -> str:
+    """One line per search: its trials done / oom / failed (a log, no result) / missing / invalid (a file that is
+    not a readable result: kvstudy.rawcheck.load; the Snakefile checks trial results in full before `tune` reads
+    them), and its choices made."""
+    lines = ["tuning trials (dev split):"]
+    for s in searches(config):
+        counts = {"done": 0, "oom": 0, "failed": 0, "missing": 0, "invalid": 0}
+        for job in trial_jobs(config, s):
+            raw = Path(root) / dev_raw_path(job)
+            if raw.exists():
+                try:
+                    status = load(raw).get("status")
+                    if status not in ("ok", "oom", "failed"):
+                        raise RawResultError(raw, f"status {status!r} is not ok, oom or failed")
+                except RawResultError as e:
+                    lines.append(f"  invalid trial result {e}")
+                    counts["invalid"] += 1
+                    continue
+                counts["oom" if status == "oom" else "done"] += 1
+            else:
+                counts["failed" if (Path(root) / DEV_LOG.format(**job)).exists() else "missing"] += 1
+        made = total = 0
+        for model in config["models"]:
+            for mode in settings(s["settings"])["mode"]:
+                for task in [None] if mode == "global" else list(config["tasks"]):
+                    total += 1
+                    made += (Path(root) / choice_path(model, s["press"], mode, task)).exists()
+        shown = "  ".join(f"{k}={v}" for k, v in counts.items() if v or k != "invalid")
+        lines.append(f"  {s['press']:30s} {shown}  choices={made}/{total}")
     return "\n".join(lines)
 
 

@@ -32,8 +32,10 @@ import traceback
 
 import torch
 
+from kvstudy.grid import jobs as eval_jobs
 from kvstudy.intervals import median_interval
-from kvstudy.measure import Clock, PeakMemory, cache_size, now_iso, provenance
+from kvstudy.measure import Clock, PeakMemory, cache_size, now_iso, pick_device, provenance
+from kvstudy.presses.variant import PressRun, attention_for, build_run
 
 SCHEMA_VERSION = 1
 PATH = "results/timing/{model}/{length}.json"
@@ -58,8 +60,6 @@ class TimingClock(Clock):
 def jobs(config: dict) -> list[dict]:
     """One timing job per (model, timing length) of a study with `timing.enabled`: every press variant the study
     runs on that model (tuned variants aside: their parameters are chosen at run time)."""
-    from kvstudy.grid import jobs as eval_jobs
-
     timing = config.get("timing") or {}
     if not timing.get("enabled", False):
         return []
@@ -124,8 +124,6 @@ def _reference(variants: list[dict]) -> dict | None:
 
 def measure_group(model, variants: list[dict], job: dict, device) -> dict[str, dict]:
     """press -> {status, error, runs}: one warm-up round then `repeats` interleaved rounds (module docstring)."""
-    from kvstudy.presses.variant import PressRun, build_run
-
     clock, mem = TimingClock(device, torch.get_num_threads()), PeakMemory(device)
     ids = context_ids(model, job["length"], job["seed"], device)
     ref = _reference(variants)
@@ -183,10 +181,9 @@ def _finish(entry: dict, length: int) -> dict:
 
 def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     """Time every variant of one timing job; returns its result (docs/data-contracts.md, "Timing")."""
+    # lazy: the engine and the model loader import transformers; the Snakefile imports this module for the DAG
     from kvstudy.engine.group import free_memory
-    from kvstudy.engine.job import pick_device
     from kvstudy.models import load_model
-    from kvstudy.presses.variant import attention_for
 
     torch.set_num_threads(threads)
     dev, started, t_start = pick_device(device), now_iso(), time.perf_counter()

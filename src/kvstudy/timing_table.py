@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pandas as pd
 
-from kvstudy.aggregate import InvalidResults
+from kvstudy.rawcheck import InvalidResults
 from kvstudy.timing import MEASURES
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "timing.schema.json"

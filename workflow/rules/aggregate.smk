@@ -6,18 +6,18 @@
 # run: (a run: job would start a snakemake of its own); outputs with a constant prefix, so that Snakemake's output
 # index never tries these rules on the 10,000 raw results of a large study.
 MARKER_SHELL = (
-    "echo \"# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them\" > {output:q} 2> {log:q}"
+    'echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ): raw results were missing; this run computed them" > {output:q} 2> {log:q}'
 )
 
 
 rule missing_marker:
-    localrule: True
     output:
         "results/raw/.missing.{n}",
-    wildcard_constraints:
-        n=r"\d+",
     log:
         "logs/markers/missing.{n}.log",
+    wildcard_constraints:
+        n=r"\d+",
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -26,18 +26,11 @@ rule missing_marker:
 
 if SEARCHES:
 
-    rule missing_trial_marker:
-        localrule: True
+    use rule missing_marker as missing_trial_marker with:
         output:
             "results/raw/.missing-trials/{model}/{press}/{task}.{n}",
-        wildcard_constraints:
-            n=r"\d+",
         log:
             "logs/markers/missing-trials/{model}/{press}/{task}.{n}.log",
-        conda:
-            "../../envs/analysis.yaml"
-        shell:
-            MARKER_SHELL
 
 
 rule aggregate:
@@ -84,10 +77,10 @@ rule aggregate:
         ),
     log:
         "logs/aggregate.log",
-    params:
-        study=study_json,
     conda:
         "../../envs/analysis.yaml"
+    params:
+        study=study_json,
     shell:
         # the warnings (one per failed job) also go to the console: a run with failures stays loud; so do the lines
         # naming invalid raw results when aggregate refuses them (kvstudy.rawcheck)

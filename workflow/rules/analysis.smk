@@ -84,10 +84,10 @@ rule provenance:
         ),
     log:
         "logs/provenance.log",
-    params:
-        config=config_json,
     conda:
         "../../envs/analysis.yaml"
+    params:
+        config=config_json,
     shell:
         "kvstudy provenance --config {params.config:q} --results {input} --study-grid --benchmarks benchmarks "
         "--out {output} > {log} 2>&1"

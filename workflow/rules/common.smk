@@ -1,5 +1,4 @@
 # Validate the config (one line naming the bad key, before any job) and expand the grid with kvstudy.grid.
-import inspect
 import json
 import os
 import shlex
@@ -10,7 +9,6 @@ from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
 from kvstudy.resources import eval_gpus
-from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
 
 # figures/all records the study and its config's hash; a report is made only from the config that built it, checked
 # before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either) and runs no
@@ -27,6 +25,7 @@ try:
         print(preflight.summary(preflight.check(config)), file=sys.stderr)
 except ConfigError as e:
     sys.exit("\n".join(e.lines))
+
 
 envvars:
     "PATH",
@@ -113,15 +112,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def per_job(func):
-    """Mark an input or params function that Snakemake calls once per eval job. Snakemake reads such a function's
-    parameters three times per job (snakemake.common.get_function_params); it takes them from the function's
-    `_overwrite_params` attribute where there is one (the hook behind snakemake.common.overwrite_function_params)
-    instead of calling `inspect.signature`: about 0.1 s less DAG build at 10,000 jobs."""
-    setattr(func, FUNC_OVERWRITE_PARAMS_ATTR, inspect.signature(func).parameters)
-    return func
-
-
 def eval_cli(jobs_outs):
     """`kvstudy eval`'s arguments for (job, raw result, own log or None) triples: each job as JSON, its raw result
     and log, then the device. One string, not a shell field each: Snakemake formats every field of a shell command
@@ -140,7 +130,6 @@ def grid_job(path):
     return JOBS[path]
 
 
-@per_job
 def eval_args(wildcards):
     """`kvstudy eval`'s arguments for one raw result (eval_cli); a path outside the grid is an error. As a params
     value the job also makes Snakemake rerun a result whose job changed in the config (its params trigger)."""
@@ -153,7 +142,6 @@ def group_args(group):
     its variants in the job's cell, each with its own log. The params are every job of the group, so a group whose
     jobs changed in the config reruns, and no other."""
 
-    @per_job
     def args(wildcards):
         cell = {k: wildcards[k] for k in grid.CELL_KEYS} if group.cell is None else {}
         outs = [p.format(**cell) for p in group.paths(grid.RAW)]
@@ -183,8 +171,9 @@ def _scaled(value, factor):
         return value.value * factor if factor != 1 else value.value
 
     def scaled(wildcards, input, attempt, threads, rulename, async_run):  # what Snakemake gives eval's resource
-        out = value.evaluate(wildcards, input=input, attempt=attempt, threads=threads, rulename=rulename,
-                             async_run=async_run).value
+        out = value.evaluate(
+            wildcards, input=input, attempt=attempt, threads=threads, rulename=rulename, async_run=async_run
+        ).value
         return out * factor if factor != 1 else out
 
     return scaled
@@ -195,8 +184,10 @@ def timing_args(wildcards):
     out = timing.PATH.format(**wildcards)
     if out not in TIMING_JOBS:
         raise ValueError(f"{out} is not a timing job of this config (check timing: and lengths:)")
-    return (f"--job {shlex.quote(json.dumps(TIMING_JOBS[out], sort_keys=True))} --out {shlex.quote(out)} "
-            f"--device {shlex.quote(config['eval']['device'])}")
+    return (
+        f"--job {shlex.quote(json.dumps(TIMING_JOBS[out], sort_keys=True))} --out {shlex.quote(out)} "
+        f"--device {shlex.quote(config['eval']['device'])}"
+    )
 
 
 def timing_threads(wildcards):
@@ -205,7 +196,6 @@ def timing_threads(wildcards):
     return workflow.cores if workflow.local_exec and workflow.cores else config["eval"]["threads"]
 
 
-@per_job
 def fetched_inputs(wildcards):
     """The fetch stamps (fetch.smk) of what an eval job reads: its hub model, hub datasets, judge, data entries."""
     return FETCH.needs.get((wildcards.model, wildcards.task), [])
@@ -245,5 +235,6 @@ def config_json(wildcards):
 
 def study_json(wildcards):
     """The resolved config, so `kvstudy aggregate` reads exactly this study's raw results."""
-    return json.dumps({k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude",
-                                              "timing")})
+    return json.dumps(
+        {k: config[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude", "timing")}
+    )

@@ -13,16 +13,16 @@ FETCH_SHELL = (
 if FETCH.of("model"):
 
     rule fetch_model:
-        localrule: True
         output:
             f"{fetch.STAMPS}/model/{{item}}.json",
         log:
             "logs/fetch/model/{item}.log",
+        localrule: True
+        conda:
+            "../../envs/eval.yaml"
         params:
             spec=fetch_spec,
             offline=HUB_OFFLINE_GIVEN,
-        conda:
-            "../../envs/eval.yaml"
         shell:
             FETCH_SHELL
 
@@ -30,16 +30,16 @@ if FETCH.of("model"):
 if FETCH.of("dataset"):
 
     rule fetch_dataset:
-        localrule: True
         output:
             f"{fetch.STAMPS}/dataset/{{item}}.json",
         log:
             "logs/fetch/dataset/{item}.log",
+        localrule: True
+        conda:
+            "../../envs/eval.yaml"
         params:
             spec=fetch_spec,
             offline=HUB_OFFLINE_GIVEN,
-        conda:
-            "../../envs/eval.yaml"
         shell:
             FETCH_SHELL
 
@@ -47,21 +47,21 @@ if FETCH.of("dataset"):
 if FETCH.of("data"):
 
     rule fetch_data:
-        localrule: True
         output:
             f"{fetch.STAMPS}/data/{{item}}.json",
         log:
             "logs/fetch/data/{item}.log",
+        localrule: True
+        conda:
+            "../../envs/eval.yaml"
         params:
             spec=fetch_spec,
             offline=HUB_OFFLINE_GIVEN,
-        conda:
-            "../../envs/eval.yaml"
         shell:
             FETCH_SHELL
 
 
 rule fetch:
-    localrule: True
     input:
         sorted(FETCH.items),
+    localrule: True

@@ -6,7 +6,6 @@ RELEASE = f"release/{config['study']}"
 
 
 rule release_bundle:
-    localrule: True
     input:
         "figures/all",
         PROVENANCE,
@@ -16,15 +15,16 @@ rule release_bundle:
         tarball=f"{RELEASE}.tar.gz",
     log:
         "logs/release.log",
-    params:
-        config=config_json,
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        config=config_json,
     shell:
         "kvstudy release --config {params.config:q} --out {output.bundle:q} > {log} 2>&1"
 
 
 rule release:
-    localrule: True
     input:
         rules.release_bundle.output,
+    localrule: True

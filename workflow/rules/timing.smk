@@ -15,14 +15,13 @@ if TIMING_JOBS:
             timing.LOG,
         benchmark:
             "benchmarks/timing/{model}/{length}.tsv"
-        params:
-            args=timing_args,
+        conda:
+            "../../envs/eval.yaml"
         threads: timing_threads
         resources:
             **EVAL_RESOURCES,
-        conda:
-            "../../envs/eval.yaml"
+        params:
+            args=timing_args,
         shell:
-            "kvstudy timing {params.args} --threads "
-            + str(config["eval"]["threads"])
-            + " > {log} 2>&1"
+            # the timed run uses eval.threads; the job's own `threads` claims the machine (timing_threads)
+            f"kvstudy timing {{params.args}} --threads {config['eval']['threads']} > {{log}} 2>&1"

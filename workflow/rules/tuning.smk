@@ -8,91 +8,61 @@
 
 if SEARCHES:
 
-    rule eval_trial:
-        input:
-            fetched_inputs,
+    use rule eval as eval_trial with:
         output:
             tuning.DEV_RAW,
         log:
             tuning.DEV_LOG,
         benchmark:
             "benchmarks/eval/{model}/{task}/{length}/{press}/dev/seed{seed}.tsv"
+        wildcard_constraints:
+            press=r"[^/]+",
         params:
             args=trial_args,
-        threads: config["eval"]["threads"]
-        resources:
-            **EVAL_RESOURCES,
-        conda:
-            "../../envs/eval.yaml"
-        shell:
-            "kvstudy eval {params.args} --threads {threads} > {log} 2>&1"
 
-
-    rule eval_tuned:
+    use rule eval as eval_tuned with:
         input:
             tuned_choice,
             fetched_inputs,
-        output:
-            grid.RAW,
-        log:
-            grid.LOG,
-        benchmark:
-            "benchmarks/eval/{model}/{task}/{length}/{press}/seed{seed}.tsv"
         wildcard_constraints:
             press=r"[^/]+-tuned-(global|task)",
-        params:
-            args=eval_args,
-        threads: config["eval"]["threads"]
-        resources:
-            **EVAL_RESOURCES,
-        conda:
-            "../../envs/eval.yaml"
-        shell:
-            "kvstudy eval {params.args} --threads {threads} > {log} 2>&1"
 
-
-    if EVAL_GROUPS is None:  # one `eval` rule whose output pattern matches a tuned variant's path too; group rules
-        # name their variants' presses, never a tuned one
-
-        ruleorder: eval_tuned > eval
-
+    # eval's output pattern (one job per variant) matches a tuned variant's path too
+    ruleorder: eval_tuned > eval
 
     rule tune_global:
-        localrule: True
         input:
             tune_global_input,
         output:
             tuning.CHOICE_GLOBAL,
         log:
             "logs/tune/{model}/{press}.log",
-        params:
-            study=tune_study,
+        localrule: True
         conda:
             "../../envs/analysis.yaml"
+        params:
+            study=tune_study,
         shell:
             "kvstudy tune --study {params.study:q} --model {wildcards.model} --press {wildcards.press} "
             "--out {output} > {log} 2>&1"
 
-
     rule tune_task:
-        localrule: True
         input:
             tune_task_input,
         output:
             tuning.CHOICE_TASK,
         log:
             "logs/tune/{model}/{press}/{task}.log",
-        params:
-            study=tune_study,
+        localrule: True
         conda:
             "../../envs/analysis.yaml"
+        params:
+            study=tune_study,
         shell:
             "kvstudy tune --study {params.study:q} --model {wildcards.model} --press {wildcards.press} "
             "--task {wildcards.task} --out {output} > {log} 2>&1"
 
-
     rule tuning_summary:
-        localrule: True
         input:
             choices=all_choices(),
             trials=sorted(TRIALS),
@@ -119,10 +89,11 @@ if SEARCHES:
             tex="results/analysis/tuning/choices.tex",
         log:
             "logs/tuning_summary.log",
-        params:
-            study=study_json,
+        localrule: True
         conda:
             "../../envs/analysis.yaml"
+        params:
+            study=study_json,
         shell:
             "kvstudy tuning-summary --study {params.study:q} --results {input.results} "
             "--out-dir results/analysis/tuning > {log} 2>&1"

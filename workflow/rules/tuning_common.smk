@@ -31,7 +31,6 @@ TRIAL_MARKERS = {
 }
 
 
-@per_job
 def trial_args(wildcards):
     """`kvstudy eval`'s arguments for one dev-split raw result (eval_cli in common.smk)."""
     path = tuning.DEV_RAW.format(**wildcards)
@@ -62,7 +61,6 @@ def tune_task_input(wildcards):
     return trials_of(*key) + ([TRIAL_MARKERS[key]] if key in TRIAL_MARKERS else [])
 
 
-@per_job
 def tuned_choice(wildcards):
     """The tuning JSON a tuned test-split job reads at run time."""
     job = JOBS[grid.RAW.format(**wildcards)]

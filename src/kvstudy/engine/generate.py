@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from kvstudy.presses.cache import uneven
+
 
 def ask(model, q: torch.Tensor, cache, pos: torch.Tensor):
     """Feed the question against the cache. Presses with per-layer budgets (PyramidKV) leave full layers of
     different lengths, for which transformers cannot build one attention mask for several new tokens (a known
     limitation): there the question goes in one token at a time, which computes the same thing."""
-    from kvstudy.presses.cache import uneven
-
     if not uneven(cache) or q.shape[1] == 1:
         return model(input_ids=q, past_key_values=cache, position_ids=pos, logits_to_keep=1)
     for i in range(q.shape[1]):

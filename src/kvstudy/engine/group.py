@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kvstudy.engine.prefill import OwnPrefill, SharedPrefill, union
+from kvstudy.failed import error_line
+from kvstudy.presses.variant import build_run
+
 # Test hooks: a CUDA out-of-memory cannot happen on a CPU, so tests simulate one in the press variants whose name
 # matches the glob in KVSTUDY_INJECT_OOM (e.g. "knorm-*"), at their first sample; KVSTUDY_INJECT_FAIL makes
 # matching variants fail outright (a crash that must not cost the other variants their results).
@@ -50,8 +54,6 @@ class Variant:
         return self.status == "ok" and not self.retry
 
     def fail(self, exc: BaseException) -> None:
-        from kvstudy.failed import error_line
-
         self.status, self.error, self.trace, self.rows = "failed", error_line(exc), traceback.format_exc(), []
 
     def out_of_memory(self, exc: BaseException, dev) -> None:
@@ -66,8 +68,6 @@ def injected(job: dict, name: str) -> bool:
 def resolve(job: dict) -> Variant:
     """The job's variant with its press run built; a variant whose press cannot be built (or a failure injected by
     a test) is failed, not the group."""
-    from kvstudy.presses.variant import build_run
-
     v = Variant(job)
     try:
         if injected(job, INJECT_FAIL):
@@ -120,8 +120,6 @@ class GroupRun:
                     self.alone(v)
 
     def shared(self, cls: list[Variant]) -> None:
-        from kvstudy.engine.prefill import SharedPrefill, union
-
         reads = union([v.run.prefill_reads() for v in cls])
         for sample in self.samples:
             if not any(v.live for v in cls):
@@ -149,8 +147,6 @@ class GroupRun:
 
     def stage(self, v: Variant, sample, prefill, base_peak: int | None) -> None:
         """One variant on one sample: its cache (from `prefill`, or its own), question, answer, scoring."""
-        from kvstudy.engine.prefill import OwnPrefill
-
         own = prefill is None
         if not own:
             self.mem.reset()

@@ -15,14 +15,10 @@ import torch
 
 from kvstudy.engine.group import GroupRun, free_memory, resolve
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, efficiency
+from kvstudy.failed import failed_result
+from kvstudy.measure import Clock, PeakMemory, now_iso, pick_device, provenance  # pick_device: re-exported
 
 PRESS_KEYS = ("press", "method", "params", "compression_ratio", "tuning", "split", "tuning_of", "attn_error")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def check_cell(jobs: list[dict]) -> None:
@@ -43,8 +39,6 @@ def check_cell(jobs: list[dict]) -> None:
 def warm_up(model, samples, dev):
     """The first forward pays one-time costs (kernel selection, allocator) that are not the press's; peak memory is
     measured from after it."""
-    from kvstudy.measure import PeakMemory
-
     mem = PeakMemory(dev)
     with torch.no_grad():
         model(input_ids=torch.tensor([samples[0].context_ids[:64]], device=dev))
@@ -58,9 +52,6 @@ def run_group(jobs: list[dict], runner_cls, load, threads: int = 1, device: str 
     attention, device, overrides)` loads the model. A variant that fails or runs out of memory has a result saying
     so (`failures` gets a failed variant's traceback by index); an error before any variant ran (the model, the
     samples) raises, for the caller to record."""
-    from kvstudy.failed import failed_result
-    from kvstudy.measure import now_iso, provenance
-
     check_cell(jobs)
     started, t_start = now_iso(), time.perf_counter()
     torch.set_num_threads(threads)
@@ -84,8 +75,6 @@ def run_group(jobs: list[dict], runner_cls, load, threads: int = 1, device: str 
 def _run(variants, runner_cls, load, dev, t_start) -> dict[int, dict]:
     """Load the model once, run the live variants, and return each one's result parts (quality, samples,
     efficiency, fidelity, job extras) by index; a judged task's judge runs once the evaluated model is freed."""
-    from kvstudy.measure import Clock
-
     live = [v for v in variants if v.status == "ok"]
     job = live[0].job
     model, tokenizer = load(job["model_path"], job.get("dtype", "auto"), live[0].attention, str(dev),

@@ -26,6 +26,7 @@ import copy
 import torch
 
 from kvstudy.presses import Reads
+from kvstudy.presses.cache import _DynamicCache, layer_kinds, make_cache
 
 
 def attention_modules(model) -> list[torch.nn.Module]:
@@ -70,8 +71,6 @@ class OwnPrefill:
     @torch.no_grad()
     def full(self):
         """The uncompressed, full-precision cache of the tokens (a reference the caller may feed); not timed."""
-        from kvstudy.presses.cache import make_cache
-
         cache = make_cache(self.model.config)
         self.model.model(input_ids=self.ids, past_key_values=cache)
         return cache
@@ -81,8 +80,6 @@ class SharedPrefill:
     """One uncompressed prefill of `ids` for `shared_by` variants of a prefill class that read `reads`."""
 
     def __init__(self, model, ids: list[int], reads: Reads, clock, shared_by: int):
-        from kvstudy.presses.cache import layer_kinds, make_cache
-
         self.model, self.clock, self.shared_by, self.reads = model, clock, shared_by, reads
         self.layers: dict[int, tuple] = {}  # layer -> (forward kwargs, kept hidden states, hidden shape, weights)
         modules = attention_modules(model)
@@ -148,8 +145,6 @@ class SharedPrefill:
 
     def full(self):
         """The shared, uncompressed cache as a new cache the caller may feed (it never changes the shared one)."""
-        from kvstudy.presses.cache import _DynamicCache
-
         return _DynamicCache([copy.copy(layer) for layer in self.cache.layers])
 
 

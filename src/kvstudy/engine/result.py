@@ -10,6 +10,8 @@ variants (`group_variants`), and `variant_seconds` the time spent on this varian
 
 from __future__ import annotations
 
+from kvstudy.measure import full_cache_bytes, full_cache_tokens
+
 SCHEMA_VERSION = 1
 JOB_KEYS = ("model", "model_path", "task", "task_params", "length", "press", "method", "params",
             "compression_ratio", "seed")
@@ -23,8 +25,6 @@ def mean(rows: list[dict], key: str):
 def efficiency(v, model, full_tokens: int, peak_kind: str, total_seconds: float, group_size: int) -> dict:
     """The result's `efficiency` of variant `v` (kvstudy.engine.group.Variant): means over its rows, against the
     model's own uncompressed cache of `full_tokens` prefilled tokens."""
-    from kvstudy.measure import full_cache_bytes, full_cache_tokens
-
     rows = v.rows
     decode_s = sum(r["decode_seconds"] for r in rows)
     full = full_cache_tokens(model, full_tokens)  # sliding-window layers hold only their window

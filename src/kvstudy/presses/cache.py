@@ -25,6 +25,9 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, DynamicSlidingWindowLayer, QuantizedCache
 
+from kvstudy.presses import QUANTIZATIONS
+from kvstudy.presses.quantized import quantized_layer
+
 SLIDING = ("sliding_attention", "chunked_attention")
 
 
@@ -101,9 +104,11 @@ def make_cache(config, quantization: str | None = None, backend: str = "auto"):
     if quantization is None:
         full = FullLayer
     else:
-        from kvstudy.presses.quantized import full_layer_factory
-
-        full = full_layer_factory(config, quantization, backend)
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization: unknown kind {quantization!r} (known: {', '.join(QUANTIZATIONS)})")
+        base, args, kwargs = quantized_layer(quantization, backend)
+        layer = type(base.__name__, (_Seen, base), {})  # counts what it holds, as FullLayer does
+        full = lambda: layer(*args, **kwargs)  # noqa: E731
     w = sliding_window(config)
     layers = [DynamicSlidingWindowLayer(w) if kind == "sliding" else full() for kind in layer_kinds(config)]
     return (_QuantizedCache if quantization is not None else _DynamicCache)(layers)

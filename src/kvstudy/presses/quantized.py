@@ -20,7 +20,7 @@ int4 decode costs ~1.6x unquantized decode on the tiny model at 2k tokens instea
 
 from __future__ import annotations
 
-from kvstudy.presses import QUANTIZATIONS, PressSpec, register
+from kvstudy.presses import PressSpec, register
 
 BITS = {"int8": 8, "int4": 4, "int2": 2}
 RESIDUAL_LENGTH = 128  # transformers' default: recent tokens kept in full precision before re-quantizing
@@ -51,33 +51,21 @@ def hqq_available() -> bool:
     return importlib.util.find_spec("hqq") is not None
 
 
-def make_cache(model, quantization: str | None, backend: str = "auto"):
-    """An empty cache for one sample: the model's own (`kvstudy.presses.cache`), full layers quantized when asked."""
-    from kvstudy.presses.cache import make_cache as own_cache
-
-    if quantization is not None and quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization: unknown kind {quantization!r} (known: {', '.join(QUANTIZATIONS)})")
-    return own_cache(model.config, quantization, backend)
-
-
-def full_layer_factory(config, quantization: str, backend: str = "auto"):
-    """() -> a quantized full-attention cache layer of the given kind (sliding-window layers are not quantized)."""
+def quantized_layer(quantization: str, backend: str = "auto") -> tuple[type, tuple, dict]:
+    """(layer class, args, kwargs) of a quantized full-attention cache layer of the given kind; kvstudy.presses.cache
+    builds the layers (sliding-window layers are not quantized)."""
     from transformers.cache_utils import HQQQuantizedLayer, QuantoQuantizedLayer
-
-    from kvstudy.presses.cache import _Seen
 
     bits = BITS[quantization]
     if backend == "auto":
         backend = "hqq" if bits == 8 and hqq_available() else "quanto"
     if backend == "hqq":
-        layer = type("HQQLayer", (_Seen, HQQQuantizedLayer), {})
-        return lambda: layer(bits, axis_key=1, axis_value=1, q_group_size=Q_GROUP_SIZE, residual_length=RESIDUAL_LENGTH)
+        return HQQQuantizedLayer, (bits,), dict(axis_key=1, axis_value=1, q_group_size=Q_GROUP_SIZE,
+                                                residual_length=RESIDUAL_LENGTH)
     use_torch_unpack()
     if bits == 8:
-        layer = type("Int8Layer", (_Seen, _int8_layer_class()), {})
-        return lambda: layer(8, -1, -1, residual_length=RESIDUAL_LENGTH)
-    layer = type("QuantoLayer", (_Seen, QuantoQuantizedLayer), {})
-    return lambda: layer(bits, q_group_size=Q_GROUP_SIZE, residual_length=RESIDUAL_LENGTH)
+        return _int8_layer_class(), (8, -1, -1), dict(residual_length=RESIDUAL_LENGTH)
+    return QuantoQuantizedLayer, (bits,), dict(q_group_size=Q_GROUP_SIZE, residual_length=RESIDUAL_LENGTH)
 
 
 def _int8_layer_class():

@@ -44,9 +44,9 @@ class PressRun:
 
     def new_cache(self, model):
         """The model's own cache (`kvstudy.presses.cache`), quantized full layers for a quantized variant."""
-        from kvstudy.presses.quantized import make_cache
+        from kvstudy.presses.cache import make_cache
 
-        return make_cache(model, self.quantization)
+        return make_cache(model.config, self.quantization)
 
     def prefill(self, model, cache=None):
         """Context in which prefilling `cache` compresses it (a prefill press; only `cache` when given)."""

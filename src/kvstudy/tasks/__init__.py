@@ -1,22 +1,9 @@
-"""Task registry: name -> Task class. Adding a task is one module with one `@register` class."""
+"""The tasks: name -> Task class (kvstudy.tasks.registry). Adding a task is one module with one `@register` class."""
 
 from __future__ import annotations
 
-from kvstudy.tasks.base import Sample, Task
-
-TASKS: dict[str, type[Task]] = {}
-
-
-def register(cls: type[Task]) -> type[Task]:
-    TASKS[cls.name] = cls
-    return cls
-
-
-def get_task(name: str, params: dict | None = None) -> Task:
-    if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; registered: {', '.join(sorted(TASKS))}")
-    return TASKS[name](**(params or {}))
-
+from kvstudy.tasks.base import Sample, Task  # noqa: F401  (re-exported)
+from kvstudy.tasks.registry import TASKS, get_task, register  # noqa: F401  (re-exported)
 
 from kvstudy.tasks import (  # noqa: E402,F401  (registration)
     common_words,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer
 from kvstudy.tasks.vocab import VOCABS, resolve_vocab

@@ -14,7 +14,7 @@ from string import ascii_lowercase
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer
 from kvstudy.tasks.vocab import VOCABS, resolve_vocab

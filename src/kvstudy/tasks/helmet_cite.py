@@ -31,7 +31,8 @@ import numpy as np
 from kvstudy.metrics import METRICS
 from kvstudy.metrics.cite import citation_recall_precision, clean_output
 from kvstudy.metrics.nli import DEFAULT_JUDGE, DTYPES, check
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.helmet_rag import fit_passages, passages_problem
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.helmet_rag import fit_passages
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 

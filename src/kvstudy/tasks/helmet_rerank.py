@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.helmet_rag import fit_passages, passages_problem
 from kvstudy.tasks.hf_base import HFTask, fields_problem

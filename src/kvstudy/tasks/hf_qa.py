@@ -14,7 +14,8 @@ import hashlib
 from dataclasses import dataclass
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, TaskParamError
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context
 from kvstudy.tasks.vocab import VOCABS, make_items, resolve_vocab

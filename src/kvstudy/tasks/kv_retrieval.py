@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import LEXICON, PieceTokenizer, build_context
 from kvstudy.tasks.niah import check_needle_templates

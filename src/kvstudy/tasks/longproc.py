@@ -25,7 +25,8 @@ from pathlib import Path
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
 from kvstudy.metrics import code_exec
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, TaskParamError
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.hf_qa import HFQA
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task, TaskParamError, check_template
 from kvstudy.tasks.haystack import LEXICON, PieceTokenizer, binned_depth, build_context
 

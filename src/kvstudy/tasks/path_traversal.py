@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, build_context
 from kvstudy.tasks.vocab import VOCABS, resolve_vocab

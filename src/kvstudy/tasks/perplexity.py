@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.sources import load_records
 

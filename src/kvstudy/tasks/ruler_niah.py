@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context, pieces_ids
 from kvstudy.tasks.vocab import HAYSTACKS, ITEM_TYPES, VOCABS, haystack, make_items, resolve_vocab

@@ -11,7 +11,7 @@ from string import ascii_uppercase
 
 import numpy as np
 
-from kvstudy.tasks import register
+from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task
 from kvstudy.tasks.haystack import PieceTokenizer, build_context
 from kvstudy.tasks.vocab import HAYSTACKS, VOCABS, haystack, make_items, resolve_vocab
