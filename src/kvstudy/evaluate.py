@@ -28,7 +28,7 @@ from kvstudy.measure import cache_size, masked_fraction
 from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
 from kvstudy.presses.variant import PressRun
-from kvstudy.tasks import get_task
+from kvstudy.tasks import get_task, thinking
 
 
 def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[int]:
@@ -95,14 +95,16 @@ class Generation:
         self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
         self.judged = getattr(self.task, "judged", False)  # scored after generation by a judge model (helmet_cite)
         self.stops = stop_token_ids(tokenizer, stop_words(self.task, job), getattr(model, "generation_config", None))
+        self.thinks = thinking.model_thinks(self.task, tokenizer)  # a reasoning model's template, on this task
 
     def one(self, run, prefill, s, clock) -> dict:
         # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
-        budget = s.meta.get("max_new_tokens", self.task.max_new_tokens)
+        budget = thinking.budget(self.task, s, self.thinks)
         r = run_sample(self.model, self.tokenizer, run, s, budget, self.stops, clock, prefill)
         r.update(id=s.id, references=s.references, depth=s.depth, score=None)
+        r.update(thinking.answer(self.task, self.tokenizer, s, r["prediction"]))  # thoughts are not scored
         if not self.judged:
-            r["score"], detail = score_with_detail(self.task.metric, r["prediction"], s.references)
+            r["score"], detail = score_with_detail(self.task.metric, r["answer"], s.references)
             if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
                 r["score_detail"] = detail
         r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept

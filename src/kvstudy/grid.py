@@ -99,11 +99,12 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
     """Every eval job of the study: model x task x length x press variant x seed, less the combinations the
     study's `exclude:` entries leave out (all of them with `exclude=False`)."""
     from kvstudy.tasks import TASKS
-    from kvstudy.tasks.base import stop_words
+    from kvstudy.tasks.base import configured_stop_words
 
     default = config.get("eval", {}).get("stop_words", [".", "\n"])
     # what each task's jobs really use, so the raw result says so and a change of either reruns them
-    stops = {task: stop_words(TASKS.get(t.get("kind", task)), default) for task, t in config["tasks"].items()}
+    stops = {task: configured_stop_words(TASKS.get(t.get("kind", task)), t, default)
+             for task, t in config["tasks"].items()}
     vs = variants(config)
     entries = (config.get("exclude") or []) if exclude else []
     out = []
@@ -115,8 +116,8 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
             "model_path": m["path"],
             "dtype": m.get("dtype", "auto"),
             "attn_implementation": m.get("attn_implementation", "sdpa"),
-            # only when set: a new default key would change every job's params and rerun existing results
-            **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
+            # only when set (by the model, or `none` by the task): a new default key would change every job's params
+            **_chat_template(m, TASKS.get(t.get("kind", task)), t),
             **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
             "task": task,
             "task_kind": t.get("kind", task),
@@ -129,6 +130,14 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
         if not (entries and excluded(job, entries)):
             out.append(job)
     return out
+
+
+def _chat_template(model: dict, cls, task: dict) -> dict:
+    """The job's `chat_template`: `none` where the model or the task says so, the model's setting where it has one."""
+    from kvstudy.tasks.base import configured_chat_template
+
+    value = configured_chat_template(cls, task, model.get("chat_template", "auto"))
+    return {"chat_template": value} if "chat_template" in model or value == "none" else {}
 
 
 def raw_path(job: dict) -> str:
