@@ -27,9 +27,10 @@ def _o_projs(model) -> list[torch.nn.Module]:
 def _question_attn_outputs(model, run, sample, cache, n: int) -> list[torch.Tensor]:
     """Every layer's attention output of the question asked after a cache of `n` prefilled tokens."""
     from kvstudy.engine.generate import ask  # the question exactly as the eval job asks it
+    from kvstudy.engine.group import asked_ids
 
     device = model.device
-    q = torch.tensor([sample.question_ids], device=device)
+    q = torch.tensor([asked_ids(sample, run.query_aware)], device=device)
     pos = torch.arange(n, n + q.shape[1], device=device).unsqueeze(0)
     mods = _o_projs(model)
     captured: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(mods))}

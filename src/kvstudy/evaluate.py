@@ -20,7 +20,7 @@ import torch
 
 from kvstudy import attn_error
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
-from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
+from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, asked_ids, prefix_ids  # noqa: F401  (test hooks, documented there)
 from kvstudy.engine.job import pick_device, run_group as _run_group
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)
@@ -58,8 +58,8 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
     kv_tokens, kv_bytes = cache_size(cache)
     masked = masked_fraction(model, cache) if run.masking else 0.0
     t_ready = clock.now()
-    generated, t_first, t_end = answer(model, run, cache, len(prefill), sample.question_ids, max_new_tokens,
-                                       stop_ids, clock)
+    generated, t_first, t_end = answer(model, run, cache, len(prefill), asked_ids(sample, run.query_aware),
+                                       max_new_tokens, stop_ids, clock)
     kv_tokens_final, kv_bytes_final = cache_size(cache)
     tokens = generated[:-1] if generated[-1] in stop_ids else generated
     return {
