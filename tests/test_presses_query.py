@@ -46,7 +46,8 @@ def compressed(model, run, ids):
 
 def test_prompt_mode_prefills_the_prompt_once_and_feeds_its_last_token(samples):
     s = samples[0]
-    assert prefix_ids(s, "prompt") == s.context_ids + s.question_ids[:-1] and asked_ids(s, "prompt") == s.question_ids[-1:]
+    assert prefix_ids(s, "prompt") == s.context_ids + s.question_ids[:-1]
+    assert asked_ids(s, "prompt") == s.question_ids[-1:]
     assert prefix_ids(s, False) == s.context_ids and asked_ids(s, False) == s.question_ids
     assert prefix_ids(s, True) == s.context_ids + s.question_ids and asked_ids(s, True) == s.question_ids
 
@@ -64,7 +65,8 @@ def test_question_aware_cache_differs_from_the_blind_one_and_keeps_the_question(
                                        prefix_ids(s, "prompt"))
         for cache, kept in ((blind, blind_kept), (aware, aware_kept)):  # the positions are what the cache holds
             for i, idx in kept.items():
-                want = full.layers[i].keys[0].gather(1, idx.sort(-1).values.unsqueeze(-1).expand(-1, -1, full.layers[i].keys.shape[-1]))
+                dim = full.layers[i].keys.shape[-1]
+                want = full.layers[i].keys[0].gather(1, idx.sort(-1).values.unsqueeze(-1).expand(-1, -1, dim))
                 assert torch.allclose(cache.layers[i].keys[0].sort(1).values, want.sort(1).values, atol=1e-5)
         question = set(range(n_ctx, n_ctx + n_q))
         for i in aware_kept:

@@ -20,7 +20,8 @@ import torch
 
 from kvstudy import attn_error
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
-from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, asked_ids, prefix_ids  # noqa: F401  (test hooks, documented there)
+from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
+from kvstudy.engine.group import asked_ids
 from kvstudy.engine.job import pick_device, run_group as _run_group
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)

@@ -146,6 +146,7 @@ class Task:
         lexicon): what the task is on that model. Each raw result records it (`job.task_resolved`); config
         validation refuses a task entry that resolves differently on two models of a study."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}  # as JSON holds it
         if out.get("vocab") == "auto":
             from kvstudy.tasks.vocab import resolve_vocab
 

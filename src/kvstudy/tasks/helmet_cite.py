@@ -32,7 +32,7 @@ import numpy as np
 from kvstudy.metrics import METRICS
 from kvstudy.metrics.cite import citation_recall_precision, clean_output
 from kvstudy.metrics.nli import DEFAULT_JUDGE, DTYPES, check
-from kvstudy.tasks import prompt, register
+from kvstudy.tasks import prompt, register, thinking
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.helmet_rag import fit_passages, passages_problem
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
@@ -179,7 +179,7 @@ class HelmetCite(HFTask):
         correctness = CORRECTNESS[self.alce_dataset]
         for r in rows:
             question, docs = self._shown[r["id"]]
-            text = clean_output(r.get("answer", r["prediction"])).strip()  # thoughts left out (evaluate)
+            text = clean_output(r["answer"] if "answer" in r else thinking.answer_text(self, r["prediction"])).strip()
             correct = METRICS[correctness](text, r["references"])
             rec, prec = citation_recall_precision(text, docs, judge,
                                                   question if self.alce_dataset == "qampari" else None,

@@ -75,3 +75,8 @@ def answer(task, tokenizer, sample, prediction: str) -> dict:
     tail = tokenizer.decode(sample.question_ids[-16:], skip_special_tokens=False)
     text, thoughts = split(prediction, task.thinking_end, opened_by(tail, task.thinking_end))
     return {"answer": text} | ({"thinking": thoughts} if thoughts else {})
+
+
+def answer_text(task, prediction: str) -> str:
+    """The scored part of `prediction` when the prompt is not known (a row scored outside an eval job)."""
+    return split(prediction, task.thinking_end, False)[0] if task.strip_thinking else prediction
