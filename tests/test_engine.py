@@ -39,6 +39,9 @@ VARIANTS = [
     {"method": "int8"},
     {"method": "int4"},
     {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},
+    # issue 20: absolute budgets, max pooling, the whole prompt under the press
+    {"method": "snapkv", "cache_size": 100, "window_size": 16, "pooling": "maxpool", "query_aware": "prompt"},
+    {"method": "pyramidkv", "cache_size": 100, "window_size": 4, "query_aware": "prompt"},
     {"method": "knorm", "compression_ratio": R, "quantization": "int4"},
     {"method": "cab", "compression_ratio": R, "quantization": "int8"},
 ]

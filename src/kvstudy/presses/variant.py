@@ -97,8 +97,9 @@ def build_run(method: str, params: dict, compression_ratio: float | None) -> Pre
     spec = get_press(method)
     press_params, options = split_options(params)
     check_options(method, options)
-    if spec.has_ratio:
-        press_params["compression_ratio"] = compression_ratio
+    if spec.has_ratio:  # a cache_size variant sets its ratio per compression (kvstudy.presses.budget)
+        sized = compression_ratio is None and "cache_size" in press_params
+        press_params["compression_ratio"] = 0.0 if sized else compression_ratio
     return PressRun(
         press=spec.build(press_params),
         phase=spec.phase,
