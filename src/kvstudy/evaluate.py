@@ -30,6 +30,7 @@ from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
 from kvstudy.presses.variant import PressRun
 from kvstudy.tasks import get_task, thinking
+from kvstudy.tasks.base import configured_chat_template
 
 
 def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[int]:
@@ -92,7 +93,9 @@ class Generation:
     def __init__(self, job: dict, model, tokenizer, dev):
         self.job, self.model, self.tokenizer, self.dev = job, model, tokenizer, dev
         self.task = get_task(job["task_kind"], job["task_params"])
-        self.task.chat_template = job.get("chat_template", "auto")  # per model; every task but perplexity
+        # the model's setting, `none` where the task's is (as kvstudy.grid writes it); every task but perplexity
+        self.task.chat_template = configured_chat_template(type(self.task), job["task_params"],
+                                                           job.get("chat_template", "auto"))
         self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
         self.judged = getattr(self.task, "judged", False)  # scored after generation by a judge model (helmet_cite)
         self.stops = stop_token_ids(tokenizer, stop_words(self.task, job), getattr(model, "generation_config", None))

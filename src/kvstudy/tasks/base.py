@@ -155,4 +155,4 @@ class Task:
 
     @classmethod
     def params(cls) -> dict[str, Any]:
-        return {f.name: f.default for f in fields(cls)}
+        return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(cls)}
