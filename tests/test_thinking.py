@@ -110,6 +110,16 @@ def _study(path, **task):
             "tasks": {"t": {"kind": "niah", "n_samples": 2, "max_new_tokens": 40, **task}}}
 
 
+def _check_schema(raw):
+    import json
+
+    import jsonschema
+
+    from kvstudy.rawcheck import SCHEMA_PATH
+
+    jsonschema.validate(json.loads(json.dumps(raw)), json.loads(SCHEMA_PATH.read_text()))
+
+
 def _run(config):
     from kvstudy.evaluate import run_job
 
@@ -159,6 +169,7 @@ def test_thoughts_are_not_scored_answer_after_think_is(thinker, monkeypatch):
     assert [r["answer"] for r in rows] == refs and [r["thinking"]["closed"] for r in rows] == [True, True]
     assert all(r["prediction"].startswith("reasoning. </think>") for r in rows)
     assert raw["quality"]["score"] == 1.0
+    _check_schema(raw)
 
     job, raw = _run(_study(thinker, stop_words=["."]))  # stops at "reasoning." inside the thoughts
     rows = raw["samples"]
@@ -176,6 +187,7 @@ def test_real_job_the_settings_reach_the_model(thinker):
         assert 3 < r["decode_tokens"] + 1 <= 12  # beyond max_new_tokens: the thinking budget
         assert r["thinking"] == {"chars": len(r["prediction"]), "closed": False} and r["answer"] == ""
         assert r["score"] == 0.0
+    _check_schema(raw)
     # the same task without the chat template: the model continues the text, no thinking budget, nothing stripped
     job, raw = _run(_study(thinker, stop_words=[], max_new_tokens=3, thinking_max_new_tokens=12,
                            chat_template="none"))
