@@ -28,6 +28,7 @@ from archs import ARCHS, make_model
 L = 160  # context tokens: more than three sliding windows
 WINDOW = 48
 R = 0.5
+C = 64  # cache_size: tokens kept per full layer
 TEXT = str(ROOT / "tests" / "data" / "tiny_text.txt")
 TASKS = {"vt": {"n_samples": 1, "max_new_tokens": 10, "num_hops": 2},
          "ppl": {"kind": "perplexity", "source": TEXT, "n_samples": 1, "continuation_tokens": 24, "chunk_size": 8}}
@@ -47,6 +48,9 @@ VARIANTS = [
     {"method": "int8"},
     {"method": "int4"},
     {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},
+    # absolute budgets (min(C, n) per full layer), max pooling, the whole prompt under the press (issue 20)
+    {"method": "snapkv", "cache_size": C, "window_size": 16, "pooling": "maxpool", "query_aware": "prompt"},
+    {"method": "streaming_llm", "cache_size": C},
     {"method": "knorm", "compression_ratio": R, "quantization": "int4"},
     {"method": "cab", "compression_ratio": R, "quantization": "int8"},
 ]
@@ -87,7 +91,7 @@ def _cases():
     from kvstudy.grid import variants
 
     slugs = [v["press"] for v in variants({"presses": VARIANTS})]
-    return [(a, t, s) for a in ARCHS for t in TASKS for s in slugs if not (t == "ppl" and s.endswith("-qa"))]
+    return [(a, t, s) for a in ARCHS for t in TASKS for s in slugs if not (t == "ppl" and s.endswith(("-qa", "-qp")))]
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,7 +141,8 @@ def check_cache(r, job, own):
     assert e["kv_bytes_full"] == own_bytes and e["kv_tokens_full"] == sum(held) / len(held)
     fp_bytes = own_bytes / sum(held)  # bytes per held entry (all layers, K and V)
     evicts = spec.has_ratio and spec.phase == "prefill" and not spec.masking
-    kept = int(n * (1 - R))  # kvpress's budget per full layer and KV head
+    # kvpress's budget per full layer and KV head, or the absolute one
+    kept = min(job["params"]["cache_size"], n) if "cache_size" in job["params"] else int(n * (1 - R))
     want = [h if (slide or not evicts) else kept for h, slide in zip(held, sliding)]
     if job["method"] == "pyramidkv":  # budgets over the full layers, their mean within 1 of the uniform budget
         assert abs(e["kv_tokens_kept"] * len(held) - sum(want)) <= n_full

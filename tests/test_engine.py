@@ -39,6 +39,9 @@ VARIANTS = [
     {"method": "int8"},
     {"method": "int4"},
     {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},
+    # issue 20: absolute budgets, max pooling, the whole prompt under the press
+    {"method": "snapkv", "cache_size": 100, "window_size": 16, "pooling": "maxpool", "query_aware": "prompt"},
+    {"method": "pyramidkv", "cache_size": 100, "window_size": 4, "query_aware": "prompt"},
     {"method": "knorm", "compression_ratio": R, "quantization": "int4"},
     {"method": "cab", "compression_ratio": R, "quantization": "int8"},
 ]
@@ -198,8 +201,8 @@ def with_second_ratio(variants):
 
 @pytest.mark.parametrize("arch", ["tiny", "gemma3"])
 def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_path):
-    """Every registered press at two ratios (three prefill classes: SDPA, eager, query-aware) in one group job:
-    each result equals the variant's one-variant job, and each sample was prefilled once per class."""
+    """Every registered press at two ratios (four prefill classes: SDPA, eager, query-aware, whole prompt) in one
+    group job: each result equals the variant's one-variant job, and each sample was prefilled once per class."""
     if arch == "tiny":
         js = jobs_of(with_second_ratio(VARIANTS))
     else:
@@ -216,7 +219,8 @@ def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_pa
     by = {r["job"]["press"]: r["efficiency"] for r in grouped}
     assert by["observed_attention-cr0.50"]["prefill_shared_by"] == 4  # eager: observed_attention x2, decoding x2
     assert by["snapkv-cr0.50-ws16-qa"]["prefill_shared_by"] == 2
-    assert by["knorm-cr0.50"]["prefill_shared_by"] == len(js) - 6
+    assert by["snapkv-cs100-pmaxpool-ws16-qp"]["prefill_shared_by"] == 2  # the whole prompt: snapkv, pyramidkv
+    assert by["knorm-cr0.50"]["prefill_shared_by"] == len(js) - 8
 
 
 def test_each_sample_is_prefilled_once_per_prefill_class(monkeypatch):

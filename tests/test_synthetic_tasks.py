@@ -206,8 +206,9 @@ def test_seeded(kind, tiny_tok):
 @pytest.mark.parametrize("kind", ["ruler_niah", "vt", "json_kv", "niah"])
 def test_chat_template_wraps_synthetic_prompts_at_the_exact_length(kind):
     tok = train_bpe(chat=True)
-    task = get_task(kind, {"n_samples": 2} | ({"vocab": "english"} if kind != "niah" else {}))
-    for s in task.samples(tok, 1000, 0):  # chat_template "auto" and the tokenizer has one
+    # chat_template "auto" (json_kv's default is HELMET's none: set here) and the tokenizer has one
+    task = get_task(kind, {"n_samples": 2, "chat_template": "auto"} | ({"vocab": "english"} if kind != "niah" else {}))
+    for s in task.samples(tok, 1000, 0):
         assert len(s.context_ids) == 1000
         assert tok.decode(s.context_ids).startswith("<|user|>\n")
         assert tok.decode(s.question_ids).endswith("<|end|>\n<|assistant|>\n")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from kvstudy.engine.generate import ask  # the question exactly as the eval job asks it
-from kvstudy.engine.group import prefix_ids
+from kvstudy.engine.group import asked_ids, prefix_ids
 from kvstudy.engine.prefill import OwnPrefill, reset_masks
 from kvstudy.measure import Clock
 from kvstudy.presses.variant import PressRun
@@ -33,7 +33,7 @@ def _o_projs(model) -> list[torch.nn.Module]:
 def _question_attn_outputs(model, run, sample, cache, n: int) -> list[torch.Tensor]:
     """Every layer's attention output of the question asked after a cache of `n` prefilled tokens."""
     device = model.device
-    q = torch.tensor([sample.question_ids], device=device)
+    q = torch.tensor([asked_ids(sample, run.query_aware)], device=device)
     pos = torch.arange(n, n + q.shape[1], device=device).unsqueeze(0)
     mods = _o_projs(model)
     captured: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(mods))}

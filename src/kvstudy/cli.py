@@ -206,14 +206,16 @@ def cmd_presses(a) -> None:
     from kvstudy.presses import PRESSES, VARIANT_OPTIONS
 
     for spec in PRESSES.values():
-        params = ([("compression_ratio", "required")] if spec.has_ratio else []) + list(spec.defaults.items())
+        ratio = "required, or cache_size=tokens" if spec.sizes else "required"
+        params = ([("compression_ratio", ratio)] if spec.has_ratio else []) + list(spec.defaults.items())
         shown = ", ".join(f"{k}={v}" for k, v in params) or "-"
         extra = f" [attention: {spec.attn_implementation}]" if spec.attn_implementation else ""
         extra += " [evicts while decoding]" if spec.phase == "decoding" else ""
         extra += " [masks keys, frees no memory]" if spec.masking else ""
         print(f"{spec.name:20s} {spec.description}{extra}\n{'':20s} params: {shown}")
     options = ", ".join(f"{k}={v}" for k, v in VARIANT_OPTIONS.items())
-    print(f"\nevery press also takes: {options} (quantization: int8, int4, int2; slugs end -qa / +int4)")
+    print(f"\nevery press also takes: {options} (query_aware: false, true or prompt; quantization: int8, int4, "
+          "int2; slugs end -qa / -qp / +int4)")
 
 
 def cmd_tasks(a) -> None:

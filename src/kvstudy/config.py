@@ -7,6 +7,7 @@ runs. Shared by the Snakefile and the tests.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import fields
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -15,6 +16,7 @@ import jsonschema
 import yaml
 
 from kvstudy.errors import ConfigError  # noqa: F401  (re-exported: callers know it here)
+from kvstudy.variants import dropped
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 MAX_SLUG = 200  # press variant names are directory names (at most 255 bytes on most file systems)
@@ -166,10 +168,20 @@ def _check_presses(config: dict) -> None:
                 f"config error: presses[{i}].method: unknown press {method!r} (registered: {', '.join(PRESSES)})"
             )
         spec = PRESSES[method]
-        if spec.has_ratio and "compression_ratio" not in p:
-            raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}")
+        sized = spec.sizes and "cache_size" in p  # an absolute budget instead of a ratio (kvstudy.presses.budget)
+        if spec.has_ratio and "compression_ratio" not in p and not sized:
+            raise ConfigError(f"config error: presses[{i}].compression_ratio: required for press {method!r}"
+                              + (" (or cache_size: tokens kept per layer)" if spec.sizes else ""))
+        if sized and "compression_ratio" in p:
+            raise ConfigError(f"config error: presses[{i}].cache_size: give compression_ratio or cache_size, not both")
         for key in p:
             if key in ("method", "search") or (key == "compression_ratio" and spec.has_ratio) or key in VARIANT_OPTIONS:
+                continue
+            if key == "cache_size" and spec.sizes:
+                for value in p[key] if isinstance(p[key], list) else [p[key]]:
+                    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PRESS_VALUE_MAX:
+                        raise ConfigError(f"config error: presses[{i}].cache_size: {value!r} is not a positive "
+                                          "integer (tokens kept per layer)")
                 continue
             if key not in spec.defaults:
                 raise ConfigError(f"config error: presses[{i}].{key}: press {method!r} has no parameter {key!r}")
@@ -185,6 +197,8 @@ def _check_presses(config: dict) -> None:
                     spec.check_values({**spec.defaults, **press_params})
             except ValueError as e:
                 raise ConfigError(f"config error: presses[{i}].{e}") from None
+    for line in dropped(config):  # said at every validation (kvstudy validate, snakemake -n), never silent
+        print(f"note: {line}", file=sys.stderr)
     seen: set[str] = set()
     for v in variants(config):
         if len(v["press"]) > MAX_SLUG:  # a directory name of every result, log and benchmark of the variant

@@ -17,6 +17,7 @@ from kvstudy import attn_error
 from kvstudy.atomic import write_atomic  # noqa: F401  (re-exported: tests and callers know it here)
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
 from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
+from kvstudy.engine.group import asked_ids
 from kvstudy.engine.job import pick_device, run_group as _run_group  # noqa: F401  (pick_device: re-exported)
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)
@@ -25,7 +26,8 @@ from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
 from kvstudy.presses.variant import PressRun
 from kvstudy.perplexity import Perplexity
-from kvstudy.tasks import TASKS, get_task
+from kvstudy.tasks import TASKS, get_task, thinking
+from kvstudy.tasks.base import configured_chat_template
 from kvstudy.tasks.base import stop_words as task_stop_words
 
 
@@ -56,8 +58,8 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
     kv_tokens, kv_bytes = cache_size(cache)
     masked = masked_fraction(model, cache) if run.masking else 0.0
     t_ready = clock.now()
-    generated, t_first, t_end = answer(model, run, cache, len(prefill), sample.question_ids, max_new_tokens,
-                                       stop_ids, clock)
+    generated, t_first, t_end = answer(model, run, cache, len(prefill), asked_ids(sample, run.query_aware),
+                                       max_new_tokens, stop_ids, clock)
     kv_tokens_final, kv_bytes_final = cache_size(cache)
     tokens = generated[:-1] if generated[-1] in stop_ids else generated
     return {
@@ -87,18 +89,22 @@ class Generation:
     def __init__(self, job: dict, model, tokenizer, dev):
         self.job, self.model, self.tokenizer, self.dev = job, model, tokenizer, dev
         self.task = get_task(job["task_kind"], job["task_params"])
-        self.task.chat_template = job.get("chat_template", "auto")  # per model; every task but perplexity
+        # the model's setting, `none` where the task's is (as kvstudy.grid writes it); every task but perplexity
+        self.task.chat_template = configured_chat_template(type(self.task), job["task_params"],
+                                                           job.get("chat_template", "auto"))
         self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
         self.judged = getattr(self.task, "judged", False)  # scored after generation by a judge model (helmet_cite)
         self.stops = stop_token_ids(tokenizer, stop_words(self.task, job), getattr(model, "generation_config", None))
+        self.thinks = thinking.model_thinks(self.task, tokenizer)  # a reasoning model's template, on this task
 
     def one(self, run, prefill, s, clock) -> dict:
         # a dataset row may set its own generation budget (kvpress format's max_new_tokens column)
-        budget = s.meta.get("max_new_tokens", self.task.max_new_tokens)
+        budget = thinking.budget(self.task, s, self.thinks)
         r = run_sample(self.model, self.tokenizer, run, s, budget, self.stops, clock, prefill)
         r.update(id=s.id, references=s.references, depth=s.depth, score=None)
+        r.update(thinking.answer(self.task, self.tokenizer, s, r["prediction"]))  # thoughts are not scored
         if not self.judged:
-            r["score"], detail = score_with_detail(self.task.metric, r["prediction"], s.references)
+            r["score"], detail = score_with_detail(self.task.metric, r["answer"], s.references)
             if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
                 r["score_detail"] = detail
         r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept

@@ -13,11 +13,18 @@ from collections import Counter
 from dataclasses import dataclass
 
 from kvstudy.tasks import TASKS
-from kvstudy.tasks.base import stop_words
+from kvstudy.tasks.base import configured_chat_template, configured_stop_words
 from kvstudy.variants import slug, variants  # noqa: F401  (slug: re-exported, the name callers know)
 
 RAW = "results/raw/{model}/{task}/{length}/{press}/seed{seed}.json"
 LOG = "logs/eval/{model}/{task}/{length}/{press}/seed{seed}.log"
+
+
+def nominal_ratio(params: dict, length: int) -> float | None:
+    """A `cache_size` variant's nominal compression ratio at the study's `length` (1 - cache_size / length, at
+    least 0); what each sample kept is its `kv_tokens` (a shorter input keeps more of itself)."""
+    size = params.get("cache_size")
+    return None if size is None else round(max(0.0, 1.0 - size / length), 6)
 
 
 # the job fields an `exclude:` entry can name (`press`: a shell glob over variant slugs; `method`: the press method)
@@ -52,7 +59,8 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
     study's `exclude:` entries leave out (all of them with `exclude=False`)."""
     default = config.get("eval", {}).get("stop_words", [".", "\n"])
     # what each task's jobs really use, so the raw result says so and a change of either reruns them
-    stops = {task: stop_words(TASKS.get(t.get("kind", task)), default) for task, t in config["tasks"].items()}
+    stops = {task: configured_stop_words(TASKS.get(t.get("kind", task)), t, default)
+             for task, t in config["tasks"].items()}
     vs = variants(config)
     entries = (config.get("exclude") or []) if exclude else []
     out = []
@@ -65,8 +73,8 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
             "model_path": f"{m['path']}@{m['revision']}" if m.get("revision") else m["path"],
             "dtype": m.get("dtype", "auto"),
             "attn_implementation": m.get("attn_implementation", "sdpa"),
-            # only when set: a new default key would change every job's params and rerun existing results
-            **({"chat_template": m["chat_template"]} if "chat_template" in m else {}),
+            # only when set (by the model, or `none` by the task): a new default key would change every job's params
+            **_chat_template(m, TASKS.get(t.get("kind", task)), t),
             **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
             "task": task,
             "task_kind": t.get("kind", task),
@@ -76,9 +84,17 @@ def jobs(config: dict, exclude: bool = True) -> list[dict]:
             "stop_words": stops[task],
             **v,
         }
+        if "cache_size" in v["params"]:
+            job["compression_ratio"] = nominal_ratio(v["params"], int(length))
         if not (entries and excluded(job, entries)):
             out.append(job)
     return out
+
+
+def _chat_template(model: dict, cls, task: dict) -> dict:
+    """The job's `chat_template`: `none` where the model or the task says so, the model's setting where it has one."""
+    value = configured_chat_template(cls, task, model.get("chat_template", "auto"))
+    return {"chat_template": value} if "chat_template" in model or value == "none" else {}
 
 
 def raw_path(job: dict) -> str:

@@ -179,10 +179,11 @@ def _cell_problem(task: str, why: str, where: list[tuple], kept: list[dict]) -> 
 def _task(config: dict, model: str, task: str):
     """The task of a cell as its job makes it (kvstudy.evaluate: chat template from the model's setting)."""
     from kvstudy.tasks import get_task
+    from kvstudy.tasks.base import configured_chat_template
 
     params = dict(config["tasks"][task])
     t = get_task(params.pop("kind", task), params)
-    t.chat_template = config["models"][model].get("chat_template", "auto")
+    t.chat_template = configured_chat_template(type(t), params, config["models"][model].get("chat_template", "auto"))
     return t
 
 

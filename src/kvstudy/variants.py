@@ -28,13 +28,13 @@ def _fmt(v) -> str:
 def slug(method: str, ratio: float | None, params: dict) -> str:
     """Readable, filesystem-safe, deterministic name of a press variant, e.g. `snapkv-cr0.50-ws64`.
 
-    The variant options say themselves at the end: `-qa` when the press sees the question (`query_aware: true`),
-    `+int4` for a quantized cache (`quantization: int4`), e.g. `snapkv-cr0.50-qa+int4`."""
+    The variant options say themselves at the end: `-qa` when the press sees the question (`query_aware: true`;
+    `-qp` for `query_aware: prompt`), `+int4` for a quantized cache (`quantization: int4`), e.g. `snapkv-cr0.50-qa+int4`."""
     options = {"query_aware", "quantization"}
     parts = [method] + ([f"cr{ratio:.2f}"] if ratio is not None else [])
     parts += [f"{_abbr(k)}{_fmt(params[k])}" for k in sorted(params) if k not in options]
     if params.get("query_aware"):
-        parts.append("qa")
+        parts.append("qp" if params["query_aware"] == "prompt" else "qa")
     out = "-".join(parts)
     if params.get("quantization"):
         out += f"+{params['quantization']}"
@@ -93,6 +93,8 @@ def variants(config: dict) -> list[dict]:
         grids = [v if isinstance(v, list) else [v] for v in (entry[k] for k in keys)]
         for combo in itertools.product(*grids):
             params = dict(zip(keys, combo))
+            if _window_over_cache(params):  # left out, and said so at validation (`dropped`)
+                continue
             ratio = params.pop("compression_ratio", None)
             out.append(
                 {
@@ -102,4 +104,26 @@ def variants(config: dict) -> list[dict]:
                     "compression_ratio": float(ratio) if ratio is not None else 0.0,
                 }
             )
+    return out
+
+
+def _window_over_cache(params: dict) -> bool:
+    """A SnapKV/PyramidKV window larger than its absolute cache: the window alone overflows the budget."""
+    size, window = params.get("cache_size"), params.get("window_size")
+    return isinstance(size, int) and isinstance(window, int) and window > size
+
+
+def dropped(config: dict) -> list[str]:
+    """One line per press entry whose grid leaves out combinations (window_size larger than cache_size)."""
+    out = []
+    for i, entry in enumerate(config["presses"]):
+        if "search" in entry or "cache_size" not in entry:
+            continue
+        keys = [k for k in entry if k != "method"]
+        grids = [v if isinstance(v, list) else [v] for v in (entry[k] for k in keys)]
+        gone = [dict(zip(keys, c)) for c in itertools.product(*grids) if _window_over_cache(dict(zip(keys, c)))]
+        if gone:
+            pairs = sorted({(p["window_size"], p["cache_size"]) for p in gone})
+            out.append(f"presses[{i}] ({entry['method']}): {len(gone)} variant(s) left out, window_size larger than "
+                       f"cache_size: {', '.join(f'window {w} > cache {c}' for w, c in pairs)}")
     return out

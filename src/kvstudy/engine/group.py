@@ -97,9 +97,18 @@ def free_memory(dev) -> None:
         torch.cuda.empty_cache()
 
 
-def prefix_ids(sample, query_aware: bool) -> list[int]:
-    """The tokens a variant prefills: the context, and the question after it when the press sees the question."""
+def prefix_ids(sample, query_aware: bool | str) -> list[int]:
+    """The tokens a variant prefills: the context, and the question after it when the press sees the question
+    (`query_aware: prompt`: all of the prompt but its last token, which is fed after compression)."""
+    if query_aware == "prompt":
+        return sample.context_ids + sample.question_ids[:-1]
     return sample.context_ids + (sample.question_ids if query_aware else [])
+
+
+def asked_ids(sample, query_aware: bool | str) -> list[int]:
+    """The tokens fed after compression: the question (asked again when `query_aware: true`), or the prompt's last
+    token (`query_aware: prompt`: the press saw the whole prompt once, as SnapKV's own implementation does)."""
+    return sample.question_ids[-1:] if query_aware == "prompt" else sample.question_ids
 
 
 class GroupRun:

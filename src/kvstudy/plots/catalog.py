@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from kvstudy.plots import Figure, register
+from kvstudy.plots.registry import Figure, register
 
 # --- helpers of the checks: each takes the study's jobs (kvstudy.grid.jobs) and the entry's options -------------
 

@@ -29,6 +29,9 @@ class Reads:
 NOTHING = Reads(0, False)
 
 
+POOLINGS = ("avgpool", "maxpool")  # SnapKV / PyramidKV smoothing of the window's attention (snapkv_press.py)
+
+
 @dataclass(frozen=True)
 class PressSpec:
     name: str
@@ -51,6 +54,9 @@ class PressSpec:
     shares_prefill: bool = True
     # params -> what the prefill compression reads (or one Reads for every variant)
     reads: Reads | Callable[[dict[str, Any]], Reads] = Reads()
+    # takes `cache_size` (tokens kept per layer) instead of `compression_ratio`: a kvpress ScorerPress at prefill
+    # (kvstudy.presses.budget)
+    sizes: bool = False
 
     def attention(self, params: dict[str, Any]) -> str | None:
         """Attention implementation this variant needs (None: whatever the model config says)."""
@@ -64,7 +70,8 @@ class PressSpec:
 
     def check(self, params: dict[str, Any]) -> None:
         """Raise ValueError naming the first parameter this press does not take."""
-        unknown = set(params) - set(self.defaults) - ({"compression_ratio"} if self.has_ratio else set())
+        unknown = (set(params) - set(self.defaults) - ({"compression_ratio"} if self.has_ratio else set())
+                   - ({"cache_size"} if self.sizes else set()))
         if unknown:
             raise ValueError(f"press {self.name!r} has no parameter {sorted(unknown)[0]!r}")
         if self.check_values:
@@ -74,7 +81,13 @@ class PressSpec:
         self.check(params)
         if self.factory is None:
             return None
-        return self.factory(**{**self.defaults, **params})
+        size = params.get("cache_size")
+        press = self.factory(**{**self.defaults, **{k: v for k, v in params.items() if k != "cache_size"}})
+        if size is None:
+            return press
+        from kvstudy.presses.budget import with_cache_size
+
+        return with_cache_size(press, size)
 
 
 PRESSES: dict[str, PressSpec] = {}

@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from kvstudy.presses import NOTHING, PressSpec, Reads, register
+from kvstudy.presses import NOTHING, POOLINGS, PressSpec, Reads, register
 
 
 def _kvpress(cls_name: str):
@@ -20,6 +20,17 @@ def _kvpress(cls_name: str):
         return getattr(importlib.import_module("kvpress"), cls_name)(**kwargs)
 
     return factory
+
+
+def _check_snap(p: dict) -> None:
+    if p["pooling"] not in POOLINGS:
+        raise ValueError(f"pooling: {p['pooling']!r} is not one of {', '.join(POOLINGS)}")
+
+
+def _snapkv(**kwargs):
+    from kvstudy.presses.snapkv_press import PooledSnapKVPress  # kvpress's SnapKVPress with a pooling choice
+
+    return PooledSnapKVPress(**kwargs)
 
 
 # What each press's prefill compression reads (kvstudy.presses.Reads; proven by tests/test_engine.py): SnapKV scores
@@ -39,8 +50,8 @@ for name, cls_name, description, defaults in [
     (
         "snapkv",
         "SnapKVPress",
-        "keep the tokens the last window's queries attend to most (pooled)",
-        {"window_size": 64, "kernel_size": 5},
+        "keep the tokens the last window's queries attend to most (pooled: avgpool, kvpress's, or maxpool)",
+        {"window_size": 64, "kernel_size": 5, "pooling": "avgpool"},
     ),
     ("tova", "TOVAPress", "keep the tokens the last query attends to most (head-averaged)", {}),
     (
@@ -51,7 +62,9 @@ for name, cls_name, description, defaults in [
     ),
     ("keydiff", "KeyDiffPress", "keep the keys least similar to the mean key direction", {}),
 ]:
-    register(PressSpec(name, description, _kvpress(cls_name), defaults, reads=_READS[name]))
+    factory = _snapkv if name == "snapkv" else _kvpress(cls_name)
+    register(PressSpec(name, description, factory, defaults, reads=_READS[name], sizes=True,
+                       check_values=_check_snap if name == "snapkv" else None))
 
 
 def context_bits(hidden_states) -> bytes:
@@ -100,7 +113,7 @@ def _random(**kwargs):
 
 
 register(PressSpec("random", "keep random tokens, a new draw per sample and layer (a floor for every method)",
-                   _random, {"seed": 0}, reads=_READS["random"]))
+                   _random, {"seed": 0}, reads=_READS["random"], sizes=True))
 
 
 def _pyramidkv(**kwargs):
@@ -114,8 +127,10 @@ register(
         "pyramidkv",
         "SnapKV scores with a per-layer budget shrinking from the first layer to the last (same total tokens)",
         _pyramidkv,
-        {"window_size": 64, "kernel_size": 5, "beta": 20},
+        {"window_size": 64, "kernel_size": 5, "beta": 20, "pooling": "avgpool"},
         reads=lambda p: Reads(p["window_size"], True),
+        sizes=True,
+        check_values=_check_snap,
     )
 )
 
@@ -129,5 +144,6 @@ register(
         {},
         attn_implementation="eager",
         reads=Reads(0, True),  # the attention weights only
+        sizes=True,
     )
 )

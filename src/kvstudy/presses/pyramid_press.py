@@ -5,7 +5,8 @@ kvpress spreads PyramidKV's per-layer budgets over every decoder layer by index 
 model that mixes sliding-window and full layers (Gemma3) the full layers would get budgets that do not average to
 `1 - compression_ratio`. Here the pyramid runs over the full layers in order (the same budgets as kvpress's on a
 model without sliding-window layers). With a single full layer the pyramid is one level: the uniform budget
-(kvpress would give that layer the pyramid's widest level).
+(kvpress would give that layer the pyramid's widest level). Its scores pool as SnapKV's do here (`pooling`:
+avgpool, kvpress's, or maxpool; `snapkv_press.py`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,21 @@ from types import SimpleNamespace
 from kvpress import PyramidKVPress
 
 from kvstudy.presses.cache import layer_kinds
+from kvstudy.presses.snapkv_press import POOLINGS, pooled_score
 
 
 @dataclass
 class FullLayerPyramidKVPress(PyramidKVPress):
+    pooling: str = "avgpool"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling: {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+
+    def score(self, module, hidden_states, keys, values, attentions, kwargs):
+        return pooled_score(self, module, hidden_states, keys, values, attentions, kwargs)
+
     def post_init_from_model(self, model):
         super().post_init_from_model(model)
         full = [i for i, kind in enumerate(layer_kinds(model.config)) if kind == "full"]

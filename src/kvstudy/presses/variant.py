@@ -12,6 +12,13 @@ before compression, so attention-based presses score the context against it. kvp
 suffix ("\\n" or the chat template's answer prefix); the token-level tasks here have none, so the question itself
 is asked again after compression (positions continuing after context + question). The shipped model answers that
 way with the full cache (checked); `no_press` with `query_aware: true` is the matching baseline.
+
+`query_aware: prompt` is SnapKV's and PyramidKV's own setting (their papers, KVCache-Factory, the HELMET workshop
+runs): the whole prompt (context, then question) is prefilled once under the press, so the observation window
+holds the end of the prompt, i.e. the question; only the prompt's last token is fed after compression, to start
+the answer (`kvstudy.engine.group.prefix_ids`/`asked_ids`). Nothing is asked twice, which matters for chat
+prompts (a repeated question would repeat the template's turn markers). `false` (question-blind: the context
+alone is compressed, the question fed after it) stays the explicit other variant.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from kvstudy.presses import NOTHING, QUANTIZATIONS, VARIANT_OPTIONS, Reads, get_
 class PressRun:
     press: Any = None  # a kvpress press (context manager over a model) or None
     phase: str = "prefill"
-    query_aware: bool = False
+    query_aware: bool | str = False  # false, true (kvpress: question appended, asked again) or "prompt"
     quantization: str | None = None
     masking: bool = False
     attention: str | None = None  # attention implementation the press needs (None: the model's)
@@ -82,16 +89,17 @@ def check_options(method: str, options: dict) -> None:
         # kvpress's decoding hook re-reads a quantized layer without its full-precision residual: it would drop
         # the most recent tokens, so this combination is refused rather than measured wrongly.
         raise ValueError(f"quantization: not supported with decoding-time eviction ({method!r})")
-    if not isinstance(options["query_aware"], bool):
-        raise ValueError("query_aware: must be true or false")
+    if not isinstance(options["query_aware"], bool) and options["query_aware"] != "prompt":
+        raise ValueError(f"query_aware: {options['query_aware']!r} is not true, false or prompt")
 
 
 def build_run(method: str, params: dict, compression_ratio: float | None) -> PressRun:
     spec = get_press(method)
     press_params, options = split_options(params)
     check_options(method, options)
-    if spec.has_ratio:
-        press_params["compression_ratio"] = compression_ratio
+    if spec.has_ratio:  # a cache_size variant sets its ratio per compression (kvstudy.presses.budget)
+        sized = compression_ratio is None and "cache_size" in press_params
+        press_params["compression_ratio"] = 0.0 if sized else compression_ratio
     return PressRun(
         press=spec.build(press_params),
         phase=spec.phase,

@@ -7,6 +7,8 @@ import string
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from kvstudy.tasks.thinking import THINK_END
+
 
 class TaskParamError(ValueError):
     """A bad value of one task parameter; config validation names it (`config error: tasks.NAME.KEY: ...`)."""
@@ -18,10 +20,23 @@ class TaskParamError(ValueError):
 
 def stop_words(task, default: list[str]) -> list[str]:
     """The stop words generation uses for a task (class or instance): its own where it sets them (() = end of
-    sequence only: helmet_cite, LongProc, path_traversal, countdown, whose answers run over sentences and lines),
-    else `default`, the study's `eval.stop_words`."""
+    sequence only: helmet_cite, LongProc, path_traversal, countdown, whose answers run over sentences and lines;
+    newline only: HELMET's ICL, RAG, recall and rerank), else `default`, the study's `eval.stop_words`."""
     own = getattr(task, "stop_words", None)
     return list(default) if own is None else list(own)
+
+
+def configured_stop_words(cls, params: dict, default: list[str]) -> list[str]:
+    """The stop words of a task entry of a study: its `stop_words` parameter, else its class's, else `default`."""
+    own = params.get("stop_words", getattr(cls, "stop_words", None))
+    return list(default) if own is None else list(own)
+
+
+def configured_chat_template(cls, params: dict, model_setting: str = "auto") -> str:
+    """Whether a (model, task) pair's prompts use the chat template: `none` when the model or the task says so (the
+    task's `chat_template` parameter, else its class's default: HELMET's ICL, RAG, recall and rerank run without)."""
+    own = params.get("chat_template", getattr(cls, "chat_template", "auto"))
+    return "none" if "none" in (own, model_setting) else "auto"
 
 
 _TYPES = {  # annotation -> (check, what the value must be)
@@ -71,23 +86,41 @@ class Task:
     description: ClassVar[str] = ""
     kind: ClassVar[str] = "generate"  # "generate": greedy answer scored by `metric`; "perplexity": own loop
     higher_is_better: ClassVar[bool] = True
-    # set per job from the model's config (`models.NAME.chat_template: auto | none`), not a task parameter
-    chat_template: ClassVar[str] = "auto"
 
     # parameters with a fixed set of values, checked when the task is made (config validation names the key)
     param_choices: ClassVar[dict[str, tuple]] = {}
     # [low, high] of every numeric parameter, inherited and extended by subclasses (`ranges()`); checked, with each
     # parameter's type (its annotation: int, float, bool, str), when the task is made, so config validation refuses
     # a bad value before any job instead of a job failing (or silently doing something else) at sample time
-    param_ranges: ClassVar[dict[str, tuple]] = {"n_samples": (1, 100_000), "max_new_tokens": (1, 131_072)}
+    param_ranges: ClassVar[dict[str, tuple]] = {"n_samples": (1, 100_000), "max_new_tokens": (1, 131_072),
+                                                "thinking_max_new_tokens": (0, 131_072)}
     depths: ClassVar[bool] = False  # samples carry a needle depth (the niah_heatmap figure draws them)
 
     n_samples: int = 40
     max_new_tokens: int = 4
+    # Prompting (README "Prompting"), each overridable per study (tasks.NAME.<key>); the defaults are HELMET's.
+    # `chat_template: none` builds the prompt as plain text; a job's value is `none` when the task or the model
+    # (models.NAME.chat_template) says so (kvstudy.grid writes it into the job, kvstudy.evaluate applies it)
+    chat_template: str = "auto"
+    stop_words: tuple | None = None  # None: the study's eval.stop_words; (): end of sequence only
+    # a reasoning model's thoughts are not scored: only what follows the last end marker (kvstudy.tasks.thinking)
+    strip_thinking: bool = True
+    thinking_end: tuple = THINK_END
+    thinking_max_new_tokens: int = 0  # output budget of a model that thinks on this task; 0: max_new_tokens
 
     def __post_init__(self):
         for f in fields(self):
             _check_type(f.name, f.type, getattr(self, f.name))
+        if self.chat_template not in ("auto", "none"):
+            raise TaskParamError("chat_template", f"{self.chat_template!r} is not one of auto, none")
+        for key, nullable in (("stop_words", True), ("thinking_end", False)):
+            value = getattr(self, key)
+            if value is None and nullable:
+                continue
+            if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+                    isinstance(w, str) and w for w in value):
+                raise TaskParamError(key, f"{value!r} is not a list of non-empty strings")
+            setattr(self, key, tuple(value))
         for key, (low, high) in self.ranges().items():
             value = getattr(self, key)
             if not low <= value <= high:
@@ -113,6 +146,7 @@ class Task:
         lexicon): what the task is on that model. Each raw result records it (`job.task_resolved`); config
         validation refuses a task entry that resolves differently on two models of a study."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}  # as JSON holds it
         if out.get("vocab") == "auto":
             from kvstudy.tasks.vocab import resolve_vocab
 
@@ -121,4 +155,4 @@ class Task:
 
     @classmethod
     def params(cls) -> dict[str, Any]:
-        return {f.name: f.default for f in fields(cls)}
+        return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(cls)}

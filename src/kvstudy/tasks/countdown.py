@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -84,7 +83,7 @@ class Countdown(Task):
     metric = "countdown_solution"
     description = "LongProc countdown: reach a target with + - * / over 4 numbers, search shown (long output)"
     param_choices = {"vocab": VOCABS}
-    stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
+    stop_words: tuple | None = ()  # multi-line answers: generation stops at end of sequence only
     param_ranges = {"max_trace_lines": (1, 100_000)}
 
     n_samples: int = 10

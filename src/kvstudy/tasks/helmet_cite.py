@@ -15,7 +15,8 @@ passages as fit.
 
 Score per sample (HELMET's "Cite" averages exactly these, on its 0-100 scale): the mean of answer correctness
 (ASQA `str_em`, QAMPARI `qampari_rec_top5`), `citation_rec` and `citation_prec`, all kept per sample.
-A reasoning model's thoughts (up to `</think>`) are not scored (`strip_thinking`, HELMET's thinking mode).
+A reasoning model's thoughts (up to `</think>`) are not scored (`strip_thinking`, HELMET's thinking mode:
+`kvstudy.tasks.thinking`, for every task).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 from kvstudy.metrics import METRICS
 from kvstudy.metrics.cite import citation_recall_precision, clean_output
 from kvstudy.metrics.nli import DEFAULT_JUDGE, DTYPES, check
-from kvstudy.tasks import prompt
+from kvstudy.tasks import prompt, thinking
 from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
 from kvstudy.tasks.helmet_rag import fit_passages, passages_problem
@@ -61,7 +62,7 @@ class HelmetCite(HFTask):
     metric = "alce_cite"
     description = "HELMET cite (ALCE asqa/qampari): cited answer; NLI-judged citation recall+precision, correctness"
     judged: ClassVar[bool] = True  # scored after generation by `judge_rows` (kvstudy.evaluate)
-    stop_words: ClassVar[tuple] = ()  # multi-sentence answers: stop at end of sequence only (HELMET stop_new_line off)
+    stop_words: tuple | None = ()  # multi-sentence answers: stop at end of sequence only (HELMET stop_new_line off)
 
     max_new_tokens: int = 300  # HELMET's generation_max_length for cite
     truncation: str = "right"
@@ -72,7 +73,6 @@ class HelmetCite(HFTask):
     judge: str = DEFAULT_JUDGE  # hub id or local directory of a T5 NLI model
     judge_dtype: str = "bfloat16"
     at_most_citations: int = 3
-    strip_thinking: bool = True
 
     param_ranges = {"num_docs": (0, 100_000), "shots": (0, 100), "at_most_citations": (1, 100)}
 
@@ -180,10 +180,7 @@ class HelmetCite(HFTask):
         correctness = CORRECTNESS[self.alce_dataset]
         for r in rows:
             question, docs = self._shown[r["id"]]
-            text = r["prediction"]
-            if self.strip_thinking and "</think>" in text:
-                text = text.rsplit("</think>", 1)[1]
-            text = clean_output(text).strip()
+            text = clean_output(r["answer"] if "answer" in r else thinking.answer_text(self, r["prediction"])).strip()
             correct = METRICS[correctness](text, r["references"])
             rec, prec = citation_recall_precision(text, docs, judge,
                                                   question if self.alce_dataset == "qampari" else None,

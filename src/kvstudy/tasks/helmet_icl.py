@@ -33,6 +33,10 @@ class HelmetICL(HFTask):
     description = "HELMET ICL (banking77, clinic150): labelled examples fill the context; label a test text"
 
     max_new_tokens: int = 20
+    # HELMET runs it without a chat template and stops at newline (configs: use_chat_template false,
+    # stop_new_line true); a study may set chat_template: auto and its own stop_words
+    chat_template: str = "none"
+    stop_words: tuple | None = ("\n",)
     demo_source: str = ""  # default: the same source, split demo_split
     demo_split: str = "train"
     text_field: str = "text"

@@ -50,6 +50,10 @@ class HelmetRAG(HFTask):
     description = "HELMET RAG (nq, hotpotqa): question over retrieved passages filling the length"
 
     max_new_tokens: int = 20
+    # HELMET runs it without a chat template and stops at newline (configs: use_chat_template false,
+    # stop_new_line true); a study may set chat_template: auto and its own stop_words
+    chat_template: str = "none"
+    stop_words: tuple | None = ("\n",)
     question_field: str = "question"
     answers_field: str = "answers"
     passages_field: str = "ctxs"

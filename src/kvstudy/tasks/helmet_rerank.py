@@ -30,6 +30,10 @@ class HelmetRerank(HFTask):
     description = "HELMET re-rank (msmarco): rank the passages for a query, NDCG@10"
 
     max_new_tokens: int = 200
+    # HELMET runs it without a chat template and stops at newline (configs: use_chat_template false,
+    # stop_new_line true); a study may set chat_template: auto and its own stop_words
+    chat_template: str = "none"
+    stop_words: tuple | None = ("\n",)
     question_field: str = "query"
     passages_field: str = "ctxs"
 

@@ -31,6 +31,10 @@ class JsonKV(Task):
     param_ranges = {"n_depths": (1, 1000)}
 
     max_new_tokens: int = 48
+    # HELMET runs it without a chat template and stops at newline (configs: use_chat_template false,
+    # stop_new_line true); a study may set chat_template: auto and its own stop_words
+    chat_template: str = "none"
+    stop_words: tuple | None = ("\n",)
     vocab: str = "auto"
     n_depths: int = 10
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
@@ -79,7 +78,7 @@ class LongProc(HFTask):
     metric = "tsv_row_f1"  # set by `subtask`
     description = ("LongProc html_to_tsv / travel_planning / path_traversal / pseudo_to_code from its JSON files"
                    " (long outputs)")
-    stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
+    stop_words: tuple | None = ()  # multi-line answers: generation stops at end of sequence only
 
     n_samples: int = 20
     max_new_tokens: int = 2048

@@ -11,7 +11,6 @@ the tiny model writes a connection as `src dst .`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -53,7 +52,7 @@ class PathTraversal(Task):
     metric = "route_partial_accuracy"
     description = "LongProc path traversal: list every hop of the unique route between two cities (long output)"
     param_choices = {"vocab": VOCABS}
-    stop_words: ClassVar[tuple] = ()  # multi-line answers: generation stops at end of sequence only
+    stop_words: tuple | None = ()  # multi-line answers: generation stops at end of sequence only
     param_ranges = {"route_hops": (1, 10_000)}
 
     n_samples: int = 10
