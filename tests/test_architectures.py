@@ -41,10 +41,13 @@ VARIANTS = [
     {"method": "pyramidkv", "compression_ratio": R, "window_size": 16},
     {"method": "adakv", "compression_ratio": R},
     {"method": "duo_attention", "compression_ratio": R, **DUO},
-    {"method": "decoding", "compression_ratio": R},  # H2O: observed_attention, every step
+    {"method": "decoding", "compression_ratio": R},  # newest-token scoring: observed_attention (eager), every step
     {"method": "decoding", "compression_ratio": R, "press": "knorm", "compression_interval": 8},
     {"method": "decoding", "compression_ratio": R, "press": "cab", "compression_interval": 8},
     {"method": "decoding_budget", "press": "knorm", "target_size": 32},
+    # accumulated attention (issue 21): H2O's recent window + heavy hitters, CAB's split, on the model's kernel
+    {"method": "h2o", "compression_ratio": R},
+    {"method": "cab_accumulated", "compression_ratio": R, "compression_interval": 8},
     {"method": "int8"},
     {"method": "int4"},
     {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},

@@ -84,9 +84,11 @@ def trace(model, run, sample, follow_ups=()):
 
 
 def follow_ups(tokenizer, sample, n=4):
-    """Questions about other keys of the sample's context."""
+    """Questions about other keys of the sample's context, spread over it (not its first keys: the earliest tokens
+    are seen by the most queries, so accumulated attention, `h2o`, keeps them whatever the ratio)."""
     keys = [i for i in dict.fromkeys(sample.context_ids) if tokenizer.convert_ids_to_tokens(i).startswith("k")]
-    return [sample.question_ids[:-1] + [k] for k in keys if k != sample.question_ids[-1]][:n]
+    keys = [k for k in keys if k != sample.question_ids[-1]]
+    return [sample.question_ids[:-1] + [k] for k in keys[:: max(1, len(keys) // n)][:n]]
 
 
 def test_every_press_of_the_seed_studies_is_registered():

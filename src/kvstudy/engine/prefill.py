@@ -117,7 +117,7 @@ class SharedPrefill:
         t0 = self.clock.now()
         reset_masks(self.model)
         cache = self._filled(run)
-        if run.press is not None and run.phase == "prefill":
+        if run.at_prefill:
             self._compress(run, cache)
         times = {"prefill_seconds": self.seconds, "compress_seconds": self.clock.now() - t0,
                  "prefill_shared_by": self.shared_by}

@@ -35,6 +35,8 @@ _CURATED: dict[str, tuple] = {  # press -> (label, colour, marker: a matplotlib 
     "decoding": ("Decoding", "#66a61e", "d"),
     "decoding_budget": ("Decoding (budget)", "#a6761d", "8"),
     "cab": ("CAB", "#e7298a", "H"),
+    "h2o": ("H2O", "#e31a1c", (5, 1, 0)),
+    "cab_accumulated": ("CAB (accumulated)", "#6b6ecf", (3, 1, 0)),
     "int8": ("Int8 (quantized)", "#17becf", (4, 1, 0)),
     "int4": ("Int4 (quantized)", "#882255", (6, 1, 0)),
 }

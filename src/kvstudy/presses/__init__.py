@@ -41,6 +41,9 @@ class PressSpec:
     has_ratio: bool = True  # takes `compression_ratio`
     attn_implementation: str | None = None  # attention the model must be loaded with, if the press needs one
     phase: str = "prefill"  # "prefill": compresses the context once; "decoding": evicts while generating
+    # a decoding press that is entered for the prefill too, to read it (accumulated attention: h2o), reading
+    # `reads` of it like a prefill press; it leaves the prefilled cache whole
+    observes_prefill: bool = False
     masking: bool = False  # masks keys per head but frees no memory (AdaKV, DuoAttention in kvpress)
     quantization: str | None = None  # KV quantization the method itself stands for (`int8`, `int4`)
     # params -> attention the model needs, for wrappers whose need depends on the wrapped press
@@ -64,7 +67,7 @@ class PressSpec:
 
     def prefill_reads(self, params: dict[str, Any]) -> Reads:
         """What this variant's prefill compression reads (nothing for a press that does not compress at prefill)."""
-        if self.factory is None or self.phase != "prefill":
+        if self.factory is None or not (self.phase == "prefill" or self.observes_prefill):
             return NOTHING
         return self.reads({**self.defaults, **params}) if callable(self.reads) else self.reads
 
@@ -108,5 +111,5 @@ def get_press(name: str) -> PressSpec:
 
 
 register(PressSpec("no_press", "full KV cache (the baseline)", None, has_ratio=False))
-for _module in ("kvpress_backed", "adakv", "duo", "decoding", "cab", "quantized"):
+for _module in ("kvpress_backed", "adakv", "duo", "decoding", "cab", "quantized", "h2o", "cab_accumulated"):
     importlib.import_module(f"kvstudy.presses.{_module}")

@@ -33,38 +33,52 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 _CHUNK = 512  # queries per chunk when recomputing attention: bounds the (heads, chunk, k_len) buffer
 
 
-def mean_received_attention(module, hidden_states, keys, attentions, kwargs) -> torch.Tensor:
-    """(batch, kv_heads, k_len): mean attention each position got from the queries of this forward that see it.
+def received_attention(module, hidden_states, keys, attentions, kwargs) -> torch.Tensor:
+    """(batch, query heads, k_len): the attention each cached position received, summed over the queries of this
+    forward (the last `q_len` positions: the whole context at prefill, the newest tokens during decoding).
 
-    The forward's queries are the last `q_len` positions (the whole context at prefill, the newest tokens during
-    decoding)."""
+    Under eager attention the layer's weights; otherwise (SDPA returns none) recomputed in chunks from the post-RoPE
+    queries, causally masked, the layer's scaling (Gemma3 scales by query_pre_attn_scalar)."""
     bsz, n_kv, k_len, head_dim = keys.shape
     if attentions is not None:
-        q_len = attentions.shape[2]
-        received = attentions.float().sum(2)  # (b, heads, k_len)
-    else:
-        q = get_prerope_query_states(module, hidden_states)  # (b, heads, q_len, d)
-        cos, sin = kwargs["position_embeddings"]
-        q, _ = apply_rotary_pos_emb(q, q, cos, sin)
-        q_len, groups = q.shape[2], q.shape[1] // n_kv
-        scale = getattr(module, "scaling", head_dim**-0.5)  # Gemma3 scales by query_pre_attn_scalar
-        k = keys.repeat_interleave(groups, dim=1).float()
-        received = torch.zeros(bsz, q.shape[1], k_len, device=keys.device)
-        for start in range(0, q_len, _CHUNK):
-            qc = q[:, :, start:start + _CHUNK].float()
-            w = qc @ k.transpose(2, 3) * scale
-            qpos = torch.arange(start, start + qc.shape[2], device=keys.device) + (k_len - q_len)
-            w = w.masked_fill(torch.arange(k_len, device=keys.device)[None, :] > qpos[:, None], float("-inf"))
-            received += w.softmax(-1).sum(2)
-    # how many of the forward's queries (at positions k_len - q_len ... k_len - 1) can see each key position
-    first_q = k_len - q_len
-    seen_by = (k_len - torch.clamp(torch.arange(k_len, device=keys.device), min=first_q)).to(received.dtype)
-    scores = received / seen_by
+        return attentions.float().sum(2)
+    q = get_prerope_query_states(module, hidden_states)  # (b, heads, q_len, d)
+    cos, sin = kwargs["position_embeddings"]
+    q, _ = apply_rotary_pos_emb(q, q, cos, sin)
+    q_len, groups = q.shape[2], q.shape[1] // n_kv
+    scale = getattr(module, "scaling", head_dim**-0.5)
+    k = keys.repeat_interleave(groups, dim=1).float()
+    received = torch.zeros(bsz, q.shape[1], k_len, device=keys.device)
+    for start in range(0, q_len, _CHUNK):
+        qc = q[:, :, start:start + _CHUNK].float()
+        w = qc @ k.transpose(2, 3) * scale
+        qpos = torch.arange(start, start + qc.shape[2], device=keys.device) + (k_len - q_len)
+        w = w.masked_fill(torch.arange(k_len, device=keys.device)[None, :] > qpos[:, None], float("-inf"))
+        received += w.softmax(-1).sum(2)
+    return received
+
+
+def seen_by(k_len: int, q_len: int, device) -> torch.Tensor:
+    """(k_len,): how many of a forward's `q_len` queries (at positions k_len - q_len ... k_len - 1) see each key."""
+    return (k_len - torch.clamp(torch.arange(k_len, device=device), min=k_len - q_len)).float()
+
+
+def mean_received_attention(module, hidden_states, keys, attentions, kwargs) -> torch.Tensor:
+    """(batch, kv_heads, k_len): mean attention each position got from the queries of this forward that see it,
+    averaged over the query heads of each KV group."""
+    bsz, n_kv, k_len, _ = keys.shape
+    received = received_attention(module, hidden_states, keys, attentions, kwargs)
+    q_len = attentions.shape[2] if attentions is not None else hidden_states.shape[1]
+    scores = received / seen_by(k_len, q_len, keys.device)
     return scores.view(bsz, n_kv, -1, k_len).mean(2)
 
 
-def select(importance: torch.Tensor, n_kept: int, local_fraction: float, bridge_fraction: float) -> torch.Tensor:
-    """Scores (same shape as `importance`, one row per head) whose top `n_kept` are CAB's selection."""
+def select(importance: torch.Tensor, n_kept: int, local_fraction: float, bridge_fraction: float,
+           adjacent: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores (same shape as `importance`, one row per head) whose top `n_kept` are CAB's selection.
+
+    `adjacent` (bool, same shape): whether entry `i - 1` holds token `i`'s predecessor; a cache already evicted
+    from (`cab_accumulated`) has gaps, and an entry across a gap is no bridge. None: every entry is (a prefill)."""
     k_len = importance.shape[-1]
     n_local = min(round(local_fraction * n_kept), n_kept)
     n_bridge = min(round(bridge_fraction * n_kept), n_kept - n_local)
@@ -79,8 +93,10 @@ def select(importance: torch.Tensor, n_kept: int, local_fraction: float, bridge_
         heavy, rest = order[:n_heavy], order[n_heavy:]
         kept[heavy] = True
         # predecessors of distinct heavy hitters are distinct: no de-duplication needed
-        pred = heavy - 1
-        pred = pred[pred >= 0]
+        linked = heavy >= 1
+        if adjacent is not None:
+            linked &= adjacent.reshape(-1, k_len)[r, heavy]
+        pred = heavy[linked] - 1
         bridges = pred[~kept[pred]][:n_bridge]
         kept[bridges] = True
         filler = rest[~kept[rest]][: n_bridge - len(bridges)]  # too few bridges: the next heavy hitters

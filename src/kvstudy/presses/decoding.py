@@ -5,8 +5,11 @@
 
 Prefill keeps the full context; then every `compression_interval` decoding steps each layer's cache (context,
 question and generated tokens) is cut back to `int(tokens_seen * (1 - compression_ratio))` entries, chosen by the
-wrapped scorer press (`observed_attention` gives H2O's attention-based eviction and loads the model with eager
-attention; `cab` is our CAB). Because kvpress compresses after a layer's attention, the forward that triggers an
+wrapped scorer press from the queries of the steps since the last eviction only (kvpress's buffer): at
+`compression_interval: 1` the newest token's attention alone (`observed_attention`, eager attention) and nothing
+is remembered across evictions. That is *newest-token* scoring, not H2O: H2O's heavy hitters by attention
+accumulated over every query so far, with a recent window, are `h2o`; CAB's the same way is `cab_accumulated`
+(`accumulated_press`). Because kvpress compresses after a layer's attention, the forward that triggers an
 eviction still sees the whole cache: the first answer token is never affected, later ones are.
 Eval results record the cache after prefill and after decoding (`kv_tokens_final`, `kv_bytes_final`).
 """
@@ -57,7 +60,8 @@ register(
     PressSpec(
         "decoding",
         "evict during generation: every compression_interval steps keep (1 - ratio) of all tokens seen, "
-        "scored by `press` (observed_attention = H2O)",
+        "scored by `press` on the queries since the last eviction (interval 1: the newest token's attention; "
+        "not H2O's accumulated scores, which are `h2o`)",
         _build,
         {"press": "observed_attention", "compression_interval": 1, "hidden_states_buffer_size": 0},
         phase="decoding",
@@ -81,7 +85,7 @@ register(
     PressSpec(
         "decoding_budget",
         "evict during generation: every compression_interval steps cut each layer's cache to target_size tokens, "
-        "scored by `press` (observed_attention = H2O)",
+        "scored by `press` on the queries since the last eviction (interval 1: the newest token's attention)",
         _build_budget,
         {"press": "observed_attention", "target_size": 256, "compression_interval": 1, "hidden_states_buffer_size": 0},
         has_ratio=False,

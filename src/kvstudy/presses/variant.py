@@ -40,10 +40,16 @@ class PressRun:
     attention: str | None = None  # attention implementation the press needs (None: the model's)
     reads: Reads = Reads()  # what its prefill press reads besides the cache (default: everything)
     shares_prefill: bool = True  # prefill-invariant: its cache can come from a shared prefill
+    observes_prefill: bool = False  # a decoding press entered for the prefill too (accumulated attention: h2o)
+
+    @property
+    def at_prefill(self) -> bool:
+        """Whether the press acts in the prefill: compresses it, or reads it for later (`observes_prefill`)."""
+        return self.press is not None and (self.phase == "prefill" or self.observes_prefill)
 
     def prefill_reads(self) -> Reads:
         """What deriving this variant's cache from a shared prefill needs kept of it."""
-        return self.reads if self.press is not None and self.phase == "prefill" else NOTHING
+        return self.reads if self.at_prefill else NOTHING
 
     def prefill_class(self, default_attention: str) -> tuple[str, bool]:
         """Variants of one class prefill the same tokens with the same attention: one prefill serves them all."""
@@ -56,8 +62,9 @@ class PressRun:
         return make_cache(model.config, self.quantization)
 
     def prefill(self, model, cache=None):
-        """Context in which prefilling `cache` compresses it (a prefill press; only `cache` when given)."""
-        return self._applied(model, cache) if self.phase == "prefill" else contextlib.nullcontext()
+        """Context in which prefilling `cache` compresses it (a prefill press; only `cache` when given), or a
+        decoding press that accumulates attention reads it."""
+        return self._applied(model, cache) if self.at_prefill else contextlib.nullcontext()
 
     def decoding(self, model, cache=None):
         """Context in which feeding `cache` evicts from it (a decoding press; only `cache` when given). Enter it once
@@ -109,6 +116,7 @@ def build_run(method: str, params: dict, compression_ratio: float | None) -> Pre
         attention=spec.attention(press_params),
         reads=spec.prefill_reads(press_params),
         shares_prefill=spec.shares_prefill,
+        observes_prefill=spec.observes_prefill,
     )
 
 
