@@ -382,3 +382,22 @@ def test_group_jobs_take_evals_resources_and_runtime_times_their_variants(run):
                  for rule, b in blocks.items()}
     assert resources["eval_snapkv"]["runtime"] == "14" and resources["eval_no_press"]["runtime"] == "7"
     assert all(r["mem_mb"] == "1234" and r["gpu"] == "1" for r in resources.values())
+
+
+def test_compare_tests_method_against_method_from_the_same_samples(run):
+    """`compare:` adds results/analysis/significance_pairs.csv to figures/all; it reruns no eval job (the pairs are
+    tested on samples.csv), and its numbers are those of kvstudy.significance_pairs on that table."""
+    from kvstudy.significance import read_samples
+    from kvstudy.significance_pairs import pairwise
+
+    cfg = (run / ".test/config.yaml").read_text()
+    (run / ".test/compare.yaml").write_text(cfg + "compare: [[snapkv, streaming_llm]]\n")
+    p = subprocess.run([*SNAKEMAKE, "figures/all", "--cores", "2", "--configfile", ".test/compare.yaml"], cwd=run,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "rule eval" not in p.stdout + p.stderr
+    out = pd.read_csv(run / "results/analysis/significance_pairs.csv")
+    assert set(zip(out.press, out.baseline)) == {("snapkv-cr0.90", "streaming_llm-cr0.90")}
+    assert len(out) == 4  # 2 tasks x 2 lengths
+    want = pairwise(read_samples(run / "results/tables/samples.csv"), [("snapkv-cr0.90", "streaming_llm-cr0.90")])
+    assert out.p_holm.tolist() == pytest.approx(want.p_holm.tolist())

@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from kvstudy.errors import ConfigError  # noqa: F401  (re-exported: callers know it here)
+from kvstudy.pairs import variant_pairs
 from kvstudy.variants import dropped
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -73,6 +74,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     _check_presses(config)
     _check_searches(config)  # press hyper-parameter searches (kvstudy.tuning)
     _check_exclude(config)
+    _check_compare(config)
     from kvstudy.fetch import check_config as check_fetch
 
     if problems := check_fetch(config):  # model revisions and `data:` entries (what rule fetch_* will fetch)
@@ -227,6 +229,14 @@ def press_value_problem(value, default) -> str | None:
     if isinstance(default, str):
         return None if isinstance(value, str) else "is not a string"
     return None
+
+
+def _check_compare(config: dict) -> None:
+    """`compare:` names presses of the study that share a budget (kvstudy.pairs)."""
+    try:
+        variant_pairs(config)
+    except ValueError as e:
+        raise ConfigError(f"config error: {e}") from None
 
 
 def _check_exclude(config: dict) -> None:

@@ -45,6 +45,32 @@ rule significance:
         "--baseline no_press > {log} 2>&1"
 
 
+# Method against method at equal budget (the study's `compare:`, kvstudy.pairs): the same paired tests with the
+# second variant as the baseline, Holm within each model x task over every pair.
+if COMPARE_PAIRS:
+
+    rule significance_pairs:
+        localrule: True
+        input:
+            "results/tables/samples.csv",
+        output:
+            report(
+                "results/analysis/significance_pairs.csv",
+                caption="../report/significance_pairs.rst",
+                category="Analysis",
+                labels={"table": "significance (method vs method)"},
+            ),
+        log:
+            "logs/significance_pairs.log",
+        params:
+            pairs=json.dumps(COMPARE_PAIRS),
+        conda:
+            "../../envs/analysis.yaml"
+        shell:
+            "python -m kvstudy.significance_pairs --samples {input} --pairs {params.pairs:q} --out {output} "
+            "> {log} 2>&1"
+
+
 # The paper's main tables as CSV and booktabs LaTeX, significance marked.
 rule summary:
     input:

@@ -4,7 +4,7 @@ import os
 import shlex
 import sys
 
-from kvstudy import fetch, grid, rawguard, timing
+from kvstudy import fetch, grid, pairs, rawguard, timing
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
@@ -97,10 +97,13 @@ TABLES = expand(
     "results/tables/{name}.csv",
     name=["results", "samples", "performance", "memory_usage", "throughput", "timing"],
 )
+# method-against-method pairs of the study's `compare:` (kvstudy.pairs), tested by rule significance_pairs
+COMPARE_PAIRS = pairs.variant_pairs(config)
 ANALYSIS = [
     "results/analysis/pareto.csv",
     "results/analysis/significance.csv",
     "results/analysis/significance_seeds.csv",
+    *(["results/analysis/significance_pairs.csv"] if COMPARE_PAIRS else []),
 ]
 
 
