@@ -15,10 +15,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from kvstudy import schemas
 from kvstudy.errors import ConfigError  # noqa: F401  (re-exported: callers know it here)
 from kvstudy.variants import dropped
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = schemas.CONFIG  # package data: an installed kvstudy validates a study without a checkout
 MAX_SLUG = 200  # press variant names are directory names (at most 255 bytes on most file systems)
 
 
@@ -30,8 +31,7 @@ def _where(path) -> str:
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    # libyaml's loader where present: the schema is read in every snakemake process
-    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return schemas.load(path)
 
 
 def _message(err) -> str:

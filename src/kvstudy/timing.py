@@ -21,7 +21,7 @@ docs/efficiency.md). With several CPU threads CPU time sums them, so the wall cl
 
 `timed_run` is THE SEAM: the prefill + decode of one timed run, on kvstudy.presses primitives; kvstudy.engine may
 later replace its body with the engine's press run (same arguments, same returned dict).
-Contract: docs/data-contracts.md ("Timing"), schema workflow/schemas/timing.schema.json.
+Contract: docs/data-contracts.md ("Timing"), schema src/kvstudy/schemas/timing.schema.json.
 """
 
 from __future__ import annotations
