@@ -12,6 +12,52 @@ def test_valid_config_gets_defaults(study):
     assert "seeds" not in study  # the caller's dict is not modified
 
 
+def test_defaults_are_filled_once_from_the_schema(study):
+    """A study without seeds, eval, timing, exclude or a model's dtype / attention validates to a config that has
+    them, with the schema's values; the grid reads them from there (no fallback of its own)."""
+    from kvstudy.config import load_schema
+
+    schema = load_schema()["properties"]
+    study["models"]["other"] = {"path": study["models"]["tiny"]["path"], "dtype": "float32"}
+    cfg = validate(study)
+    assert cfg["seeds"] == schema["seeds"]["default"] == [0]
+    assert cfg["exclude"] == [] and cfg["resources"] == {} and cfg["data"] == {}
+    eval_props = schema["eval"]["properties"]
+    assert cfg["eval"] == {k: eval_props[k]["default"] for k in ("device", "threads", "group", "stop_words")}
+    assert cfg["eval"]["stop_words"] == [".", "\n"]
+    model_props = schema["models"]["additionalProperties"]["properties"]
+    assert cfg["models"]["tiny"] == {"path": study["models"]["tiny"]["path"], "dtype": model_props["dtype"]["default"],
+                                     "attn_implementation": model_props["attn_implementation"]["default"]}
+    assert cfg["models"]["other"]["dtype"] == "float32"  # a given value is kept
+    assert cfg["timing"]["repeats"] == schema["timing"]["properties"]["repeats"]["default"]
+    assert cfg["tasks"] == study["tasks"]  # task parameters keep the task's own defaults: job params unchanged
+    for j in jobs(cfg):
+        assert (j["seed"], j["stop_words"]) == (0, [".", "\n"])
+        assert (j["dtype"], j["attn_implementation"]) == ({"tiny": "auto", "other": "float32"}[j["model"]], "sdpa")
+        assert "chat_template" not in j  # no model set one
+
+
+def test_defaults_fill_no_key_whose_absence_means_something():
+    """Every `default:` of the schema lies where validation fills it (properties and map entries, not list items),
+    and none on a task parameter or a model's chat_template (a filled one would change every job's parameters)."""
+    from kvstudy.config import load_schema
+
+    def walk(node, where, in_list):
+        if isinstance(node, dict):
+            if "default" in node:
+                yield where, in_list
+            for k, v in node.items():
+                yield from walk(v, f"{where}.{k}", in_list or k == "items")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{where}[{i}]", in_list)
+
+    found = list(walk(load_schema(), "", False))
+    assert found and not any(w.startswith(".properties.tasks.") or w.endswith(".chat_template") for w, _ in found)
+    outside = [w for w, in_list in found if in_list]
+    assert all(".properties.presses.items.properties.search." in w for w in outside), outside
+
+
 @pytest.mark.parametrize(
     "mutate, key, words",
     [

@@ -47,12 +47,23 @@ def _message(err) -> str:
     return err.message.splitlines()[0]
 
 
-def _fill_defaults(config: dict, schema: dict) -> None:
+def fill_defaults(config: dict, schema: dict) -> None:
+    """Fill in place every `default:` of the schema that applies to `config`: the keys of an object's `properties`,
+    in the objects below them and in the entries of a map (`additionalProperties`: models.NAME.dtype). Not inside
+    lists: a press entry is written into variant names and rule parameters as given (a search block's settings are
+    filled by kvstudy.tuning.settings). Hand-written rather than jsonschema's validator-extension recipe, which sets
+    defaults wherever the validator looks, `oneOf` branches that fail included. A key whose absence means something
+    (a task parameter: the task's own default; a model's chat_template: the task decides) has no `default:`."""
+    if not isinstance(config, dict) or schema.get("type") != "object":
+        return
     for key, sub in schema.get("properties", {}).items():
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
-        if isinstance(config.get(key), dict) and sub.get("type") == "object":
-            _fill_defaults(config[key], sub)
+        fill_defaults(config.get(key), sub)
+    entry = schema.get("additionalProperties")
+    if isinstance(entry, dict):
+        for key in config.keys() - schema.get("properties", {}).keys():
+            fill_defaults(config[key], entry)
 
 
 def validate(config: dict, schema: dict | None = None, preflight: bool = False) -> dict:
@@ -66,7 +77,7 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     if err is not None:
         raise ConfigError(f"config error: {_where(err.absolute_path)}: {_message(err)}")
     figures_given = "figures" in config
-    _fill_defaults(config, schema)
+    fill_defaults(config, schema)
     config["timing"].setdefault("lengths", list(config["lengths"]))  # the quality grid's lengths, filled once
     _check_models(config)
     _check_tasks(config)
