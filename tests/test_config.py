@@ -228,3 +228,34 @@ def test_a_search_constraint_cannot_hang_validation(study):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_config_error_carries_its_key():
+    """One error type: the key and the message apart, read as the one line `config error: KEY: MESSAGE`; a lower
+    layer's `subkey: why` lands below its section's key, once; several preflight problems keep one line each."""
+    from kvstudy.tasks.base import TaskParamError
+
+    e = ConfigError("presses[2].method", "unknown press 'x'")
+    assert (e.key, e.message, str(e), e.lines) == ("presses[2].method", "unknown press 'x'",
+                                                   "config error: presses[2].method: unknown press 'x'", [str(e)])
+    below = ConfigError.below("presses[1]", ValueError("window_size: 0 is below 1"))
+    assert (below.key, below.message) == ("presses[1].window_size", "0 is below 1")
+    assert ConfigError.below("tasks.cite", TaskParamError("judge", "no such model")).key == "tasks.cite.judge"
+    assert ConfigError.below("presses[0].search", ValueError("a search needs a dev split")).key == "presses[0].search"
+    lines = ["config error: tasks.a: x", "config error: tasks.b: y"]
+    several = ConfigError.several(lines)
+    assert several.lines == lines and str(several).startswith("config error: tasks.a: x (and 1 more problem")
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["presses"].append({"method": "snapkvv", "compression_ratio": 0.5}), "presses[3].method"),
+    (lambda c: c["tasks"]["niah"].update(n_needles=3), "tasks.niah.n_needles"),
+    (lambda c: c.update(lengths=[0]), "lengths[0]"),
+    (lambda c: c.update(figures=["pie_chart"]), "figures[0]"),
+    (lambda c: c.update(exclude=[{"model": "nope"}]), "exclude[0].model"),
+])
+def test_each_section_names_its_key(study, mutate, key):
+    mutate(study)
+    with pytest.raises(ConfigError) as e:
+        validate(study)
+    assert e.value.key == key, str(e.value)
