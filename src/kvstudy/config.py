@@ -31,7 +31,7 @@ def _where(path) -> str:
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    return schemas.load(path)
+    return schemas.config() if path == SCHEMA_PATH else schemas.load(path)
 
 
 def _message(err) -> str:

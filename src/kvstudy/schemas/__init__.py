@@ -4,6 +4,7 @@ holds a copy."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,3 +23,15 @@ def load(path: Path) -> dict:
     if path.suffix == ".json":
         return json.loads(text)
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
+def config() -> dict:
+    """The study config schema, parsed once per process (read it, never change it)."""
+    return load(CONFIG)
+
+
+def search_defaults() -> dict:
+    """The `default:` of each setting of a press entry's `search:` block (seed, mode, objective, penalty)."""
+    block = config()["properties"]["presses"]["items"]["properties"]["search"]["properties"]
+    return {k: v["default"] for k, v in block.items() if "default" in v}
