@@ -50,6 +50,7 @@ rule significance:
 if COMPARE_PAIRS:
 
     rule significance_pairs:
+        localrule: True
         input:
             "results/tables/samples.csv",
         output:
@@ -61,11 +62,10 @@ if COMPARE_PAIRS:
             ),
         log:
             "logs/significance_pairs.log",
-        localrule: True
-        conda:
-            "../../envs/analysis.yaml"
         params:
             pairs=json.dumps(COMPARE_PAIRS),
+        conda:
+            "../../envs/analysis.yaml"
         shell:
             "python -m kvstudy.significance_pairs --samples {input} --pairs {params.pairs:q} --out {output} "
             "> {log} 2>&1"
