@@ -50,7 +50,6 @@ rule significance:
 if COMPARE_PAIRS:
 
     rule significance_pairs:
-        localrule: True
         input:
             "results/tables/samples.csv",
         output:
@@ -62,10 +61,11 @@ if COMPARE_PAIRS:
             ),
         log:
             "logs/significance_pairs.log",
-        params:
-            pairs=json.dumps(COMPARE_PAIRS),
+        localrule: True
         conda:
             "../../envs/analysis.yaml"
+        params:
+            pairs=json.dumps(COMPARE_PAIRS),
         shell:
             "python -m kvstudy.significance_pairs --samples {input} --pairs {params.pairs:q} --out {output} "
             "> {log} 2>&1"
