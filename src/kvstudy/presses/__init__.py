@@ -32,6 +32,11 @@ NOTHING = Reads(0, False)
 POOLINGS = ("avgpool", "maxpool")  # SnapKV / PyramidKV smoothing of the window's attention (snapkv_press.py)
 
 
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+
+
 @dataclass(frozen=True)
 class PressSpec:
     name: str

@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from kvstudy.presses import NOTHING, POOLINGS, PressSpec, Reads, register
+from kvstudy.presses import NOTHING, PressSpec, Reads, check_pooling, register
 
 
 def _kvpress(cls_name: str):
@@ -23,8 +23,7 @@ def _kvpress(cls_name: str):
 
 
 def _check_snap(p: dict) -> None:
-    if p["pooling"] not in POOLINGS:
-        raise ValueError(f"pooling: {p['pooling']!r} is not one of {', '.join(POOLINGS)}")
+    check_pooling(p["pooling"])
 
 
 def _snapkv(**kwargs):

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 from kvpress import PyramidKVPress
 
 from kvstudy.presses.cache import layer_kinds
-from kvstudy.presses.snapkv_press import POOLINGS, pooled_score
+from kvstudy.presses import check_pooling
+from kvstudy.presses.snapkv_press import pooled_score
 
 
 @dataclass
@@ -26,8 +27,7 @@ class FullLayerPyramidKVPress(PyramidKVPress):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling: {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        check_pooling(self.pooling)
 
     def score(self, module, hidden_states, keys, values, attentions, kwargs):
         return pooled_score(self, module, hidden_states, keys, values, attentions, kwargs)

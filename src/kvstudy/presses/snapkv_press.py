@@ -16,7 +16,7 @@ import torch
 from kvpress import SnapKVPress
 from torch.nn import functional as F
 
-from kvstudy.presses import POOLINGS
+from kvstudy.presses import check_pooling
 
 
 def pooled_score(press, module, hidden_states, keys, values, attentions, kwargs) -> torch.Tensor:
@@ -43,8 +43,7 @@ class PooledSnapKVPress(SnapKVPress):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling: {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        check_pooling(self.pooling)
 
     def score(self, module, hidden_states, keys, values, attentions, kwargs):
         return pooled_score(self, module, hidden_states, keys, values, attentions, kwargs)
