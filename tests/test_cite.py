@@ -12,6 +12,7 @@ from kvstudy.config import ConfigError, validate
 from kvstudy.metrics import METRICS
 from kvstudy.metrics.cite import citation_recall_precision, cited, remove_citations, split_sentences
 from kvstudy.tasks import get_task
+from kvstudy.schemas import DIR as SCHEMAS
 
 DATA = ROOT / "tests" / "data"
 FACTS = {"alpha", "beta", "gamma", "delta"}
@@ -285,7 +286,7 @@ def test_cite_job_end_to_end_with_a_tiny_judge(judge_dir, monkeypatch):
            "task_params": {"source": str(DATA / "alce_asqa.json"), "demo_file": str(DATA / "alce_demos.json"),
                            "max_new_tokens": 6, "judge": judge_dir, "judge_dtype": "float32"}}
     r = run_job(job, device="cpu")
-    jsonschema.validate(r, json.loads((ROOT / "workflow" / "schemas" / "result.schema.json").read_text()))
+    jsonschema.validate(r, json.loads((SCHEMAS / "result.schema.json").read_text()))
     q = r["quality"]
     assert r["status"] == "ok" and q["metric"] == "alce_cite" and q["n"] == 3
     assert q["judge"]["model"] == judge_dir and set(q["sub_scores"]) == {"alce_str_em", "citation_rec", "citation_prec"}

@@ -12,6 +12,52 @@ def test_valid_config_gets_defaults(study):
     assert "seeds" not in study  # the caller's dict is not modified
 
 
+def test_defaults_are_filled_once_from_the_schema(study):
+    """A study without seeds, eval, timing, exclude or a model's dtype / attention validates to a config that has
+    them, with the schema's values; the grid reads them from there (no fallback of its own)."""
+    from kvstudy.config import load_schema
+
+    schema = load_schema()["properties"]
+    study["models"]["other"] = {"path": study["models"]["tiny"]["path"], "dtype": "float32"}
+    cfg = validate(study)
+    assert cfg["seeds"] == schema["seeds"]["default"] == [0]
+    assert cfg["exclude"] == [] and cfg["resources"] == {} and cfg["data"] == {}
+    eval_props = schema["eval"]["properties"]
+    assert cfg["eval"] == {k: eval_props[k]["default"] for k in ("device", "threads", "group", "stop_words")}
+    assert cfg["eval"]["stop_words"] == [".", "\n"]
+    model_props = schema["models"]["additionalProperties"]["properties"]
+    assert cfg["models"]["tiny"] == {"path": study["models"]["tiny"]["path"], "dtype": model_props["dtype"]["default"],
+                                     "attn_implementation": model_props["attn_implementation"]["default"]}
+    assert cfg["models"]["other"]["dtype"] == "float32"  # a given value is kept
+    assert cfg["timing"]["repeats"] == schema["timing"]["properties"]["repeats"]["default"]
+    assert cfg["tasks"] == study["tasks"]  # task parameters keep the task's own defaults: job params unchanged
+    for j in jobs(cfg):
+        assert (j["seed"], j["stop_words"]) == (0, [".", "\n"])
+        assert (j["dtype"], j["attn_implementation"]) == ({"tiny": "auto", "other": "float32"}[j["model"]], "sdpa")
+        assert "chat_template" not in j  # no model set one
+
+
+def test_defaults_fill_no_key_whose_absence_means_something():
+    """Every `default:` of the schema lies where validation fills it (properties and map entries, not list items),
+    and none on a task parameter or a model's chat_template (a filled one would change every job's parameters)."""
+    from kvstudy.config import load_schema
+
+    def walk(node, where, in_list):
+        if isinstance(node, dict):
+            if "default" in node:
+                yield where, in_list
+            for k, v in node.items():
+                yield from walk(v, f"{where}.{k}", in_list or k == "items")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{where}[{i}]", in_list)
+
+    found = list(walk(load_schema(), "", False))
+    assert found and not any(w.startswith(".properties.tasks.") or w.endswith(".chat_template") for w, _ in found)
+    outside = [w for w, in_list in found if in_list]
+    assert all(".properties.presses.items.properties.search." in w for w in outside), outside
+
+
 @pytest.mark.parametrize(
     "mutate, key, words",
     [
@@ -182,3 +228,34 @@ def test_a_search_constraint_cannot_hang_validation(study):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_config_error_carries_its_key():
+    """One error type: the key and the message apart, read as the one line `config error: KEY: MESSAGE`; a lower
+    layer's `subkey: why` lands below its section's key, once; several preflight problems keep one line each."""
+    from kvstudy.tasks.base import TaskParamError
+
+    e = ConfigError("presses[2].method", "unknown press 'x'")
+    assert (e.key, e.message, str(e), e.lines) == ("presses[2].method", "unknown press 'x'",
+                                                   "config error: presses[2].method: unknown press 'x'", [str(e)])
+    below = ConfigError.below("presses[1]", ValueError("window_size: 0 is below 1"))
+    assert (below.key, below.message) == ("presses[1].window_size", "0 is below 1")
+    assert ConfigError.below("tasks.cite", TaskParamError("judge", "no such model")).key == "tasks.cite.judge"
+    assert ConfigError.below("presses[0].search", ValueError("a search needs a dev split")).key == "presses[0].search"
+    lines = ["config error: tasks.a: x", "config error: tasks.b: y"]
+    several = ConfigError.several(lines)
+    assert several.lines == lines and str(several).startswith("config error: tasks.a: x (and 1 more problem")
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["presses"].append({"method": "snapkvv", "compression_ratio": 0.5}), "presses[3].method"),
+    (lambda c: c["tasks"]["niah"].update(n_needles=3), "tasks.niah.n_needles"),
+    (lambda c: c.update(lengths=[0]), "lengths[0]"),
+    (lambda c: c.update(figures=["pie_chart"]), "figures[0]"),
+    (lambda c: c.update(exclude=[{"model": "nope"}]), "exclude[0].model"),
+])
+def test_each_section_names_its_key(study, mutate, key):
+    mutate(study)
+    with pytest.raises(ConfigError) as e:
+        validate(study)
+    assert e.value.key == key, str(e.value)

@@ -5,6 +5,7 @@ refused by validation (before any job) with one line, `config error: ...`, that 
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -91,6 +92,8 @@ def test_mutation_is_refused_in_one_line_naming_the_key(study, label, config, mu
         assert message.startswith("config error: ") and "\n" not in message, message
         keys = key if isinstance(key, tuple) else (key,)
         assert any(k in message for k in keys), f"{label}: {message}"
+        assert message == f"config error: {e.key}: {e.message}"  # the key is the error's own, not read from text
+        assert re.fullmatch(r"\(top level\)|[\w.-]+(\[\d+\])*(\.[\w-]+(\[\d+\])*)*", e.key), e.key
         return
     assert not must_fail, f"{label}: accepted"
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, copy_workflow, dry_run_jobs
 from kvstudy.plots import FIGURES
 from kvstudy.plots.style import paper_style
+from kvstudy.schemas import DIR as SCHEMAS
 
 pytestmark = pytest.mark.e2e
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -83,7 +84,7 @@ def test_timing_protocol_feeds_throughput_and_latency(run):
     throughput table, summary and latency front read its medians and intervals."""
     import jsonschema
 
-    schema = json.loads((ROOT / "workflow/schemas/timing.schema.json").read_text())
+    schema = json.loads((SCHEMAS / "timing.schema.json").read_text())
     for length in (256, 512):
         raw = json.loads((run / f"results/timing/tiny/{length}.json").read_text())
         jsonschema.validate(raw, schema)

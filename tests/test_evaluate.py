@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROOT, TINY
 from kvstudy.evaluate import run_job, write_atomic
+from kvstudy.schemas import DIR as SCHEMAS
 
 
 def job(method="no_press", ratio=0.0, task="niah", length=256, n=4):
@@ -21,7 +22,7 @@ def job(method="no_press", ratio=0.0, task="niah", length=256, n=4):
 
 @pytest.fixture(scope="module")
 def schema():
-    return json.loads((ROOT / "workflow" / "schemas" / "result.schema.json").read_text())
+    return json.loads((SCHEMAS / "result.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")

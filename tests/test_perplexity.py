@@ -11,6 +11,7 @@ from conftest import ROOT, TINY
 from kvstudy.evaluate import run_job
 from kvstudy.perplexity import prefill, score_continuation
 from kvstudy.tasks import get_task
+from kvstudy.schemas import DIR as SCHEMAS
 
 TEXT = str(ROOT / "tests" / "data" / "tiny_text.txt")
 PARAMS = {"source": TEXT, "n_samples": 3, "continuation_tokens": 64, "chunk_size": 24}
@@ -44,7 +45,7 @@ def test_too_short_a_text_is_an_error(tiny):
 
 
 def test_result_contract_and_no_press_is_its_own_reference(base):
-    jsonschema.validate(base, json.loads((ROOT / "workflow" / "schemas" / "result.schema.json").read_text()))
+    jsonschema.validate(base, json.loads((SCHEMAS / "result.schema.json").read_text()))
     q = base["quality"]
     assert q["metric"] == "perplexity" and q["higher_is_better"] is False and q["n"] == 3
     assert q["scored_tokens"] == 3 * 63  # continuation token 0 is fed, not scored

@@ -12,6 +12,7 @@ from kvstudy.config import ConfigError, validate
 from kvstudy.metrics import METRICS, score_with_detail
 from kvstudy.metrics.code_exec import MAX_CASES, Limits, extract_cpp, score_cpp
 from kvstudy.tasks import get_task
+from kvstudy.schemas import DIR as SCHEMAS
 
 DATA = ROOT / "tests" / "data" / "longproc" / "pseudo_to_code.json"
 ROWS = json.loads(DATA.read_text())
@@ -207,7 +208,7 @@ def test_eval_job_end_to_end_on_the_tiny_model(monkeypatch):
            "task_params": task_params(max_new_tokens=4), "length": 128, "seed": 0,
            "press": "no_press", "method": "no_press", "params": {}, "compression_ratio": 0.0, "stop_words": []}
     r = evaluate.run_job(job, device="cpu")
-    jsonschema.validate(r, json.loads((ROOT / "workflow" / "schemas" / "result.schema.json").read_text()))
+    jsonschema.validate(r, json.loads((SCHEMAS / "result.schema.json").read_text()))
     assert r["status"] == "ok" and r["quality"]["metric"] == "cpp_tests_pass" and r["quality"]["n"] == 3
     s0, s1, s2 = r["samples"]
     assert s0["score"] == 1.0 and s0["score_detail"]["reason"] == "passed"

@@ -147,7 +147,9 @@ def test_aggregate_on_the_command_line_says_one_line_per_file(grid, tmp_path, mo
     for j in js:
         write(tmp_path / raw_path(j), raw_for(j))
     write(tmp_path / raw_path(js[3]), raw_for(js[4]))  # another job's result under this job's path
-    study = json.dumps({k: cfg[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude")})
+    # the keys the workflow passes (common.smk study_json); no timing jobs here: only raw results are written
+    study = json.dumps({**{k: cfg[k] for k in ("models", "tasks", "lengths", "presses", "seeds", "eval", "exclude")},
+                        "timing": {**cfg["timing"], "enabled": False}})
     with pytest.raises(SystemExit) as e:
         main(["aggregate", "--study", study, "--out-dir", "tables"])
     assert str(e.value) == (f"aggregate: invalid raw result {raw_path(js[3])}: job.press is \"{js[4]['press']}\", the "

@@ -21,8 +21,9 @@ from kvstudy import timing
 from kvstudy.intervals import compare, median_interval
 from kvstudy.measure import PeakMemory
 from kvstudy.pareto import non_dominated, pareto
+from kvstudy.schemas import DIR as SCHEMAS
 
-SCHEMA = json.loads((ROOT / "workflow" / "schemas" / "timing.schema.json").read_text())
+SCHEMA = json.loads((SCHEMAS / "timing.schema.json").read_text())
 
 
 # --- the median and its interval ---------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_dev_split_shares_no_sample_with_the_test_split(tiny):
 def test_search_refuses_dataset_tasks():
     config = searched({"params": {"window_size": [8]}})
     config["tasks"]["qa"] = {"kind": "hf_qa", "source": "tests/data/kvpress_format.jsonl"}
-    with pytest.raises(ConfigError, match=r"presses\[1\]\.search\.a search needs a dev split .* task 'qa'"):
+    with pytest.raises(ConfigError, match=r"presses\[1\]\.search: a search needs a dev split .* task 'qa'"):
         validate(config)
     config = searched({"params": {"window_size": [8]}, "objective": "combined"})
     config["tasks"]["count"] = {"kind": "countdown"}

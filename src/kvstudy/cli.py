@@ -282,136 +282,129 @@ def cmd_train_tiny(a) -> None:
     print(json.dumps(train(Path(a.out), seed=a.seed, steps=a.steps, max_length=a.max_length)))
 
 
-def main(argv: list[str] | None = None) -> None:
+def _arg(*flags: str, **options) -> tuple[tuple[str, ...], dict]:
+    """One argument of a sub-command: argparse's add_argument flags and keywords."""
+    return flags, options
+
+
+# name -> (help, function, arguments): argparse's table, as data
+COMMANDS = {
+    "eval": ("run eval jobs (press variants of one cell, one model load); write their results", cmd_eval, [
+        _arg("--job", required=True, action="append", help="a job as JSON (from kvstudy.grid); repeatable"),
+        _arg("--out", required=True, action="append", help="its raw result (one per --job)"),
+        _arg("--log", action="append", help="its own log (one per --job, or none)"),
+        _arg("--threads", type=int, default=1),
+        _arg("--device", default="auto"),
+    ]),
+    "timing": ("run one timing job (kvstudy.timing) and write its result", cmd_timing, [
+        _arg("--job", required=True, help="the timing job as JSON (from kvstudy.timing.jobs)"),
+        _arg("--out", required=True),
+        _arg("--threads", type=int, default=1),
+        _arg("--device", default="auto"),
+    ]),
+    "aggregate": ("raw results -> results/tables/*.csv", cmd_aggregate, [
+        _arg("raw", nargs="*", help="raw result files"),
+        _arg("--study", help="resolved config as JSON: aggregate every raw result of its grid"),
+        _arg("--out-dir", required=True),
+    ]),
+    "fetch": ("fetch one hub model, hub dataset or data entry and write its stamp", cmd_fetch, [
+        _arg("--spec", required=True, help="what to fetch, as JSON (kvstudy.fetch.plan)"),
+        _arg("--out", required=True, help="the stamp: resources/fetched/{kind}/{item}.json"),
+    ]),
+    "release": ("bundle the study's results, tables, figures, provenance and metadata", cmd_release, [
+        _arg("--config", required=True, help="the resolved config as JSON"),
+        _arg("--out", required=True, help="the bundle folder (release/{study}); a .tar.gz beside it"),
+        _arg("--root", default=".", help="the directory snakemake ran the study in"),
+    ]),
+    "rebuild": ("recompute the analysis and figures of a release bundle from it alone", cmd_rebuild, [
+        _arg("bundle"),
+        _arg("--out", required=True),
+        _arg("--check", action="store_true", help="compare with the bundle's analysis and figure pixels"),
+    ]),
+    "pareto": ("results.csv -> pareto.csv", cmd_pareto, [
+        _arg("--results", required=True),
+        _arg("--timing", help="timing.csv: latency from the timing protocol where it has the variant"),
+        _arg("--out", required=True),
+    ]),
+    "significance": ("samples.csv -> significance.csv (paired tests vs the baseline)", cmd_significance, [
+        _arg("--samples", required=True),
+        _arg("--out", required=True),
+        _arg("--baseline", default="no_press"),
+        _arg("--out-seeds", help="also write the across-seed Welch t-test table here"),
+    ]),
+    "summary": ("results.csv (+ significance.csv) -> summary_*.csv and booktabs .tex", cmd_summary, [
+        _arg("--results", required=True),
+        _arg("--significance"),
+        _arg("--timing", help="timing.csv: throughput and latency from the timing protocol"),
+        _arg("--out-dir", required=True),
+    ]),
+    "provenance": ("write the report's provenance page (HTML)", cmd_provenance, [
+        _arg("--config", required=True, help="the resolved config as JSON"),
+        _arg("--results", help="results.csv"),
+        _arg("--study-grid", action="store_true", help="read the provenance of the grid's raw results"),
+        _arg("--benchmarks", help="Snakemake benchmark directory"),
+        _arg("--root", default="."),
+        _arg("--out", required=True),
+    ]),
+    "figures": ("list registered figures with their tables and options", cmd_figures, []),
+    "plot": ("draw one figure as PDF + PNG", cmd_plot, [
+        _arg("figure"),
+        _arg("--tables", required=True),
+        _arg("--analysis", required=True),
+        _arg("--out-stem", required=True),
+        _arg("--options", help="figure options as JSON (from the study's figures: entry)"),
+    ]),
+    "manifest": ("write figures/all: every figure and table with its checksum", cmd_manifest, [
+        _arg("files", nargs="+"),
+        _arg("--out", required=True),
+        _arg("--root", default="."),
+        _arg("--study", default="", help="the study's name, recorded in the manifest"),
+        _arg("--config-sha256", help="sha256 of the resolved config (kvstudy.report.config_digest)"),
+    ]),
+    "tune": ("choose a searched press's parameters from its dev-split trials", cmd_tune, [
+        _arg("--study", required=True, help="resolved config as JSON"),
+        _arg("--model", required=True),
+        _arg("--press", required=True, help="the searched press (its slug without the searched parameters)"),
+        _arg("--task", help="per-task choice; without it the global choice over all tasks"),
+        _arg("--out", required=True),
+    ]),
+    "tuning-summary": ("trials, candidates and choices tables of every search", cmd_tuning_summary, [
+        _arg("--study", required=True, help="resolved config as JSON"),
+        _arg("--results", required=True, help="results.csv (test-split scores of the tuned variants)"),
+        _arg("--out-dir", required=True),
+        _arg("--root", default="."),
+    ]),
+    "presses": ("list registered presses with their parameters", cmd_presses, []),
+    "tasks": ("list registered tasks with their metric and parameters", cmd_tasks, []),
+    "validate": ("check a study config and count its jobs", cmd_validate, [_arg("config")]),
+    "status": ("done / oom / failed / running / interrupted / missing for every eval job", cmd_status, [
+        _arg("config"),
+        _arg("--root", default=".", help="the directory snakemake runs in"),
+        _arg("--retry-failed", action="store_true",
+             help="remove the failed results (logs stay) so that the next snakemake run computes them again"),
+    ]),
+    "train-tiny": ("train the built-in tiny retrieval model (deterministic from --seed)", cmd_train_tiny, [
+        _arg("--out", default=str(Path(__file__).parent / "models" / "builtin" / "tiny-retrieval")),
+        _arg("--seed", type=int, default=1),
+        _arg("--steps", type=int, default=400),  # train()'s defaults: they made the shipped weights
+        _arg("--max-length", type=int, default=512),
+        _arg("--threads", type=int, default=1),
+    ]),
+}
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kvstudy", description=__doc__, fromfile_prefix_chars="@")
     sub = p.add_subparsers(dest="cmd", required=True)
+    for name, (help_text, fn, arguments) in COMMANDS.items():
+        s = sub.add_parser(name, help=help_text)
+        for flags, options in arguments:
+            s.add_argument(*flags, **options)
+        s.set_defaults(fn=fn)
+    return p
 
-    s = sub.add_parser("eval", help="run eval jobs (press variants of one cell, one model load); write their results")
-    s.add_argument("--job", required=True, action="append", help="a job as JSON (from kvstudy.grid); repeatable")
-    s.add_argument("--out", required=True, action="append", help="its raw result (one per --job)")
-    s.add_argument("--log", action="append", help="its own log (one per --job, or none)")
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--device", default="auto")
-    s.set_defaults(fn=cmd_eval)
 
-    s = sub.add_parser("timing", help="run one timing job (kvstudy.timing) and write its result")
-    s.add_argument("--job", required=True, help="the timing job as JSON (from kvstudy.timing.jobs)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--device", default="auto")
-    s.set_defaults(fn=cmd_timing)
-
-    s = sub.add_parser("aggregate", help="raw results -> results/tables/*.csv")
-    s.add_argument("raw", nargs="*", help="raw result files")
-    s.add_argument("--study", help="resolved config as JSON: aggregate every raw result of its grid")
-    s.add_argument("--out-dir", required=True)
-    s.set_defaults(fn=cmd_aggregate)
-
-    s = sub.add_parser("fetch", help="fetch one hub model, hub dataset or data entry and write its stamp")
-    s.add_argument("--spec", required=True, help="what to fetch, as JSON (kvstudy.fetch.plan)")
-    s.add_argument("--out", required=True, help="the stamp: resources/fetched/{kind}/{item}.json")
-    s.set_defaults(fn=cmd_fetch)
-
-    s = sub.add_parser("release", help="bundle the study's results, tables, figures, provenance and metadata")
-    s.add_argument("--config", required=True, help="the resolved config as JSON")
-    s.add_argument("--out", required=True, help="the bundle folder (release/{study}); a .tar.gz beside it")
-    s.add_argument("--root", default=".", help="the directory snakemake ran the study in")
-    s.set_defaults(fn=cmd_release)
-
-    s = sub.add_parser("rebuild", help="recompute the analysis and figures of a release bundle from it alone")
-    s.add_argument("bundle")
-    s.add_argument("--out", required=True)
-    s.add_argument("--check", action="store_true", help="compare with the bundle's analysis and figure pixels")
-    s.set_defaults(fn=cmd_rebuild)
-
-    s = sub.add_parser("pareto", help="results.csv -> pareto.csv")
-    s.add_argument("--results", required=True)
-    s.add_argument("--timing", help="timing.csv: latency from the timing protocol where it has the variant")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_pareto)
-
-    s = sub.add_parser("significance", help="samples.csv -> significance.csv (paired tests vs the baseline)")
-    s.add_argument("--samples", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--baseline", default="no_press")
-    s.add_argument("--out-seeds", help="also write the across-seed Welch t-test table here")
-    s.set_defaults(fn=cmd_significance)
-
-    s = sub.add_parser("summary", help="results.csv (+ significance.csv) -> summary_*.csv and booktabs .tex")
-    s.add_argument("--results", required=True)
-    s.add_argument("--significance")
-    s.add_argument("--timing", help="timing.csv: throughput and latency from the timing protocol")
-    s.add_argument("--out-dir", required=True)
-    s.set_defaults(fn=cmd_summary)
-
-    s = sub.add_parser("provenance", help="write the report's provenance page (HTML)")
-    s.add_argument("--config", required=True, help="the resolved config as JSON")
-    s.add_argument("--results", help="results.csv")
-    s.add_argument("--study-grid", action="store_true", help="read the provenance of the grid's raw results")
-    s.add_argument("--benchmarks", help="Snakemake benchmark directory")
-    s.add_argument("--root", default=".")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_provenance)
-
-    s = sub.add_parser("figures", help="list registered figures with their tables and options")
-    s.set_defaults(fn=cmd_figures)
-
-    s = sub.add_parser("plot", help="draw one figure as PDF + PNG")
-    s.add_argument("figure")
-    s.add_argument("--tables", required=True)
-    s.add_argument("--analysis", required=True)
-    s.add_argument("--out-stem", required=True)
-    s.add_argument("--options", help="figure options as JSON (from the study's figures: entry)")
-    s.set_defaults(fn=cmd_plot)
-
-    s = sub.add_parser("manifest", help="write figures/all: every figure and table with its checksum")
-    s.add_argument("files", nargs="+")
-    s.add_argument("--out", required=True)
-    s.add_argument("--root", default=".")
-    s.add_argument("--study", default="", help="the study's name, recorded in the manifest")
-    s.add_argument("--config-sha256", help="sha256 of the resolved config (kvstudy.report.config_digest)")
-    s.set_defaults(fn=cmd_manifest)
-
-    s = sub.add_parser("tune", help="choose a searched press's parameters from its dev-split trials")
-    s.add_argument("--study", required=True, help="resolved config as JSON")
-    s.add_argument("--model", required=True)
-    s.add_argument("--press", required=True, help="the searched press (its slug without the searched parameters)")
-    s.add_argument("--task", help="per-task choice; without it the global choice over all tasks")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_tune)
-
-    s = sub.add_parser("tuning-summary", help="trials, candidates and choices tables of every search")
-    s.add_argument("--study", required=True, help="resolved config as JSON")
-    s.add_argument("--results", required=True, help="results.csv (test-split scores of the tuned variants)")
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--root", default=".")
-    s.set_defaults(fn=cmd_tuning_summary)
-
-    s = sub.add_parser("presses", help="list registered presses with their parameters")
-    s.set_defaults(fn=cmd_presses)
-    s = sub.add_parser("tasks", help="list registered tasks with their metric and parameters")
-    s.set_defaults(fn=cmd_tasks)
-
-    s = sub.add_parser("validate", help="check a study config and count its jobs")
-    s.add_argument("config")
-    s.set_defaults(fn=cmd_validate)
-
-    s = sub.add_parser("status", help="done / oom / failed / running / interrupted / missing for every eval job")
-    s.add_argument("config")
-    s.add_argument("--root", default=".", help="the directory snakemake runs in")
-    s.add_argument("--retry-failed", action="store_true",
-                   help="remove the failed results (logs stay) so that the next snakemake run computes them again")
-    s.set_defaults(fn=cmd_status)
-
-    s = sub.add_parser("train-tiny", help="train the built-in tiny retrieval model (deterministic from --seed)")
-    s.add_argument("--out", default=str(Path(__file__).parent / "models" / "builtin" / "tiny-retrieval"))
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--steps", type=int, default=400)  # the defaults of train(): they made the shipped weights
-    s.add_argument("--max-length", type=int, default=512)
-    s.add_argument("--threads", type=int, default=1)
-    s.set_defaults(fn=cmd_train_tiny)
-
-    a = p.parse_args(argv)
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
     try:
         a.fn(a)
     except Exception as e:  # config errors are one line; everything else keeps its traceback

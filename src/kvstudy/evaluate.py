@@ -80,7 +80,7 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
 def stop_words(task, job: dict) -> list[str]:
     """The task's stop words (kvstudy.tasks.base.stop_words), the job's `eval.stop_words` where it sets none;
     kvstudy.grid writes the same into the job, so the raw result says what generation used."""
-    return task_stop_words(task, job.get("stop_words", [".", "\n"]))
+    return task_stop_words(task, job["stop_words"])
 
 
 class Generation:

@@ -15,7 +15,7 @@ import torch
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION
 from kvstudy.measure import now_iso, pick_device, provenance
 
-# efficiency keys a result always has (workflow/schemas/result.schema.json); a failed job measured none of them
+# efficiency keys a result always has (src/kvstudy/schemas/result.schema.json); a failed job measured none of them
 EFFICIENCY_KEYS = ("kv_tokens_kept", "kv_tokens_full", "kv_fraction_kept", "kv_bytes", "kv_bytes_full",
                    "peak_memory_bytes", "peak_memory_kind", "prefill_seconds", "ttft_seconds",
                    "decode_tokens_per_second", "total_seconds")

@@ -56,23 +56,24 @@ def excluded(job: dict, entries: list[dict]) -> bool:
 
 def jobs(config: dict, exclude: bool = True) -> list[dict]:
     """Every eval job of the study: model x task x length x press variant x seed, less the combinations the
-    study's `exclude:` entries leave out (all of them with `exclude=False`)."""
-    default = config.get("eval", {}).get("stop_words", [".", "\n"])
+    study's `exclude:` entries leave out (all of them with `exclude=False`). `config` is a validated one
+    (kvstudy.config.validate): its defaults are filled, none is restated here."""
+    default = config["eval"]["stop_words"]
     # what each task's jobs really use, so the raw result says so and a change of either reruns them
     stops = {task: configured_stop_words(TASKS.get(t.get("kind", task)), t, default)
              for task, t in config["tasks"].items()}
     vs = variants(config)
-    entries = (config.get("exclude") or []) if exclude else []
+    entries = config["exclude"] if exclude else []
     out = []
     for (model, m), (task, t), length, v, seed in itertools.product(
-        config["models"].items(), config["tasks"].items(), config["lengths"], vs, config.get("seeds", [0])
+        config["models"].items(), config["tasks"].items(), config["lengths"], vs, config["seeds"]
     ):
         job = {
             "model": model,
             # org/name@REVISION where the study pins a revision (kvstudy.models), so a new pin reruns the model's jobs
             "model_path": f"{m['path']}@{m['revision']}" if m.get("revision") else m["path"],
-            "dtype": m.get("dtype", "auto"),
-            "attn_implementation": m.get("attn_implementation", "sdpa"),
+            "dtype": m["dtype"],
+            "attn_implementation": m["attn_implementation"],
             # only when set (by the model, or `none` by the task): a new default key would change every job's params
             **_chat_template(m, TASKS.get(t.get("kind", task)), t),
             **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
@@ -152,7 +153,7 @@ def eval_groups(config: dict, study_jobs: list[dict] | None = None) -> list[Eval
     """The eval rules of the study's `eval.group` (default `entry`): None for `variant` (one rule, one job per
     variant). A unit's variants form one rule for every cell that runs all of those it runs in most cells; a cell
     where `exclude:` leaves out others gets a rule of its own."""
-    mode = config.get("eval", {}).get("group", "entry")
+    mode = config["eval"]["group"]
     if mode == "variant":
         return None
     present: dict[tuple, set[str]] = {}

@@ -46,9 +46,7 @@ def check(config: dict) -> dict:
     kept = jobs(config) + trial_jobs(config)  # a searched press's dev-split trials run its candidates
     problems, report = run(config, kept)
     if problems:
-        n = len(problems) - 1
-        more = f" (and {n} more problem{'s' if n > 1 else ''}: kvstudy validate lists them)" if n else ""
-        raise ConfigError(problems[0] + more, problems)
+        raise ConfigError.several(problems)
     report["seconds"] = time.perf_counter() - t0
     # a hub model downloaded just now (config + tokenizer) is in the local cache from here on: keyed now
     preflight_cache.write(key or preflight_cache.key(config), report)

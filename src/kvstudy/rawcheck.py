@@ -3,7 +3,7 @@ path in the current config.
 
 Every reader of raw results goes through `read` (aggregate, `kvstudy status`, the Snakefile's check before a run,
 kvstudy.rawguard): a file that fails is named in one line (`RawResultError`: `PATH: why`) instead of a traceback, a
-silently wrong row, or a "done" it is not. What is checked, beyond `workflow/schemas/result.schema.json`:
+silently wrong row, or a "done" it is not. What is checked, beyond `kvstudy/schemas/result.schema.json`:
 - `status`: ok results have a finite score, at least one sample and `n` samples; oom and failed ones no score
   (failed ones an error and no samples);
 - the value range of the metric: every score, the job's and each sample's, lies in [0, 1], except perplexity's
@@ -26,7 +26,9 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "result.schema.json"
+from kvstudy import schemas
+
+SCHEMA_PATH = schemas.RESULT
 # what every job carries in its raw result (kvstudy.evaluate.JOB_KEYS), compared with the config's job
 IDENTITY_KEYS = ("model", "model_path", "task", "task_params", "length", "press", "method", "compression_ratio",
                  "seed")

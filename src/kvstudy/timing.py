@@ -21,7 +21,7 @@ docs/efficiency.md). With several CPU threads CPU time sums them, so the wall cl
 
 `timed_run` is THE SEAM: the prefill + decode of one timed run, on kvstudy.presses primitives; kvstudy.engine may
 later replace its body with the engine's press run (same arguments, same returned dict).
-Contract: docs/data-contracts.md ("Timing"), schema workflow/schemas/timing.schema.json.
+Contract: docs/data-contracts.md ("Timing"), schema src/kvstudy/schemas/timing.schema.json.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ class TimingClock(Clock):
 def jobs(config: dict) -> list[dict]:
     """One timing job per (model, timing length) of a study with `timing.enabled`: every press variant the study
     runs on that model (tuned variants aside: their parameters are chosen at run time)."""
-    timing = config.get("timing") or {}
-    if not timing.get("enabled", False):
+    timing = config["timing"]
+    if not timing["enabled"]:
         return []
     per_model: dict[str, dict] = {}
     for j in eval_jobs(config):
@@ -70,11 +70,11 @@ def jobs(config: dict) -> list[dict]:
         m = per_model.setdefault(j["model"], {"model": j["model"], **{k: j.get(k) for k in _MODEL_KEYS},
                                               "variants": {}})
         m["variants"].setdefault(j["press"], {k: j[k] for k in ("press", "method", "params", "compression_ratio")})
-    seed = int((config.get("seeds") or [0])[0])
+    seed = int(config["seeds"][0])
     return [{**{k: v for k, v in m.items() if k != "variants"}, "length": int(length), "seed": seed,
              "repeats": timing["repeats"], "decode_tokens": timing["decode_tokens"],
              "variants": list(m["variants"].values())}
-            for m in per_model.values() for length in timing.get("lengths") or config["lengths"]]
+            for m in per_model.values() for length in timing["lengths"]]
 
 
 def path(job: dict) -> str:
@@ -189,11 +189,11 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
     dev, started, t_start = pick_device(device), now_iso(), time.perf_counter()
     groups: dict[str, list[dict]] = {}
     for v in job["variants"]:  # a press that needs another attention gets its own model load
-        groups.setdefault(attention_for(v["method"], v["params"]) or job.get("attn_implementation") or "sdpa",
+        groups.setdefault(attention_for(v["method"], v["params"]) or job["attn_implementation"],
                           []).append(v)
     records = {}
     for attn, variants in groups.items():
-        model, _ = load_model(job["model_path"], job.get("dtype") or "auto", attn, str(dev),
+        model, _ = load_model(job["model_path"], job["dtype"], attn, str(dev),
                               job.get("config_overrides"))
         entries = measure_group(model, variants, job, dev)
         records.update({p: _finish(e, job["length"]) for p, e in entries.items() if e.get("variant")})

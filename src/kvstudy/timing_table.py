@@ -1,6 +1,6 @@
 """Timing results (results/timing/{model}/{length}.json, kvstudy.timing) -> results/tables/timing.csv: one row per
 (model, length, press variant) with the median and interval of each measure. Every file is checked against
-workflow/schemas/timing.schema.json first: a bad one is named in one line and no table is written."""
+src/kvstudy/schemas/timing.schema.json first: a bad one is named in one line and no table is written."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import jsonschema
 import pandas as pd
 
+from kvstudy import schemas
 from kvstudy.rawcheck import InvalidResults
 from kvstudy.timing import MEASURES
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "timing.schema.json"
+SCHEMA = schemas.TIMING
 COLUMNS = ["model", "length", "press", "method", "compression_ratio", "status", "repeats", "decode_tokens",
            "coverage", *[f"{m}{s}" for m in MEASURES for s in ("", "_low", "_high")], "device", "error"]
 

@@ -73,7 +73,7 @@ def resolve(job: dict) -> Variant:
         if injected(job, INJECT_FAIL):
             raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
         v.run = build_run(job["method"], job["params"], job["compression_ratio"])
-        v.attention = v.run.attention or job.get("attn_implementation", "sdpa")
+        v.attention = v.run.attention or job["attn_implementation"]
     except Exception as e:  # noqa: BLE001 -- recorded as this variant's failure
         v.fail(e)
     return v

@@ -77,7 +77,7 @@ def _run(variants, runner_cls, load, dev, t_start) -> dict[int, dict]:
     efficiency, fidelity, job extras) by index; a judged task's judge runs once the evaluated model is freed."""
     live = [v for v in variants if v.status == "ok"]
     job = live[0].job
-    model, tokenizer = load(job["model_path"], job.get("dtype", "auto"), live[0].attention, str(dev),
+    model, tokenizer = load(job["model_path"], job["dtype"], live[0].attention, str(dev),
                             job.get("config_overrides"))
     runner = runner_cls(job, model, tokenizer, dev)
     clock, mem = Clock(dev), warm_up(model, runner.samples, dev)

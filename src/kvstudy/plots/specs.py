@@ -78,7 +78,7 @@ def grid_summary(config: dict) -> str:
     from kvstudy.tasks import TASKS
 
     models, tasks, lengths = config["models"], config["tasks"], config["lengths"]
-    seeds, n_variants = config.get("seeds", [0]), len(variants(config))
+    seeds, n_variants = config["seeds"], len(variants(config))
     per_task = {}
     for name, t in tasks.items():
         n = t.get("n_samples")

@@ -13,12 +13,13 @@ import math
 
 import numpy as np
 
+from kvstudy import schemas
 from kvstudy.tasks import TASKS
 from kvstudy.tuning.constraints import SearchError, parse_constraint, satisfies
 from kvstudy.variants import TUNING_MODES, fixed_combos, fixed_names, search_modes
 
 MODES = TUNING_MODES
-DEFAULTS = {"seed": 0, "constraints": [], "mode": list(MODES), "objective": "score", "penalty": 1.0}
+DEFAULTS = {"constraints": [], **schemas.search_defaults()}  # seed, mode, objective, penalty: the schema's
 MAX_DRAWS = 10_000  # random sampling: draws tried before giving up on finding n distinct valid candidates
 MAX_GRID = 100_000  # candidates of a full grid, before constraints
 

@@ -64,7 +64,7 @@ def trial_jobs(config: dict, search: dict | None = None) -> list[dict]:
                  for name, t in config["tasks"].items()}
         sub = {
             "models": config["models"], "tasks": tasks, "lengths": st.get("lengths", config["lengths"]),
-            "seeds": [dev_seed(x) for x in config.get("seeds", [0])], "eval": config.get("eval", {}),
+            "seeds": [dev_seed(x) for x in config["seeds"]], "eval": config["eval"], "exclude": [],
             "presses": [{"method": s["method"], **s["fixed"], **c["params"]} for c in s["candidates"]],
         }
         for job in jobs(sub):
@@ -101,8 +101,7 @@ def tune_study(config: dict, model: str, press: str, task: str | None = None) ->
     tasks = config["tasks"] if task is None else {task: config["tasks"][task]}
     lengths = entry["search"].get("lengths", config["lengths"])
     return {"models": {model: config["models"][model]}, "tasks": tasks, "lengths": lengths,
-            "seeds": config.get("seeds", [0]),
-            "eval": {"stop_words": config.get("eval", {}).get("stop_words", [".", "\n"])}, "presses": [entry]}
+            "seeds": config["seeds"], "eval": {"stop_words": config["eval"]["stop_words"]}, "presses": [entry]}
 
 
 def find_search(config: dict, press: str) -> dict:
