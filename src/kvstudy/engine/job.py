@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from kvstudy import schemas
 from kvstudy.engine.group import GroupRun, free_memory, resolve
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, efficiency
 from kvstudy.failed import failed_result
@@ -52,6 +53,7 @@ def run_group(jobs: list[dict], runner_cls, load, threads: int = 1, device: str 
     attention, device, overrides)` loads the model. A variant that fails or runs out of memory has a result saying
     so (`failures` gets a failed variant's traceback by index); an error before any variant ran (the model, the
     samples) raises, for the caller to record."""
+    jobs = [{**schemas.job_defaults(), **job} for job in jobs]  # a job given by hand may leave them out
     check_cell(jobs)
     started, t_start = now_iso(), time.perf_counter()
     torch.set_num_threads(threads)

@@ -35,3 +35,11 @@ def search_defaults() -> dict:
     """The `default:` of each setting of a press entry's `search:` block (seed, mode, objective, penalty)."""
     block = config()["properties"]["presses"]["items"]["properties"]["search"]["properties"]
     return {k: v["default"] for k, v in block.items() if "default" in v}
+
+
+def job_defaults() -> dict:
+    """What a job made by hand (`kvstudy eval --job`) runs with where it leaves them out, as a study's job would:
+    its model entry's defaults (dtype, attn_implementation) and the study's default stop words."""
+    block = config()["properties"]["models"]["additionalProperties"]["properties"]
+    stops = config()["properties"]["eval"]["properties"]["stop_words"]["default"]
+    return {**{k: v["default"] for k, v in block.items() if "default" in v}, "stop_words": stops}
