@@ -74,6 +74,7 @@ def paths(tmp_path_factory):
 def jobs(paths):
     """Every job of the study, by (arch, task, press slug); models are loaded once (load_model is cached)."""
     from kvstudy import evaluate
+    from kvstudy.config import fill_defaults, load_schema
     from kvstudy.grid import jobs as grid_jobs
     from kvstudy.models import load_model
 
@@ -85,6 +86,7 @@ def jobs(paths):
         for arch, path in paths.items():
             config = {"models": {arch: {"path": path, "dtype": "float32"}}, "tasks": TASKS, "lengths": [L],
                       "presses": VARIANTS, "eval": {"stop_words": []}}
+            fill_defaults(config, load_schema())  # not validate: the ppl x query-aware cases are asked for on purpose
             for j in grid_jobs(config):
                 out[arch, j["task"], j["press"]] = j
         yield out

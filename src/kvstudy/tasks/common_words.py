@@ -23,6 +23,17 @@ from kvstudy.tasks.haystack import PieceTokenizer
 from kvstudy.tasks.vocab import VOCABS, resolve_vocab
 
 
+def _largest_fit(cost, budget: int) -> int:
+    """The largest k with cost(k) <= budget, cost growing with k and cost(0) within budget: doubling, then bisection."""
+    lo, hi = 0, 1
+    while cost(hi) <= budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
+    return lo
+
+
 @register
 @dataclass
 class CommonWords(Task):
@@ -78,13 +89,7 @@ class CommonWords(Task):
                 raise ValueError(f"length {length} is too short: the {self.num_common} common words x freq_common "
                                  f"{self.freq_common} alone take {cost(items(0))} tokens of the {budget} this tokenizer "
                                  "leaves for the list (use a longer length, or lower num_common / freq_common)")
-            lo, hi = 0, 1
-            while cost(items(hi)) <= budget:
-                lo, hi = hi, hi * 2
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if cost(items(mid)) <= budget else (lo, mid)
-            ws = items(lo)
+            ws = items(_largest_fit(lambda k: cost(items(k)), budget))
             max_rare = max(Counter(w for w in ws if w not in common).values(), default=0)
             if max_rare >= self.freq_common:
                 raise ValueError(f"length {length} needs uncommon words {max_rare} times with {len(rare)} words;"

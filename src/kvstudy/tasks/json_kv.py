@@ -20,6 +20,30 @@ from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context
 from kvstudy.tasks.vocab import VOCABS, make_items, resolve_vocab
 
 
+def _fill(rng, enc, v, budget: int) -> tuple[list[list[int]], list[tuple[str, str]]]:
+    """The pairs (and their token pieces) that fit `budget` tokens: as many uuid pairs as fit (English), or the
+    lexicon's keys each once with a random value, as far as they fit."""
+    pieces: list[list[int]] = []
+    pairs: list[tuple[str, str]] = []
+    used = 0
+    while True:
+        if v.name == "english":
+            k, val = make_items(rng, v, "uuids", 2)
+            piece = enc((", " if pairs else "") + f"{json.dumps(k)}: {json.dumps(val)}")
+        else:
+            if len(pairs) == len(v.keys):
+                break
+            k = str(v.keys[len(pairs)])
+            val = str(rng.choice(v.values))
+            piece = enc(f" {val} {k}")
+        if used + len(piece) > budget:
+            break
+        pieces.append(piece)
+        pairs.append((k, val))
+        used += len(piece)
+    return pieces, pairs
+
+
 @register
 @dataclass
 class JsonKV(Task):
@@ -49,24 +73,8 @@ class JsonKV(Task):
         out = []
         for i in range(self.n_samples):
             rng = np.random.default_rng([seed, length, i, 26])
-            pieces: list[list[int]] = []
-            pairs: list[tuple[str, str]] = []
-            used = 0
-            while True:
-                if eng:
-                    k, val = make_items(rng, v, "uuids", 2)
-                    piece = enc((", " if pairs else "") + f"{json.dumps(k)}: {json.dumps(val)}")
-                else:
-                    if len(pairs) == len(v.keys):
-                        break
-                    k = str(v.keys[len(pairs)])
-                    val = str(rng.choice(v.values))
-                    piece = enc(f" {val} {k}")
-                if used + len(piece) > budget:
-                    break
-                pieces.append(piece)
-                pairs.append((k, val))
-                used += len(piece)
+            pieces, pairs = _fill(rng, enc, v, budget)
+            used = sum(len(p) for p in pieces)
             if not pairs:
                 raise ValueError(f"length {length} is too short for one JSON pair")
             depth_bin = i % self.n_depths
