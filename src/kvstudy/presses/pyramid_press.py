@@ -17,21 +17,11 @@ from types import SimpleNamespace
 from kvpress import PyramidKVPress
 
 from kvstudy.presses.cache import layer_kinds
-from kvstudy.presses import check_pooling
-from kvstudy.presses.snapkv_press import pooled_score
+from kvstudy.presses.snapkv_press import Pooled
 
 
 @dataclass
-class FullLayerPyramidKVPress(PyramidKVPress):
-    pooling: str = "avgpool"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_pooling(self.pooling)
-
-    def score(self, module, hidden_states, keys, values, attentions, kwargs):
-        return pooled_score(self, module, hidden_states, keys, values, attentions, kwargs)
-
+class FullLayerPyramidKVPress(Pooled, PyramidKVPress):
     def post_init_from_model(self, model):
         super().post_init_from_model(model)
         full = [i for i, kind in enumerate(layer_kinds(model.config)) if kind == "full"]

@@ -38,7 +38,9 @@ def pooled_score(press, module, hidden_states, keys, values, attentions, kwargs)
 
 
 @dataclass
-class PooledSnapKVPress(SnapKVPress):
+class Pooled:
+    """The `pooling` field and `pooled_score`, mixed in before a kvpress SnapKV-scored press (SnapKV, PyramidKV)."""
+
     pooling: str = "avgpool"
 
     def __post_init__(self):
@@ -47,3 +49,8 @@ class PooledSnapKVPress(SnapKVPress):
 
     def score(self, module, hidden_states, keys, values, attentions, kwargs):
         return pooled_score(self, module, hidden_states, keys, values, attentions, kwargs)
+
+
+@dataclass
+class PooledSnapKVPress(Pooled, SnapKVPress):
+    pass
