@@ -5,9 +5,9 @@
 For each `eval.group` it runs `snakemake figures/all` from scratch in a fresh copy of the workflow and prints: the
 eval jobs Snakemake ran, the wall time of the whole run, the prefills the eval jobs made (read from the raw results:
 a sample prefilled once for k variants counts once) and, per sample of a cell, the prefills made against the
-prefill classes of its variants (attention implementation x query-aware: the goal is one prefill per class), and the
-CPU time of the whole run (snakemake and every job: steadier than wall time on a shared machine). Then
-whether every grouped result has the same predictions, scores and KV bytes as its one-variant result.
+prefill classes of its variants (attention implementation x query-aware prefix, false, true or "prompt": the goal is
+one prefill per class), and the CPU time of the whole run (snakemake and every job: steadier than wall time on a
+shared machine). Then whether every grouped result has the same predictions, scores and KV bytes as its one-variant result.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def prefills(results: dict[str, dict]) -> tuple[float, float, float]:
     for raw in results.values():
         job = raw["job"]
         cell = (job["model"], job["task"], job["length"], job["seed"])
-        classes[cell].add((raw["efficiency"]["attn_implementation"], bool(job["params"].get("query_aware"))))
+        classes[cell].add((raw["efficiency"]["attn_implementation"], job["params"].get("query_aware") or False))
         for s in raw["samples"]:
             made[cell, s["id"]] += 1 / s["prefill_shared_by"]
     n = sum(made.values())
