@@ -7,7 +7,8 @@ eval jobs Snakemake ran, the wall time of the whole run, the prefills the eval j
 a sample prefilled once for k variants counts once) and, per sample of a cell, the prefills made against the
 prefill classes of its variants (attention implementation x query-aware prefix, false, true or "prompt": the goal is
 one prefill per class), and the CPU time of the whole run (snakemake and every job: steadier than wall time on a
-shared machine). Then whether every grouped result has the same predictions, scores and KV bytes as its one-variant result.
+shared machine). Then whether every grouped result has the same predictions, scores and KV bytes as its one-variant
+result.
 """
 
 from __future__ import annotations
