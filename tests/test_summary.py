@@ -76,7 +76,7 @@ def test_latex_is_booktabs_and_escaped(results, significance, tmp_path):
     significance.to_csv(tmp_path / "significance.csv", index=False)
     paths = write_summary(tmp_path / "results.csv", tmp_path / "significance.csv", tmp_path / "out")
     assert sorted(p.name for p in paths) == sorted(
-        f"summary_{n}.{e}" for n in ("score", "memory", "throughput") for e in ("csv", "tex"))
+        f"summary_{n}.{e}" for n in ("score", "memory", "throughput", "seeds") for e in ("csv", "tex"))
     tex = (tmp_path / "out" / "summary_score.tex").read_text()
     for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\caption{", r"\label{tab:score}"):
         assert rule in tex
@@ -168,3 +168,22 @@ def test_mean_over_tasks_is_marked_from_one_test_over_all_paired_samples(tmp_pat
     oom.loc[(oom["press"] == "knorm-cr0.50") & (oom["task"] == "kv"), ["status", "score"]] = ["oom", None]
     row = score_table(oom, pd.read_csv(tmp_path / "significance.csv")).set_index("press").loc["knorm-cr0.50"]
     assert row["mean_mark"] == "oom" and pd.isna(row["mean"])
+
+
+def test_seeds_table_gives_mean_std_min_max_over_seeds(results):
+    results = results.copy()
+    results.loc[(results["press"] == "snapkv-cr0.50") & (results["task"] == "niah"), "score"] = [0.6, 1.0]
+    seeds = summary_tables(results, None)["summary_seeds"][0].set_index(["task", "press"])
+    row = seeds.loc[("niah", "snapkv-cr0.50")]
+    assert row["n_seeds"] == 2 and row["score_mean"] == pytest.approx(0.8)
+    assert row["score_std"] == pytest.approx(np.std([0.6, 1.0], ddof=1))
+    assert (row["score_min"], row["score_max"]) == (0.6, 1.0)
+    assert seeds.loc[("ppl", "knorm-cr0.50"), "status"] == "oom" and seeds.loc[("ppl", "knorm-cr0.50"), "n_seeds"] == 0
+    assert list(seeds.loc["niah"].index) == ["no_press", "knorm-cr0.50", "snapkv-cr0.50"]  # baseline first
+    tex = summary_tables(results, None)["summary_seeds"][1]
+    assert "0.800 $\\pm$ 0.283 [0.600, 1.000]" in tex and "OOM" in tex
+
+
+def test_seeds_table_of_one_seed_has_no_std(results):
+    one = summary_tables(results[results["seed"] == 0], None)["summary_seeds"][0]
+    assert one["n_seeds"].eq(1).sum() == 5 and one["score_std"].isna().all()

@@ -14,6 +14,8 @@
   length (`source@<length>` "timing", kvstudy.timing), else the eval jobs' means ("eval", no interval). A variant
   is marked faster or slower than no_press only where the two intervals do not overlap (kvstudy.intervals;
   docs/statistics.md, "Timings"); without intervals nothing is marked.
+- `summary_seeds`: per (model, task, length, press variant) mean, std, min and max over seeds of the score and of
+  decode tokens/s (kvstudy.summary_seeds).
 
 A variant whose jobs all ran out of memory shows "OOM" (LaTeX) / an empty value marked "oom" (CSV), never a
 number; one whose jobs failed (and none is ok) shows "failed" / "failed" the same way. Decoding presses (which
@@ -32,9 +34,10 @@ import pandas as pd
 from kvstudy.aggregate import write_csv_atomic, write_text_atomic
 from kvstudy.pareto import higher_is_better
 from kvstudy.significance_mean import MEAN_TASK
+from kvstudy.summary_seeds import seeds_latex, seeds_table
 
 BASELINE = "no_press"
-NAMES = ("summary_score", "summary_memory", "summary_throughput")
+NAMES = ("summary_score", "summary_memory", "summary_throughput", "summary_seeds")
 _ID = {c: str for c in ("model", "task", "press", "method", "status")}
 UP, DOWN = r"$^{\uparrow}$", r"$^{\downarrow}$"
 
@@ -324,13 +327,16 @@ def throughput_latex(table: pd.DataFrame) -> str:
 
 def summary_tables(results: pd.DataFrame, significance: pd.DataFrame | None, timing: pd.DataFrame | None = None
                    ) -> dict[str, tuple[pd.DataFrame, str]]:
-    """name -> (CSV frame, LaTeX text) for the three summary tables."""
+    """name -> (CSV frame, LaTeX text) for the four summary tables."""
     score, memory = score_table(results, significance), memory_table(results)
     throughput = throughput_table(results, timing)
+    order = _variant_order(results)
+    seeds = seeds_table(results, order)
     return {
         "summary_score": (score, score_latex(score)),
         "summary_memory": (memory, memory_latex(memory)),
         "summary_throughput": (throughput, throughput_latex(throughput)),
+        "summary_seeds": (seeds, seeds_latex(seeds, order, _cell, _to_latex)),
     }
 
 

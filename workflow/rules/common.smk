@@ -89,7 +89,7 @@ REPORT_LABELS = {
 }
 SUMMARY = expand(
     "results/tables/{name}.{ext}",
-    name=["summary_score", "summary_memory", "summary_throughput"],
+    name=["summary_score", "summary_memory", "summary_throughput", "summary_seeds"],
     ext=["csv", "tex"],
 )
 PROVENANCE = "results/provenance.html"
