@@ -82,7 +82,7 @@ def _texts(fig):
                                                                    for t in ax.get_yticklabels()]
 
 
-@pytest.mark.parametrize("name", ["pareto_latency", "delta_heatmap", "context_scaling"])
+@pytest.mark.parametrize("name", ["pareto_latency", "delta_heatmap", "context_scaling", "throughput_vs_ratio"])
 def test_writes_pdf_and_png(name, tables, tmp_path):
     _check(FIGURES[name].draw(tables, tmp_path / name))
 
@@ -150,6 +150,23 @@ def test_context_scaling_marks_oom_and_keeps_method_colours(tables):
     try:
         gids = {ln.get_gid() for ln in fig.axes[0].get_lines()}
         assert gids == {"scale:no_press", "scale:snapkv-cr0.50"}
+    finally:
+        plt.close(fig)
+
+
+def test_throughput_vs_ratio_lines_from_the_baseline_and_oom_in_a_note(tables):
+    fig = _build("throughput_vs_ratio", tables)
+    try:
+        panels = {ax.get_title().split("\n")[0]: ax for ax in fig.axes}
+        assert sorted(panels) == ["1K tokens", "2K tokens"]
+        for title, ax in panels.items():
+            knorm = next(ln for ln in ax.get_lines() if ln.get_gid() == "tps:knorm")
+            ratios = [0.0, 0.5, 0.9] if title == "1K tokens" else [0.0, 0.5]  # no value where it ran out of memory
+            assert list(knorm.get_xdata()) == ratios
+            assert list(knorm.get_ydata()) == pytest.approx([900 * (1 + r) for r in ratios])  # results' means
+            assert to_hex(knorm.get_color()) == method_color("knorm")
+        assert panels["2K tokens"].get_title() == "2K tokens\nOOM: Knorm 0.90"
+        assert panels["1K tokens"].get_title() == "1K tokens"
     finally:
         plt.close(fig)
 

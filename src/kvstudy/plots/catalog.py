@@ -124,6 +124,9 @@ register(Figure("context_scaling", "latency, throughput (timing medians and inte
                 "length per press variant; OOM lengths marked", ("results",), uses=("timing",),
                 options={"methods": "list of methods to show (default: all)",
                          "ratios": "list of compression ratios to show (default: all)"}, check=_lengths))
+register(Figure("throughput_vs_ratio", "decode throughput vs compression ratio per model x length, one line per "
+                "method (timing medians and intervals where timed)", ("results",), uses=("timing",),
+                check=_ratio_axis))
 register(Figure("model_groups", "score change vs own baseline against compression ratio, one line per model group",
                 ("results",), options={"groups": "model -> group (default: models.<m>.group in the config)"},
                 check=_groups))

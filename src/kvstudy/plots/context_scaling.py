@@ -48,7 +48,7 @@ MEASURES = [  # column, axis label, scale
 KV_PANEL = ("kv_bytes_held", "KV cache held (MiB)", 1 / 2**20)  # the memory panel where no peak was measured
 
 
-def _means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.DataFrame, list, str]:
+def variant_means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.DataFrame, list, str]:
     """(per (model, press, length): each panel's value and `<col>_low/_high`, the panels, the source note)."""
     cols = [c for c, _, _ in MEASURES]
     held = ["kv_bytes_held"] if "kv_bytes_held" in ok.columns else []
@@ -183,7 +183,7 @@ def build(tables, methods=None, ratios=None):
         raise ValueError(f"figure {NAME!r}: results.csv has no ok, oom or failed job")
     timing = tables.get("timing")
     timing = timing[timing["press"].isin(set(df["press"]))] if timing is not None and len(timing) else timing
-    means, panels, note = _means(ok, timing)
+    means, panels, note = variant_means(ok, timing)
     v, models = _variants(df, oom), list(dict.fromkeys(df["model"]))
     lengths = sorted(set(df["length"].astype(int)) | set(means["length"].astype(int)))
     strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))
