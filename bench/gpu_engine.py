@@ -118,9 +118,10 @@ def one_variant(model, runs, samples, new_tokens: int, clock, device) -> dict:
 def _answer(row: dict, model, run, cache, ctx, q, new_tokens: int, clock) -> None:
     """Question and answer of one variant on its ready cache, its stage times and tokens added to `row`."""
     from kvstudy.engine.generate import answer
+    from kvstudy.engine.stops import Stops
 
     t_ready = clock.now()
-    tokens, t_first, t_end = answer(model, run, cache, len(ctx), q, new_tokens, set(), clock)
+    tokens, t_first, t_end = answer(model, run, cache, len(ctx), q, new_tokens, Stops(), clock)
     row["first_token"] += t_first - t_ready
     row["decode"] += t_end - t_first
     row["decoded"] += len(tokens) - 1

@@ -18,6 +18,7 @@ import statistics
 
 import torch
 
+from kvstudy.engine.stops import Stops
 from kvstudy.evaluate import run_sample
 from kvstudy.measure import Clock
 from kvstudy.models import load_model
@@ -56,12 +57,12 @@ def measure(model, tok, run, samples, n_decode, base_model):
     right before it (paired, so load from other processes on a shared machine hits both alike)."""
     clock = Clock(torch.device("cpu"))
     base_run = build_run("no_press", {}, None)
-    run_sample(model, tok, run, samples[0], n_decode, set(), clock)  # warm-up, untimed
-    run_sample(base_model, tok, base_run, samples[0], n_decode, set(), clock)
+    run_sample(model, tok, run, samples[0], n_decode, Stops(), clock)  # warm-up, untimed
+    run_sample(base_model, tok, base_run, samples[0], n_decode, Stops(), clock)
     rows = []
     for s in samples[1:]:
-        b = run_sample(base_model, tok, base_run, s, n_decode, set(), clock)
-        r = run_sample(model, tok, run, s, n_decode, set(), clock)
+        b = run_sample(base_model, tok, base_run, s, n_decode, Stops(), clock)
+        r = run_sample(model, tok, run, s, n_decode, Stops(), clock)
         per_token = lambda x: x["decode_seconds"] / max(x["decode_tokens"], 1)  # noqa: E731
         rows.append({
             "prefill": r["prefill_seconds"], "prefill_x": r["prefill_seconds"] / b["prefill_seconds"],

@@ -256,6 +256,7 @@ def test_a_question_of_several_tokens_sees_the_compressed_cache_as_token_by_toke
 def test_sliding_window_cache_is_the_one_generate_keeps(paths, monkeypatch):
     """No press on Mistral (window 48) past its window: the eval loop (prefill, question, greedy decoding) keeps
     the cache `generate()` keeps, answers the same tokens, and counts the bytes of that cache."""
+    from kvstudy.engine.stops import Stops
     from kvstudy.evaluate import run_sample
     from kvstudy.measure import Clock, full_cache_bytes
     from kvstudy.models import load_model
@@ -267,7 +268,7 @@ def test_sliding_window_cache_is_the_one_generate_keeps(paths, monkeypatch):
     monkeypatch.setattr(PressRun, "new_cache", lambda self, model: made.append(new_cache(self, model)) or made[-1])
     model, tok = load_model(paths["mistral"], "float32", "sdpa", "cpu")
     ctx, question = torch.randint(2, 500, (L,)).tolist(), torch.randint(2, 500, (5,)).tolist()
-    ours = run_sample(model, tok, None, Sample("0", ctx, question, []), 12, set(), Clock(torch.device("cpu")))
+    ours = run_sample(model, tok, None, Sample("0", ctx, question, []), 12, Stops(), Clock(torch.device("cpu")))
     with torch.no_grad():
         gen = model.generate(torch.tensor([ctx + question]), max_new_tokens=12, min_new_tokens=12, do_sample=False,
                              return_dict_in_generate=True, pad_token_id=1)

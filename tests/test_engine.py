@@ -16,6 +16,7 @@ import torch
 from conftest import ROOT, TINY
 from kvstudy.engine.group import prefix_ids
 from kvstudy.engine.prefill import OwnPrefill, SharedPrefill, attention_modules, union
+from kvstudy.engine.stops import Stops
 from kvstudy.evaluate import run_group, run_job
 from kvstudy.measure import Clock
 from kvstudy.presses import PRESSES
@@ -131,8 +132,8 @@ def test_a_cache_derived_from_a_shared_prefill_is_its_own_prefills_bit_for_bit(a
         shared = SharedPrefill(model, ids, union([run.prefill_reads(), other.prefill_reads()]), clock, 2)
         derived = cache_state(shared.cache_for(run)[0], model)
         assert same(own, derived)
-        alone = run_sample(model, tok, run, s, 8, set(), clock)
-        grouped = run_sample(model, tok, run, s, 8, set(), clock, shared)
+        alone = run_sample(model, tok, run, s, 8, Stops(), clock)
+        grouped = run_sample(model, tok, run, s, 8, Stops(), clock, shared)
         assert grouped["prediction"] == alone["prediction"]
         for key in ("kv_tokens", "kv_bytes", "kv_tokens_attended", "kv_tokens_final", "kv_bytes_final"):
             assert grouped[key] == alone[key], key
@@ -153,7 +154,7 @@ def test_a_shared_prefill_is_left_as_it_was(arch_models):
     shared = SharedPrefill(model, s.context_ids, union([r.prefill_reads() for r in runs]), clock, len(runs))
     before = [t.clone() for layer in shared.cache.layers for t in (layer.keys, layer.values)]
     for run in runs:
-        run_sample(model, tok, run, s, 6, set(), clock, shared)
+        run_sample(model, tok, run, s, 6, Stops(), clock, shared)
     after = [t for layer in shared.cache.layers for t in (layer.keys, layer.values)]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 

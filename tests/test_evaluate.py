@@ -140,7 +140,7 @@ def test_generation_stops_at_the_models_end_ids_too(tiny):
     <|eot_id|>, Qwen2.5's <|endoftext|>): without it a long-output task would run to max_new_tokens."""
     from transformers import GenerationConfig
 
-    from kvstudy.evaluate import stop_token_ids
+    from kvstudy.engine.stops import stop_token_ids
 
     _, tokenizer = tiny
     end_of_turn = tokenizer.convert_tokens_to_ids("?")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import TINY
+from kvstudy.engine.stops import Stops
 from kvstudy.evaluate import run_sample
 from kvstudy.measure import Clock, cache_size, full_cache_bytes, masked_fraction
 from kvstudy.presses import PRESSES, get_press
@@ -137,7 +138,7 @@ def test_masking_presses_keep_every_entry_and_report_what_they_mask(models, samp
 def test_decoding_press_evicts_while_generating_to_one_minus_ratio_of_tokens_seen(models, samples, tiny):
     model = models("decoding")
     run = run_of("decoding", 0.5)
-    r = run_sample(model, tiny[1], run, samples[0], 6, set(), Clock(torch.device("cpu")))
+    r = run_sample(model, tiny[1], run, samples[0], 6, Stops(), Clock(torch.device("cpu")))
     assert r["kv_tokens"] == LENGTH  # prefill keeps everything
     seen = LENGTH + len(samples[0].question_ids) + r["decode_tokens"]  # the last token is not in the cache yet
     assert r["kv_tokens_final"] == int(seen * 0.5)
@@ -147,7 +148,7 @@ def test_decoding_press_evicts_while_generating_to_one_minus_ratio_of_tokens_see
 def test_decoding_budget_evicts_to_a_fixed_size_and_changes_later_answers(models, samples, tiny):
     run = build_run("decoding_budget", {"press": "knorm", "target_size": 64}, None)
     model = models("decoding_budget", {"press": "knorm"})
-    r = run_sample(model, tiny[1], run, samples[0], 4, set(), Clock(torch.device("cpu")))
+    r = run_sample(model, tiny[1], run, samples[0], 4, Stops(), Clock(torch.device("cpu")))
     assert r["kv_tokens"] == LENGTH and r["kv_tokens_final"] == 64
     assert r["kv_bytes_final"] == full_cache_bytes(model, 64)
     more = {s.id: follow_ups(tiny[1], s) for s in samples}
@@ -176,7 +177,7 @@ def test_quantization_composes_with_eviction_and_counts_the_residual(models, sam
     kept = int(LENGTH * 0.5)
     assert tokens == kept and nbytes == 2 * 2 * 2 * kept * 32 // 2 + 2 * 2 * 2 * kept * 32 // 64 * 8
     # decoding appends full-precision tokens to the residual; their bytes are counted
-    r = run_sample(model, tiny[1], run, samples[0], 3, set(), Clock(torch.device("cpu")))
+    r = run_sample(model, tiny[1], run, samples[0], 3, Stops(), Clock(torch.device("cpu")))
     residual = r["kv_tokens_final"] - kept
     assert residual == 2 + 2 and r["kv_bytes_final"] == nbytes + full_cache_bytes(model, residual)
 
@@ -411,8 +412,8 @@ def test_decoding_with_snapkv_needs_more_buffered_queries_than_its_window(tiny, 
                                                    hidden_states_buffer_size=8, target_compression_ratio=0.5),
                      phase="decoding")
     with pytest.raises(AssertionError, match="window size 64"):
-        run_sample(tiny[0], tiny[1], short, s, 12, set(), clock)
+        run_sample(tiny[0], tiny[1], short, s, 12, Stops(), clock)
     run = build_run("decoding", {"press": "snapkv", "compression_interval": 65, "hidden_states_buffer_size": 65}, 0.5)
-    r = run_sample(tiny[0], tiny[1], run, s, 70, set(), clock)
+    r = run_sample(tiny[0], tiny[1], run, s, 70, Stops(), clock)
     seen_at_eviction = LENGTH + len(s.question_ids) + 64  # the 65th step: question, then 64 generated tokens
     assert r["kv_tokens_final"] == int(seen_at_eviction * 0.5) + r["decode_tokens"] - 64

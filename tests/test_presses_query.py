@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from kvstudy.engine.group import asked_ids, prefix_ids
-from kvstudy.evaluate import run_sample, stop_token_ids
+from kvstudy.engine.stops import Stops
+from kvstudy.evaluate import run_sample
 from kvstudy.grid import slug
 from kvstudy.measure import Clock
 from kvstudy.presses.variant import PressRun, build_run
@@ -80,7 +81,7 @@ def test_question_aware_cache_differs_from_the_blind_one_and_keeps_the_question(
 def test_no_press_answers_the_same_whether_the_prompt_is_split_or_not(tiny, samples):
     """The prompt mode asks nothing twice: with the full cache it is the same prompt, computed in two calls."""
     model, tok = tiny
-    stops = stop_token_ids(tok, ["."])
+    stops = Stops.of(tok, ["."])
     for s in samples:
         blind = run_sample(model, tok, PressRun(None), s, 6, stops, Clock(model.device))
         whole = run_sample(model, tok, PressRun(None, query_aware="prompt"), s, 6, stops, Clock(model.device))

@@ -16,6 +16,7 @@ import torch
 from kvstudy import attn_error
 from kvstudy.atomic import write_atomic  # noqa: F401  (re-exported: tests and callers know it here)
 from kvstudy.engine.generate import answer, ask  # noqa: F401  (ask: the question as every consumer feeds it)
+from kvstudy.engine.stops import Stops
 from kvstudy.engine.group import INJECT_FAIL, INJECT_OOM, prefix_ids  # noqa: F401  (test hooks, documented there)
 from kvstudy.engine.group import asked_ids
 from kvstudy.engine.job import pick_device, run_group as _run_group  # noqa: F401  (pick_device: re-exported)
@@ -31,22 +32,8 @@ from kvstudy.tasks.base import configured_chat_template
 from kvstudy.tasks.base import stop_words as task_stop_words
 
 
-def stop_token_ids(tokenizer, words: list[str], generation_config=None) -> set[int]:
-    """Token ids that end an answer: the tokenizer's end of sequence, the model's generation_config end ids (as
-    `generate` uses: an instruct model's end-of-turn token is often only there, e.g. Llama-3.1's <|eot_id|>,
-    Qwen2.5's <|endoftext|>), and each stop word that is a single token."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    eos = getattr(generation_config, "eos_token_id", None)
-    ids.update([eos] if isinstance(eos, int) else (eos or []))
-    for w in words:
-        enc = tokenizer.encode(w, add_special_tokens=False)
-        if len(enc) == 1:
-            ids.add(enc[0])
-    return ids
-
-
 @torch.no_grad()
-def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: set[int], clock, prefill=None) -> dict:
+def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stops: Stops, clock, prefill=None) -> dict:
     """The variant's cache (from `prefill`, a prefill of the sample shared by its class, or its own prefill under
     the press), read; the question asked; the answer decoded greedily (under a decoding press).
 
@@ -59,11 +46,10 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stop_ids: s
     masked = masked_fraction(model, cache) if run.masking else 0.0
     t_ready = clock.now()
     generated, t_first, t_end = answer(model, run, cache, len(prefill), asked_ids(sample, run.query_aware),
-                                       max_new_tokens, stop_ids, clock)
+                                       max_new_tokens, stops, clock)
     kv_tokens_final, kv_bytes_final = cache_size(cache)
-    tokens = generated[:-1] if generated[-1] in stop_ids else generated
     return {
-        "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+        "prediction": stops.prediction(tokenizer, generated),
         "input_tokens": len(sample.context_ids) + len(sample.question_ids),
         "context_tokens": len(sample.context_ids),
         "prefill_tokens": len(prefill),  # the tokens the press saw: context (+ question when query-aware)
@@ -94,7 +80,7 @@ class Generation:
                                                            job.get("chat_template", "auto"))
         self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
         self.judged = getattr(self.task, "judged", False)  # scored after generation by a judge model (helmet_cite)
-        self.stops = stop_token_ids(tokenizer, stop_words(self.task, job), getattr(model, "generation_config", None))
+        self.stops = Stops.of(tokenizer, stop_words(self.task, job), getattr(model, "generation_config", None))
         self.thinks = thinking.model_thinks(self.task, tokenizer)  # a reasoning model's template, on this task
 
     def one(self, run, prefill, s, clock) -> dict:

@@ -25,10 +25,10 @@ def ask(model, q: torch.Tensor, cache, pos: torch.Tensor):
 
 
 @torch.no_grad()
-def answer(model, run, cache, n_prefix: int, question_ids: list[int], max_new_tokens: int, stop_ids: set[int],
-           clock) -> tuple[list[int], float, float]:
-    """(generated token ids, the clock when the first answer token was known, the clock at the end). The last id
-    is a stop id when generation stopped at one."""
+def answer(model, run, cache, n_prefix: int, question_ids: list[int], max_new_tokens: int, stops, clock
+           ) -> tuple[list[int], float, float]:
+    """(generated token ids, the clock when the first answer token was known, the clock at the end), generated
+    until `stops` (kvstudy.engine.stops.Stops) says the answer is done or `max_new_tokens`."""
     device = model.device
     q = torch.tensor([question_ids], device=device)
     with run.decoding(model, cache):
@@ -37,7 +37,7 @@ def answer(model, run, cache, n_prefix: int, question_ids: list[int], max_new_to
         generated = [int(out.logits[0, -1].argmax())]
         t_first = clock.now()
         pos = pos[:, -1:] + 1
-        while len(generated) < max_new_tokens and generated[-1] not in stop_ids:
+        while len(generated) < max_new_tokens and not stops.done(generated):
             out = model(input_ids=torch.tensor([[generated[-1]]], device=device), past_key_values=cache,
                         position_ids=pos)
             generated.append(int(out.logits[0, -1].argmax()))
