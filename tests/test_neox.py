@@ -177,3 +177,17 @@ def test_perplexity_on_neox_sees_the_compression(neox):
     assert knorm["quality"]["score"] != base["quality"]["score"]
     assert knorm["quality"]["scored_tokens"] == base["quality"]["scored_tokens"] == 2 * 31
     assert knorm["efficiency"]["kv_tokens_kept"] == L // 2 < base["efficiency"]["kv_tokens_kept"] == L
+
+
+def test_attention_output_error_reads_neoxs_dense_input(neox):
+    """The attention-output error captures the input of each layer's `dense` (NeoX's output projection): zero
+    without a press, above zero under one."""
+    from kvstudy.attn_error import layer_errors
+    from kvstudy.presses.variant import build_run
+    from kvstudy.tasks.base import Sample
+
+    _, model, _ = neox
+    model.set_attn_implementation("sdpa")
+    s = Sample("0", torch.randint(2, 500, (L,)).tolist(), torch.randint(2, 500, (5,)).tolist(), [])
+    assert layer_errors(model, build_run("no_press", {}, None), s) == [0.0, 0.0]
+    assert all(e > 0 for e in layer_errors(model, build_run("knorm", {}, 0.5), s))
