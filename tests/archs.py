@@ -1,4 +1,4 @@
-"""Small random-weight models of the architectures kvpress lists as tested, built from configs (nothing downloaded).
+"""Small random-weight models of the architectures kvpress lists as tested, and GPT-NeoX, built from configs.
 
 Each is saved as a local model directory (config, safetensors weights, a byte-level BPE tokenizer with digits and a
 chat template: `tests/bpe.py`) that `kvstudy.models.load_model` and a study's `models.NAME.path` accept:
@@ -7,7 +7,9 @@ chat template: `tests/bpe.py`) that `kvstudy.models.load_model` and a study's `m
 
 Shapes follow what makes each architecture different, not its size: Qwen3 has 8 query / 2 KV heads and QK norm;
 Mistral 4 / 1 heads and `sliding_window` (256 unless given); Phi3 a fused qkv projection; Gemma3 mixes
-sliding-window and global layers. Weights are random (seeded), so answers are noise; what the tests check is that
+sliding-window and global layers; GPT-NeoX (Pythia's architecture, not among kvpress's tested ones) a fused
+per-head query/key/value projection, RoPE over a quarter of each head and another module layout
+(`kvstudy.models.layout`). Weights are random (seeded), so answers are noise; what the tests check is that
 every press runs and changes the cache as it claims.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-ARCHS = ("llama", "mistral", "phi3", "qwen2", "qwen3", "gemma3")
+ARCHS = ("llama", "mistral", "phi3", "qwen2", "qwen3", "gemma3", "gpt_neox")
 VOCAB = 600  # tests/bpe.py trains a 600-entry vocabulary
 
 
@@ -56,6 +58,8 @@ def config_for(arch: str, sliding_window: int | None = 256, layers: int = 2):
         return tf.Gemma3TextConfig(num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                                    sliding_window=sliding_window or 256, layer_types=types,
                                    **{**common, "num_hidden_layers": n})
+    if arch == "gpt_neox":
+        return tf.GPTNeoXConfig(num_attention_heads=4, rotary_pct=0.25, **common)
     raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
 
 

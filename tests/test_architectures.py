@@ -1,7 +1,9 @@
-"""Every registered press on every architecture kvpress lists as tested, for a generated task and perplexity.
+"""Every registered press on every architecture kvpress lists as tested, and GPT-NeoX, for a generated task and
+perplexity.
 
 Random-weight models (tests/archs.py: Llama, Mistral with a sliding window, Phi3, Qwen2, Qwen3 with 8 query /
-2 KV heads, Gemma3 mixing sliding-window and global layers) and a BPE tokenizer with digits and a chat template.
+2 KV heads, Gemma3 mixing sliding-window and global layers, GPT-NeoX with a fused qkv projection and RoPE over a
+quarter of each head) and a BPE tokenizer with digits and a chat template.
 Each press variant x architecture x task kind either is refused by `kvstudy.presses.support.unsupported` (config
 validation asks it before any job) or runs as an eval job (`kvstudy.grid.jobs` -> `kvstudy.evaluate.run_job`) and
 keeps what it claims of *the model's own cache*: the cache transformers builds for the model
@@ -21,6 +23,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from conftest import ROOT
+from kvstudy.models.layout import body, kv_heads
 from kvstudy.presses import PRESSES
 from kvstudy.presses.support import unsupported
 from archs import ARCHS, make_model
@@ -171,7 +174,7 @@ def masked(job, n, held, sliding) -> int:
     n_full = sliding.count(False)
     if job["method"] == "adakv":
         return n_full * (n - int(n * (1 - R)))
-    n_kv = AutoConfig.from_pretrained(job["model_path"]).num_key_value_heads
+    n_kv = kv_heads(AutoConfig.from_pretrained(job["model_path"]))
     return round(n_full * n_kv * R) * (n - DUO["sink_size"] - DUO["recent_size"]) / n_kv
 
 
@@ -246,7 +249,7 @@ def test_a_question_of_several_tokens_sees_the_compressed_cache_as_token_by_toke
         cache = run.new_cache(model)
         with torch.no_grad():
             with run.prefill(model, cache):
-                model.model(input_ids=ids, past_key_values=cache)
+                body(model)(input_ids=ids, past_key_values=cache)
             out = [model(input_ids=q[:, i:i + step], past_key_values=cache, position_ids=pos[:, i:i + step]).logits
                    for i in range(0, 6, step)]
         logits.append(torch.cat(out, 1))
@@ -290,7 +293,7 @@ def _prefilled(path, method, params, ratio):
     run = build_run(method, params, ratio)
     cache = run.new_cache(model)
     with torch.no_grad(), run.prefill(model, cache):
-        model.model(input_ids=torch.randint(2, 500, (1, L)), past_key_values=cache)
+        body(model)(input_ids=torch.randint(2, 500, (1, L)), past_key_values=cache)
     return cache
 
 

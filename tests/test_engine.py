@@ -3,7 +3,8 @@ prefill class gives, for every registered press, bit for bit what each variant g
 
 The caches are compared tensor by tensor (quantized data and scales included) and so are the keys a masking press
 masks; the jobs by their predictions, scores and KV bytes. On the shipped tiny model and random-weight Qwen3 (8
-query / 2 KV heads) and Gemma3 (sliding-window and global layers), CPU, float32.
+query / 2 KV heads), Gemma3 (sliding-window and global layers) and GPT-NeoX (another module layout, fused qkv,
+partial RoPE), CPU, float32.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def arch_models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("engine-archs")
     out = {"tiny": load_model(TINY, "float32", "sdpa", "cpu")}
-    for arch in ("qwen3", "gemma3"):
+    for arch in ("qwen3", "gemma3", "gpt_neox"):
         path = make_model(arch, root / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
         out[arch] = load_model(path, "float32", "sdpa", "cpu")
     return out
@@ -112,7 +113,7 @@ def sample_for(arch, tok):
     return get_task("vt", {"n_samples": 1, "max_new_tokens": 8, "num_hops": 2}).samples(tok, 160, 0)[0]
 
 
-@pytest.mark.parametrize("arch", ["tiny", "qwen3", "gemma3"])
+@pytest.mark.parametrize("arch", ["tiny", "qwen3", "gemma3", "gpt_neox"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()))
 def test_a_cache_derived_from_a_shared_prefill_is_its_own_prefills_bit_for_bit(arch_models, arch, variant):
     """The variant's cache (keys, values, quantized data and scales, masked keys) and its answer, from a prefill
@@ -203,7 +204,7 @@ def with_second_ratio(variants):
             for v in variants]
 
 
-@pytest.mark.parametrize("arch", ["tiny", "gemma3"])
+@pytest.mark.parametrize("arch", ["tiny", "gemma3", "gpt_neox"])
 def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_path):
     """Every registered press at two ratios (four prefill classes: SDPA, eager, query-aware, whole prompt) in one
     group job: each result equals the variant's one-variant job, and each sample was prefilled once per class."""
@@ -212,8 +213,8 @@ def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_pa
     else:
         from archs import make_model
 
-        path = make_model("gemma3", tmp_path / "gemma3", sliding_window=48, layers=6)
-        js = jobs_of(with_second_ratio(VARIANTS), "gemma3", path,
+        path = make_model(arch, tmp_path / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
+        js = jobs_of(with_second_ratio(VARIANTS), arch, path,
                      {"vt": {"n_samples": 2, "max_new_tokens": 8, "num_hops": 2}}, 160)
         js = [j | {"stop_words": []} for j in js]
     grouped = run_group(js, device="cpu")

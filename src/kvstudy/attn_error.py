@@ -4,9 +4,9 @@ For one sample: the variant's cache as the eval job makes it (`kvstudy.engine.pr
 derived from the prefill its class shares, with the question appended when query-aware) and the full-precision,
 uncompressed cache of the same tokens; then ask the question against each (positions continuing after the prefill,
 under the variant's decoding press for the compressed one) and capture every layer's attention output: the input of
-`self_attn.o_proj` (heads concatenated, before the output projection). A layer's error is the relative Frobenius
-norm ||A_compressed - A_full||_F / ||A_full||_F; the sample's error is the mean over layers. It is a tuning
-objective (kvstudy.tuning, `objective: combined`).
+its output projection (heads concatenated; Llama's `o_proj`, GPT-NeoX's `dense`: `kvstudy.models.layout`). A
+layer's error is the relative Frobenius norm ||A_compressed - A_full||_F / ||A_full||_F; the sample's error is
+the mean over layers. It is a tuning objective (kvstudy.tuning, `objective: combined`).
 
 Neither kvpress nor transformers measures this, so it is written here with forward pre-hooks.
 """
@@ -19,14 +19,12 @@ from kvstudy.engine.generate import ask  # the question exactly as the eval job 
 from kvstudy.engine.group import asked_ids, prefix_ids
 from kvstudy.engine.prefill import OwnPrefill, reset_masks
 from kvstudy.measure import Clock
+from kvstudy.models.layout import out_projs
 from kvstudy.presses.variant import PressRun
 
 
 def _o_projs(model) -> list[torch.nn.Module]:
-    mods = [m.o_proj for name, m in model.named_modules() if name.endswith("self_attn") and hasattr(m, "o_proj")]
-    if not mods:
-        raise ValueError(f"attention-output error: {type(model).__name__} has no self_attn.o_proj modules")
-    return mods
+    return out_projs(model)
 
 
 @torch.no_grad()

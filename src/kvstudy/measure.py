@@ -54,10 +54,10 @@ def cache_size(cache) -> tuple[float, int]:
 def masked_fraction(model, cache) -> float:
     """Fraction of the cache's (layer, KV head, token) entries that per-head presses (AdaKV, DuoAttention in
     kvpress) mask out of attention (`masked_key_indices` on each attention module) while keeping them in memory."""
+    from kvstudy.models.layout import attention_modules
+
     masked, total = 0, 0
-    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
-    for i, layer in enumerate(lm.layers):
-        attn = layer.self_attn
+    for i, attn in enumerate(attention_modules(model)):
         k = cache.layers[i].keys if i < len(cache.layers) else None
         if not isinstance(k, torch.Tensor) or k.dim() != 4:
             continue

@@ -35,6 +35,7 @@ import torch
 from kvstudy.grid import jobs as eval_jobs
 from kvstudy.intervals import median_interval
 from kvstudy.measure import Clock, PeakMemory, cache_size, now_iso, pick_device, provenance
+from kvstudy.models.layout import body as decoder_body
 from kvstudy.presses.variant import PressRun, attention_for, build_run
 
 SCHEMA_VERSION = 1
@@ -92,7 +93,7 @@ def timed_run(model, run, ids: torch.Tensor, decode_tokens: int, clock: Clock, m
     mem.reset()
     t0 = clock.now()
     with run.prefill(model, cache):
-        model.model(input_ids=ids[:, :-1], past_key_values=cache)
+        decoder_body(model)(input_ids=ids[:, :-1], past_key_values=cache)
     t1 = clock.now()
     kv_bytes = cache_size(cache)[1]
     pos = torch.tensor([[ids.shape[1] - 1]], device=device)

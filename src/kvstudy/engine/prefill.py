@@ -25,13 +25,14 @@ import copy
 
 import torch
 
+from kvstudy.models import layout
 from kvstudy.presses import Reads
+from kvstudy.presses.adapter import hook_kwargs
 from kvstudy.presses.cache import _DynamicCache, layer_kinds, make_cache
 
 
 def attention_modules(model) -> list[torch.nn.Module]:
-    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
-    return [layer.self_attn for layer in lm.layers]
+    return layout.attention_modules(model)
 
 
 def reset_masks(model) -> None:
@@ -65,14 +66,14 @@ class OwnPrefill:
         cache = run.new_cache(self.model)
         t0 = self.clock.now()
         with run.prefill(self.model, cache):
-            self.model.model(input_ids=self.ids, past_key_values=cache)
+            layout.body(self.model)(input_ids=self.ids, past_key_values=cache)
         return cache, {"prefill_seconds": self.clock.now() - t0, "compress_seconds": None, "prefill_shared_by": 1}
 
     @torch.no_grad()
     def full(self):
         """The uncompressed, full-precision cache of the tokens (a reference the caller may feed); not timed."""
         cache = make_cache(self.model.config)
-        self.model.model(input_ids=self.ids, past_key_values=cache)
+        layout.body(self.model)(input_ids=self.ids, past_key_values=cache)
         return cache
 
 
@@ -90,7 +91,7 @@ class SharedPrefill:
         try:
             t0 = clock.now()
             with torch.no_grad():
-                model.model(input_ids=torch.tensor([ids], device=model.device), past_key_values=self.cache)
+                layout.body(model)(input_ids=torch.tensor([ids], device=model.device), past_key_values=self.cache)
             self.seconds = clock.now() - t0
         finally:
             for h in hooks:
@@ -101,6 +102,7 @@ class SharedPrefill:
         return self.n
 
     def _keep(self, module, args, kwargs, output):
+        kwargs = hook_kwargs(args, kwargs)  # kvpress's names (GPT-NeoX passes the hidden states positionally)
         h, tail = kwargs["hidden_states"], self.reads.hidden_states
         if tail is None or tail >= h.shape[1]:
             kept = h  # a fresh tensor per layer (the layer norm's output): kept as it is

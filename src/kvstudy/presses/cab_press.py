@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 from kvpress import ScorerPress
 from kvpress.utils import compute_n_kept, get_prerope_query_states
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from kvstudy.models.layout import apply_rope
 
 _CHUNK = 512  # queries per chunk when recomputing attention: bounds the (heads, chunk, k_len) buffer
 
@@ -44,7 +45,7 @@ def received_attention(module, hidden_states, keys, attentions, kwargs) -> torch
         return attentions.float().sum(2)
     q = get_prerope_query_states(module, hidden_states)  # (b, heads, q_len, d)
     cos, sin = kwargs["position_embeddings"]
-    q, _ = apply_rotary_pos_emb(q, q, cos, sin)
+    q = apply_rope(q, cos.unsqueeze(1), sin.unsqueeze(1))  # the model's RoPE, whole-head or partial (GPT-NeoX)
     q_len, groups = q.shape[2], q.shape[1] // n_kv
     scale = getattr(module, "scaling", head_dim**-0.5)
     k = keys.repeat_interleave(groups, dim=1).float()

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from kvpress import DuoAttentionPress
 from kvpress.utils import get_prerope_key_states, get_prerope_query_states
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from kvstudy.models import layout
+from kvstudy.presses.adapter import attention_view, unwrap
 from kvstudy.presses.cache import layer_kinds
 
 
@@ -53,27 +54,28 @@ def _on_the_fly(model, n_samples: int, q_len: int) -> np.ndarray:
 @torch.no_grad()
 def on_the_fly_patterns(model, texts: list[list[int]], q_len: int) -> np.ndarray:
     """kvpress's `duo_attention_on_the_fly` on the token-id sequences `texts` (layers x KV heads, in [0, 1]).
-    Queries and keys come from kvpress's own helpers (fused qkv of Phi3, QK norm of Qwen3/Gemma3), RoPE from the
-    layer's own rotary embedding (Gemma3's local and global layers differ)."""
+    Queries and keys come from kvpress's own helpers (fused qkv of Phi3 and GPT-NeoX, QK norm of Qwen3/Gemma3),
+    RoPE from the layer's own rotary embedding (Gemma3's local and global layers differ; GPT-NeoX rotates part of
+    each head: `kvstudy.models.layout.apply_rope`)."""
     cfg = model.config.get_text_config(decoder=True)
-    n_kv = cfg.num_key_value_heads
+    n_kv = layout.kv_heads(cfg)
     groups = cfg.num_attention_heads // n_kv
     position_ids = torch.arange(q_len, device=model.device).unsqueeze(0)
-    rotary = model.model.rotary_emb
+    rotary = layout.rotary(model)
     typed = "layer_type" in inspect.signature(rotary.forward).parameters
     scores = torch.zeros(cfg.num_hidden_layers, n_kv)
+    layers, attns = layout.layers(model), layout.attention_modules(model)
     for ids in texts:
         hidden = model(input_ids=torch.tensor([ids], device=model.device), output_hidden_states=True).hidden_states
         for layer_idx, h in enumerate(hidden[:-1]):
-            layer = model.model.layers[layer_idx]
-            attn = layer.self_attn
+            attn = attention_view(attns[layer_idx])
             d = attn.head_dim
-            h = layer.input_layernorm(h)
+            h = layers[layer_idx].input_layernorm(h)
             q = get_prerope_query_states(attn, h).mean(2, keepdim=True).repeat(1, 1, q_len, 1)
             k = get_prerope_key_states(attn, h).mean(2, keepdim=True).repeat(1, 1, q_len, 1)
             kw = {"layer_type": cfg.layer_types[layer_idx]} if typed else {}
-            cos, sin = rotary(h, position_ids, **kw)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            cos, sin = (t.unsqueeze(1) for t in rotary(h, position_ids, **kw))
+            q, k = layout.apply_rope(q, cos, sin), layout.apply_rope(k, cos, sin)
             k = k.repeat_interleave(groups, dim=1)
             w = (q[:, :, -1:] @ k.transpose(2, 3) / d**0.5).softmax(-1, dtype=torch.float32).squeeze()
             s = torch.cumsum(w, dim=1).mean(1).view(-1, groups).mean(1)
@@ -90,11 +92,12 @@ class LocalDuoAttentionPress(DuoAttentionPress):
     q_len: int = 512
 
     def post_init_from_model(self, model):
+        model = unwrap(model)  # kvpress's view of a GPT-NeoX model (kvstudy.presses.adapter)
         cfg = model.config
         if self.patterns == "on_the_fly":
             head_scores = _on_the_fly(model, self.n_samples, self.q_len)
         else:
-            head_scores = load_patterns(self.patterns, cfg.num_hidden_layers, cfg.num_key_value_heads)
+            head_scores = load_patterns(self.patterns, cfg.num_hidden_layers, layout.kv_heads(cfg))
         # streaming heads are chosen among the full-attention layers' heads, the only ones a press acts on here
         # (kvstudy.presses.cache): `compression_ratio` is the fraction of those heads that stream
         full = np.array([kind == "full" for kind in layer_kinds(cfg)])

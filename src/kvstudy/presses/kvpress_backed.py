@@ -22,6 +22,19 @@ def _kvpress(cls_name: str):
     return factory
 
 
+def _rope_aware(cls_name: str):
+    """kvpress's press whose score rotates queries, rotating them as the model does (GPT-NeoX: part of each head;
+    `partial_rope.py`)."""
+
+    def factory(**kwargs):
+        return getattr(importlib.import_module("kvstudy.presses.partial_rope"), cls_name)(**kwargs)
+
+    return factory
+
+
+_FACTORIES = {"tova": _rope_aware("RopeTOVAPress"), "expected_attention": _rope_aware("RopeExpectedAttentionPress")}
+
+
 def _check_snap(p: dict) -> None:
     check_pooling(p["pooling"])
 
@@ -61,7 +74,7 @@ for name, cls_name, description, defaults in [
     ),
     ("keydiff", "KeyDiffPress", "keep the keys least similar to the mean key direction", {}),
 ]:
-    factory = _snapkv if name == "snapkv" else _kvpress(cls_name)
+    factory = _snapkv if name == "snapkv" else _FACTORIES.get(name, _kvpress(cls_name))
     register(PressSpec(name, description, factory, defaults, reads=_READS[name], sizes=True,
                        check_values=_check_snap if name == "snapkv" else None))
 

@@ -4,7 +4,8 @@ SnapKV smooths each key's attention from the last window's queries with a 1-D po
 tokens. kvpress pools with an average kernel only; the original implementation (KVCache-Factory's
 `SnapKVCluster`/`PyramidKVCluster`, which the HELMET workshop log swept) also offers max pooling. kvpress's
 `score` calls `F.avg_pool1d` inline, so the score is written out here, line for line kvpress's but for the pooling
-call (`tests/test_presses.py` checks `avgpool` gives kvpress's scores exactly). PyramidKV scores the same way
+call (`tests/test_presses.py` checks `avgpool` gives kvpress's scores exactly), its window attention the model's own
+RoPE, whole-head or partial (`partial_rope.py`). PyramidKV scores the same way
 (`pyramid_press.py` takes this score).
 """
 
@@ -17,6 +18,7 @@ from kvpress import SnapKVPress
 from torch.nn import functional as F
 
 from kvstudy.presses import check_pooling
+from kvstudy.presses.partial_rope import window_attention
 
 
 def pooled_score(press, module, hidden_states, keys, values, attentions, kwargs) -> torch.Tensor:
@@ -29,7 +31,7 @@ def pooled_score(press, module, hidden_states, keys, values, attentions, kwargs)
     if attentions is not None:
         weights = attentions[..., -w:, :-w]
     else:
-        weights = press.compute_window_attention(module, hidden_states, keys, w, kwargs["position_embeddings"])
+        weights = window_attention(module, hidden_states, keys, w, kwargs["position_embeddings"])
     scores = weights.mean(dim=-2)
     pool = F.max_pool1d if press.pooling == "maxpool" else F.avg_pool1d
     scores = pool(scores, kernel_size=press.kernel_size, padding=press.kernel_size // 2, stride=1)

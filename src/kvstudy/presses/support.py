@@ -9,8 +9,9 @@ presses, masks and quantization act on full-attention layers only and leave slid
 own window. On a model whose every layer attends within a window (Mistral or Phi3 with `sliding_window` set, Qwen2
 with `use_sliding_window` and no full layer) every compression method would change nothing, so it is refused
 rather than reported as a saving of zero. Every other press x architecture x task kind of kvpress's tested
-architectures runs (tests/test_architectures.py); parameter combinations that cannot run on any model are refused
-by the press's own `check_values` (e.g. decoding-time SnapKV with too few buffered queries).
+architectures and GPT-NeoX runs (tests/test_architectures.py; NeoX through `kvstudy.presses.adapter`); parameter
+combinations that cannot run on any model are refused by the press's own `check_values` (e.g. decoding-time
+SnapKV with too few buffered queries).
 """
 
 from __future__ import annotations
