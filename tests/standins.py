@@ -44,6 +44,8 @@ def arch_of(repo_id: str) -> str:
     name = repo_id.lower()
     if "t5" in name:
         return "t5"
+    if "pythia" in name or "neox" in name:
+        return "gpt_neox"
     for arch in ("qwen3", "mistral", "phi3", "gemma3"):
         if arch in name.replace("-", ""):
             return arch
