@@ -26,6 +26,14 @@ def test_methods_pair_at_equal_budget_and_slugs_as_named():
         ("pyramidkv-cr0.50-ws8", "snapkv-cr0.50-ws8")]
 
 
+def test_methods_pair_only_variants_whose_shared_settings_agree():
+    """SnapKV against PyramidKV at one cache size and two windows: window 8 with window 8, 32 with 32, never
+    across (the pair would differ by more than its method)."""
+    presses = [{"method": m, "cache_size": 64, "window_size": [8, 32]} for m in ("snapkv", "pyramidkv")]
+    assert variant_pairs({"presses": presses, "compare": [["snapkv", "pyramidkv"]]}) == [
+        ("snapkv-cs64-ws8", "pyramidkv-cs64-ws8"), ("snapkv-cs64-ws32", "pyramidkv-cs64-ws32")]
+
+
 @pytest.mark.parametrize("compare, message", [
     ([["snapkv", "h2o"]], "compare[0]: 'h2o' is neither a press method nor a variant of this study"),
     ([["snapkv", "pyramidkv"], ["knorm", "pyramidkv"]], "compare[1]: knorm and pyramidkv have no variants at the "

@@ -67,6 +67,9 @@ def _lengths(jobs, options):
 
 def _groups(jobs, options):
     """Two groups of the study's models, and a variant to compare with each model's own no_press score."""
+    why = unknown_values(options, "tasks", {j["task"] for j in jobs}, str)
+    if why:
+        return why
     groups = options.get("groups") or {}
     present = {groups[j["model"]] for j in jobs if j["model"] in groups}
     if len(present) < 2:
@@ -93,7 +96,8 @@ def _sweep(jobs, options):
     """A method (of `methods`) with two parameters to draw: both of `x` and `y` where given, else two that vary."""
     x, y, methods, tasks = (options.get(k) for k in ("x", "y", "methods", "tasks"))
     why = (unknown_values(options, "methods", {j["method"] for j in jobs})
-           or unknown_values(options, "tasks", {j["task"] for j in jobs}, str))
+           or unknown_values(options, "tasks", {j["task"] for j in jobs}, str)
+           or unknown_values(options, "models", {j["model"] for j in jobs}, str))
     if why:
         return why
     seen = []
@@ -128,13 +132,16 @@ register(Figure("throughput_vs_ratio", "decode throughput vs compression ratio p
                 "method (timing medians and intervals where timed)", ("results",), uses=("timing",),
                 check=_ratio_axis))
 register(Figure("model_groups", "score change vs own baseline against compression ratio, one line per model group",
-                ("results",), options={"groups": "model -> group (default: models.<m>.group in the config)"},
+                ("results",), options={"groups": "model -> group (default: models.<m>.group in the config)",
+                                       "tasks": "list of tasks to average over (default: every task scored in [0, 1])"},
                 check=_groups))
 register(Figure("sweep_heatmap", "mean score over two press parameters per method x task (sweep heatmap); OOM "
                 "cells hatched", ("results",), options={
                     "x": "parameter on the x axis (default: the most-varied one)",
                     "y": "parameter on the y axis (default: the next most-varied one)",
                     "methods": "list of methods to show (default: every method that sweeps two parameters)",
-                    "tasks": "list of tasks to show (default: all)"}, check=_sweep))
+                    "tasks": "list of tasks to show (default: all)",
+                    "models": "list of models to pool (default: all; one figure entry per model draws each alone)"},
+                check=_sweep))
 register(Figure("tuning_sweep", "press hyper-parameter sweep (dev split), chosen configurations marked",
                 ("tuning_candidates",)))

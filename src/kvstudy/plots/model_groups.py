@@ -67,7 +67,7 @@ def _lost_per_group(df: pd.DataFrame, ok: pd.DataFrame, groups: dict) -> pd.Data
     return lost.drop_duplicates(["group", "press"]).reset_index(drop=True)
 
 
-def _grouped(tables, groups) -> tuple[pd.DataFrame, list[str]]:
+def _grouped(tables, groups, tasks=None) -> tuple[pd.DataFrame, list[str]]:
     """Jobs of grouped models on scores in [0, 1], quantized variants at the memory they save; and the tasks left
     out (a perplexity's change is not on the scale of an accuracy's: averaging them would hide every accuracy)."""
     df = require_rows(tables.get("results"), NAME, "results")
@@ -76,6 +76,8 @@ def _grouped(tables, groups) -> tuple[pd.DataFrame, list[str]]:
         raise ValueError(f"figure {NAME!r} needs at least two model groups: set models.<name>.group in the config "
                          "(or the figure's groups option)")
     df = memory_ratio(prepare(df, NAME, "results", measured=True))
+    if tasks is not None:  # e.g. the log's ICL-only figure (Banking77, Clinic150)
+        df = df[df["task"].astype(str).isin([str(t) for t in tasks])]
     df = df[df["model"].isin(groups)].assign(group=lambda d: d["model"].map(groups))
     if df.empty:
         raise ValueError(f"figure {NAME!r}: results.csv has no job of a grouped model ({', '.join(groups)})")
@@ -126,10 +128,10 @@ def _legend(fig, groups, gstyle, drawn) -> None:
                title="Model group", alignment="left")
 
 
-def build(tables, groups=None):
+def build(tables, groups=None, tasks=None):
     from matplotlib.patches import Rectangle
 
-    df, left_out = _grouped(tables, groups)
+    df, left_out = _grouped(tables, groups, tasks)
     ok = scored(df)
     points, lost = _points(ok), _lost_per_group(df, ok, groups)
     every = pd.concat([points[["method", "family"]], lost[["method", "family"]]], ignore_index=True)

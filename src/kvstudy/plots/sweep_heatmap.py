@@ -3,8 +3,9 @@ size x compression ratio), one row of panels per press method, one panel per tas
 
 Parameters are the keys of results.csv's `params` (JSON) plus `compression_ratio`. By default each method uses the
 two of its parameters that take the most values (a method with fewer than two varying parameters is left out);
-options `x` and `y` name them, `methods` picks methods, `tasks` picks tasks. A cell is the mean over samples,
-seeds, context lengths and any other varying parameter. A cell whose jobs all ran out of memory is a hatched
+options `x` and `y` name them, `methods` picks methods, `tasks` picks tasks, `models` picks models (one entry per
+model draws the log's per-model x task heatmaps). A cell is the mean over samples, seeds, context lengths, the
+models drawn and any other varying parameter. A cell whose jobs all ran out of memory is a hatched
 "OOM" cell, one whose jobs failed (none ok) a cross-hatched "failed" cell, never a score; a combination the study
 did not run stays blank. The axes are the press parameters as configured (a decoding press's nominal ratio).
 """
@@ -54,8 +55,9 @@ def _axes_for(sub: pd.DataFrame, params: list[str], x: str | None, y: str | None
     return (ranked[0], ranked[1]) if len(ranked) >= 2 else None
 
 
-def _selected(tables, methods, tasks) -> pd.DataFrame:
-    """Compressed-press jobs (of `methods`, `tasks`) with one column per press parameter and status flags."""
+def _selected(tables, methods, tasks, models=None) -> pd.DataFrame:
+    """Compressed-press jobs (of `methods`, `tasks`, `models`) with one column per press parameter and status
+    flags."""
     df = require_rows(tables.get("results"), NAME, "results")
     require_columns(df, NAME, "results", ["task", "length", "score", "status", "params"])
     df = prepare(df, NAME, "results")
@@ -64,8 +66,10 @@ def _selected(tables, methods, tasks) -> pd.DataFrame:
         df = df[df["method"].isin(methods)]
     if tasks is not None:
         df = df[df["task"].isin([str(t) for t in tasks])]
+    if models is not None:
+        df = df[df["model"].isin([str(m) for m in models])]
     if df.empty:
-        raise ValueError(f"figure {NAME!r}: no compressed-press jobs (after the methods/tasks options)")
+        raise ValueError(f"figure {NAME!r}: no compressed-press jobs (after the methods/tasks/models options)")
     wide = _params(df)
     df = pd.concat([df.drop(columns=[c for c in wide.columns if c in df.columns and c != "compression_ratio"]),
                     wide.drop(columns=["compression_ratio"])], axis=1)
@@ -131,8 +135,8 @@ def _panel(ax, cell, xp, yp, xs, ys, norm, cmap):
     return mesh
 
 
-def build(tables, x=None, y=None, methods=None, tasks=None):
-    df, params = _selected(tables, methods, tasks)
+def build(tables, x=None, y=None, methods=None, tasks=None, models=None):
+    df, params = _selected(tables, methods, tasks, models)
     rows, task_list = _rows(df, params, x, y), task_order(df["task"])
     pw, ph = 0.7 * max(len(r[4]) for r in rows) + 1.3, 0.45 * max(len(r[5]) for r in rows) + 1.3
     fig = new_figure(pw * len(task_list) + 1.0, ph * len(rows) + 1.2)
