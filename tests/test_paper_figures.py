@@ -206,6 +206,35 @@ def test_sweep_heatmap_two_parameters_and_oom(tmp_path):
         _build("sweep_heatmap", {"results": results[results.method == "knorm"]})
 
 
+def test_sweep_heatmap_per_model_draws_that_model_alone():
+    """The log's per-model sweeps: model "m2" scores 1 everywhere; its own heatmap shows 1.00, m's never does."""
+    results = _sweep_results()
+    other = results.assign(model="m2", score=results["score"].where(results["status"] != "ok", 1.0))
+    both = pd.concat([results, other], ignore_index=True)
+    for models, has_one in ((["m2"], True), (["m"], False)):
+        fig = _build("sweep_heatmap", {"results": both}, x="window_size", y="compression_ratio", models=models)
+        try:
+            assert ("1.00" in [t.get_text() for t in fig.axes[0].texts]) == has_one
+        finally:
+            plt.close(fig)
+    with pytest.raises(ValueError, match="after the methods/tasks/models options"):
+        _build("sweep_heatmap", {"results": both}, models=["nope"])
+
+
+def test_model_groups_tasks_option_averages_over_those_tasks_only():
+    results = _results(_samples(models=("a", "b")), models=("a", "b"))
+    groups = {"a": "base", "b": "reasoning"}
+    lines = []
+    for tasks in (None, ["niah"]):
+        fig = _build("model_groups", {"results": results}, groups=groups, tasks=tasks)
+        try:
+            lines.append({ln.get_gid(): list(ln.get_ydata()) for ax in fig.axes for ln in ax.get_lines()
+                          if (ln.get_gid() or "").startswith("group:")})
+        finally:
+            plt.close(fig)
+    assert lines[0].keys() == lines[1].keys() and lines[0] != lines[1]  # niah alone is not the mean with kv
+
+
 def test_model_groups_needs_groups_and_draws_one_line_per_group():
     samples = _samples(models=("a", "b", "c"))
     results = _results(samples, models=("a", "b", "c"))
