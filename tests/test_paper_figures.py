@@ -291,6 +291,23 @@ def test_pareto_with_perplexity_uses_its_own_inverted_axis():
         plt.close(fig)
 
 
+def test_pareto_has_no_mean_panel_over_one_higher_is_better_task():
+    """NIAH and perplexity: the mean over higher-is-better tasks is NIAH again, so no "Mean over tasks" column;
+    with a second accuracy task it is there."""
+    def rows(task, hib, scores):
+        return [{"model": "m", "task": task, "length": 1024, "press": p, "method": m, "compression_ratio": r,
+                 "seed": 0, "status": "ok", "score": sc, "kv_bytes": b, "ttft_seconds": 0.01, "higher_is_better": hib}
+                for (p, m, r, b), sc in zip((("no_press", "no_press", 0.0, 1000), ("knorm-cr0.50", "knorm", 0.5, 500)),
+                                            scores)]
+    for extra, mean_panel in (([], False), (rows("kv", True, (0.9, 0.5)), True)):
+        results = pd.DataFrame(rows("niah", True, (1.0, 0.6)) + rows("ppl", False, (10.0, 12.0)) + extra)
+        fig = _build("pareto_memory", {"pareto": pareto(results), "results": results})
+        try:
+            assert any("Mean over tasks" in ax.get_title() for ax in fig.axes) == mean_panel
+        finally:
+            plt.close(fig)
+
+
 def test_score_vs_ratio_draws_perplexity_on_a_log_axis():
     """Perplexity (lower is better, 10 to 1e13 when a press breaks the model) on a log axis of real values, in its
     natural direction, with an accuracy task beside it keeping its 0-1 axis."""

@@ -95,9 +95,10 @@ def _points(tables, name, x_column, front_column, bounds):
     df["front"] = as_bool(df["front"])
     df["tag"] = [point_tag(m, p, r) for m, p, r in zip(df["method"], df["press"], df["compression_ratio"])]
     tasks = task_order(df["task"])
-    if len(tasks) == 2 and tasks[-1] == "mean":  # the mean over one task is that task again
-        tasks = tasks[:1]
-        df = df[df["task"] == tasks[0]]
+    task_rows = df[df["task"] != "mean"]
+    if "mean" in tasks and task_rows.loc[~lower_is_better(task_rows), "task"].nunique() < 2:
+        tasks = [t for t in tasks if t != "mean"]  # a mean over one higher-is-better task is that task again
+        df = df[df["task"] != "mean"]
     return df, tasks, have_bounds
 
 

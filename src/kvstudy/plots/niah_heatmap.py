@@ -100,7 +100,8 @@ def build(tables):
         ax = axes.flat[k]
         mesh = _panel(ax, model, length, rows, grid, lost_at, norm)
         label_rows(ax, rows, show=k % ncols == 0)
-        ax.set_title(f"{model} · {length_label(length)} tokens" if len(models) > 1 else f"{length_label(length)} tokens")
+        # model over length on two lines: side by side, "gemma3 · 256 tokens" runs into its neighbour's title
+        ax.set_title(f"{model}\n{length_label(length)} tokens" if len(models) > 1 else f"{length_label(length)} tokens")
     fig.supxlabel("Needle depth (position in the context)")
     fig.suptitle("Needle in a haystack" if tasks == ["niah"] else ", ".join(task_label(t) for t in tasks))
     cbar = fig.colorbar(mesh, ax=axes, shrink=min(1.0, 3.5 / (height * nrows)), aspect=15, pad=0.02)

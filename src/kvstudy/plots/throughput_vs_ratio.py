@@ -18,6 +18,7 @@ import pandas as pd
 
 from kvstudy.plots._common import (
     families,
+    is_decoding,
     family_labels,
     family_linestyles,
     lost_variants,
@@ -29,6 +30,8 @@ from kvstudy.plots._common import (
 )
 from kvstudy.plots._pareto import note_groups
 from kvstudy.plots.context_scaling import variant_means
+from kvstudy.plots.press_style import family_suffix
+from kvstudy.plots.press_style import style as press_style
 from kvstudy.plots.style import method_color, method_marker, new_figure
 
 NAME = "throughput_vs_ratio"
@@ -43,10 +46,15 @@ def _points(tables) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     df = memory_ratio(prepare(df, NAME, "results", measured=True))
     ok = df[df["status"].astype(str) == "ok"].copy()
     means, _, note = variant_means(ok, tables.get("timing"))
+    note = note.split("; memory")[0]  # context_scaling's note on its memory panel: none here
     ratio = ok.groupby(["model", "length", "press"])["compression_ratio"].mean().rename("ratio")
     who = df.drop_duplicates("press").set_index("press")[["method", "family"]]
     pts = means.join(ratio, on=["model", "length", "press"]).join(who, on="press")
     pts = pts[pts[Y].notna() & pts["ratio"].notna()]
+    kinds = {p: "decoding" if d else "quantized" if q else "" for p, d, q in zip(
+        df["press"], is_decoding(df), [bool(press_style(m).quantization or family_suffix(p)[0])
+                                       for m, p in zip(df["method"], df["press"])])}
+    pts = pts.assign(_kind=pts["press"].map(kinds))
     if pts.empty:
         raise ValueError(f"figure {NAME!r}: no variant ran ok with a decode throughput")
     lost = lost_variants(df, NAME).drop_duplicates(["model", "length", "press"])
@@ -91,7 +99,10 @@ def build(tables):
         ax.set_title("\n".join([row_title(model, length, len(models) > 1), *parts]))  # lost: named, never drawn
         ax.set_xlim(-0.03, 1.0)
         ax.tick_params(labelbottom=True)
-    fig.supxlabel("Compression ratio (decoding presses: fraction evicted; quantized: fraction of KV memory saved)")
-    fig.supylabel(f"Decode throughput (tokens/s)\n{note}")
+    kinds = set(pts["_kind"])
+    where = [text for kind, text in (("decoding", "decoding presses: fraction evicted"),
+                                     ("quantized", "quantized: fraction of KV memory saved")) if kind in kinds]
+    fig.supxlabel("Compression ratio" + (f" ({'; '.join(where)})" if where else "") + f"\n{note}")
+    fig.supylabel("Decode throughput (tokens/s)")
     fig.legend([Line2D([], [], **s) for s in used.values()], list(used), loc="outside right upper", title="Method")
     return fig
