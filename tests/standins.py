@@ -59,7 +59,8 @@ def _config(arch: str):
         return T5Config(vocab_size=600, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
     from archs import config_for
 
-    return config_for(arch)
+    # Mistral-7B v0.2/v0.3 attend to the whole context (sliding_window null); v0.1's 4k window is the exception
+    return config_for(arch, sliding_window=None) if arch == "mistral" else config_for(arch)
 
 
 def fake_hub(root: Path, repo_ids) -> Path:

@@ -31,6 +31,14 @@ def test_substring_exact_match_normalises_like_squad():
     assert m("London", ["Paris", "London"]) == 1.0 and m("Lyon", ["Paris"]) == 0.0
 
 
+def test_token_f1_counts_shared_words_with_multiplicity():
+    m = METRICS["token_f1"]
+    # "the" is dropped by the normalisation; shared: paris x1 of prediction [paris, paris, france] and [paris]
+    assert m("Paris, Paris France", ["the Paris"]) == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
+    assert m("Paris", ["London", "paris."]) == 1.0  # best over the references, punctuation and case ignored
+    assert m("", ["Paris"]) == 0.0 and m("Berlin", ["Paris"]) == 0.0
+
+
 def test_rouge_l_f1_is_the_lcs_f1():
     m = METRICS["rouge_l_f1"]
     assert m("p q r s", ["p q r s"]) == 1.0

@@ -4,7 +4,7 @@ import os
 import shlex
 import sys
 
-from kvstudy import fetch, grid, pairs, rawguard, timing
+from kvstudy import attn_equivalence, fetch, grid, pairs, rawguard, timing
 from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
@@ -99,11 +99,14 @@ TABLES = expand(
 )
 # method-against-method pairs of the study's `compare:` (kvstudy.pairs), tested by rule significance_pairs
 COMPARE_PAIRS = pairs.variant_pairs(config)
+# models run under two or more attention implementations (kvstudy.attn_equivalence), checked against eager
+ATTN_GROUPS = attn_equivalence.groups(config)
 ANALYSIS = [
     "results/analysis/pareto.csv",
     "results/analysis/significance.csv",
     "results/analysis/significance_seeds.csv",
     *(["results/analysis/significance_pairs.csv"] if COMPARE_PAIRS else []),
+    *(["results/analysis/attention_equivalence.csv"] if ATTN_GROUPS else []),
 ]
 
 
@@ -215,6 +218,11 @@ def group_fetched(group):
 def fetched_model(wildcards):
     """The fetch stamp of a timing job's hub model (it reads no task data)."""
     return FETCH.models.get(wildcards.model, [])
+
+
+def equivalence_fetched(wildcards):
+    """The fetch stamps of the models the attention-equivalence job loads."""
+    return sorted({p for g in ATTN_GROUPS for name in g["models"] for p in FETCH.models.get(name, [])})
 
 
 def fetch_spec(wildcards, output):

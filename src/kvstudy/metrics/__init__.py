@@ -33,7 +33,7 @@ def exact_match(prediction: str, references: list[str]) -> float:
 from kvstudy.metrics.code_exec import score_cpp  # noqa: E402
 from kvstudy.metrics.cite import qampari_rec_top5, str_em  # noqa: E402
 from kvstudy.metrics.longproc import countdown_solution, route_partial_accuracy, travel_plan_accuracy, tsv_row_f1  # noqa: E402
-from kvstudy.metrics.qa import icl_accuracy, rouge_l_f1, substring_exact_match  # noqa: E402
+from kvstudy.metrics.qa import icl_accuracy, rouge_l_f1, substring_exact_match, token_f1  # noqa: E402
 from kvstudy.metrics.ranking import ndcg_at_10  # noqa: E402
 
 METRICS: dict[str, Callable[[str, list[str]], float]] = {
@@ -42,6 +42,7 @@ METRICS: dict[str, Callable[[str, list[str]], float]] = {
     "exact_match": exact_match,
     "substring_exact_match": substring_exact_match,
     "rouge_l_f1": rouge_l_f1,
+    "token_f1": token_f1,
     "icl_accuracy": icl_accuracy,
     "ndcg_at_10": ndcg_at_10,
     "route_partial_accuracy": route_partial_accuracy,

@@ -1,4 +1,5 @@
-"""HELMET's QA metrics: SQuAD answer normalisation, substring exact match, ROUGE-L F1, ICL label accuracy.
+"""HELMET's QA metrics: SQuAD answer normalisation, substring exact match, ROUGE-L F1, token F1 (LongBench's
+`qa_f1_score`), ICL label accuracy.
 
 ROUGE-L is written out (an LCS over normalised words, ~15 lines) rather than adding `rouge-score` as a
 dependency; unlike HELMET's rouge-score call it does not stem, so scores can be slightly lower on inflections.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -44,6 +46,21 @@ def rouge_l_f1(prediction: str, references: list[str]) -> float:
         lcs = _lcs(p, ref) if p and ref else 0
         if lcs:
             prec, rec = lcs / len(p), lcs / len(ref)
+            best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+def token_f1(prediction: str, references: list[str]) -> float:
+    """Token F1 of normalised words (SQuAD's; LongBench's `qa_f1_score`, its HotpotQA and NarrativeQA metric),
+    best over the references: the harmonic mean of the shared words' precision and recall, words counted with
+    multiplicity."""
+    p = normalize_answer(prediction).split()
+    best = 0.0
+    for r in references:
+        ref = normalize_answer(r).split()
+        common = sum((Counter(p) & Counter(ref)).values())
+        if common:
+            prec, rec = common / len(p), common / len(ref)
             best = max(best, 2 * prec * rec / (prec + rec))
     return best
 
