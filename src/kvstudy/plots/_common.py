@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from kvstudy.plots.tables import as_bool, typed  # noqa: F401  (as_bool: for the figure modules)
-from kvstudy.plots.press_style import family_suffix
+from kvstudy.plots.press_style import family_suffix, is_quantized
 from kvstudy.plots.press_style import style as press_style_of
 from kvstudy.plots.press_style import variant_label as variant_label_of
 from kvstudy.plots.style import length_label, method_label, method_order, press_family, ratio_label, task_label
@@ -245,8 +245,7 @@ def memory_ratio(df: pd.DataFrame) -> pd.DataFrame:
     1 - kv_bytes_held / kv_bytes_reference; where the bytes are missing (an OOM job), their nominal ratio."""
     if not {"kv_bytes_held", "kv_bytes_reference"} <= set(df.columns):
         return df
-    quant = np.array([bool(press_style_of(m).quantization or family_suffix(p)[0]) for m, p in
-                      zip(df["method"], df["press"])], dtype=bool)
+    quant = np.array([is_quantized(m, p) for m, p in zip(df["method"], df["press"])], dtype=bool)
     saved = 1 - pd.to_numeric(df["kv_bytes_held"], errors="coerce") / pd.to_numeric(df["kv_bytes_reference"],
                                                                                     errors="coerce")
     return df.assign(compression_ratio=df["compression_ratio"].where(~quant | saved.isna(), saved.round(3)))

@@ -48,8 +48,8 @@ MEASURES = [  # column, axis label, scale
 KV_PANEL = ("kv_bytes_held", "KV cache held (MiB)", 1 / 2**20)  # the memory panel where no peak was measured
 
 
-def variant_means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.DataFrame, list, str]:
-    """(per (model, press, length): each panel's value and `<col>_low/_high`, the panels, the source note)."""
+def variant_means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+    """(per (model, press, length): each measure's value and `<col>_low/_high`, where the values come from)."""
     cols = [c for c, _, _ in MEASURES]
     held = ["kv_bytes_held"] if "kv_bytes_held" in ok.columns else []
     for col in cols + held:
@@ -65,11 +65,16 @@ def variant_means(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[pd.Dat
     for col in cols + held:
         for x in ("_low", "_high"):
             means[f"{col}{x}"] = means[f"{col}{x}"] if f"{col}{x}" in means.columns else means[col]
+    return means, note
+
+
+def _panels(means: pd.DataFrame) -> tuple[list, str]:
+    """The panels (peak memory where one was measured, on CUDA; else the KV cache held) and a note on memory."""
     panels = list(MEASURES)
-    if not means["peak_memory_bytes"].notna().any() and held:
+    if not means["peak_memory_bytes"].notna().any() and "kv_bytes_held" in means.columns:
         panels[2] = KV_PANEL
-        note += "; memory: KV cache held (no peak measured on CPU)"
-    return means, panels, note
+        return panels, "; memory: KV cache held (no peak measured on CPU)"
+    return panels, ""
 
 STRIP = 0.86  # axes fraction where the OOM strip starts; data stay below it
 
@@ -183,7 +188,9 @@ def build(tables, methods=None, ratios=None):
         raise ValueError(f"figure {NAME!r}: results.csv has no ok, oom or failed job")
     timing = tables.get("timing")
     timing = timing[timing["press"].isin(set(df["press"]))] if timing is not None and len(timing) else timing
-    means, panels, note = variant_means(ok, timing)
+    means, note = variant_means(ok, timing)
+    panels, memory_note = _panels(means)
+    note += memory_note
     v, models = _variants(df, oom), list(dict.fromkeys(df["model"]))
     lengths = sorted(set(df["length"].astype(int)) | set(means["length"].astype(int)))
     strip_label = " / ".join(CELL_TEXT[s] for s in ("oom", "failed") if s in set(oom["status"]))

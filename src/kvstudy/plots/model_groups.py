@@ -31,8 +31,7 @@ from kvstudy.plots._common import (
     require_rows,
     scored,
 )
-from kvstudy.plots.press_style import family_suffix
-from kvstudy.plots.press_style import style as press_style
+from kvstudy.plots.press_style import is_quantized
 from kvstudy.plots.style import method_color, method_marker, new_figure
 from kvstudy.plots.tables import lower_is_better
 
@@ -154,7 +153,7 @@ def build(tables, groups=None, tasks=None):
         ax.tick_params(labelleft=True)
     for ax in axes[len(fams):]:
         ax.remove()
-    quantized = any(press_style(m).quantization or family_suffix(f)[0] for m, f in fams)
+    quantized = any(is_quantized(m, f) for m, f in fams)
     fig.supxlabel("Compression ratio" + ("  (quantized: fraction of KV memory saved)" if quantized else ""))
     fig.supylabel("Δ score vs own no press (positive = better)"
                   + (f"\nscores in [0, 1] only; left out: {', '.join(left_out)}" if left_out else ""))

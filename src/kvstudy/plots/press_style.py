@@ -109,6 +109,12 @@ def variant_label(label: str, quantization: str | None, query_aware: bool) -> st
     return label + (" (query-aware)" if query_aware else "") + (f" + {quantization}" if quantization else "")
 
 
+def is_quantized(method: str, name: str) -> bool:
+    """Whether a variant (its method, and its slug or family) keeps a quantized cache: a quantizing method (int4)
+    or a `+int4` variant of another press."""
+    return bool(style(method).quantization or family_suffix(name)[0])
+
+
 def family_suffix(family: str) -> tuple[str | None, bool]:
     """(quantization, query_aware) of a press family or variant slug (`knorm-ws64-qa+int4`)."""
     m = _QUANT.search(str(family))

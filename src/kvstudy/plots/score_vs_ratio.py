@@ -45,8 +45,7 @@ from kvstudy.plots._common import (
     scored,
     task_order,
 )
-from kvstudy.plots.press_style import family_suffix
-from kvstudy.plots.press_style import style as press_style
+from kvstudy.plots.press_style import is_quantized
 from kvstudy.plots.style import metric_label, method_color, method_marker, new_figure
 from kvstudy.plots.tables import lower_is_better
 
@@ -315,7 +314,7 @@ def build(tables, average=False):
         ax.tick_params(labelbottom=True, labelleft=True)
     if not fig.axes:
         raise ValueError(f"figure {NAME!r}: no (task, length) panel has a compressed variant with a score")
-    quantized = any(press_style(m).quantization or family_suffix(f)[0] for m, f in fams)
+    quantized = any(is_quantized(m, f) for m, f in fams)
     fig.supxlabel("Compression ratio" + ("  (quantized: fraction of KV memory saved)" if quantized else ""))
     if one_label:
         fig.supylabel(_y_label(kinds[tasks[0]], metrics.get(tasks[0])) if tasks[0] in kinds else "Score")

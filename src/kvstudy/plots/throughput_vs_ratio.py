@@ -30,8 +30,7 @@ from kvstudy.plots._common import (
 )
 from kvstudy.plots._pareto import note_groups
 from kvstudy.plots.context_scaling import variant_means
-from kvstudy.plots.press_style import family_suffix
-from kvstudy.plots.press_style import style as press_style
+from kvstudy.plots.press_style import is_quantized
 from kvstudy.plots.style import method_color, method_marker, new_figure
 
 NAME = "throughput_vs_ratio"
@@ -45,15 +44,13 @@ def _points(tables) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     require_columns(df, NAME, "results", ["task", "length", "status", Y, "ttft_seconds", "peak_memory_bytes"])
     df = memory_ratio(prepare(df, NAME, "results", measured=True))
     ok = df[df["status"].astype(str) == "ok"].copy()
-    means, _, note = variant_means(ok, tables.get("timing"))
-    note = note.split("; memory")[0]  # context_scaling's note on its memory panel: none here
+    means, note = variant_means(ok, tables.get("timing"))
     ratio = ok.groupby(["model", "length", "press"])["compression_ratio"].mean().rename("ratio")
     who = df.drop_duplicates("press").set_index("press")[["method", "family"]]
     pts = means.join(ratio, on=["model", "length", "press"]).join(who, on="press")
     pts = pts[pts[Y].notna() & pts["ratio"].notna()]
-    kinds = {p: "decoding" if d else "quantized" if q else "" for p, d, q in zip(
-        df["press"], is_decoding(df), [bool(press_style(m).quantization or family_suffix(p)[0])
-                                       for m, p in zip(df["method"], df["press"])])}
+    kinds = {p: "decoding" if d else "quantized" if is_quantized(m, p) else ""
+             for p, m, d in zip(df["press"], df["method"], is_decoding(df))}
     pts = pts.assign(_kind=pts["press"].map(kinds))
     if pts.empty:
         raise ValueError(f"figure {NAME!r}: no variant ran ok with a decode throughput")
