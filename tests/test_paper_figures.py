@@ -511,3 +511,26 @@ def test_delta_heatmap_shows_the_corpus_perplexity_difference():
         assert cells == [f"×{corpus_ratio:.2f}"]
     finally:
         plt.close(fig)
+
+
+def test_score_vs_ratio_gives_each_model_its_own_perplexity_range():
+    """Two models whose perplexities differ by decades: each panel's log axis spans its own values, so the random
+    model's 591-611 are not flattened by the other's 1e7-1e13 (one range per task did that)."""
+    rows = []
+    for model, scores in (("tiny", (1e7, 3e9, 1e13)), ("random", (591.0, 598.0, 611.0))):
+        rows += [{"model": model, "task": "wikitext", "length": 1024, "press": p, "method": m, "compression_ratio": r,
+                  "seed": 0, "status": "ok", "score": s, "metric": "perplexity", "higher_is_better": False}
+                 for (p, m, r), s in zip((("no_press", "no_press", 0.0), ("knorm-cr0.50", "knorm", 0.5),
+                                          ("knorm-cr0.90", "knorm", 0.9)), scores)]
+    fig = _build("score_vs_ratio", {"results": pd.DataFrame(rows)})
+    try:
+        panels = {ax.get_title(): ax for ax in fig.axes}
+        small = next(ax for t, ax in panels.items() if "random" in t.lower())
+        large = next(ax for t, ax in panels.items() if "tiny" in t.lower())
+        low, high = small.get_ylim()
+        assert low <= 591 and high >= 611 and high / low < 1.5  # its own decade, not 10^2..10^13
+        low, high = large.get_ylim()
+        assert low <= 1e7 and high >= 1e13
+        assert 2 <= len(small.get_yticks()) <= 5  # a few readable ticks inside the narrow range
+    finally:
+        plt.close(fig)

@@ -14,9 +14,11 @@ Decoding presses (which evict while generating) sit at the fraction of the cache
 at the fraction of KV memory they save (1 - `kv_bytes_held` / `kv_bytes_reference`), not at "ratio 0", which
 would read as uncompressed.
 
-Each task column has its own score axis: scores in [0, 1] on 0-1; a lower-is-better positive score (perplexity)
-on a logarithmic axis in its natural direction (lower is better, said in the axis label), so a perplexity that
-blows up to 1e13 neither flattens the others nor gets absurd ticks; other scores on their own linear range.
+Each panel has its own score axis, with its own tick labels: scores in [0, 1] on 0-1; a lower-is-better positive
+score (perplexity) on a logarithmic axis in its natural direction (lower is better, said in the axis label), so a
+perplexity that blows up to 1e13 neither flattens the others nor gets absurd ticks; other scores on their own
+linear range. A non-0-1 axis spans its own panel's values, not its task's: one model's perplexities (a random
+model's 591-611) are not flattened by another's (the tiny model's 1e7-1e13).
 """
 
 from __future__ import annotations
@@ -175,6 +177,8 @@ def _ticks(ax, kind: str, to_y, strip_label: str | None) -> None:
     subs = None
     if kind == "unit":
         ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    elif kind == "log" and hi / lo < 10:  # inside one decade: a few plain ticks (a log locator gives nine)
+        ticks = [t for t in MaxNLocator(4).tick_values(lo, hi) if lo <= t <= hi]
     elif kind == "log":
         subs = (1.0,) if hi / lo > 1e4 else (1.0, 2.0, 5.0)
         ticks = [t for t in LogLocator(subs=subs, numticks=8).tick_values(lo, hi) if lo <= t <= hi]
@@ -301,9 +305,10 @@ def build(tables, average=False):
         if not (panel["method"] != "no_press").any() and panel_oom.empty:
             ax.remove()
             continue
-        col = agg[agg["task"] == task]
-        ctx.update(kind=kinds.get(task, "unit"), to_y=_limits(ax, kinds.get(task, "unit"), col["mean"].min(),
-                                                               col["mean"].max(), ctx["show_oom"]))
+        # a panel's own range (models' perplexities differ by decades); its task's where it has no score
+        span = panel["mean"] if panel["mean"].notna().any() else agg.loc[agg["task"] == task, "mean"]
+        ctx.update(kind=kinds.get(task, "unit"), to_y=_limits(ax, kinds.get(task, "unit"), span.min(), span.max(),
+                                                               ctx["show_oom"]))
         has_base, lost = _panel(ax, panel, panel_oom, fams, ctx)
         baseline_drawn, drawn = baseline_drawn or has_base, drawn | lost
         _ticks(ax, ctx["kind"], ctx["to_y"], strip)
