@@ -159,6 +159,10 @@ def test_a_long_press_variant_name_is_refused(study, monkeypatch):
     ({"eval": {"gres": "gpu:1 --wrap=id"}}, "resources.eval.gres"),
     ({"eval": {"cmd": "x"}}, "resources.eval: Additional properties are not allowed ('cmd' was unexpected)"),
     ({"aggregate": {"mem_mb": 1}}, "resources: Additional properties are not allowed ('aggregate' was"),
+    # a task's own resources are checked as eval's, and name a task of the study
+    ({"tasks": {"niah": {"slurm_extra": "`id`"}}}, "resources.tasks.niah.slurm_extra"),
+    ({"tasks": {"niah": {"cmd": "x"}}}, "resources.tasks.niah: Additional properties are not allowed"),
+    ({"tasks": {"nope": {"mem_mb": 1}}}, "resources.tasks.nope: no such task (tasks: "),
 ])
 def test_resources_are_known_keys_with_checked_values(study, resources, words):
     with pytest.raises(ConfigError, match="^config error: ") as e:
@@ -171,6 +175,8 @@ def test_ordinary_slurm_resources_pass(study):
                    "gres": "gpu:a100:2", "constraint": "a100|h100", "qos": "normal", "slurm_account": "my-acc",
                    "slurm_partition": "gpu", "slurm_extra": "--mail-type=END --exclusive --mail-user=me@x.org"}}
     assert validate({**study, "resources": ok})["resources"] == ok
+    per_task = {**ok, "tasks": {next(iter(study["tasks"])): {"mem_mb": 96000, "runtime": 480}}}
+    assert validate({**study, "resources": per_task})["resources"] == per_task
 
 
 def test_loader_options_are_not_config_overrides(study):

@@ -385,6 +385,37 @@ def test_group_jobs_take_evals_resources_and_runtime_times_their_variants(run):
     assert all(r["mem_mb"] == "1234" and r["gpu"] == "1" for r in resources.values())
 
 
+@pytest.mark.parametrize("group", ["entry", "variant"])
+def test_a_tasks_own_resources_replace_evals_for_its_jobs(run, group):
+    """`resources.tasks.<task>` replaces eval's resources (the study's and --set-resources eval:...) for that task's
+    group jobs, their runtime times their variants as eval's; the other task's jobs keep eval's, and a key only one
+    task sets is left unset for the other's. The per-variant rule eval takes them as a function of the task
+    wildcard, and there what --set-resources gives the rule itself wins (Snakemake's rule)."""
+    cfg = (run / ".test/config.yaml").read_text()
+    (run / ".test/task_res.yaml").write_text(
+        cfg + f"eval: {{group: {group}}}\n"
+        + "resources: {eval: {mem_mb: 1000}, tasks: {niah: {mem_mb: 5000, runtime: 30, qos: long}}}\n")
+    p = subprocess.run([*SNAKEMAKE, "-n", "--forceall", "figures/all", "--cores", "1", "--configfile",
+                        ".test/task_res.yaml", "--set-resources", "eval:runtime=7"], cwd=run, capture_output=True,
+                       text=True)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    seen = {}
+    for b in job_blocks(out):
+        if (rule := re.search(r"rule (eval\w*):", b)) and (task := re.search(r"task=(\w+)", b)):
+            res = dict(re.findall(r"(\w+)=([\w.]+)", re.search(r"resources: (.*)", b).group(1)))
+            n = len(re.search(r"output: (.*)", b).group(1).split(", "))
+            seen.setdefault(task.group(1), []).append((res, n))
+    assert set(seen) == {"niah", "kv_retrieval"}
+    for res, n in seen["niah"]:
+        runtime = str(30 * n) if group == "entry" else "7"
+        assert (res["mem_mb"], res["runtime"], res["qos"]) == ("5000", runtime, "long")
+    for res, n in seen["kv_retrieval"]:
+        assert (res["mem_mb"], "qos" in res) == ("1000", False)
+    if group == "entry":  # --set-resources eval: reaches group rules through group_resources
+        assert {res["runtime"] for res, n in seen["kv_retrieval"]} == {str(7 * n) for _, n in seen["kv_retrieval"]}
+
+
 def test_compare_tests_method_against_method_from_the_same_samples(run):
     """`compare:` adds results/analysis/significance_pairs.csv to figures/all; it reruns no eval job (the pairs are
     tested on samples.csv), and its numbers are those of kvstudy.significance_pairs on that table."""

@@ -172,6 +172,13 @@ def _check_tasks(config: dict) -> None:
             raise (ConfigError.below(f"tasks.{name}", e) if keyed else ConfigError(f"tasks.{name}", str(e))) from None
 
 
+def _check_resources(config: dict) -> None:
+    """`resources.tasks` names the study's own tasks (a typo would silently leave a task on eval's resources)."""
+    for name in config["resources"].get("tasks", {}):
+        if name not in config["tasks"]:
+            raise ConfigError(f"resources.tasks.{name}", f"no such task (tasks: {', '.join(config['tasks'])})")
+
+
 def _check_presses(config: dict) -> None:
     from kvstudy.presses import PRESSES
 
@@ -335,8 +342,8 @@ def _check_search_values(i: int, space: dict, defaults: dict) -> None:
 
 # each section's checks after the schema's, in this order (press entries before the searches and exclusions that
 # name their variants); the grid's cells and the figures follow, on the jobs the study keeps
-SECTION_CHECKS = (_check_models, _check_tasks, _check_presses, _check_searches, _check_exclude, _check_compare,
-                  _check_fetch)
+SECTION_CHECKS = (_check_models, _check_tasks, _check_resources, _check_presses, _check_searches, _check_exclude,
+                  _check_compare, _check_fetch)
 
 
 def load(path: str | Path, preflight: bool = False) -> dict:

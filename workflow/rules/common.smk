@@ -76,6 +76,8 @@ if eval_gpus(config["eval"]["device"]):
 for key, var in (("slurm_account", "KVSTUDY_SLURM_ACCOUNT"), ("slurm_partition", "KVSTUDY_SLURM_PARTITION")):
     if os.environ.get(var):
         EVAL_RESOURCES.setdefault(key, os.environ[var])
+# A task's own eval resources (`resources.tasks.<task>`), each replacing eval's for that task's jobs (task_resources)
+TASK_RESOURCES = config["resources"].get("tasks", {})
 # Figures of this study: output name -> {"figure": registered kind, "options": {...}} (kvstudy.plots.specs).
 FIGURE_SPECS = {f["name"]: f for f in figure_specs.resolve(config)}
 FIGURES = list(FIGURE_SPECS)
@@ -157,13 +159,42 @@ def group_args(group):
     return args
 
 
-def group_resources(n_variants):
+def variant_resources():
+    """Rule eval's resources (one variant per job; tuning's trials and tuned variants take them): EVAL_RESOURCES,
+    then the task's own. Snakemake applies what a profile or --set-resources gives the rule itself after these."""
+    return {**EVAL_RESOURCES, **task_resources(EVAL_RESOURCES)}
+
+
+def group_resources(group):
     """A group job's resources: those of an eval job (EVAL_RESOURCES, then what the profile or the command line set
-    for eval itself with `--set-resources eval:...`), its runtime `n_variants` times eval's: one model load and a
-    shared prefill, but each variant decodes in turn."""
+    for eval itself with `--set-resources eval:...`), then the task's own (`resources.tasks`, TASK_RESOURCES); its
+    runtime times the group's variants: one model load and a shared prefill, but each variant decodes in turn."""
     res = dict(EVAL_RESOURCES)
     res.update(workflow.resource_settings.overwrite_resources.get("eval", {}))
-    return {k: _scaled(v, n_variants if k == "runtime" else 1) for k, v in res.items()}
+    scaled = {k: _scaled(v, len(group.presses) if k == "runtime" else 1) for k, v in res.items()}
+    task = dict(zip(grid.CELL_KEYS, group.cell))["task"] if group.cell else None
+    return {**scaled, **task_resources(scaled, len(group.presses), task)}
+
+
+def task_resources(base, factor=1, task=None):
+    """Each resource some task sets (`resources.tasks.<task>`), for a rule whose jobs run several tasks: a function
+    of the job's task wildcard giving that task's value (runtime times `factor`), or `base`'s for a task that sets
+    none; fixed values where the rule runs one `task`."""
+    keys = dict.fromkeys(k for r in TASK_RESOURCES.values() for k in r)
+    if task is not None:
+        return {k: _scaled(v, factor if k == "runtime" else 1) for k, v in TASK_RESOURCES.get(task, {}).items()}
+    return {k: _per_task(k, base.get(k), factor if k == "runtime" else 1) for k in keys}
+
+
+def _per_task(key, default, factor):
+    def value(wildcards, input, attempt, threads, rulename, async_run):  # what Snakemake gives a resource function
+        if key in TASK_RESOURCES.get(wildcards.task, {}):
+            return _scaled(TASK_RESOURCES[wildcards.task][key], factor)
+        if callable(default):
+            return default(wildcards, input, attempt, threads, rulename, async_run)
+        return default  # None: the key is left unset for this task's jobs
+
+    return value
 
 
 def _scaled(value, factor):

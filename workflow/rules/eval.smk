@@ -26,7 +26,7 @@ if EVAL_GROUPS is None or SEARCHES:
             "../../envs/eval.yaml"
         threads: config["eval"]["threads"]
         resources:
-            **EVAL_RESOURCES,
+            **variant_resources(),
         params:
             args=eval_args,  # --job '<the job as JSON>' --out <the raw result> --device <eval.device> (common.smk)
         shell:
@@ -54,7 +54,7 @@ if EVAL_GROUPS is not None:
                 "../../envs/eval.yaml"
             threads: config["eval"]["threads"]
             resources:
-                **group_resources(len(_group.presses)),
+                **group_resources(_group),
             params:
                 args=group_args(_group),
             shell:
