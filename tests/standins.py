@@ -20,6 +20,7 @@ SHA = "0" * 40
 # what each data path of a study is stood in for by (first matching fragment wins)
 DATA_FILES = (
     ("helmet/kilt/", ["helmet_nq.jsonl"]),
+    ("helmet/msmarco/test_reranking_data_k10_", ["helmet_msmarco_demos.jsonl"]),  # rerank's demos: other queries
     ("helmet/msmarco/", ["helmet_msmarco.jsonl"]),
     ("alce/asqa", ["alce_asqa.json"]),
     ("alce/qampari", ["alce_qampari.json"]),

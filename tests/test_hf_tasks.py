@@ -349,3 +349,82 @@ def test_validation_refuses_a_data_file_with_a_bad_row_before_any_job(tmp_path, 
         validate(study, preflight=True)
     assert f"config error: tasks.qa: on model tiny at lengths 256, 512: task hf_qa: source {path}: row 3: answer " \
            "is null" in str(e.value)
+
+
+# --- HELMET's 2-shot demos for RAG and re-ranking (issue 20.5) ---------------------------------------------------
+
+
+def _helmet_choice(rows, key, sample_key, shots):
+    """HELMET's own demo choice (data.py), with `datasets` as HELMET runs it."""
+    from datasets import Dataset
+
+    from kvstudy.tasks.helmet_demos import demo_seed
+
+    shuffled = Dataset.from_list(rows).shuffle(seed=demo_seed(sample_key))
+    out, seen = [], set()
+    for d in shuffled:
+        if d[key] not in seen:
+            seen.add(d[key])
+            out.append(d)
+    return out[:shots]
+
+
+def _demo_rows(path, n, key, make):
+    rows = [make(i) for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+@pytest.mark.parametrize("sample_key", ["who wrote the novel about the whale", "q1", "some other question"])
+def test_helmet_demos_are_the_ones_helmet_picks(sample_key):
+    from kvstudy.tasks.helmet_demos import pick
+
+    rows = [{"question": f"question {i % 9}", "i": i} for i in range(20)]  # duplicate questions, as in KILT
+    want = _helmet_choice(rows, "question", sample_key, 2)
+    got = pick(rows, "question", sample_key, 2)
+    assert [d["i"] for d in got] == [d["i"] for d in want] and len({d["question"] for d in got}) == 2
+
+
+def test_helmet_rag_two_shot_demos_before_the_passages(bpe, tmp_path):
+    test_rows = [json.loads(line) for line in (DATA / "helmet_nq.jsonl").read_text().splitlines()]
+    base = test_rows[0]
+    demos = _demo_rows(tmp_path / "train.jsonl", 6, "question", lambda i: {
+        "question": f"demo question {i}", "answers": [f"demo answer {i}", "other"], "ctxs": [{**base["ctxs"][0], "title": "Demo"}]})
+    plain = get_task("helmet_rag", {"source": str(DATA / "helmet_nq.jsonl")}).samples(bpe, 1200, 0)
+    task = get_task("helmet_rag", {"source": str(DATA / "helmet_nq.jsonl"), "shots": 2,
+                                   "demo_file": str(tmp_path / "train.jsonl")})
+    shots = task.samples(bpe, 1200, 0)
+    assert len(shots) == len(test_rows)
+    for s, p, row in zip(shots, plain, test_rows):
+        text = bpe.decode(s.context_ids)
+        chosen = _helmet_choice(demos, "question", row["question"], 2)  # the rows have no id: keyed by question
+        assert s.meta["n_demos"] == 2 and len(s.context_ids) <= 1200
+        for d in chosen:  # each demo: its passages, its question, its first answer, ahead of the sample's passages
+            assert f"Question: {d['question']}\nAnswer: {d['answers'][0]}" in text
+            assert text.index(d["question"]) < text.index(f"Document (Title: {row['ctxs'][0]['title']})")
+        assert s.meta["n_passages"] < p.meta["n_passages"]  # the demos take part of the length
+    assert get_task("helmet_rag", {"source": str(DATA / "helmet_nq.jsonl"), "shots": 0}).samples(
+        bpe, 1200, 0)[0].context_ids == plain[0].context_ids
+
+
+def test_helmet_rerank_demos_never_share_the_samples_query(bpe, tmp_path):
+    base = json.loads((DATA / "helmet_msmarco.jsonl").read_text().splitlines()[0])
+    ctxs = [{**c, "text": c["text"][:40]} for c in base["ctxs"][:3]]
+    for n in (3, 8):  # per sample (<= 2x the samples) and all samples' queries at once (more)
+        rows = _demo_rows(tmp_path / f"demos{n}.jsonl", n, "qid", lambda i: {
+            "query": f"demo query {i}", "qid": "q1" if i == 0 else f"dq{i}", "ctxs": ctxs})
+        task = get_task("helmet_rerank", {"source": str(DATA / "helmet_msmarco.jsonl"), "shots": 2,
+                                          "demo_file": str(tmp_path / f"demos{n}.jsonl")})
+        s = task.samples(bpe, 5000, 0)[0]
+        text = bpe.decode(s.context_ids)
+        pool = [r for r in rows if r["qid"] != base["qid"]]
+        for d in _helmet_choice(pool, "qid", base["qid"], 2):
+            ranking = " > ".join(c["id"] for c in sorted(ctxs, key=lambda c: c["label"], reverse=True))
+            assert f"Query: {d['query']}\nRanking: {ranking}" in text
+        assert "demo query 0" not in text and s.meta["n_demos"] == 2  # the sample's own query (q1) is never a demo
+
+
+def test_demo_shots_need_a_demo_file(study):
+    study["tasks"] = {"rag": {"kind": "helmet_rag", "source": str(DATA / "helmet_nq.jsonl"), "shots": 2}}
+    with pytest.raises(ConfigError, match=r"tasks\.rag\.demo_file: shots 2 needs HELMET's demo file"):
+        validate(study)

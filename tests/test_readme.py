@@ -71,3 +71,16 @@ def test_no_target_after_configfile(where):
             assert len([a for a in after if not a.startswith("-")]) <= 1, f"{where}: {cmd}"
     if where.endswith(".yaml"):
         assert any("--configfile studies/" + where in c for c in cmds), f"{where}: no run command in its header"
+
+
+def test_readme_task_examples_are_tasks_with_their_parameters():
+    """The README's block of task entries (tasks on real data) names registered kinds with parameters they take,
+    values they accept: each entry builds its task (no data is read here; the files live on a cluster)."""
+    from kvstudy.tasks import get_task
+
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README, re.S) if "niah_mk3:" in b)
+    tasks = yaml.safe_load(block)["tasks"]
+    assert {"rag_nq", "wikitext", "html_to_tsv"} <= set(tasks)
+    for name, entry in tasks.items():
+        params = {k: v for k, v in entry.items() if k != "kind"}
+        get_task(entry.get("kind", name), params)  # raises on an unknown kind, parameter or value

@@ -2,7 +2,9 @@
 
 HELMET's KILT files (jsonl rows `question, answers, ctxs: [{title, text}, ...]`, the gold passages already mixed
 into `ctxs`) are read as they are; as many passages as fit the length are kept, in file order, whole (a passage
-is never cut). Which file (nq, hotpotqa; HELMET ships one per length) is the study's `source`.
+is never cut). Which file (nq, hotpotqa; HELMET ships one per length) is the study's `source`. HELMET's configs
+add `shots: 2` demos from its `*-train-*_k3_*.jsonl` files (`demo_file`), chosen per sample as HELMET does
+(kvstudy.tasks.helmet_demos) and placed before the passages; the passages fill what the demos leave of the length.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from dataclasses import dataclass
 from kvstudy.tasks import prompt
 from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
+from kvstudy.tasks.helmet_demos import RAG_PASSAGE as PASSAGE
+from kvstudy.tasks.helmet_demos import Demos, pick, rag_text
 from kvstudy.tasks.hf_base import HFTask, answer_problem, fields_problem
 
 TEMPLATE = ("Use the given documents to write a concise and short answer to the question. Write your answer in the"
-            " following format:\nAnswer: [answer]\n\n{context}\n\nQuestion: {question}")
-PASSAGE = "Document (Title: {title}): {text}"
+            " following format:\nAnswer: [answer]\n\n{demos}{context}\n\nQuestion: {question}")
 
 
 def fit_passages(tokenizer, passages: list[str], budget: int, sep: str = "\n\n") -> tuple[str, int]:
@@ -44,7 +47,7 @@ def passages_problem(row: dict, path: str, keys: tuple) -> str | None:
 
 @register
 @dataclass
-class HelmetRAG(HFTask):
+class HelmetRAG(Demos, HFTask):
     name = "helmet_rag"
     metric = "substring_exact_match"
     description = "HELMET RAG (nq, hotpotqa): question over retrieved passages filling the length"
@@ -65,9 +68,12 @@ class HelmetRAG(HFTask):
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         # the answer cue opens the assistant turn, or (no chat template) a paragraph of its own, as in HELMET
         prefix = "Answer:" if prompt.uses_chat_template(tokenizer, self.chat_template) else "\n\nAnswer:"
-        out = []
+        out, demos = [], self.demo_rows(seed)
+        key = "id" if demos and "id" in demos[0] else self.question_field  # HELMET's: id, else the question
         for i, r in enumerate(self.pick(self.records(seed), seed)):
-            fields = {"question": prompt.get_field(r, self.question_field)}
+            shown = pick(demos, key, prompt.get_field(r, key), self.shots) if demos else []
+            fields = {"question": prompt.get_field(r, self.question_field),
+                      "demos": rag_text(shown, self.passages_field, self.question_field, self.answers_field)}
             p = prompt.split_prompt(tokenizer, TEMPLATE, fields | {"context": ""}, "context", self.chat_template,
                                     prefix)
             passages = [prompt.fill(PASSAGE, {"title": c.get("title", ""), "text": c["text"]})
@@ -78,7 +84,7 @@ class HelmetRAG(HFTask):
             ctx, q, meta = prompt.build(tokenizer, TEMPLATE, fields | {"context": context}, "context", length,
                                         self.chat_template, self.truncation, prefix)
             answers = prompt.get_field(r, self.answers_field)
-            meta.update(n_passages=n, n_passages_available=len(passages))
+            meta.update(n_passages=n, n_passages_available=len(passages), n_demos=len(shown))
             out.append(Sample(id=str(i), context_ids=ctx, question_ids=q,
                               references=[answers] if isinstance(answers, str) else list(answers), meta=meta))
         return out
