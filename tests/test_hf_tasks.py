@@ -428,3 +428,14 @@ def test_demo_shots_need_a_demo_file(study):
     study["tasks"] = {"rag": {"kind": "helmet_rag", "source": str(DATA / "helmet_nq.jsonl"), "shots": 2}}
     with pytest.raises(ConfigError, match=r"tasks\.rag\.demo_file: shots 2 needs HELMET's demo file"):
         validate(study)
+
+
+def test_truncation_none_runs_a_longer_input_whole(bpe):
+    """`truncation: none` (HELMET does not cut LongProc's inputs): an input longer than the length is kept whole and
+    says so; the default cuts it to the length."""
+    params = {"source": str(DATA / "longproc" / "html_to_tsv.json"), "subtask": "html_to_tsv"}
+    cut = get_task("longproc", params).samples(bpe, 300, 0)[0]
+    whole = get_task("longproc", params | {"truncation": "none"}).samples(bpe, 300, 0)[0]
+    assert len(cut.context_ids) <= 300 and cut.meta["truncated"]
+    assert len(whole.context_ids) == whole.meta["original_context_tokens"] > 300 and not whole.meta["truncated"]
+    assert whole.question_ids == cut.question_ids

@@ -50,7 +50,7 @@ def fields_problem(row: dict, *paths: str) -> str | None:
 
 @dataclass
 class HFTask(Task):
-    param_choices = {"truncation": ("middle", "left", "right"), "bad_rows": ("error", "skip")}
+    param_choices = {"truncation": ("middle", "left", "right", "none"), "bad_rows": ("error", "skip")}
 
     n_samples: int = 100
     source: str = ""  # hub id (org/name) or local .jsonl / .json / .parquet / .csv file
@@ -59,7 +59,9 @@ class HFTask(Task):
     revision: str = ""
     trust_remote_code: bool = False  # passed to load_dataset only when the study sets it
     shuffle: bool = False  # seeded choice of n_samples rows instead of the first n_samples
-    truncation: str = "middle"  # middle | left | right: where the long field is cut to fit the length
+    # middle | left | right: where the long field is cut to fit the length; none: never cut (a longer input runs
+    # whole, its real length in the result's context_tokens)
+    truncation: str = "middle"
     bad_rows: str = "error"  # a row without what the task needs: error (naming it) | skip (left out, counted)
 
     def __post_init__(self):

@@ -41,7 +41,9 @@ def get_field(row: dict, path: str):
 
 
 def truncate(ids: list[int], budget: int, mode: str) -> list[int]:
-    if len(ids) <= budget:
+    """`ids` cut to `budget` tokens: in the middle, on the left or on the right; never with mode `none` (the input
+    runs whole, longer than the length if it is: HELMET does not cut LongProc's inputs)."""
+    if len(ids) <= budget or mode == "none":
         return ids
     if budget <= 0:
         return []
@@ -52,7 +54,7 @@ def truncate(ids: list[int], budget: int, mode: str) -> list[int]:
         return ids[len(ids) - budget :]
     if mode == "right":
         return ids[:budget]
-    raise ValueError(f"unknown truncation {mode!r} (middle, left, right)")
+    raise ValueError(f"unknown truncation {mode!r} (middle, left, right, none)")
 
 
 def uses_chat_template(tokenizer, setting: str) -> bool:
@@ -92,7 +94,8 @@ def split_prompt(tokenizer, template: str, fields: dict, context_key: str, chat_
 
 def build(tokenizer, template: str, fields: dict, context_key: str, length: int, chat_template: str = "auto",
           truncation: str = "middle", answer_prefix: str = "") -> tuple[list[int], list[int], dict]:
-    """(context_ids, question_ids, meta) with len(context_ids) <= length; meta records the real lengths."""
+    """(context_ids, question_ids, meta) with len(context_ids) <= length (unless `truncation` is none); meta
+    records the real lengths."""
     p = split_prompt(tokenizer, template, fields, context_key, chat_template, answer_prefix)
     if p.budget(length) <= 0:
         raise ValueError(f"length {length} leaves no room for the context after {len(p.head)} template tokens")
