@@ -221,6 +221,28 @@ def test_sweep_heatmap_per_model_draws_that_model_alone():
         _build("sweep_heatmap", {"results": both}, models=["nope"])
 
 
+def test_sweep_heatmap_draws_citation_precision_and_recall_as_their_own_panels():
+    """A cite task with precision 0.25 and recall 0.75 in every cell: two more columns of panels for it only."""
+    results = _sweep_results()
+    cite = results[results.task == "kv"].assign(task="cite", citation_precision=0.25, citation_recall=0.75)
+    both = pd.concat([results, cite], ignore_index=True)
+    fig = _build("sweep_heatmap", {"results": both}, x="window_size", y="compression_ratio",
+                 metrics=["score", "citation_precision", "citation_recall"])
+    try:
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert len(titles) == 5 and "SnapKV · Cite · citation precision" in titles  # 3 scores + 2 cite sub-scores
+        by_title = {ax.get_title(): {t.get_text() for t in ax.texts} - {"OOM"} for ax in fig.axes}
+        assert by_title["SnapKV · Cite · citation precision"] == {"0.25"}
+        assert by_title["SnapKV · Cite · citation recall"] == {"0.75"}
+        assert "0.25" not in by_title["SnapKV · Cite"]  # the score column still shows the score
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="no task has citation_recall"):
+        _build("sweep_heatmap", {"results": both[both.task != "cite"]}, metrics=["citation_recall"])
+    with pytest.raises(ValueError, match="option metrics: 'f1'"):
+        _build("sweep_heatmap", {"results": both}, metrics=["f1"])
+
+
 def test_model_groups_tasks_option_averages_over_those_tasks_only():
     results = _results(_samples(models=("a", "b")), models=("a", "b"))
     groups = {"a": "base", "b": "reasoning"}
@@ -511,3 +533,4 @@ def test_delta_heatmap_shows_the_corpus_perplexity_difference():
         assert cells == [f"×{corpus_ratio:.2f}"]
     finally:
         plt.close(fig)
+

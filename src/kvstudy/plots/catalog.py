@@ -92,12 +92,19 @@ def _swept_values(jobs, methods, tasks) -> dict[str, dict[str, set]]:
     return values
 
 
+def _sub_scores(jobs) -> set[str]:
+    """The results.csv sub-score columns the study's tasks fill (kvstudy.aggregate.SUB_SCORES: judged cite)."""
+    judged = any(j.get("task_kind") == "helmet_cite" for j in jobs)
+    return {"citation_precision", "citation_recall"} if judged else set()
+
+
 def _sweep(jobs, options):
     """A method (of `methods`) with two parameters to draw: both of `x` and `y` where given, else two that vary."""
     x, y, methods, tasks = (options.get(k) for k in ("x", "y", "methods", "tasks"))
     why = (unknown_values(options, "methods", {j["method"] for j in jobs})
            or unknown_values(options, "tasks", {j["task"] for j in jobs}, str)
-           or unknown_values(options, "models", {j["model"] for j in jobs}, str))
+           or unknown_values(options, "models", {j["model"] for j in jobs}, str)
+           or unknown_values(options, "metrics", {"score", *_sub_scores(jobs)}))
     if why:
         return why
     seen = []
@@ -141,7 +148,9 @@ register(Figure("sweep_heatmap", "mean score over two press parameters per metho
                     "y": "parameter on the y axis (default: the next most-varied one)",
                     "methods": "list of methods to show (default: every method that sweeps two parameters)",
                     "tasks": "list of tasks to show (default: all)",
-                    "models": "list of models to pool (default: all; one figure entry per model draws each alone)"},
+                    "models": "list of models to pool (default: all; one figure entry per model draws each alone)",
+                    "metrics": "what cells show: score (default), citation_precision, citation_recall (judged "
+                               "sub-scores, a column of panels each for the tasks that have them)"},
                 check=_sweep))
 register(Figure("tuning_sweep", "press hyper-parameter sweep (dev split), chosen configurations marked",
                 ("tuning_candidates",)))
