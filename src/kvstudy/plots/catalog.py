@@ -117,16 +117,39 @@ def _sweep(jobs, options):
     return f"needs a compressed press with {wanted} ({'; '.join(seen) or 'the study has none'})"
 
 
+def _pareto_view(jobs, options):
+    """The Pareto figures' filters name the study's models, methods and tasks; a layout is 1x2 or 2x2."""
+    layout, colour_by, tasks = options.get("layout"), options.get("colour_by", "model"), options.get("tasks")
+    if layout is not None and layout not in ("1x2", "2x2"):
+        return f"option layout: {layout!r} is not 1x2 or 2x2"
+    if colour_by not in ("model", "method"):
+        return f"option colour_by: {colour_by!r} is not model or method"
+    if layout is not None and tasks is not None and len(tasks) != 1:
+        return f"option layout draws one task (tasks: {tasks})"
+    return (unknown_values(options, "models", {j["model"] for j in jobs}, str)
+            or unknown_values(options, "methods", {j["method"] for j in jobs})
+            or unknown_values(options, "tasks", {j["task"] for j in jobs}, str))
+
+
 # --- the figures --------------------------------------------------------------------------------------------------
 
 register(Figure("score_vs_ratio", "score vs compression ratio per task x length, one line per method "
                 "(quantized variants at the fraction of KV memory they save)", ("results",),
                 options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"},
                 check=_ratio_axis))
+PARETO_OPTIONS = {
+    "layout": "1x2: score vs KV memory and vs time to first token side by side; 2x2: and latency vs memory (one "
+              "task: the one in tasks, else the task mean)",
+    "together": "true: every model of a task in one panel (a panel per task), no front",
+    "colour_by": "model (default) or method: what a colour is in layout / together panels (the marker: the other)",
+    "models": "list of models to draw (default: all)",
+    "methods": "list of methods to draw, no_press always kept (default: all)",
+    "tasks": "list of tasks to draw (default: all, and the task mean)",
+}
 register(Figure("pareto_memory", "score vs KV-cache memory per task x length with the memory Pareto front; "
-                "OOM variants noted", ("pareto", "results")))
+                "OOM variants noted", ("pareto", "results"), options=PARETO_OPTIONS, check=_pareto_view))
 register(Figure("pareto_latency", "score vs time to first token per task x length with the latency Pareto front "
-                "(intervals drawn); OOM noted", ("pareto", "results")))
+                "(intervals drawn); OOM noted", ("pareto", "results"), options=PARETO_OPTIONS, check=_pareto_view))
 register(Figure("niah_heatmap", "mean score by needle depth, one labelled row per press variant, a panel per "
                 "model x context length; OOM rows marked", ("samples", "results"), check=_needles))
 register(Figure("delta_heatmap", "score difference to the baseline, variants x tasks per model x length, one "
