@@ -17,12 +17,12 @@ RESULTS_COLUMNS = (
     "peak_memory_kind, prefill_seconds, ttft_seconds, decode_tokens_per_second, total_seconds, "
     "kv_fraction_attended, kv_tokens_final, kv_bytes_final, params, device, "
     "host, git_commit, kvstudy_version, higher_is_better, error, phase, kv_tokens_held, kv_bytes_held, "
-    "kv_bytes_reference, effective_ratio"
+    "kv_bytes_reference, effective_ratio, citation_recall, citation_precision"
 ).split(", ")
 SAMPLES_COLUMNS = (
     "model, task, length, press, method, compression_ratio, seed, sample_id, score, prediction, references, "
     "input_tokens, context_tokens, depth, kv_tokens, kv_bytes, prefill_seconds, ttft_seconds, higher_is_better, "
-    "nll, nll_sum, scored_tokens, cluster"
+    "nll, nll_sum, scored_tokens, cluster, citation_recall, citation_precision"
 ).split(", ")
 PAPER_COLUMNS = (
     "model,technique,cache_size,task,context_length,performance,memory_gb,throughput_tokens_per_sec,"
@@ -113,6 +113,23 @@ def test_results_rows(tables):
     assert row.params == '{"a":1,"window_size":64}'
     assert (row.device, row.host, row.git_commit, row.kvstudy_version) == ("cpu", "node1", "abc", "0.1.0")
     assert row.peak_memory_bytes == 1_500_000_000 and row.kv_bytes_full == 524288
+
+
+def test_citation_sub_scores_get_their_own_columns(tmp_path):
+    """helmet_cite's judged citation recall / precision (raw: samples[].citation_rec/_prec and
+    quality.sub_scores) are results.csv and samples.csv columns; other tasks leave them empty."""
+    cite = raw_result("snapkv-cr0.50", task="cite", scores=(0.5, 0.2))
+    for sample, rec, prec in zip(cite["samples"], (0.75, 0.25), (1.0, 0.0)):
+        sample.update(str_em=0.0, citation_rec=rec, citation_prec=prec)
+    cite["quality"]["sub_scores"] = {"str_em": 0.0, "citation_rec": 0.5, "citation_prec": 0.5}
+    out = tmp_path / "t"
+    aggregate(write_raws(tmp_path, [cite, raw_result("no_press")]), out)
+    res, smp = read(out, "results.csv").set_index("task"), read(out, "samples.csv")
+    assert (res.loc["cite", "citation_recall"], res.loc["cite", "citation_precision"]) == (0.5, 0.5)
+    assert res.loc["niah", ["citation_recall", "citation_precision"]].isna().all()
+    cite_rows = smp[smp.task == "cite"].sort_values("sample_id")
+    assert list(cite_rows.citation_recall) == [0.75, 0.25] and list(cite_rows.citation_precision) == [1.0, 0.0]
+    assert smp[smp.task == "niah"][["citation_recall", "citation_precision"]].isna().all(axis=None)
 
 
 def test_oom_row_has_status_and_no_measures(tables):

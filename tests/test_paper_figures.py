@@ -15,7 +15,7 @@ from PIL import Image
 
 from kvstudy.pareto import pareto
 from kvstudy.plots import FIGURES
-from kvstudy.plots.style import method_color, paper_style
+from kvstudy.plots.style import method_color, method_label, paper_style, task_label
 from kvstudy.significance import significance
 
 PRESSES = [("no_press", "no_press", 0.0), ("snapkv-cr0.50", "snapkv", 0.5), ("snapkv-cr0.90", "snapkv", 0.9),
@@ -219,6 +219,28 @@ def test_sweep_heatmap_per_model_draws_that_model_alone():
             plt.close(fig)
     with pytest.raises(ValueError, match="after the methods/tasks/models options"):
         _build("sweep_heatmap", {"results": both}, models=["nope"])
+
+
+def test_sweep_heatmap_draws_citation_precision_and_recall_as_their_own_panels():
+    """A cite task with precision 0.25 and recall 0.75 in every cell: two more columns of panels for it only."""
+    results = _sweep_results()
+    cite = results[results.task == "kv"].assign(task="cite", citation_precision=0.25, citation_recall=0.75)
+    both = pd.concat([results, cite], ignore_index=True)
+    fig = _build("sweep_heatmap", {"results": both}, x="window_size", y="compression_ratio",
+                 metrics=["score", "citation_precision", "citation_recall"])
+    try:
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert len(titles) == 5 and "SnapKV · Cite · citation precision" in titles  # 3 scores + 2 cite sub-scores
+        by_title = {ax.get_title(): {t.get_text() for t in ax.texts} - {"OOM"} for ax in fig.axes}
+        assert by_title["SnapKV · Cite · citation precision"] == {"0.25"}
+        assert by_title["SnapKV · Cite · citation recall"] == {"0.75"}
+        assert "0.25" not in by_title["SnapKV · Cite"]  # the score column still shows the score
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="no task has citation_recall"):
+        _build("sweep_heatmap", {"results": both[both.task != "cite"]}, metrics=["citation_recall"])
+    with pytest.raises(ValueError, match="option metrics: 'f1'"):
+        _build("sweep_heatmap", {"results": both}, metrics=["f1"])
 
 
 def test_model_groups_tasks_option_averages_over_those_tasks_only():
@@ -534,3 +556,112 @@ def test_score_vs_ratio_gives_each_model_its_own_perplexity_range():
         assert 2 <= len(small.get_yticks()) <= 5  # a few readable ticks inside the narrow range
     finally:
         plt.close(fig)
+
+
+# --- Pareto options: every model in one panel, the 1x2 / 2x2 layouts, filters (kvstudy.plots._pareto_views) --------
+
+@pytest.fixture(scope="module")
+def two_models():
+    results = _results(_samples(models=("a", "b"), n=10), models=("a", "b"))
+    return {"results": results, "pareto": pareto(results)}
+
+
+def _series(fig) -> dict:
+    return {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines()
+            if (ln.get_gid() or "").startswith("series:")}
+
+
+def _shown_axes(fig):
+    return [ax for ax in fig.axes if ax.axison]
+
+
+def test_pareto_together_draws_every_model_of_a_task_in_one_panel(two_models):
+    fig = _build("pareto_memory", two_models, together=True, tasks=["niah"])
+    try:
+        (ax,) = _shown_axes(fig)
+        assert ax.get_title() == f"{task_label('niah')} · 2K"
+        series = _series(fig)
+        assert {"series:a:snapkv", "series:b:snapkv", "series:a:knorm", "series:a:no_press"} <= set(series)
+        assert series["series:a:snapkv"].get_color() != series["series:b:snapkv"].get_color()  # colour: model
+        assert series["series:a:snapkv"].get_marker() == series["series:b:snapkv"].get_marker()  # marker: method
+        p = two_models["pareto"]
+        want = p[(p.model == "b") & (p.task == "niah") & (p.length == 2048) & (p.method == "snapkv")]
+        assert list(series["series:b:snapkv"].get_ydata()) == list(want.sort_values("kv_bytes")["score"])
+        notes = [" ".join(t.get_text().split()) for t in [*ax.texts, ax.xaxis.label] if t.get_gid() == "oom-note"]
+        knorm = method_label("knorm")
+        assert notes == [f"OOM: a: {knorm} 0.90; b: {knorm} 0.90"]  # OOM at 2K: noted, not drawn
+    finally:
+        plt.close(fig)
+    fig = _build("pareto_latency", two_models, together=True, colour_by="method")
+    try:
+        titles = sorted(ax.get_title() for ax in _shown_axes(fig))
+        assert titles == sorted(f"{task_label(t)} · 2K" for t in ("niah", "kv"))  # a panel per task
+        series = _series(fig)
+        assert series["series:a:snapkv"].get_color() == series["series:b:snapkv"].get_color()
+        assert series["series:a:snapkv"].get_marker() != series["series:b:snapkv"].get_marker()
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("layout, panels", [
+    ("1x2", [("KV cache memory", "Score"), ("Time to first token", "Score")]),
+    ("2x2", [("KV cache memory", "Score"), ("Time to first token", "Score"),
+             ("KV cache memory", "Time to first token")]),
+])
+def test_pareto_layouts_have_the_panels_they_claim(two_models, layout, panels):
+    fig = _build("pareto_memory", two_models, layout=layout)
+    try:
+        shown = _shown_axes(fig)
+        got = [(ax.get_xlabel().split(" (")[0], ax.get_ylabel().split(" (")[0] or "Score") for ax in shown]
+        assert got == panels
+        assert len(fig.axes) == (2 if layout == "1x2" else 4)  # 2x2: the fourth cell is left to the legend
+        assert {ax.get_title() for ax in shown} == {"Mean over tasks · 2K"}
+        per_panel = [sorted(ln.get_gid() for ln in ax.get_lines()) for ax in shown]
+        assert all(g == per_panel[0] for g in per_panel) and len(per_panel[0]) == 6  # 2 models x 3 press families
+    finally:
+        plt.close(fig)
+    fig = _build("pareto_latency", two_models, layout=layout, tasks=["kv"])
+    try:
+        assert {ax.get_title() for ax in _shown_axes(fig)} == {f"{task_label('kv')} · 2K"}
+    finally:
+        plt.close(fig)
+
+
+def test_pareto_filters_keep_the_chosen_models_and_methods_and_no_press(two_models):
+    fig = _build("pareto_memory", two_models, layout="1x2", models=["a"], methods=["snapkv"])
+    try:
+        assert {g.split(":", 2)[1:] and tuple(g.split(":")[1:]) for g in _series(fig)} == {
+            ("a", "snapkv"), ("a", "no_press")}
+    finally:
+        plt.close(fig)
+    fig = _build("pareto_memory", two_models, methods=["snapkv"])  # the default grid, filtered
+    try:
+        legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+        assert method_label("snapkv") in legend and method_label("knorm") not in legend
+        assert not any(method_label("knorm") in t for t in _texts(fig))  # nor its OOM note
+    finally:
+        plt.close(fig)
+
+
+def test_pareto_view_options_are_checked(two_models):
+    from kvstudy.plots.catalog import _pareto_view
+
+    with pytest.raises(ValueError, match="option layout: '3x3'"):
+        _build("pareto_memory", two_models, layout="3x3")
+    with pytest.raises(ValueError, match="layout draws one task"):
+        _build("pareto_memory", two_models, layout="1x2", tasks=["niah", "kv"])
+    jobs = [{"model": "a", "method": "snapkv", "task": "niah"}]
+    assert _pareto_view(jobs, {"layout": "2x2", "models": ["a"]}) is None
+    assert "not in this study" in _pareto_view(jobs, {"models": ["z"]})
+    assert "colour_by" in _pareto_view(jobs, {"colour_by": "task"})
+
+
+def test_sweep_metrics_option_needs_a_judged_cite_task():
+    from kvstudy.plots.catalog import _sweep
+
+    job = {"model": "m", "method": "snapkv", "task": "t", "compression_ratio": 0.5,
+           "params": {"window_size": 64, "cache_size": 1024}}
+    jobs = [job, {**job, "compression_ratio": 0.75, "params": {"window_size": 32, "cache_size": 2048}}]
+    assert "option metrics: 'citation_recall'" in _sweep([{**j, "task_kind": "niah"} for j in jobs],
+                                                          {"metrics": ["citation_recall"]})
+    assert _sweep([{**j, "task_kind": "helmet_cite"} for j in jobs], {"metrics": ["score", "citation_recall"]}) is None

@@ -25,12 +25,13 @@ RESULT_COLUMNS = [
     "kv_bytes_full", "peak_memory_bytes", "peak_memory_kind", "prefill_seconds", "ttft_seconds",
     "decode_tokens_per_second", "total_seconds", "kv_fraction_attended", "kv_tokens_final", "kv_bytes_final",
     "params", "device", "host", "git_commit", "kvstudy_version", "higher_is_better", "error",
-    *HELD_COLUMNS,
+    *HELD_COLUMNS, "citation_recall", "citation_precision",
 ]
 SAMPLE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
     "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
     "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens", "cluster",
+    "citation_recall", "citation_precision",
 ]
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
@@ -45,6 +46,9 @@ PAPER_TABLES = {
     "throughput.csv": ("throughput_tokens_per_sec", False),
 }
 
+# Judged sub-scores with a column of their own (results.csv: quality.sub_scores; samples.csv: samples[]):
+# helmet_cite's citation recall and precision, plotted apart in study 1's heatmaps. Empty for other tasks.
+SUB_SCORES = {"citation_recall": "citation_rec", "citation_precision": "citation_prec"}
 _JOB_KEYS = ["model", "task", "length", "press", "method", "compression_ratio", "seed"]
 _EFFICIENCY_KEYS = RESULT_COLUMNS[RESULT_COLUMNS.index("kv_tokens_kept"):RESULT_COLUMNS.index("params")]
 _INT_COLUMNS = ["length", "seed", "n", "kv_tokens_full", "kv_bytes", "kv_bytes_full", "peak_memory_bytes",
@@ -89,6 +93,8 @@ def _result_row(raw: dict[str, Any]) -> dict[str, Any]:
     row.update({k: prov.get(k) for k in ("device", "host", "git_commit", "kvstudy_version")})
     row["higher_is_better"] = _higher_is_better(raw)
     row["error"] = raw.get("error") if not ok else None
+    subs = quality.get("sub_scores") or {}
+    row.update({col: (subs.get(key) if ok else None) for col, key in SUB_SCORES.items()})
     return row
 
 
@@ -108,7 +114,7 @@ def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
         (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
          s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
          s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"),
-         _cluster(s))
+         _cluster(s), *(s.get(key) for key in SUB_SCORES.values()))
         for s in raw.get("samples") or []
     ]
 

@@ -92,12 +92,19 @@ def _swept_values(jobs, methods, tasks) -> dict[str, dict[str, set]]:
     return values
 
 
+def _sub_scores(jobs) -> set[str]:
+    """The results.csv sub-score columns the study's tasks fill (kvstudy.aggregate.SUB_SCORES: judged cite)."""
+    judged = any(j.get("task_kind") == "helmet_cite" for j in jobs)
+    return {"citation_precision", "citation_recall"} if judged else set()
+
+
 def _sweep(jobs, options):
     """A method (of `methods`) with two parameters to draw: both of `x` and `y` where given, else two that vary."""
     x, y, methods, tasks = (options.get(k) for k in ("x", "y", "methods", "tasks"))
     why = (unknown_values(options, "methods", {j["method"] for j in jobs})
            or unknown_values(options, "tasks", {j["task"] for j in jobs}, str)
-           or unknown_values(options, "models", {j["model"] for j in jobs}, str))
+           or unknown_values(options, "models", {j["model"] for j in jobs}, str)
+           or unknown_values(options, "metrics", {"score", *_sub_scores(jobs)}))
     if why:
         return why
     seen = []
@@ -110,16 +117,39 @@ def _sweep(jobs, options):
     return f"needs a compressed press with {wanted} ({'; '.join(seen) or 'the study has none'})"
 
 
+def _pareto_view(jobs, options):
+    """The Pareto figures' filters name the study's models, methods and tasks; a layout is 1x2 or 2x2."""
+    layout, colour_by, tasks = options.get("layout"), options.get("colour_by", "model"), options.get("tasks")
+    if layout is not None and layout not in ("1x2", "2x2"):
+        return f"option layout: {layout!r} is not 1x2 or 2x2"
+    if colour_by not in ("model", "method"):
+        return f"option colour_by: {colour_by!r} is not model or method"
+    if layout is not None and tasks is not None and len(tasks) != 1:
+        return f"option layout draws one task (tasks: {tasks})"
+    return (unknown_values(options, "models", {j["model"] for j in jobs}, str)
+            or unknown_values(options, "methods", {j["method"] for j in jobs})
+            or unknown_values(options, "tasks", {j["task"] for j in jobs}, str))
+
+
 # --- the figures --------------------------------------------------------------------------------------------------
 
 register(Figure("score_vs_ratio", "score vs compression ratio per task x length, one line per method "
                 "(quantized variants at the fraction of KV memory they save)", ("results",),
                 options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"},
                 check=_ratio_axis))
+PARETO_OPTIONS = {
+    "layout": "1x2: score vs KV memory and vs time to first token side by side; 2x2: and latency vs memory (one "
+              "task: the one in tasks, else the task mean)",
+    "together": "true: every model of a task in one panel (a panel per task), no front",
+    "colour_by": "model (default) or method: what a colour is in layout / together panels (the marker: the other)",
+    "models": "list of models to draw (default: all)",
+    "methods": "list of methods to draw, no_press always kept (default: all)",
+    "tasks": "list of tasks to draw (default: all, and the task mean)",
+}
 register(Figure("pareto_memory", "score vs KV-cache memory per task x length with the memory Pareto front; "
-                "OOM variants noted", ("pareto", "results")))
+                "OOM variants noted", ("pareto", "results"), options=PARETO_OPTIONS, check=_pareto_view))
 register(Figure("pareto_latency", "score vs time to first token per task x length with the latency Pareto front "
-                "(intervals drawn); OOM noted", ("pareto", "results")))
+                "(intervals drawn); OOM noted", ("pareto", "results"), options=PARETO_OPTIONS, check=_pareto_view))
 register(Figure("niah_heatmap", "mean score by needle depth, one labelled row per press variant, a panel per "
                 "model x context length; OOM rows marked", ("samples", "results"), check=_needles))
 register(Figure("delta_heatmap", "score difference to the baseline, variants x tasks per model x length, one "
@@ -141,7 +171,9 @@ register(Figure("sweep_heatmap", "mean score over two press parameters per metho
                     "y": "parameter on the y axis (default: the next most-varied one)",
                     "methods": "list of methods to show (default: every method that sweeps two parameters)",
                     "tasks": "list of tasks to show (default: all)",
-                    "models": "list of models to pool (default: all; one figure entry per model draws each alone)"},
+                    "models": "list of models to pool (default: all; one figure entry per model draws each alone)",
+                    "metrics": "what cells show: score (default), citation_precision, citation_recall (judged "
+                               "sub-scores, a column of panels each for the tasks that have them)"},
                 check=_sweep))
 register(Figure("tuning_sweep", "press hyper-parameter sweep (dev split), chosen configurations marked",
                 ("tuning_candidates",)))

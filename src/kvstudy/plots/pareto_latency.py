@@ -9,14 +9,10 @@ intervals say so (kvstudy.pareto.non_dominated). A study with timing off falls b
 
 from __future__ import annotations
 
-from kvstudy.plots._pareto import build_front
+from kvstudy.plots._pareto_views import build_view
+from kvstudy.plots.style import seconds_unit
 
 NAME = "pareto_latency"
-
-
-def seconds_unit(max_seconds: float) -> tuple[str, float]:
-    """("ms", 1e-3) below ten seconds, else ("s", 1)."""
-    return ("s", 1.0) if max_seconds >= 10 else ("ms", 1e-3)
 
 
 def source_note(pareto) -> str:
@@ -31,7 +27,8 @@ def source_note(pareto) -> str:
     return "mean over the eval jobs' samples (timing protocol off: one measurement each, no interval)"
 
 
-def build(tables):
-    return build_front(tables, NAME, "latency_seconds", "front_latency", seconds_unit, "Time to first token",
-                       "Latency Pareto front", bounds=("latency_low", "latency_high"),
-                       note=source_note(tables.get("pareto")))
+def build(tables, **options):
+    """Options (layout, together, colour_by, models, methods, tasks): kvstudy.plots._pareto_views."""
+    return build_view(tables, NAME, "latency", **options, x_column="latency_seconds", front_column="front_latency",
+                      x_unit=seconds_unit, x_label="Time to first token", front_label="Latency Pareto front",
+                      bounds=("latency_low", "latency_high"), note=source_note(tables.get("pareto")))

@@ -17,11 +17,13 @@ the end of generation for decoding presses, whose ratio label is the fraction th
 
 from __future__ import annotations
 
-from kvstudy.plots._pareto import build_front
+from kvstudy.plots._pareto_views import build_view
 from kvstudy.plots.style import byte_unit
 
 NAME = "pareto_memory"
 
 
-def build(tables):
-    return build_front(tables, NAME, "kv_bytes", "front_memory", byte_unit, "KV cache memory", "Memory Pareto front")
+def build(tables, **options):
+    """Options (layout, together, colour_by, models, methods, tasks): kvstudy.plots._pareto_views."""
+    return build_view(tables, NAME, "memory", **options, x_column="kv_bytes", front_column="front_memory",
+                      x_unit=byte_unit, x_label="KV cache memory", front_label="Memory Pareto front")

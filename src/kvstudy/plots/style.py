@@ -161,6 +161,11 @@ def byte_unit(max_bytes: float) -> tuple[str, int]:
     return "B", 1
 
 
+def seconds_unit(max_seconds: float) -> tuple[str, float]:
+    """("ms", 1e-3) below ten seconds, else ("s", 1)."""
+    return ("s", 1.0) if max_seconds >= 10 else ("ms", 1e-3)
+
+
 _RATIO_SUFFIX = re.compile(r"-cr\d+(?:\.\d+)?")
 
 

@@ -4,7 +4,10 @@ size x compression ratio), one row of panels per press method, one panel per tas
 Parameters are the keys of results.csv's `params` (JSON) plus `compression_ratio`. By default each method uses the
 two of its parameters that take the most values (a method with fewer than two varying parameters is left out);
 options `x` and `y` name them, `methods` picks methods, `tasks` picks tasks, `models` picks models (one entry per
-model draws the log's per-model x task heatmaps). A cell is the mean over samples, seeds, context lengths, the
+model draws the log's per-model x task heatmaps), `metrics` picks what a cell shows: `score` (default) and/or a
+judged task's sub-scores `citation_precision`, `citation_recall` (results.csv columns, kvstudy.aggregate), one
+column of panels per task x metric, a sub-score only for the tasks that have it (the log's citation heatmaps).
+A cell is the mean over samples, seeds, context lengths, the
 models drawn and any other varying parameter. A cell whose jobs all ran out of memory is a hatched
 "OOM" cell, one whose jobs failed (none ok) a cross-hatched "failed" cell, never a score; a combination the study
 did not run stays blank. The axes are the press parameters as configured (a decoding press's nominal ratio).
@@ -95,6 +98,23 @@ def _rows(df, params, x, y) -> list[tuple]:
     return out
 
 
+METRICS = ("score", "citation_precision", "citation_recall")  # results.csv columns a cell can show
+
+
+def _columns(df: pd.DataFrame, tasks: list[str], metrics) -> list[tuple[str, str]]:
+    """(task, metric) per column of panels: every task's score, a sub-score where the task has one."""
+    metrics = list(metrics or ["score"])
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"figure {NAME!r}: option metrics: {unknown[0]!r} is not one of {', '.join(METRICS)}")
+    require_columns(df, NAME, "results", metrics)
+    cols = [(t, m) for t in tasks for m in metrics
+            if m == "score" or pd.to_numeric(df.loc[df["task"] == t, m], errors="coerce").notna().any()]
+    if not cols:
+        raise ValueError(f"figure {NAME!r}: no task has {' or '.join(metrics)} (option metrics)")
+    return cols
+
+
 def _task_norm(cells: pd.DataFrame):
     """A task's colour scale: 0-1 for scores in [0, 1], log for a positive lower-is-better score (perplexity),
     else its own linear range; and the colour map (reversed where lower is better, so bright is good)."""
@@ -135,20 +155,22 @@ def _panel(ax, cell, xp, yp, xs, ys, norm, cmap):
     return mesh
 
 
-def build(tables, x=None, y=None, methods=None, tasks=None, models=None):
+def build(tables, x=None, y=None, methods=None, tasks=None, models=None, metrics=None):
     df, params = _selected(tables, methods, tasks, models)
-    rows, task_list = _rows(df, params, x, y), task_order(df["task"])
+    rows, columns = _rows(df, params, x, y), _columns(df, task_order(df["task"]), metrics)
     pw, ph = 0.7 * max(len(r[4]) for r in rows) + 1.3, 0.45 * max(len(r[5]) for r in rows) + 1.3
-    fig = new_figure(pw * len(task_list) + 1.0, ph * len(rows) + 1.2)
-    axes = fig.subplots(len(rows), len(task_list), squeeze=False)
+    fig = new_figure(pw * len(columns) + 1.0, ph * len(rows) + 1.2)
+    axes = fig.subplots(len(rows), len(columns), squeeze=False)
     scales: dict[str, tuple] = {}  # scores in [0, 1] share one colour bar; any other score has its own
-    for c, task in enumerate(task_list):
-        norm, cmap = _task_norm(df[df["task"] == task])
+    for c, (task, metric) in enumerate(columns):
+        shown = lambda d: d.assign(score=pd.to_numeric(d[metric], errors="coerce"))  # noqa: E731  the metric drawn
+        norm, cmap = _task_norm(shown(df[df["task"] == task]))
         for r, (method, xp, yp, sub, xs, ys) in enumerate(rows):
-            mesh = _panel(axes[r, c], sub[sub["task"] == task], xp, yp, xs, ys, norm, cmap)
+            mesh = _panel(axes[r, c], shown(sub[sub["task"] == task]), xp, yp, xs, ys, norm, cmap)
             axes[r, c].set_xlabel(xp.replace("_", " "))
             axes[r, c].set_ylabel(yp.replace("_", " ") if c == 0 else "")
-            axes[r, c].set_title(f"{method_label(method)} · {task_label(task)}")
+            what = "" if metric == "score" else f" · {metric.replace('_', ' ')}"
+            axes[r, c].set_title(f"{method_label(method)} · {task_label(task)}{what}")
         key = "unit" if (norm.vmin, norm.vmax, cmap) == (0.0, 1.0, CMAP) else task
         scales.setdefault(key, (mesh, []))[1].extend(axes[:, c])
     for key, (mesh, cols) in scales.items():
