@@ -107,7 +107,7 @@ def _check_fetch(config: dict) -> None:
         raise ConfigError.several(problems)
 
 
-def _check_figures(config: dict, kept: list[dict], given: bool) -> None:
+def _check_figures(config: dict, kept: list, given: bool) -> None:
     """The study's figures: those it names, each drawable from its jobs; without `figures:`, those it can draw."""
     from kvstudy.plots.specs import drawable, resolve
 
@@ -119,7 +119,7 @@ def _check_figures(config: dict, kept: list[dict], given: bool) -> None:
         raise ConfigError.below("", e) from None
 
 
-def _check_cells(config: dict, kept: list[dict]) -> None:
+def _check_cells(config: dict, kept: list) -> None:  # kept: kvstudy.job.Job
     """Press x task and press x model combinations that cannot run, among the jobs the study keeps (an `exclude:`
     entry leaves such a cell out)."""
     from kvstudy.presses import PRESSES
@@ -130,17 +130,17 @@ def _check_cells(config: dict, kept: list[dict]) -> None:
     for i, p in enumerate(config["presses"]):
         entry.update({v["press"]: i for v in variants({"presses": [p]})})
     for j in kept:
-        i, method = entry.get(j["press"]), j["method"]
-        press_params, options = split_options(j["params"])
-        hint = f"(leave it out with exclude: [{{task: {j['task']}, press: {j['press']}}}])"
-        if options["query_aware"] and getattr(TASKS[j["task_kind"]], "kind", "") == "perplexity":
-            raise ConfigError(f"presses[{i}].query_aware", f"task {j['task']!r} (perplexity) has no "
+        i, method = entry.get(j.press), j.method
+        press_params, options = split_options(j.params)
+        hint = f"(leave it out with exclude: [{{task: {j.task}, press: {j.press}}}])"
+        if options["query_aware"] and getattr(TASKS[j.task_kind], "kind", "") == "perplexity":
+            raise ConfigError(f"presses[{i}].query_aware", f"task {j.task!r} (perplexity) has no "
                               f"question to show the press {hint}")
         spec = PRESSES[method]
-        if spec.masking and spec.attention(press_params) is None and j["attn_implementation"] == "eager":
-            raise ConfigError(f"models.{j['model']}.attn_implementation", f"press {method!r} masks keys "
+        if spec.masking and spec.attention(press_params) is None and j.attn_implementation == "eager":
+            raise ConfigError(f"models.{j.model}.attn_implementation", f"press {method!r} masks keys "
                               "per head, which kvpress cannot do with eager attention "
-                              f"(leave it out with exclude: [{{model: {j['model']}, method: {method}}}])")
+                              f"(leave it out with exclude: [{{model: {j.model}, method: {method}}}])")
 
 
 def _check_models(config: dict) -> None:

@@ -96,3 +96,8 @@ class Job:
         """The job's dict, exactly as kvstudy.grid made it before jobs were typed: same keys, same order, plain
         values (raw results' `job` block, result paths and Snakemake params depend on it byte for byte)."""
         return {f.name: thaw(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def as_jobs(jobs) -> list[Job]:
+    """Jobs as Jobs: a dict (a hand-written job, a test's) converted once at the entry of a function that runs them."""
+    return [j if isinstance(j, Job) else Job.from_dict(j) for j in jobs]

@@ -123,7 +123,7 @@ def eval_cli(jobs_outs):
     and log, then the device. One string, not a shell field each: Snakemake formats every field of a shell command
     for each job, three times in a dry run (about 0.3 s of a 10,000-job DAG build for the three fields this saves)."""
     args = [
-        f"--job {shlex.quote(json.dumps(job, sort_keys=True))} --out {shlex.quote(out)}"
+        f"--job {shlex.quote(json.dumps(job.as_dict(), sort_keys=True))} --out {shlex.quote(out)}"
         + (f" --log {shlex.quote(log)}" if log else "")
         for job, out, log in jobs_outs
     ]

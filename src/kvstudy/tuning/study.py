@@ -7,10 +7,12 @@ one trial with its own raw result (DEV_RAW), so a search is cached and resumes w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from kvstudy.grid import jobs
+from kvstudy.job import Job
 from kvstudy.presses import get_press
 from kvstudy.tuning.space import candidates, settings
 from kvstudy.variants import base_slug, fixed_combos, slug
@@ -53,7 +55,7 @@ def choice_path(model: str, press: str, mode: str, task: str | None = None) -> s
         model=model, press=press, task=task)
 
 
-def trial_jobs(config: dict, search: dict | None = None) -> list[dict]:
+def trial_jobs(config: dict, search: dict | None = None) -> list[Job]:
     """Every trial (dev-split eval job) of the study, or of one search: built by kvstudy.grid.jobs from a study of
     the candidates, so a trial has exactly the fields of a test job, plus `split: dev` (and `attn_error` where
     the objective needs it)."""
@@ -67,28 +69,24 @@ def trial_jobs(config: dict, search: dict | None = None) -> list[dict]:
             "seeds": [dev_seed(x) for x in config["seeds"]], "eval": config["eval"], "exclude": [],
             "presses": [{"method": s["method"], **s["fixed"], **c["params"]} for c in s["candidates"]],
         }
-        for job in jobs(sub):
-            job["split"] = "dev"
-            job["tuning_of"] = s["press"]
-            if st["objective"] == "combined":
-                job["attn_error"] = True
-            out.append(job)
+        attn_error = True if st["objective"] == "combined" else None
+        out += [dataclasses.replace(job, split="dev", tuning_of=s["press"], attn_error=attn_error) for job in jobs(sub)]
     return out
 
 
-def dev_raw_path(job: dict) -> str:
-    return DEV_RAW.format(**job)
+def dev_raw_path(job: Job) -> str:
+    return DEV_RAW.format(**vars(job))
 
 
-def apply_choice(job: dict, root: Path = Path(".")) -> dict:
+def apply_choice(job: Job, root: Path = Path(".")) -> Job:
     """A tuned test-split job with the parameters its tuning JSON chose (read at run time)."""
-    t = job["tuning"]
-    path = Path(root) / choice_path(job["model"], t["press"], t["mode"], job["task"])
+    t = job.tuning
+    path = Path(root) / choice_path(job.model, t["press"], t["mode"], job.task)
     choice = json.loads(path.read_text())
-    if choice["press"] != t["press"] or choice["model"] != job["model"]:
-        raise ValueError(f"{path}: tuning of {choice['model']}/{choice['press']}, not {job['model']}/{t['press']}")
-    return {**job, "params": {**job["params"], **choice["chosen"]["params"]},
-            "tuning": {**t, "file": str(path), "chosen": choice["chosen"]["press"]}}
+    if choice["press"] != t["press"] or choice["model"] != job.model:
+        raise ValueError(f"{path}: tuning of {choice['model']}/{choice['press']}, not {job.model}/{t['press']}")
+    return dataclasses.replace(job, params={**job.params, **choice["chosen"]["params"]},
+                               tuning={**t, "file": str(path), "chosen": choice["chosen"]["press"]})
 
 
 def tune_study(config: dict, model: str, press: str, task: str | None = None) -> dict:
