@@ -18,6 +18,7 @@ import yaml
 from kvstudy import schemas
 from kvstudy.errors import ConfigError  # noqa: F401  (re-exported: callers know it here)
 from kvstudy.pairs import variant_pairs
+from kvstudy.study import Study
 from kvstudy.variants import dropped, variants
 
 SCHEMA_PATH = schemas.CONFIG  # package data: an installed kvstudy validates a study without a checkout
@@ -91,6 +92,11 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
 
         check(config)
     return config
+
+
+def study(config: dict, preflight: bool = False) -> Study:
+    """The validated config (validate: defaults filled, each section checked) as a frozen kvstudy.study.Study."""
+    return Study.from_config(validate(config, preflight=preflight))
 
 
 def _check_schema(config: dict, schema: dict) -> None:
