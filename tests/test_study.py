@@ -36,3 +36,21 @@ def test_a_changed_study_changes_its_grid(study):
     fewer = dataclasses.replace(s, lengths=s.lengths[:1])
     assert {j.length for j in jobs(fewer)} == {s.lengths[0]} and len(jobs(fewer)) * 2 == len(jobs(s))
 
+
+@pytest.mark.parametrize("name", ["tuning_ruler.yaml"])
+def test_every_tuning_sub_study_passes_validation(name):
+    """Tuning derives each search's study from the typed study (dataclasses.replace): it must be a valid study,
+    and its jobs, at dev seeds, are exactly the search's trials."""
+    import yaml
+
+    from conftest import ROOT
+    from kvstudy.tuning.study import dev_seed, searches, sub_study, trial_jobs
+
+    s = load_study(yaml.safe_load((ROOT / "studies" / name).read_text()))
+    found = searches(s)
+    assert found
+    for search in found:
+        sub = sub_study(s, search)
+        assert validate(sub.as_config())["presses"] == sub.as_config()["presses"]
+        trials = trial_jobs(s, search)
+        assert [(j.press, j.seed) for j in trials] == [(j.press, dev_seed(j.seed)) for j in jobs(sub)]
