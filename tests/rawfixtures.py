@@ -14,8 +14,12 @@ EFFICIENCY = {"kv_tokens_kept": 128.0, "kv_tokens_full": 256, "kv_fraction_kept"
               "total_seconds": 1.3}
 
 
-def raw_for(job: dict, status: str = "ok", scores=(1.0, 0.0), metric: str = "string_match_all") -> dict:
-    """A raw result of `job` as kvstudy.evaluate (ok, oom) or kvstudy.failed (failed) writes it."""
+def raw_for(job, status: str = "ok", scores=(1.0, 0.0), metric: str = "string_match_all") -> dict:
+    """A raw result of `job` (a kvstudy.job.Job, or its dict) as kvstudy.evaluate (ok, oom) or kvstudy.failed
+    (failed) writes it."""
+    from kvstudy.job import Job
+
+    job = job.as_dict() if isinstance(job, Job) else job  # a result's job block is plain JSON
     if status == "failed":
         from kvstudy.failed import failed_result
 

@@ -91,7 +91,7 @@ def jobs(paths):
                       "presses": VARIANTS, "eval": {"stop_words": []}}
             fill_defaults(config, load_schema())  # not validate: the ppl x query-aware cases are asked for on purpose
             for j in grid_jobs(config):
-                out[arch, j["task"], j["press"]] = j
+                out[arch, j.task, j.press] = j
         yield out
 
 
@@ -126,37 +126,37 @@ def run(jobs, key):
 
 
 def kind(job) -> str:
-    return "perplexity" if job["task_kind"] == "perplexity" else "generate"
+    return "perplexity" if job.task_kind == "perplexity" else "generate"
 
 
 @pytest.mark.parametrize("arch, task, slug", _cases())
 def test_press_runs_and_keeps_what_it_claims_or_is_refused(jobs, arch, task, slug):
     job = jobs[arch, task, slug]
-    why = unsupported(job["method"], job["params"], AutoConfig.from_pretrained(job["model_path"]), kind(job))
+    why = unsupported(job.method, job.params, AutoConfig.from_pretrained(job.model_path), kind(job))
     if why is not None:
-        assert arch == "mistral" and "sliding window of 48 tokens" in why and job["method"] in why
+        assert arch == "mistral" and "sliding window of 48 tokens" in why and job.method in why
         return
     r = run(jobs, (arch, task, slug))
     assert r["status"] == "ok" and r["quality"]["n"] == 1
-    check_cache(r, job, own_cache(job["model_path"], r["samples"][0].get("prefill_tokens", L)))
+    check_cache(r, job, own_cache(job.model_path, r["samples"][0].get("prefill_tokens", L)))
 
 
 def check_cache(r, job, own):
     held, sliding, own_bytes = own
     e, s = r["efficiency"], r["samples"][0]
-    spec = PRESSES[job["method"]]
+    spec = PRESSES[job.method]
     n, n_full = s.get("prefill_tokens", L), sliding.count(False)
     assert e["kv_bytes_full"] == own_bytes and e["kv_tokens_full"] == sum(held) / len(held)
     fp_bytes = own_bytes / sum(held)  # bytes per held entry (all layers, K and V)
     evicts = spec.has_ratio and spec.phase == "prefill" and not spec.masking
     # kvpress's budget per full layer and KV head, or the absolute one
-    kept = min(job["params"]["cache_size"], n) if "cache_size" in job["params"] else int(n * (1 - R))
+    kept = min(job.params["cache_size"], n) if "cache_size" in job.params else int(n * (1 - R))
     want = [h if (slide or not evicts) else kept for h, slide in zip(held, sliding)]
-    if job["method"] == "pyramidkv":  # budgets over the full layers, their mean within 1 of the uniform budget
+    if job.method == "pyramidkv":  # budgets over the full layers, their mean within 1 of the uniform budget
         assert abs(e["kv_tokens_kept"] * len(held) - sum(want)) <= n_full
     else:
         assert e["kv_tokens_kept"] == sum(want) / len(want)
-    quantized = spec.quantization or job["params"].get("quantization")
+    quantized = spec.quantization or job.params.get("quantization")
     if quantized:
         assert e["kv_bytes"] < 0.75 * fp_bytes * e["kv_tokens_kept"] * len(held)
     else:
@@ -172,9 +172,9 @@ def masked(job, n, held, sliding) -> int:
     """Entries per KV head masked, summed over layers: AdaKV drops `n - kept` per full layer and head on average;
     DuoAttention's streaming heads (`ratio` of the full layers' heads) mask all but sink + recent."""
     n_full = sliding.count(False)
-    if job["method"] == "adakv":
+    if job.method == "adakv":
         return n_full * (n - int(n * (1 - R)))
-    n_kv = kv_heads(AutoConfig.from_pretrained(job["model_path"]))
+    n_kv = kv_heads(AutoConfig.from_pretrained(job.model_path))
     return round(n_full * n_kv * R) * (n - DUO["sink_size"] - DUO["recent_size"]) / n_kv
 
 
@@ -182,9 +182,9 @@ def decoded(job, s, n, own_held, slide) -> int:
     """Entries one layer holds after the decoding steps: a sliding layer its window; a full layer, at each
     `compression_interval`-th step, is cut to int(tokens seen * (1 - ratio)) (or `target_size`), and grows by one
     entry per step after the last cut."""
-    p = job["params"]
+    p = job.params
     interval = p.get("compression_interval", 1)
-    if job["task_kind"] == "perplexity":  # one continuation token per step, the last one predicts nothing
+    if job.task_kind == "perplexity":  # one continuation token per step, the last one predicts nothing
         steps, first = s["scored_tokens"], 1  # step i has seen n + i tokens
     else:  # the question, then each generated token but the last
         steps, first = 1 + s["decode_tokens"], s["input_tokens"] - n
@@ -213,7 +213,7 @@ def test_a_refused_press_would_change_nothing(jobs, task, slug):
     """The refusal is true: on a model whose every layer is sliding-window, the press run anyway gives exactly
     the full cache's sizes and outputs."""
     job = jobs["mistral", task, slug]
-    assert unsupported(job["method"], job["params"], AutoConfig.from_pretrained(job["model_path"]), kind(job))
+    assert unsupported(job.method, job.params, AutoConfig.from_pretrained(job.model_path), kind(job))
     base, r = run(jobs, ("mistral", task, "no_press")), run(jobs, ("mistral", task, slug))
     for k in ("kv_tokens_kept", "kv_bytes", "kv_tokens_final", "kv_bytes_final"):
         assert r["efficiency"][k] == base["efficiency"][k]

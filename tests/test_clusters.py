@@ -34,7 +34,7 @@ def test_questions_on_one_document_share_a_cluster(bpe, tmp_path):
 
 
 def test_aggregate_writes_each_samples_cluster(study, tmp_path):
-    job = next(j for j in jobs(validate(study)) if j["press"] == "no_press")
+    job = next(j for j in jobs(validate(study)) if j.press == "no_press")
     result = raw_for(job, scores=(1.0, 1.0, 1.0, 1.0))
     for sample, meta in zip(result["samples"], ({"cluster": "ctx:ab"}, {"cluster": "ctx:ab"}, {}, None)):
         if meta is not None:

@@ -32,9 +32,9 @@ def test_defaults_are_filled_once_from_the_schema(study):
     assert cfg["timing"]["repeats"] == schema["timing"]["properties"]["repeats"]["default"]
     assert cfg["tasks"] == study["tasks"]  # task parameters keep the task's own defaults: job params unchanged
     for j in jobs(cfg):
-        assert (j["seed"], j["stop_words"]) == (0, [".", "\n"])
-        assert (j["dtype"], j["attn_implementation"]) == ({"tiny": "auto", "other": "float32"}[j["model"]], "sdpa")
-        assert "chat_template" not in j  # no model set one
+        assert (j.seed, j.stop_words) == (0, (".", "\n"))
+        assert (j.dtype, j.attn_implementation) == ({"tiny": "auto", "other": "float32"}[j.model], "sdpa")
+        assert j.chat_template is None  # no model set one
 
 
 def test_defaults_fill_no_key_whose_absence_means_something():
@@ -133,7 +133,7 @@ def test_long_and_dotted_names_stay_inside_the_output_folders(study):
     study["models"] = {"m" * 100: {"path": "builtin:tiny-retrieval"}}
     study["tasks"] = {"a..b": {"kind": "niah"}, "v1.2": {"kind": "niah"}}
     for job in jobs(validate(study)):
-        path = os.path.normpath(f"results/raw/{job['model']}/{job['task']}/{job['length']}/{job['press']}")
+        path = os.path.normpath(f"results/raw/{job.model}/{job.task}/{job.length}/{job.press}")
         assert path.startswith("results/raw/") and len(path.split("/")) == 6
     for field, value in (("study", ".."), ("figures", [{"figure": "score_vs_ratio", "name": ".."}])):
         with pytest.raises(ConfigError, match=f"config error: {field}"):

@@ -9,6 +9,7 @@ partial RoPE), CPU, float32.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -216,7 +217,7 @@ def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_pa
         path = make_model(arch, tmp_path / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
         js = jobs_of(with_second_ratio(VARIANTS), arch, path,
                      {"vt": {"n_samples": 2, "max_new_tokens": 8, "num_hops": 2}}, 160)
-        js = [j | {"stop_words": []} for j in js]
+        js = [dataclasses.replace(j, stop_words=[]) for j in js]
     grouped = run_group(js, device="cpu")
     for job, result in zip(js, grouped):
         compare(result, run_job(job, device="cpu"))
@@ -358,7 +359,7 @@ def test_a_group_is_one_cell():
     js = jobs_of([{"method": "no_press"}, {"method": "knorm", "compression_ratio": 0.5}])
     check_cell(js)
     with pytest.raises(ValueError, match="knorm-cr0.50 differs in length"):
-        check_cell([js[0], {**js[1], "length": 512}])
+        check_cell([js[0], dataclasses.replace(js[1], length=512)])
     with pytest.raises(ValueError, match="each variant once"):
         check_cell([js[0], js[0]])
 
@@ -373,7 +374,8 @@ def test_kvstudy_eval_writes_each_variants_result_and_log(tmp_path, monkeypatch)
                   {"method": "snapkv", "compression_ratio": 0.5}])
     args = ["eval", "--device", "cpu"]
     for i, job in enumerate(js):
-        args += ["--job", json.dumps(job), "--out", str(tmp_path / f"{i}.json"), "--log", str(tmp_path / f"{i}.log")]
+        args += ["--job", json.dumps(job.as_dict()), "--out", str(tmp_path / f"{i}.json"),
+                 "--log", str(tmp_path / f"{i}.log")]
     monkeypatch.setenv("KVSTUDY_INJECT_FAIL", "knorm-*")
     monkeypatch.setenv("KVSTUDY_INJECT_OOM", "snapkv-*")
     main(args)

@@ -30,8 +30,8 @@ def test_jobs_cover_the_grid_once(study):
     assert len(js) == 1 * 2 * 2 * 6 * 1
     paths = {raw_path(j) for j in js}
     assert len(paths) == len(js)
-    kv = [j for j in js if j["task"] == "kv"][0]
-    assert kv["task_kind"] == "kv_retrieval" and kv["task_params"] == {"n_pairs": 8}
+    kv = [j for j in js if j.task == "kv"][0]
+    assert kv.task_kind == "kv_retrieval" and kv.task_params == {"n_pairs": 8}
     assert "results/raw/tiny/kv/256/no_press/seed0.json" in paths
 
 
@@ -41,7 +41,7 @@ def test_jobs_record_the_stop_words_their_task_uses(study):
     use them)."""
     study["tasks"]["route"] = {"kind": "path_traversal"}
     study["eval"] = {"stop_words": ["\n"]}
-    by_task = {j["task"]: j["stop_words"] for j in jobs(validate(study))}
+    by_task = {j.task: list(j.stop_words) for j in jobs(validate(study))}
     assert by_task == {"niah": ["\n"], "kv": ["\n"], "route": []}
 
 
@@ -77,7 +77,7 @@ def test_excluded_jobs_leave_the_grid(study):
     config = validate(study)
     kept, every = jobs(config), jobs(config, exclude=False)
     assert len(every) - len(kept) == 2 * 4  # kv's snapkv variants at both lengths
-    assert {j["press"] for j in kept if j["task"] == "kv"} == {"no_press", "knorm-cr0.50"}
+    assert {j.press for j in kept if j.task == "kv"} == {"no_press", "knorm-cr0.50"}
 
 
 def test_eval_groups_are_press_entries_by_default(study):
@@ -125,7 +125,7 @@ def test_cells_that_exclude_thins_get_a_literal_group(study):
         ("eval_snapkv_c0", ("snapkv-cr0.50-ws16",), ("tiny", "kv", 512, 0)),
     ]
     assert snap[1].paths(RAW) == ["results/raw/tiny/kv/512/snapkv-cr0.50-ws16/seed0.json"]
-    cells = {(j["model"], j["task"], j["length"], j["seed"]) for j in jobs(config)}
+    cells = {(j.model, j.task, j.length, j.seed) for j in jobs(config)}
     produced = []
     for g in groups:
         for cell in ([g.cell] if g.cell else [c for c in cells if not any(o.cell == c for o in groups

@@ -244,9 +244,9 @@ def test_hub_ids_go_to_load_dataset_and_remote_code_only_when_asked(monkeypatch)
 def test_chat_template_reaches_the_job_only_when_set(study):
     from kvstudy.grid import jobs
 
-    assert all("chat_template" not in j for j in jobs(validate(study)))  # existing results keep their params
+    assert all(j.chat_template is None for j in jobs(validate(study)))  # existing results keep their params
     study["models"]["tiny"]["chat_template"] = "none"
-    assert {j["chat_template"] for j in jobs(validate(study))} == {"none"}
+    assert {j.chat_template for j in jobs(validate(study))} == {"none"}
 
 
 # --- dataset rows: a row without its answer is an error naming it (or skipped and counted); loading errors name

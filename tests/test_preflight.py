@@ -181,12 +181,12 @@ def test_exclude_drops_exactly_the_matching_jobs(study):
     all_jobs = jobs(validate(study))
     study["exclude"] = [{"task": "kv", "length": [512]}, {"press": "snapkv-cr0.9*"}, {"model": "tiny", "method": "knorm"}]
     kept = jobs(validate(study))
-    gone = [j for j in all_jobs if j["press"] not in {k["press"] for k in kept if k["task"] == j["task"]
-                                                      and k["length"] == j["length"]}]
+    gone = [j for j in all_jobs if j.press not in {k.press for k in kept if k.task == j.task
+                                                      and k.length == j.length}]
     assert len(kept) == len(all_jobs) - len(gone)
-    assert not [j for j in kept if (j["task"], j["length"]) == ("kv", 512)]
-    assert not [j for j in kept if j["press"].startswith("snapkv-cr0.90") or j["method"] == "knorm"]
-    assert {j["press"] for j in kept} == {"no_press", "snapkv-cr0.50-ws16", "snapkv-cr0.50-ws32"}
+    assert not [j for j in kept if (j.task, j.length) == ("kv", 512)]
+    assert not [j for j in kept if j.press.startswith("snapkv-cr0.90") or j.method == "knorm"]
+    assert {j.press for j in kept} == {"no_press", "snapkv-cr0.50-ws16", "snapkv-cr0.50-ws32"}
     assert len(kept) == 3 * 3  # (niah 256, niah 512, kv 256) x the 3 variants left
     assert len(jobs(validate(study), exclude=False)) == len(all_jobs)
 

@@ -74,9 +74,9 @@ def test_eval_jobs_record_kv_tokens_of_min_budget_and_input(study):
     study["lengths"] = [128, 512]
     study["presses"] = [{"method": "snapkv", "cache_size": 256, "window_size": 16, "pooling": ["avgpool", "maxpool"]}]
     js = jobs(validate(study))
-    assert {j["press"] for j in js} == {f"snapkv-cs256-p{p}-ws16" for p in ("avgpool", "maxpool")}
-    assert {(j["length"], j["compression_ratio"]) for j in js} == {(128, 0.0), (512, 0.5)}  # nominal ratios
-    for job in [j for j in js if j["params"]["pooling"] == "maxpool"]:
+    assert {j.press for j in js} == {f"snapkv-cs256-p{p}-ws16" for p in ("avgpool", "maxpool")}
+    assert {(j.length, j.compression_ratio) for j in js} == {(128, 0.0), (512, 0.5)}  # nominal ratios
+    for job in [j for j in js if j.params["pooling"] == "maxpool"]:
         raw = run_job(job, device="cpu")
         assert raw["status"] == "ok"
         assert [r["kv_tokens"] for r in raw["samples"]] == [min(256, r["prefill_tokens"]) for r in raw["samples"]]

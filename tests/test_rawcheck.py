@@ -115,10 +115,10 @@ def test_perplexity_scores_at_least_one(study):
 
 def test_tuned_variant_params_extend_the_fixed_ones(study):
     study["presses"].append({"method": "snapkv", "compression_ratio": 0.5, "search": {"params": {"window_size": [8, 16]}}})
-    job = next(j for j in jobs(validate(study)) if j["press"].endswith("-tuned-task"))
+    job = next(j for j in jobs(validate(study)) if j.press.endswith("-tuned-task"))
     raw = raw_for(job)
-    raw["job"]["params"] = {**job["params"], "window_size": 16}
-    raw["job"]["tuning"] = {**job["tuning"], "file": "x.json", "chosen": "snapkv-cr0.50-ws16"}
+    raw["job"]["params"] = {**job.params, "window_size": 16}
+    raw["job"]["tuning"] = {**job.tuning, "file": "x.json", "chosen": "snapkv-cr0.50-ws16"}
     assert problem(raw, job) is None
     raw["job"]["tuning"]["mode"] = "global"
     assert problem(raw, job) == "job.tuning.mode is 'global', the config's tuned variant has 'task'"
@@ -152,8 +152,8 @@ def test_aggregate_on_the_command_line_says_one_line_per_file(grid, tmp_path, mo
                         "timing": {**cfg["timing"], "enabled": False}})
     with pytest.raises(SystemExit) as e:
         main(["aggregate", "--study", study, "--out-dir", "tables"])
-    assert str(e.value) == (f"aggregate: invalid raw result {raw_path(js[3])}: job.press is \"{js[4]['press']}\", the "
-                            f"config's job for this path has \"{js[3]['press']}\" (another job's result, or the config "
+    assert str(e.value) == (f"aggregate: invalid raw result {raw_path(js[3])}: job.press is \"{js[4].press}\", the "
+                            f"config's job for this path has \"{js[3].press}\" (another job's result, or the config "
                             "changed)")
     write(tmp_path / raw_path(js[3]), raw_for(js[3]))
     main(["aggregate", "--study", study, "--out-dir", "tables"])

@@ -37,7 +37,7 @@ def grid(study, tmp_path):
     for job, status in ((js[0], "ok"), (js[1], "oom"), (js[2], "failed"), (js[6], "ok")):
         write(tmp_path / raw_path(job), json.dumps(raw_for(job, status)))
     for job in js[2:6]:
-        write(tmp_path / LOG.format(**job), "Traceback ...")
+        write(tmp_path / LOG.format(**job.as_dict()), "Traceback ...")
     for job in (js[3], js[4], js[6]):
         mark_incomplete(tmp_path, raw_path(job))
     return cfg, js, tmp_path
@@ -75,7 +75,7 @@ def test_markers_are_read_back_as_snakemake_writes_them(tmp_path):
 def test_retry_failed_removes_failed_results_and_keeps_logs(grid, capsys, tmp_path):
     cfg, js, root = grid
     assert retry_failed([raw_path(j) for j in js], root) == [raw_path(js[2])]
-    assert not (root / raw_path(js[2])).exists() and (root / LOG.format(**js[2])).exists()
+    assert not (root / raw_path(js[2])).exists() and (root / LOG.format(**js[2].as_dict())).exists()
     assert (root / raw_path(js[0])).exists() and (root / raw_path(js[1])).exists()
     assert grid_status(cfg, root)[raw_path(js[2])] == "interrupted"  # its log is left: it ran and stopped
 

@@ -66,7 +66,7 @@ def test_settings_reach_the_jobs_and_the_model_setting_none_wins(study):
                       "niah": {"n_samples": 2},
                       "niah_plain": {"kind": "niah", "n_samples": 2, "chat_template": "none", "stop_words": ["\n"]},
                       "jkv_chat": {"kind": "json_kv", "n_samples": 2, "chat_template": "auto", "stop_words": []}}
-    by = lambda cfg: {j["task"]: (j.get("chat_template"), j["stop_words"]) for j in jobs(validate(cfg))}  # noqa
+    by = lambda cfg: {j.task: (j.chat_template, list(j.stop_words)) for j in jobs(validate(cfg))}  # noqa
     assert by(study) == {"jkv": ("none", ["\n"]), "niah": (None, [".", "\n"]), "niah_plain": ("none", ["\n"]),
                          "jkv_chat": (None, [])}
     study["models"]["tiny"]["chat_template"] = "none"
@@ -164,7 +164,7 @@ def test_thoughts_are_not_scored_answer_after_think_is(thinker, monkeypatch):
 
     monkeypatch.setattr(ev, "load_model", forcing_load)
     job, raw = _run(_study(thinker, stop_words=[]))
-    assert job["stop_words"] == [] and "chat_template" not in job  # the template is used (auto)
+    assert job.stop_words == () and job.chat_template is None  # the template is used (auto)
     rows = raw["samples"]
     assert [r["answer"] for r in rows] == refs and [r["thinking"]["closed"] for r in rows] == [True, True]
     assert all(r["prediction"].startswith("reasoning. </think>") for r in rows)
@@ -191,6 +191,6 @@ def test_real_job_the_settings_reach_the_model(thinker):
     # the same task without the chat template: the model continues the text, no thinking budget, nothing stripped
     job, raw = _run(_study(thinker, stop_words=[], max_new_tokens=3, thinking_max_new_tokens=12,
                            chat_template="none"))
-    assert job["chat_template"] == "none" and raw["job"]["chat_template"] == "none"
+    assert job.chat_template == "none" and raw["job"]["chat_template"] == "none"
     for r in raw["samples"]:
         assert r["decode_tokens"] + 1 <= 3 and "thinking" not in r and r["answer"] == r["prediction"]

@@ -52,6 +52,6 @@ def test_config_overrides_reach_the_loaded_model(study):
 
     study["models"]["tiny"]["config_overrides"] = {"rms_norm_eps": 0.125}
     job = jobs(validate(study))[0]
-    model, _ = load_model(job["model_path"], "float32", "sdpa", "cpu", job["config_overrides"])
+    model, _ = load_model(job.model_path, "float32", "sdpa", "cpu", job.config_overrides)
     assert model.config.rms_norm_eps == 0.125
-    assert load_model(job["model_path"], "float32", "sdpa", "cpu")[0].config.rms_norm_eps != 0.125
+    assert load_model(job.model_path, "float32", "sdpa", "cpu")[0].config.rms_norm_eps != 0.125

@@ -114,16 +114,16 @@ def test_trials_and_tuned_variants(study):
     config = validate(study)
     after = {raw_path(j): j for j in jobs(config)}
     assert before <= set(after)  # the test-split paths of other presses do not change
-    added = sorted({j["press"] for p, j in after.items() if p not in before})
+    added = sorted({j.press for p, j in after.items() if p not in before})
     assert added == ["streaming_llm-cr0.50-tuned-task", "streaming_llm-cr0.90-tuned-task"]
     trials = tuning.trial_jobs(config)
     assert len(trials) == 2 * 3 * 2 * 2  # ratios x candidates x tasks x lengths
     assert {tuning.dev_raw_path(j).split("/")[-2] for j in trials} == {"dev"}
-    assert {j["seed"] for j in trials} == {tuning.dev_seed(0)}
-    assert all(j["split"] == "dev" and "attn_error" not in j for j in trials)
+    assert {j.seed for j in trials} == {tuning.dev_seed(0)}
+    assert all(j.split == "dev" and j.attn_error is None for j in trials)
     assert not set(map(tuning.dev_raw_path, trials)) & set(after)
-    job = next(j for j in trials if j["press"] == "streaming_llm-cr0.50-ns4")
-    assert job["params"] == {"n_sink": 4} and job["compression_ratio"] == 0.5 and job["tuning_of"] == "streaming_llm-cr0.50"
+    job = next(j for j in trials if j.press == "streaming_llm-cr0.50-ns4")
+    assert job.params == {"n_sink": 4} and job.compression_ratio == 0.5 and job.tuning_of == "streaming_llm-cr0.50"
 
 
 def test_dev_split_shares_no_sample_with_the_test_split(tiny):
@@ -172,11 +172,11 @@ SCORES = {8: {"niah": 0.8, "kv": 0.8}, 16: {"niah": 0.9, "kv": 0.3}, 32: {"niah"
 
 def write_trials(root: Path, config: dict, scores=SCORES, errors=None, oom=()) -> None:
     for job in tuning.trial_jobs(config):
-        ws = job["params"]["window_size"]
+        ws = job.params["window_size"]
         status = "oom" if ws in oom else "ok"
-        result = {"schema_version": 1, "job": {**job}, "status": status,
-                  "quality": {"metric": "m", "score": None if status == "oom" else scores[ws][job["task"]], "n": 2},
-                  "fidelity": {"attn_output_error": errors[ws][job["task"]]} if errors else None}
+        result = {"schema_version": 1, "job": job.as_dict(), "status": status,
+                  "quality": {"metric": "m", "score": None if status == "oom" else scores[ws][job.task], "n": 2},
+                  "fidelity": {"attn_output_error": errors[ws][job.task]} if errors else None}
         write_atomic(result, root / tuning.dev_raw_path(job))
 
 
@@ -224,7 +224,7 @@ def test_combined_objective_minimises_error_plus_penalty(tmp_path):
     errors = {8: {"niah": 0.5, "kv": 0.5}, 16: {"niah": 0.1, "kv": 0.1}, 32: {"niah": 0.05, "kv": 0.05}}
     for penalty, best in ((0.1, 32), (1.0, 16), (10.0, 8)):
         config = validate(searched({**GRID, "objective": "combined", "penalty": penalty}))
-        assert all(j["attn_error"] for j in tuning.trial_jobs(config))
+        assert all(j.attn_error for j in tuning.trial_jobs(config))
         write_trials(tmp_path, config, scores=scores, errors=errors)
         got = tuning.tune(config, "tiny", "snapkv-cr0.50", None, tmp_path)
         assert got["chosen"]["params"] == {"window_size": best}, penalty
@@ -246,12 +246,12 @@ def test_tuned_job_reads_its_choice(tmp_path):
     for name, choice in tune_all(tmp_path, config).items():
         task = None if name == "global" else name
         write_atomic(choice, tmp_path / tuning.choice_path("tiny", "snapkv-cr0.50", choice["mode"], task))
-    tuned = {(j["task"], j["press"]): j for j in jobs(config) if "tuning" in j}
+    tuned = {(j.task, j.press): j for j in jobs(config) if j.tuning}
     assert set(tuned) == {(t, f"snapkv-cr0.50-tuned-{m}") for t in ("niah", "kv") for m in ("global", "task")}
     job = tuning.apply_choice(tuned["kv", "snapkv-cr0.50-tuned-task"], tmp_path)
-    assert job["params"] == {"window_size": 32} and job["compression_ratio"] == 0.5
-    assert job["tuning"]["chosen"] == "snapkv-cr0.50-ws32"
-    assert tuning.apply_choice(tuned["kv", "snapkv-cr0.50-tuned-global"], tmp_path)["params"] == {"window_size": 8}
+    assert job.params == {"window_size": 32} and job.compression_ratio == 0.5
+    assert job.tuning["chosen"] == "snapkv-cr0.50-ws32"
+    assert tuning.apply_choice(tuned["kv", "snapkv-cr0.50-tuned-global"], tmp_path).params == {"window_size": 8}
 
 
 def test_summary_tables_and_sweep_figure(tmp_path):
@@ -305,7 +305,7 @@ def test_eval_job_records_attention_error_when_asked():
     from kvstudy.evaluate import run_job
 
     config = validate(searched({"params": {"window_size": [8]}, "objective": "combined"}))
-    job = next(j for j in tuning.trial_jobs(config) if j["task"] == "niah")
+    job = next(j for j in tuning.trial_jobs(config) if j.task == "niah")
     result = run_job(job)
     assert result["fidelity"]["attn_output_error"] > 0
     assert all(s["attn_error"] >= 0 for s in result["samples"])
@@ -318,7 +318,7 @@ def test_one_mode_only(tmp_path, mode):
     from kvstudy.plots import make_figure
 
     config = validate(searched({**GRID, "mode": mode}))
-    assert {j["press"] for j in jobs(config) if "tuning" in j} == {f"snapkv-cr0.50-tuned-{mode}"}
+    assert {j.press for j in jobs(config) if j.tuning} == {f"snapkv-cr0.50-tuned-{mode}"}
     write_trials(tmp_path, config)
     for task in ([None] if mode == "global" else ["niah", "kv"]):
         choice = tuning.tune(config, "tiny", "snapkv-cr0.50", task, tmp_path)

@@ -195,7 +195,7 @@ def _sorted_by(table: pd.DataFrame, column: str, ascending: bool) -> pd.DataFram
     ).reset_index(drop=True)
 
 
-def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict[str, dict] | None = None,
+def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict | None = None,
               timing_paths: list[Path] = ()) -> None:
     """Read and check every raw result once (`read_results`; `jobs`: path -> the config's job) and every timing
     result (kvstudy.timing_table), and write the six tables of the contract into out_dir (timing.csv: header only

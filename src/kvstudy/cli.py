@@ -22,11 +22,13 @@ def cmd_eval(a) -> None:
     logs = a.log or []
     if len(a.out) != len(a.job) or len(logs) not in (0, len(a.job)):
         sys.exit("kvstudy eval: give one --out (and one --log, or none) per --job")
-    jobs, started = [json.loads(j) for j in a.job], now_iso()
+    from kvstudy.job import Job
+
+    jobs, started = [Job.from_dict(json.loads(j)) for j in a.job], now_iso()  # JSON job files come back as Jobs
     results: list = [None] * len(jobs)
     traces: list = [None] * len(jobs)
     for i, job in enumerate(jobs):
-        if job.get("tuning"):  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
+        if job.tuning:  # a tuned variant: parameters chosen on the dev split, read now (kvstudy.tuning)
             from kvstudy.tuning import apply_choice
 
             try:
@@ -44,19 +46,20 @@ def cmd_eval(a) -> None:
             traces[i] = trace
     for k, (i, result) in enumerate(zip(todo, done)):
         traces[i] = traces[i] or failures.get(k)
-        result["job"].update({k: jobs[i][k] for k in ("split", "tuning") if k in jobs[i]})  # trial / tuned variant
+        d = jobs[i].as_dict()
+        result["job"].update({k: d[k] for k in ("split", "tuning") if k in d})  # trial / tuned variant
         results[i] = result
     for i, (job, result) in enumerate(zip(jobs, results)):
         _report(job, result, traces[i], a.out[i], logs[i] if logs else None)
 
 
-def _report(job: dict, result: dict, trace: str | None, out: str, log: str | None) -> None:
+def _report(job, result: dict, trace: str | None, out: str, log: str | None) -> None:
     """Write the raw result; say what became of the job on the console and in its own log."""
     from kvstudy.atomic import write_atomic
 
     write_atomic(result, Path(out))
     q = result["quality"]
-    lines = [f"{job['press']} {job['task']} {job['length']}: {result['status']} score={q['score']} n={q['n']}"]
+    lines = [f"{job.press} {job.task} {job.length}: {result['status']} score={q['score']} n={q['n']}"]
     if result["status"] == "failed":
         lines = [trace or "", f"kvstudy eval: job failed, recorded as status failed in {out}: {result['error']}",
                  *lines]

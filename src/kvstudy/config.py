@@ -18,6 +18,7 @@ import yaml
 from kvstudy import schemas
 from kvstudy.errors import ConfigError  # noqa: F401  (re-exported: callers know it here)
 from kvstudy.pairs import variant_pairs
+from kvstudy.study import Study
 from kvstudy.variants import dropped, variants
 
 SCHEMA_PATH = schemas.CONFIG  # package data: an installed kvstudy validates a study without a checkout
@@ -93,6 +94,11 @@ def validate(config: dict, schema: dict | None = None, preflight: bool = False) 
     return config
 
 
+def study(config: dict, preflight: bool = False) -> Study:
+    """The validated config (validate: defaults filled, each section checked) as a frozen kvstudy.study.Study."""
+    return Study.from_config(validate(config, preflight=preflight))
+
+
 def _check_schema(config: dict, schema: dict) -> None:
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if err is not None:
@@ -107,7 +113,7 @@ def _check_fetch(config: dict) -> None:
         raise ConfigError.several(problems)
 
 
-def _check_figures(config: dict, kept: list[dict], given: bool) -> None:
+def _check_figures(config: dict, kept: list, given: bool) -> None:
     """The study's figures: those it names, each drawable from its jobs; without `figures:`, those it can draw."""
     from kvstudy.plots.specs import drawable, resolve
 
@@ -119,7 +125,7 @@ def _check_figures(config: dict, kept: list[dict], given: bool) -> None:
         raise ConfigError.below("", e) from None
 
 
-def _check_cells(config: dict, kept: list[dict]) -> None:
+def _check_cells(config: dict, kept: list) -> None:  # kept: kvstudy.job.Job
     """Press x task and press x model combinations that cannot run, among the jobs the study keeps (an `exclude:`
     entry leaves such a cell out)."""
     from kvstudy.presses import PRESSES
@@ -130,17 +136,17 @@ def _check_cells(config: dict, kept: list[dict]) -> None:
     for i, p in enumerate(config["presses"]):
         entry.update({v["press"]: i for v in variants({"presses": [p]})})
     for j in kept:
-        i, method = entry.get(j["press"]), j["method"]
-        press_params, options = split_options(j["params"])
-        hint = f"(leave it out with exclude: [{{task: {j['task']}, press: {j['press']}}}])"
-        if options["query_aware"] and getattr(TASKS[j["task_kind"]], "kind", "") == "perplexity":
-            raise ConfigError(f"presses[{i}].query_aware", f"task {j['task']!r} (perplexity) has no "
+        i, method = entry.get(j.press), j.method
+        press_params, options = split_options(j.params)
+        hint = f"(leave it out with exclude: [{{task: {j.task}, press: {j.press}}}])"
+        if options["query_aware"] and getattr(TASKS[j.task_kind], "kind", "") == "perplexity":
+            raise ConfigError(f"presses[{i}].query_aware", f"task {j.task!r} (perplexity) has no "
                               f"question to show the press {hint}")
         spec = PRESSES[method]
-        if spec.masking and spec.attention(press_params) is None and j["attn_implementation"] == "eager":
-            raise ConfigError(f"models.{j['model']}.attn_implementation", f"press {method!r} masks keys "
+        if spec.masking and spec.attention(press_params) is None and j.attn_implementation == "eager":
+            raise ConfigError(f"models.{j.model}.attn_implementation", f"press {method!r} masks keys "
                               "per head, which kvpress cannot do with eager attention "
-                              f"(leave it out with exclude: [{{model: {j['model']}, method: {method}}}])")
+                              f"(leave it out with exclude: [{{model: {j.model}, method: {method}}}])")
 
 
 def _check_models(config: dict) -> None:

@@ -22,6 +22,7 @@ from kvstudy.engine.group import asked_ids
 from kvstudy.engine.job import pick_device, run_group as _run_group  # noqa: F401  (pick_device: re-exported)
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)
+from kvstudy.job import Job, as_jobs, thaw
 from kvstudy.measure import cache_size, masked_fraction
 from kvstudy.metrics import score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
@@ -63,22 +64,22 @@ def run_sample(model, tokenizer, press, sample, max_new_tokens: int, stops: Stop
     }
 
 
-def stop_words(task, job: dict) -> list[str]:
+def stop_words(task, job: Job) -> list[str]:
     """The task's stop words (kvstudy.tasks.base.stop_words), the job's `eval.stop_words` where it sets none;
     kvstudy.grid writes the same into the job, so the raw result says what generation used."""
-    return task_stop_words(task, job["stop_words"])
+    return task_stop_words(task, thaw(job.stop_words))
 
 
 class Generation:
     """The runner of generation tasks (kvstudy.engine.job): samples built once, a row per variant and sample."""
 
-    def __init__(self, job: dict, model, tokenizer, dev):
+    def __init__(self, job: Job, model, tokenizer, dev):
         self.job, self.model, self.tokenizer, self.dev = job, model, tokenizer, dev
-        self.task = get_task(job["task_kind"], job["task_params"])
+        self.task = get_task(job.task_kind, thaw(job.task_params))
         # the model's setting, `none` where the task's is (as kvstudy.grid writes it); every task but perplexity
-        self.task.chat_template = configured_chat_template(type(self.task), job["task_params"],
-                                                           job.get("chat_template", "auto"))
-        self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
+        self.task.chat_template = configured_chat_template(type(self.task), job.task_params,
+                                                           job.chat_template or "auto")
+        self.samples = self.task.samples(tokenizer, job.length, job.seed)
         self.judged = getattr(self.task, "judged", False)  # scored after generation by a judge model (helmet_cite)
         self.stops = Stops.of(tokenizer, stop_words(self.task, job), getattr(model, "generation_config", None))
         self.thinks = thinking.model_thinks(self.task, tokenizer)  # a reasoning model's template, on this task
@@ -94,42 +95,44 @@ class Generation:
             if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
                 r["score_detail"] = detail
         r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept
-        if self.job.get("attn_error"):  # tuning objective: attention-output error of the question
+        if self.job.attn_error:  # tuning objective: attention-output error of the question
             r["attn_error"] = attn_error.measure(self.model, run, s, prefill)
         return r
 
     def full_tokens(self, v) -> int:
         # the uncompressed cache is what was really prefilled: a real-data context can be shorter than the length,
         # and a query-aware variant prefills the question too
-        return round(mean(v.rows, "prefill_tokens")) if v.rows else self.job["length"]
+        return round(mean(v.rows, "prefill_tokens")) if v.rows else self.job.length
 
     def result(self, v) -> dict:
         job = v.job
         return {
             "job": {"chat_template": self.task.chat_template, "task_resolved": self.task.resolved(self.tokenizer)}
-            | ({"config_overrides": job["config_overrides"]} if job.get("config_overrides") else {}),
+            | ({"config_overrides": thaw(job.config_overrides)} if job.config_overrides else {}),
             "quality": {"metric": self.task.metric, "score": mean(v.rows, "score"), "n": len(v.rows)},
             "samples": v.rows,
-            "fidelity": attn_error.summary(v.rows) if job.get("attn_error") else None,
+            "fidelity": attn_error.summary(v.rows) if job.attn_error else None,
         }
 
     def judge(self, v) -> dict:
         """Quality entries of a judged task (helmet_cite): the judge scores the rows in place."""
-        return self.task.judge_rows(v.rows, self.dev, v.job["task"]) | {"score": mean(v.rows, "score")}
+        return self.task.judge_rows(v.rows, self.dev, v.job.task) | {"score": mean(v.rows, "score")}
 
 
-def runner_for(job: dict):
-    if getattr(TASKS.get(job["task_kind"]), "kind", "generate") == "perplexity":
+def runner_for(job: Job):
+    if getattr(TASKS.get(job.task_kind), "kind", "generate") == "perplexity":
         return Perplexity
     return Generation
 
 
-def run_group(jobs: list[dict], threads: int = 1, device: str = "auto", failures: dict | None = None) -> list[dict]:
+def run_group(jobs: list[Job | dict], threads: int = 1, device: str = "auto",
+              failures: dict | None = None) -> list[dict]:
     """The raw results of a group of jobs that differ in their press only (one cell), in order; `failures` gets
-    the traceback of each job that raised, by index."""
+    the traceback of each job that raised, by index. A dict job (hand-written, a test's) is made a Job here."""
+    jobs = as_jobs(jobs)
     return _run_group(jobs, runner_for(jobs[0]), lambda *a: load_model(*a), threads, device, failures)
 
 
-def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
-    """Evaluate one job (a dict from `kvstudy.grid`) and return its raw result."""
+def run_job(job: Job | dict, threads: int = 1, device: str = "auto") -> dict:
+    """Evaluate one job (kvstudy.grid's Job, or its dict) and return its raw result."""
     return run_group([job], threads, device)[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION
+from kvstudy.job import Job, as_jobs, thaw
 from kvstudy.measure import now_iso, pick_device, provenance
 
 # efficiency keys a result always has (src/kvstudy/schemas/result.schema.json); a failed job measured none of them
@@ -27,14 +28,14 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def _quality(job: dict) -> dict:
+def _quality(job: Job) -> dict:
     """Metric and direction of the job's task, read without running it; the task may be what failed."""
     from kvstudy.tasks import TASKS
 
-    cls = TASKS.get(job.get("task_kind") or job.get("task"))
+    cls = TASKS.get(job.task_kind)
     metric, higher = getattr(cls, "metric", None), getattr(cls, "higher_is_better", True)
     try:
-        metric = cls(**(job.get("task_params") or {})).metric  # a scorer parameter may pick the metric
+        metric = cls(**thaw(job.task_params)).metric  # a scorer parameter may pick the metric
     except Exception:  # noqa: BLE001 -- the class's own metric is the best we know
         pass
     out = {"metric": str(metric or "unknown"), "score": None, "n": 0}
@@ -49,12 +50,14 @@ def _provenance(device: str) -> dict:
     return provenance(dev)
 
 
-def failed_result(job: dict, exc: BaseException | str, device: str, started: str) -> dict:
+def failed_result(job: Job | dict, exc: BaseException | str, device: str, started: str) -> dict:
     """The raw result of a job that raised `exc` (or its `error_line`): its identity, status "failed", the error's
-    first line, no score, no samples, no measures, and where it ran."""
+    first line, no score, no samples, no measures, and where it ran. A dict job (a test's) is made a Job first."""
+    job = as_jobs([job])[0]
+    d = job.as_dict()
     return {
         "schema_version": SCHEMA_VERSION,
-        "job": {k: job.get(k) for k in JOB_KEYS} | {k: job[k] for k in ("split", "tuning") if k in job},
+        "job": {k: d[k] for k in JOB_KEYS} | {k: d[k] for k in ("split", "tuning") if k in d},
         "status": "failed",
         "error": exc if isinstance(exc, str) else error_line(exc),
         "quality": _quality(job),

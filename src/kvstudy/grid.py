@@ -12,6 +12,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from kvstudy.job import Job, thaw
+from kvstudy.study import Study
 from kvstudy.tasks import TASKS
 from kvstudy.tasks.base import configured_chat_template, configured_stop_words
 from kvstudy.variants import slug, variants  # noqa: F401  (slug: re-exported, the name callers know)
@@ -31,14 +33,15 @@ def nominal_ratio(params: dict, length: int) -> float | None:
 EXCLUDE_KEYS = ("model", "task", "length", "seed", "method", "press")
 
 
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
+def _as_list(value) -> list | tuple:
+    return value if isinstance(value, (list, tuple)) else [value]  # a Study's lists are tuples
 
 
-def matches(entry: dict, job: dict) -> bool:
-    """Whether one `exclude:` entry leaves `job` out: every key it names matches (a value, or one of a list)."""
+def matches(entry: dict, job: Job | dict) -> bool:
+    """Whether one `exclude:` entry leaves `job` out: every key it names matches (a value, or one of a list). A
+    press variant's dict (kvstudy.variants) is matched too: config checks an entry's press keys on the variants."""
     for key, want in entry.items():
-        have = job[key]
+        have = job[key] if isinstance(job, dict) else getattr(job, key)
         if key == "press":
             if not any(fnmatch.fnmatchcase(have, str(g)) for g in _as_list(want)):
                 return False
@@ -50,43 +53,44 @@ def matches(entry: dict, job: dict) -> bool:
     return True
 
 
-def excluded(job: dict, entries: list[dict]) -> bool:
+def excluded(job: Job, entries: list[dict]) -> bool:
     return any(matches(e, job) for e in entries)
 
 
-def jobs(config: dict, exclude: bool = True) -> list[dict]:
+def jobs(config: Study | dict, exclude: bool = True) -> list[Job]:
     """Every eval job of the study: model x task x length x press variant x seed, less the combinations the
-    study's `exclude:` entries leave out (all of them with `exclude=False`). `config` is a validated one
-    (kvstudy.config.validate): its defaults are filled, none is restated here."""
-    default = config["eval"]["stop_words"]
+    study's `exclude:` entries leave out (all of them with `exclude=False`). `config` is a Study, or a validated
+    config (kvstudy.config.validate: its defaults filled, none restated here) made one here."""
+    study = Study.from_config(config)
     # what each task's jobs really use, so the raw result says so and a change of either reruns them
-    stops = {task: configured_stop_words(TASKS.get(t.get("kind", task)), t, default)
-             for task, t in config["tasks"].items()}
-    vs = variants(config)
-    entries = config["exclude"] if exclude else []
+    stops = {task: configured_stop_words(TASKS.get(t.get("kind", task)), t, study.eval["stop_words"])
+             for task, t in study.tasks.items()}
+    vs = variants({"presses": thaw(study.presses)})  # kvstudy.variants expands plain lists
+    entries = study.exclude if exclude else ()
     out = []
     for (model, m), (task, t), length, v, seed in itertools.product(
-        config["models"].items(), config["tasks"].items(), config["lengths"], vs, config["seeds"]
+        study.models.items(), study.tasks.items(), study.lengths, vs, study.seeds
     ):
-        job = {
-            "model": model,
+        job = dict(
+            model=model,
             # org/name@REVISION where the study pins a revision (kvstudy.models), so a new pin reruns the model's jobs
-            "model_path": f"{m['path']}@{m['revision']}" if m.get("revision") else m["path"],
-            "dtype": m["dtype"],
-            "attn_implementation": m["attn_implementation"],
+            model_path=f"{m['path']}@{m['revision']}" if m.get("revision") else m["path"],
+            dtype=m["dtype"],
+            attn_implementation=m["attn_implementation"],
             # only when set (by the model, or `none` by the task): a new default key would change every job's params
             **_chat_template(m, TASKS.get(t.get("kind", task)), t),
-            **({"config_overrides": m["config_overrides"]} if "config_overrides" in m else {}),
-            "task": task,
-            "task_kind": t.get("kind", task),
-            "task_params": {k: x for k, x in t.items() if k != "kind"},
-            "length": int(length),
-            "seed": int(seed),
-            "stop_words": stops[task],
+            config_overrides=m.get("config_overrides"),
+            task=task,
+            task_kind=t.get("kind", task),
+            task_params={k: x for k, x in t.items() if k != "kind"},
+            length=int(length),
+            seed=int(seed),
+            stop_words=stops[task],
             **v,
-        }
+        )
         if "cache_size" in v["params"]:
             job["compression_ratio"] = nominal_ratio(v["params"], int(length))
+        job = Job(**job)
         if not (entries and excluded(job, entries)):
             out.append(job)
     return out
@@ -98,8 +102,8 @@ def _chat_template(model: dict, cls, task: dict) -> dict:
     return {"chat_template": value} if "chat_template" in model or value == "none" else {}
 
 
-def raw_path(job: dict) -> str:
-    return RAW.format(**job)
+def raw_path(job: Job) -> str:
+    return RAW.format(**vars(job))
 
 
 # --- eval groups: which variants one eval job runs (kvstudy.engine; workflow/rules/eval.smk) -------------------------
@@ -131,13 +135,13 @@ class EvalGroup:
         return pattern.format(**cell, group=self.name)
 
 
-def _units(config: dict, mode: str) -> list[tuple[str, list[str]]]:
+def _units(presses: list[dict], mode: str) -> list[tuple[str, list[str]]]:
     """(rule name, variant slugs) of each unit a group job runs a cell of: a press entry (`eval_{method}`, then
     `eval_{method}_2`... for a method's later entries, so an entry added elsewhere renames no rule), or every entry
     (`eval_cell`). Searched entries are left out: their tuned variants read a choice at run time and run one per job
     (tuning.smk)."""
     named, seen = [], {}
-    for entry in config["presses"]:
+    for entry in presses:
         if "search" in entry:
             continue
         method = re.sub(r"[^A-Za-z0-9_]", "_", entry["method"])
@@ -149,18 +153,19 @@ def _units(config: dict, mode: str) -> list[tuple[str, list[str]]]:
     return named
 
 
-def eval_groups(config: dict, study_jobs: list[dict] | None = None) -> list[EvalGroup] | None:
+def eval_groups(config: Study | dict, study_jobs: list[Job] | None = None) -> list[EvalGroup] | None:
     """The eval rules of the study's `eval.group` (default `entry`): None for `variant` (one rule, one job per
     variant). A unit's variants form one rule for every cell that runs all of those it runs in most cells; a cell
     where `exclude:` leaves out others gets a rule of its own."""
-    mode = config["eval"]["group"]
+    study = Study.from_config(config)
+    mode = study.eval["group"]
     if mode == "variant":
         return None
     present: dict[tuple, set[str]] = {}
-    for job in jobs(config) if study_jobs is None else study_jobs:
-        present.setdefault(tuple(job[k] for k in CELL_KEYS), set()).add(job["press"])
+    for job in jobs(study) if study_jobs is None else study_jobs:
+        present.setdefault(tuple(getattr(job, k) for k in CELL_KEYS), set()).add(job.press)
     groups = []
-    for name, slugs in _units(config, mode):
+    for name, slugs in _units(thaw(study.presses), mode):
         subsets = {cell: tuple(s for s in slugs if s in have) for cell, have in present.items()}
         counts = Counter(s for s in subsets.values() if s)
         if not counts:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from kvstudy.engine.job import run_group
 from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import timing
+from kvstudy.job import Job, thaw
 from kvstudy.measure import Clock, cache_size, masked_fraction
 from kvstudy.models import load_model
 from kvstudy.presses.cache import uneven
@@ -137,10 +138,10 @@ def run_sample(model, run, sample, chunk_size: int, fidelity: bool, clock: Clock
 class Perplexity:
     """The runner of perplexity tasks (kvstudy.engine.job): a raw result of the same contract as generation's."""
 
-    def __init__(self, job: dict, model, tokenizer, dev):
+    def __init__(self, job: Job, model, tokenizer, dev):
         self.job, self.model, self.tokenizer = job, model, tokenizer
-        self.task = get_task(job["task_kind"], job["task_params"])
-        self.samples = self.task.samples(tokenizer, job["length"], job["seed"])
+        self.task = get_task(job.task_kind, thaw(job.task_params))
+        self.samples = self.task.samples(tokenizer, job.length, job.seed)
 
     def one(self, run, prefill, s, clock) -> dict:
         if run.query_aware:
@@ -148,7 +149,7 @@ class Perplexity:
         return run_sample(self.model, run, s, self.task.chunk_size, self.task.fidelity, clock, prefill)
 
     def full_tokens(self, v) -> int:
-        return self.job["length"]
+        return self.job.length
 
     def result(self, v) -> dict:
         rows = v.rows
@@ -168,6 +169,6 @@ class Perplexity:
         }
 
 
-def run_perplexity_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
+def run_perplexity_job(job: Job | dict, threads: int = 1, device: str = "auto") -> dict:
     """A perplexity job (task kind `perplexity`) -> a raw result of the same contract as a generation job."""
     return run_group([job], Perplexity, load_model, threads, device)[0]

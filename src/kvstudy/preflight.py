@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from kvstudy.errors import ConfigError
+from kvstudy.job import Job
 
 SAMPLE_TOKENS = 32_768  # context tokens built per (task, model, length) cell: all samples of short cells, 2 at 16k
 
@@ -53,13 +54,13 @@ def check(config: dict) -> dict:
     return {**report, "cached": False}
 
 
-def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
+def run(config: dict, kept: list[Job]) -> tuple[list[str], dict]:
     """(problems, report) of the study's jobs `kept` (kvstudy.grid.jobs)."""
     from kvstudy.models import load_config_tokenizer, model_ref
 
     problems: list[str] = []
     loaded = {}  # model name -> (transformers config, tokenizer)
-    for name in dict.fromkeys(j["model"] for j in kept):
+    for name in dict.fromkeys(j.model for j in kept):
         m = config["models"][name]
         try:
             loaded[name] = load_config_tokenizer(model_ref(m), m.get("config_overrides"))[:2]
@@ -67,7 +68,7 @@ def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
             problems.append(f"config error: models.{name}.path: {e}")
     press_problems, n_press = _presses(config, kept, loaded)
     missing = _missing_files(config, kept)  # their tasks are not built: the same error in every cell
-    task_problems, report = _tasks(config, [j for j in kept if j["task"] not in missing], loaded)
+    task_problems, report = _tasks(config, [j for j in kept if j.task not in missing], loaded)
     problems += press_problems + [why for why in missing.values() if why] + task_problems
     report["fetch_tasks"] = sorted(t for t, why in missing.items() if why is None)
     return problems, {"models": len(loaded), "press_checks": n_press, **report}
@@ -75,7 +76,7 @@ def run(config: dict, kept: list[dict]) -> tuple[list[str], dict]:
 
 
 
-def _missing_files(config: dict, kept: list[dict]) -> dict[str, str | None]:
+def _missing_files(config: dict, kept: list[Job]) -> dict[str, str | None]:
     """task -> the line saying which local data file it names is not there (no tokenizer needed to say so), or None
     where a `data:` entry of the study fetches it before the task's jobs."""
     from kvstudy.fetch import FILE_PARAMS, files_to_fetch
@@ -83,7 +84,7 @@ def _missing_files(config: dict, kept: list[dict]) -> dict[str, str | None]:
 
     to_fetch = files_to_fetch(config)
     problems = {}
-    for task in dict.fromkeys(j["task"] for j in kept):
+    for task in dict.fromkeys(j.task for j in kept):
         for key in FILE_PARAMS:
             value = config["tasks"][task].get(key, "")
             hub = key in ("source", "demo_source") and is_hub(value)
@@ -97,7 +98,7 @@ def _missing_files(config: dict, kept: list[dict]) -> dict[str, str | None]:
     return problems
 
 
-def _presses(config: dict, kept: list[dict], loaded: dict) -> tuple[list[str], int]:
+def _presses(config: dict, kept: list[Job], loaded: dict) -> tuple[list[str], int]:
     """Each press variant x model x task kind that some job runs: `support.unsupported` must have no reason."""
     from kvstudy.grid import variants
     from kvstudy.presses import support
@@ -107,8 +108,8 @@ def _presses(config: dict, kept: list[dict], loaded: dict) -> tuple[list[str], i
     kinds: dict[tuple, set] = {}
     first: dict[tuple, dict] = {}
     for j in kept:
-        key = (j["model"], j["press"])
-        kinds.setdefault(key, set()).add(TASKS[j["task_kind"]].kind)
+        key = (j.model, j.press)
+        kinds.setdefault(key, set()).add(TASKS[j.task_kind].kind)
         first.setdefault(key, j)
     problems, n = [], 0
     for (model, press), ks in kinds.items():
@@ -117,20 +118,20 @@ def _presses(config: dict, kept: list[dict], loaded: dict) -> tuple[list[str], i
         j = first[(model, press)]
         for kind in sorted(ks):
             n += 1
-            why = support.unsupported(j["method"], j["params"], loaded[model][0], kind)
+            why = support.unsupported(j.method, j.params, loaded[model][0], kind)
             if why:
                 on = f" ({kind} tasks)" if len(ks) > 1 else ""
                 problems.append(f"config error: presses[{entry.get(press, '?')}]: press {press} on model {model}{on}: "
-                                f"{why} (leave it out with exclude: [{{model: {model}, method: {j['method']}}}])")
+                                f"{why} (leave it out with exclude: [{{model: {model}, method: {j.method}}}])")
                 break
     return problems, n
 
 
-def _tasks(config: dict, kept: list[dict], loaded: dict) -> tuple[list[str], dict]:
+def _tasks(config: dict, kept: list[Job], loaded: dict) -> tuple[list[str], dict]:
     """Build each (model, task, length) cell's first samples; check each task is one task on all its models."""
     cells: dict[tuple, int] = {}  # (model, task, length) -> the seed of its first job
     for j in kept:
-        cells.setdefault((j["model"], j["task"], j["length"]), j["seed"])
+        cells.setdefault((j.model, j.task, j.length), j.seed)
     failed: dict[tuple, list] = {}  # (task, why) -> [(model, length), ...]
     resolved, hub, n_samples = {}, set(), 0
     for (model, task, length), seed in cells.items():
@@ -155,13 +156,13 @@ def _tasks(config: dict, kept: list[dict], loaded: dict) -> tuple[list[str], dic
     return problems, {"cells": len(cells), "samples": n_samples, "hub_tasks": sorted(hub)}
 
 
-def _cell_problem(task: str, why: str, where: list[tuple], kept: list[dict]) -> str:
+def _cell_problem(task: str, why: str, where: list[tuple], kept: list[Job]) -> str:
     """One line for the cells of `task` that fail for one reason, with the `exclude:` entry that leaves them out
     (naming models and lengths only where the reason is not the task's on all of them)."""
     models = list(dict.fromkeys(m for m, _ in where))
     lengths = sorted({n for _, n in where})
-    all_models = {j["model"] for j in kept if j["task"] == task}
-    all_lengths = {j["length"] for j in kept if j["task"] == task}
+    all_models = {j.model for j in kept if j.task == task}
+    all_lengths = {j.length for j in kept if j.task == task}
     entry = {"task": task}
     if set(models) != all_models:
         entry["model"] = models if len(models) > 1 else models[0]

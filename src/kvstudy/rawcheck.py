@@ -27,6 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from kvstudy import schemas
+from kvstudy.job import Job, as_jobs
 
 SCHEMA_PATH = schemas.RESULT
 # what every job carries in its raw result (kvstudy.evaluate.JOB_KEYS), compared with the config's job
@@ -99,7 +100,7 @@ def load(path) -> dict:
     return raw
 
 
-def read(path, expected: dict | None = None) -> dict:
+def read(path, expected: Job | None = None) -> dict:
     """The raw result in `path`, checked (see the module docstring) against `expected`, the job the config gives
     that path (None: the schema and contract only). Raises RawResultError naming the file."""
     raw = load(path)
@@ -109,9 +110,10 @@ def read(path, expected: dict | None = None) -> dict:
     return raw
 
 
-def problem(raw: dict, expected: dict | None = None) -> str | None:
-    """Why `raw` is not a valid raw result (of the job `expected`), in one line; None when it is."""
-    return _validator()(raw) or _contract(raw) or (_identity(raw, expected) if expected else None)
+def problem(raw: dict, expected: Job | dict | None = None) -> str | None:
+    """Why `raw` is not a valid raw result (of the job `expected`; a dict is made a Job), in one line; None when it
+    is."""
+    return _validator()(raw) or _contract(raw) or (_identity(raw, as_jobs([expected])[0]) if expected else None)
 
 
 def _finite(x) -> bool:
@@ -162,22 +164,22 @@ def _plain(x):
     return json.loads(json.dumps(x))
 
 
-def _identity(raw: dict, job: dict) -> str | None:
+def _identity(raw: dict, job: Job) -> str | None:
     """Where the raw result's job differs from the config's job `job` (of the same path), or None."""
     have = raw["job"]
-    want = _plain({k: job.get(k) for k in IDENTITY_KEYS})
+    want = _plain({k: getattr(job, k) for k in IDENTITY_KEYS})
     for key in IDENTITY_KEYS:
         if have.get(key) != want[key]:
             return (f"job.{key} is {json.dumps(have.get(key), sort_keys=True)}, the config's job for this path has "
                     f"{json.dumps(want[key], sort_keys=True)} (another job's result, or the config changed)")
-    if have.get("split") != job.get("split"):
-        return f"job.split is {have.get('split')!r}, the config's job for this path has {job.get('split')!r}"
+    if have.get("split") != job.split:
+        return f"job.split is {have.get('split')!r}, the config's job for this path has {job.split!r}"
     why = _params(have, job)
     if why:
         return why
-    if "chat_template" in have and have["chat_template"] != job.get("chat_template", "auto"):
-        return f"job.chat_template is {have['chat_template']!r}, the config says {job.get('chat_template', 'auto')!r}"
-    if "config_overrides" in have and have["config_overrides"] != _plain(job.get("config_overrides")):
+    if "chat_template" in have and have["chat_template"] != (job.chat_template or "auto"):
+        return f"job.chat_template is {have['chat_template']!r}, the config says {job.chat_template or 'auto'!r}"
+    if "config_overrides" in have and have["config_overrides"] != _plain(job.config_overrides):
         return "job.config_overrides differ from the config's model config_overrides"
     metric = expected_metric(job) if raw["status"] == "ok" else None
     if metric and raw["quality"]["metric"] != metric:
@@ -185,10 +187,10 @@ def _identity(raw: dict, job: dict) -> str | None:
     return _resolved(have, job)
 
 
-def _params(have: dict, job: dict) -> str | None:
+def _params(have: dict, job: Job) -> str | None:
     """Press parameters: equal; a tuned variant's (chosen on the dev split) include the fixed ones."""
-    want, got = _plain(job.get("params") or {}), have.get("params") or {}
-    tuning = job.get("tuning")
+    want, got = _plain(job.params), have.get("params") or {}
+    tuning = job.tuning
     if not tuning:
         return None if got == want else (f"job.params are {json.dumps(got, sort_keys=True)}, the config's job for "
                                          f"this path has {json.dumps(want, sort_keys=True)}")
@@ -203,18 +205,17 @@ def _params(have: dict, job: dict) -> str | None:
     return None
 
 
-def _resolved(have: dict, job: dict) -> str | None:
+def _resolved(have: dict, job: Job) -> str | None:
     """`task_resolved` (where recorded) against the task's parameters as the config and the task's defaults give
     them: a changed default leaves results that are no longer this config's task. Parameters the task resolves per
     tokenizer (`auto`) and ones only one side knows are not compared."""
     resolved = have.get("task_resolved")
     if not resolved:
         return None
-    configured = _configured(job.get("task_kind") or job["task"], json.dumps(job.get("task_params") or {},
-                                                                              sort_keys=True))
+    configured = _configured(job.task_kind, json.dumps(job.task_params, sort_keys=True))
     for key, value in configured.items():
         if key in resolved and value != "auto" and resolved[key] != value:
-            return (f"job.task_resolved.{key} is {resolved[key]!r}, the config's task {job['task']!r} has {value!r} "
+            return (f"job.task_resolved.{key} is {resolved[key]!r}, the config's task {job.task!r} has {value!r} "
                     "(the task's default changed, or the config did)")
     return None
 
@@ -229,10 +230,10 @@ def _configured(kind: str, params_json: str) -> dict:
     return _plain({**{f.name: f.default for f in fields(cls)}, **json.loads(params_json)})
 
 
-def expected_metric(job: dict) -> str | None:
+def expected_metric(job: Job) -> str | None:
     """The metric the job's task scores with (a parameter may choose it), or None where the task cannot be made
     here (it may need what only a job's machine has)."""
-    return _metric(job.get("task_kind") or job["task"], json.dumps(job.get("task_params") or {}, sort_keys=True))
+    return _metric(job.task_kind, json.dumps(job.task_params, sort_keys=True))
 
 
 @functools.cache

@@ -78,11 +78,11 @@ def locked_paths(root: Path = Path(".")) -> set[str]:
     return out
 
 
-def check_results(jobs: dict[str, dict], act: bool, locked: set[str] = frozenset(), reference: str = REFERENCE,
+def check_results(jobs: dict, act: bool, locked: set[str] = frozenset(), reference: str = REFERENCE,
                   out=sys.stderr) -> set[str]:
-    """Check the raw results of `jobs` (path -> the config's job) that aggregate would read anew; set bad ones aside
-    when `act` and no snakemake has them `locked` (else only name them). Returns the paths that are missing now
-    (set-aside ones included)."""
+    """Check the raw results of `jobs` (path -> the config's kvstudy.job.Job) that aggregate would read anew; set
+    bad ones aside when `act` and no snakemake has them `locked` (else only name them). Returns the paths that are
+    missing now (set-aside ones included)."""
     try:
         since = os.stat(reference).st_mtime
     except FileNotFoundError:

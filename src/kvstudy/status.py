@@ -66,7 +66,7 @@ def locked_outputs(root: Path) -> set[str]:
     return out
 
 
-def job_state(job: dict, root: Path, incomplete: set[str] = frozenset(), locked: set[str] = frozenset(),
+def job_state(job: Job, root: Path, incomplete: set[str] = frozenset(), locked: set[str] = frozenset(),
               problems: dict[str, str] | None = None) -> str:
     """The job's state; an invalid result's reason goes into `problems` (raw path -> why)."""
     path = raw_path(job)
@@ -81,7 +81,7 @@ def job_state(job: dict, root: Path, incomplete: set[str] = frozenset(), locked:
                 problems[path] = e.reason
             return "invalid"
         return {"oom": "oom", "failed": "failed"}.get(status, "done")
-    return "interrupted" if (Path(root) / LOG.format(**job)).exists() and path not in locked else "missing"
+    return "interrupted" if (Path(root) / LOG.format(**vars(job))).exists() and path not in locked else "missing"
 
 
 def grid_status(config: dict, root: Path = Path("."), problems: dict[str, str] | None = None) -> dict[str, str]:
@@ -102,8 +102,8 @@ def render(config: dict, states: dict[str, str]) -> str:
     lines = [f"{' ' * 40} " + " ".join(str(i % 10) for i in range(len(presses)))]
     rows: dict[tuple, dict[str, str]] = {}
     for job in jobs(config):
-        key = (job["model"], job["task"], job["length"], job["seed"])
-        rows.setdefault(key, {})[job["press"]] = LETTER[states[raw_path(job)]]
+        key = (job.model, job.task, job.length, job.seed)
+        rows.setdefault(key, {})[job.press] = LETTER[states[raw_path(job)]]
     for (model, task, length, seed), letters in rows.items():  # " " where a study excludes a combination
         lines.append(f"{f'{model}/{task}/{length}/seed{seed}':40s} " + " ".join(letters.get(p, " ") for p in presses))
     lines.append("")
@@ -134,7 +134,7 @@ def render_trial_status(config: dict, root: Path = Path(".")) -> str:
                     continue
                 counts["oom" if status == "oom" else "done"] += 1
             else:
-                counts["failed" if (Path(root) / DEV_LOG.format(**job)).exists() else "missing"] += 1
+                counts["failed" if (Path(root) / DEV_LOG.format(**vars(job))).exists() else "missing"] += 1
         made = total = 0
         for model in config["models"]:
             for mode in settings(s["settings"])["mode"]:

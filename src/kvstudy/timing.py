@@ -66,11 +66,11 @@ def jobs(config: dict) -> list[dict]:
         return []
     per_model: dict[str, dict] = {}
     for j in eval_jobs(config):
-        if "tuning" in j:
+        if j.tuning:
             continue
-        m = per_model.setdefault(j["model"], {"model": j["model"], **{k: j.get(k) for k in _MODEL_KEYS},
-                                              "variants": {}})
-        m["variants"].setdefault(j["press"], {k: j[k] for k in ("press", "method", "params", "compression_ratio")})
+        d = j.as_dict()  # a timing job is a dict of its own (a JSON job file), of plain values
+        m = per_model.setdefault(j.model, {"model": j.model, **{k: d.get(k) for k in _MODEL_KEYS}, "variants": {}})
+        m["variants"].setdefault(j.press, {k: d[k] for k in ("press", "method", "params", "compression_ratio")})
     seed = int(config["seeds"][0])
     return [{**{k: v for k, v in m.items() if k != "variants"}, "length": int(length), "seed": seed,
              "repeats": timing["repeats"], "decode_tokens": timing["decode_tokens"],

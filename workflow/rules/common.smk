@@ -9,6 +9,7 @@ from kvstudy.config import ConfigError, validate
 from kvstudy.plots import specs as figure_specs
 from kvstudy.report import check_report_config, config_digest, present_summary, report_mode
 from kvstudy.resources import eval_gpus
+from kvstudy.study import Study
 
 # figures/all records the study and its config's hash; a report is made only from the config that built it, checked
 # before anything is written (kvstudy.report); making a report writes no file here (no RAW_MARKER either) and runs no
@@ -40,10 +41,12 @@ HUB_OFFLINE_GIVEN = fetch.jobs_offline(set_it=not REPORT_MODE)
 
 # Rules call `kvstudy` from the environment that runs snakemake, so no activated venv is needed.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-JOBS = {grid.raw_path(j): j for j in grid.jobs(config)}
+# The validated study as one frozen value (kvstudy.study), which the grid expands
+STUDY = Study.from_config(config)
+JOBS = {grid.raw_path(j): j for j in grid.jobs(STUDY)}
 RAW = sorted(JOBS)
 # The eval rules: one job per group of variants of a cell (eval.group; None: one job per variant)
-EVAL_GROUPS = grid.eval_groups(config, list(JOBS.values()))
+EVAL_GROUPS = grid.eval_groups(STUDY, list(JOBS.values()))
 # Every eval rule is in the Snakemake job group "eval", so `--group-components eval=N` (profiles/slurm) puts N eval
 # jobs in one cluster submission. It is the rules' own `group:`, not `--groups eval=...`: Snakemake applies --groups by
 # rule name when it builds the DAG, after the Snakefile is read, and the engine's rules are named per press entry
@@ -125,7 +128,7 @@ def eval_cli(jobs_outs):
     and log, then the device. One string, not a shell field each: Snakemake formats every field of a shell command
     for each job, three times in a dry run (about 0.3 s of a 10,000-job DAG build for the three fields this saves)."""
     args = [
-        f"--job {shlex.quote(json.dumps(job, sort_keys=True))} --out {shlex.quote(out)}"
+        f"--job {shlex.quote(json.dumps(job.as_dict(), sort_keys=True))} --out {shlex.quote(out)}"
         + (f" --log {shlex.quote(log)}" if log else "")
         for job, out, log in jobs_outs
     ]

@@ -22,9 +22,9 @@ TRIAL_MARKER = "results/raw/.missing-trials/{model}/{press}/{task}"
 _missing = rawguard.check_results(TRIALS, GUARD_ACTS, LOCKED) if GUARD else set()
 _by_key = {}
 for _path, _job in TRIALS.items():
-    _by_key.setdefault((_job["model"], _job["tuning_of"], _job["task"]), [])
+    _by_key.setdefault((_job.model, _job.tuning_of, _job.task), [])
     if _path in _missing:
-        _by_key[(_job["model"], _job["tuning_of"], _job["task"])].append(_path)
+        _by_key[(_job.model, _job.tuning_of, _job.task)].append(_path)
 TRIAL_MARKERS = {
     _key: MARKERS.path(TRIAL_MARKER.format(model=_key[0], press=_key[1], task=_key[2]), _paths)
     for _key, _paths in _by_key.items()
@@ -42,7 +42,7 @@ def trial_args(wildcards):
 # (model, searched press, task) -> its trial paths, so input functions do not scan every trial
 TRIALS_BY_TASK = {}
 for _path, _job in sorted(TRIALS.items()):
-    TRIALS_BY_TASK.setdefault((_job["model"], _job["tuning_of"], _job["task"]), []).append(_path)
+    TRIALS_BY_TASK.setdefault((_job.model, _job.tuning_of, _job.task), []).append(_path)
 
 
 def trials_of(model, press, task=None):
@@ -64,8 +64,8 @@ def tune_task_input(wildcards):
 def tuned_choice(wildcards):
     """The tuning JSON a tuned test-split job reads at run time."""
     job = JOBS[grid.RAW.format(**wildcards)]
-    t = job["tuning"]
-    return tuning.choice_path(job["model"], t["press"], t["mode"], job["task"])
+    t = job.tuning
+    return tuning.choice_path(job.model, t["press"], t["mode"], job.task)
 
 
 def all_choices():

@@ -24,6 +24,7 @@ import torch
 
 from kvstudy.engine.prefill import OwnPrefill, SharedPrefill, union
 from kvstudy.failed import error_line
+from kvstudy.job import Job, thaw
 from kvstudy.presses.variant import build_run
 
 # Test hooks: a CUDA out-of-memory cannot happen on a CPU, so tests simulate one in the press variants whose name
@@ -37,7 +38,7 @@ INJECT_FAIL = "KVSTUDY_INJECT_FAIL"
 class Variant:
     """One press variant of a group job and what became of it."""
 
-    job: dict
+    job: Job
     run: object = None  # kvstudy.presses.variant.PressRun; None once it failed to resolve
     attention: str = "sdpa"  # what it ran with
     rows: list[dict] = field(default_factory=list)
@@ -61,19 +62,19 @@ class Variant:
         free_memory(dev)
 
 
-def injected(job: dict, name: str) -> bool:
-    return bool(os.environ.get(name)) and fnmatch.fnmatch(job["press"], os.environ[name])
+def injected(job: Job, name: str) -> bool:
+    return bool(os.environ.get(name)) and fnmatch.fnmatch(job.press, os.environ[name])
 
 
-def resolve(job: dict) -> Variant:
+def resolve(job: Job) -> Variant:
     """The job's variant with its press run built; a variant whose press cannot be built (or a failure injected by
     a test) is failed, not the group."""
     v = Variant(job)
     try:
         if injected(job, INJECT_FAIL):
             raise RuntimeError(f"failure injected by {INJECT_FAIL}={os.environ[INJECT_FAIL]}")
-        v.run = build_run(job["method"], job["params"], job["compression_ratio"])
-        v.attention = v.run.attention or job["attn_implementation"]
+        v.run = build_run(job.method, thaw(job.params), job.compression_ratio)  # the press builders get plain values
+        v.attention = v.run.attention or job.attn_implementation
     except Exception as e:  # noqa: BLE001 -- recorded as this variant's failure
         v.fail(e)
     return v

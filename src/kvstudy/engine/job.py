@@ -13,26 +13,30 @@ import time
 
 import torch
 
-from kvstudy import schemas
 from kvstudy.engine.group import GroupRun, free_memory, resolve
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, efficiency
 from kvstudy.failed import failed_result
+from kvstudy.job import Job, as_jobs, thaw
 from kvstudy.measure import Clock, PeakMemory, now_iso, pick_device, provenance  # pick_device: re-exported
 
 PRESS_KEYS = ("press", "method", "params", "compression_ratio", "tuning", "split", "tuning_of", "attn_error")
 
 
-def check_cell(jobs: list[dict]) -> None:
+def _cell(job: Job) -> dict:
+    return {k: v for k, v in vars(job).items() if k not in PRESS_KEYS}
+
+
+def check_cell(jobs: list[Job]) -> None:
     """Raise ValueError unless the jobs differ in their press only."""
     if not jobs:
         raise ValueError("a group job needs at least one job")
-    first = {k: v for k, v in jobs[0].items() if k not in PRESS_KEYS}
+    first = _cell(jobs[0])
     for job in jobs[1:]:
-        other = {k: v for k, v in job.items() if k not in PRESS_KEYS}
+        other = _cell(job)
         if other != first:
-            diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
-            raise ValueError(f"a group job runs variants of one cell; {job['press']} differs in {', '.join(diff)}")
-    presses = [j["press"] for j in jobs]
+            diff = sorted(k for k in first if first[k] != other[k])
+            raise ValueError(f"a group job runs variants of one cell; {job.press} differs in {', '.join(diff)}")
+    presses = [j.press for j in jobs]
     if len(set(presses)) != len(presses):
         raise ValueError(f"a group job runs each variant once: {presses}")
 
@@ -47,13 +51,13 @@ def warm_up(model, samples, dev):
     return mem
 
 
-def run_group(jobs: list[dict], runner_cls, load, threads: int = 1, device: str = "auto",
+def run_group(jobs: list[Job | dict], runner_cls, load, threads: int = 1, device: str = "auto",
               failures: dict | None = None) -> list[dict]:
     """Run every job of the group (one cell) and return their raw results, in order. `load(path, dtype,
     attention, device, overrides)` loads the model. A variant that fails or runs out of memory has a result saying
     so (`failures` gets a failed variant's traceback by index); an error before any variant ran (the model, the
     samples) raises, for the caller to record."""
-    jobs = [{**schemas.job_defaults(), **job} for job in jobs]  # a job given by hand may leave them out
+    jobs = as_jobs(jobs)  # a job given by hand (a dict) gets the schema's defaults
     check_cell(jobs)
     started, t_start = now_iso(), time.perf_counter()
     torch.set_num_threads(threads)
@@ -68,10 +72,16 @@ def run_group(jobs: list[dict], runner_cls, load, threads: int = 1, device: str 
                 failures[i] = v.trace
             continue
         part = parts[i]
-        out.append({"schema_version": SCHEMA_VERSION, "job": {k: v.job[k] for k in JOB_KEYS} | part.pop("job", {}),
+        out.append({"schema_version": SCHEMA_VERSION, "job": _identity(v.job) | part.pop("job", {}),
                     "status": v.status, "error": v.error, **part,
                     "provenance": {**provenance(dev), "started": started, "finished": now_iso()}})
     return out
+
+
+def _identity(job: Job) -> dict:
+    """The raw result's `job` block: the job's JOB_KEYS, plain values."""
+    d = job.as_dict()
+    return {k: d[k] for k in JOB_KEYS}
 
 
 def _run(variants, runner_cls, load, dev, t_start) -> dict[int, dict]:
@@ -79,8 +89,7 @@ def _run(variants, runner_cls, load, dev, t_start) -> dict[int, dict]:
     efficiency, fidelity, job extras) by index; a judged task's judge runs once the evaluated model is freed."""
     live = [v for v in variants if v.status == "ok"]
     job = live[0].job
-    model, tokenizer = load(job["model_path"], job["dtype"], live[0].attention, str(dev),
-                            job.get("config_overrides"))
+    model, tokenizer = load(job.model_path, job.dtype, live[0].attention, str(dev), thaw(job.config_overrides))
     runner = runner_cls(job, model, tokenizer, dev)
     clock, mem = Clock(dev), warm_up(model, runner.samples, dev)
     GroupRun(model, runner.samples, runner.one, clock, mem, dev).run(live)

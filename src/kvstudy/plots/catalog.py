@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 
+from kvstudy.job import Job
 from kvstudy.plots.registry import Figure, register
 
 # --- helpers of the checks: each takes the study's jobs (kvstudy.grid.jobs) and the entry's options -------------
 
 
-def baseline_pairs(jobs: list[dict]) -> set[tuple]:
+def baseline_pairs(jobs: list[Job]) -> set[tuple]:
     """(model, task, length) cells with both a no_press job and a compressed one (what a paired comparison needs)."""
-    cell = lambda j: (j["model"], j["task"], j["length"])  # noqa: E731
-    base = {cell(j) for j in jobs if j["method"] == "no_press"}
-    return {cell(j) for j in jobs if j["method"] != "no_press" and cell(j) in base}
+    cell = lambda j: (j.model, j.task, j.length)  # noqa: E731
+    base = {cell(j) for j in jobs if j.method == "no_press"}
+    return {cell(j) for j in jobs if j.method != "no_press" and cell(j) in base}
 
 
 def unknown_values(options: dict, key: str, known: set, norm=lambda v: v) -> str | None:
@@ -34,8 +35,8 @@ def unknown_values(options: dict, key: str, known: set, norm=lambda v: v) -> str
 
 def _ratio_axis(jobs, options):
     """The x axis is the compression ratio: a study of unratioed presses only (no_press, int4, ...) has none."""
-    if not any(j["compression_ratio"] > 0 for j in jobs):
-        methods = ", ".join(sorted({j["method"] for j in jobs}))
+    if not any(j.compression_ratio > 0 for j in jobs):
+        methods = ", ".join(sorted({j.method for j in jobs}))
         return f"needs a press with a compression_ratio (this study has {methods})"
     return None
 
@@ -50,7 +51,7 @@ def _needles(jobs, options):
     """Samples with a needle depth come from the tasks that place a needle (`Task.depths`)."""
     from kvstudy.tasks import TASKS
 
-    if not any(getattr(TASKS.get(j["task_kind"]), "depths", False) for j in jobs):
+    if not any(getattr(TASKS.get(j.task_kind), "depths", False) for j in jobs):
         with_depths = ", ".join(n for n, t in TASKS.items() if t.depths)
         return f"needs a task whose samples have a needle depth ({with_depths})"
     return None
@@ -58,20 +59,20 @@ def _needles(jobs, options):
 
 def _lengths(jobs, options):
     """Lines over context length need two lengths; the options must name the study's methods and ratios."""
-    if len({j["length"] for j in jobs}) < 2:
+    if len({j.length for j in jobs}) < 2:
         return "needs at least two context lengths (lengths:)"
-    return (unknown_values(options, "methods", {j["method"] for j in jobs})
-            or unknown_values(options, "ratios", {round(j["compression_ratio"], 6) for j in jobs},
+    return (unknown_values(options, "methods", {j.method for j in jobs})
+            or unknown_values(options, "ratios", {round(j.compression_ratio, 6) for j in jobs},
                               lambda r: round(float(r), 6)))
 
 
 def _groups(jobs, options):
     """Two groups of the study's models, and a variant to compare with each model's own no_press score."""
-    why = unknown_values(options, "tasks", {j["task"] for j in jobs}, str)
+    why = unknown_values(options, "tasks", {j.task for j in jobs}, str)
     if why:
         return why
     groups = options.get("groups") or {}
-    present = {groups[j["model"]] for j in jobs if j["model"] in groups}
+    present = {groups[j.model] for j in jobs if j.model in groups}
     if len(present) < 2:
         return ("needs at least two model groups among the study's models (set models.<name>.group, or the "
                 f"figure's groups option; groups now: {', '.join(sorted(present)) or 'none'})")
@@ -84,26 +85,26 @@ def _swept_values(jobs, methods, tasks) -> dict[str, dict[str, set]]:
     """method -> parameter -> the values its variants take (compression_ratio included)."""
     values: dict[str, dict[str, set]] = {}
     for j in jobs:
-        if j["method"] != "no_press" and (not methods or j["method"] in methods) and (
-                not tasks or j["task"] in map(str, tasks)):
-            for k, v in {**j["params"], "compression_ratio": j["compression_ratio"]}.items():
+        if j.method != "no_press" and (not methods or j.method in methods) and (
+                not tasks or j.task in map(str, tasks)):
+            for k, v in {**j.params, "compression_ratio": j.compression_ratio}.items():
                 if v is not None:
-                    values.setdefault(j["method"], {}).setdefault(k, set()).add(json.dumps(v))
+                    values.setdefault(j.method, {}).setdefault(k, set()).add(json.dumps(v))
     return values
 
 
 def _sub_scores(jobs) -> set[str]:
     """The results.csv sub-score columns the study's tasks fill (kvstudy.aggregate.SUB_SCORES: judged cite)."""
-    judged = any(j.get("task_kind") == "helmet_cite" for j in jobs)
+    judged = any(j.task_kind == "helmet_cite" for j in jobs)
     return {"citation_precision", "citation_recall"} if judged else set()
 
 
 def _sweep(jobs, options):
     """A method (of `methods`) with two parameters to draw: both of `x` and `y` where given, else two that vary."""
     x, y, methods, tasks = (options.get(k) for k in ("x", "y", "methods", "tasks"))
-    why = (unknown_values(options, "methods", {j["method"] for j in jobs})
-           or unknown_values(options, "tasks", {j["task"] for j in jobs}, str)
-           or unknown_values(options, "models", {j["model"] for j in jobs}, str)
+    why = (unknown_values(options, "methods", {j.method for j in jobs})
+           or unknown_values(options, "tasks", {j.task for j in jobs}, str)
+           or unknown_values(options, "models", {j.model for j in jobs}, str)
            or unknown_values(options, "metrics", {"score", *_sub_scores(jobs)}))
     if why:
         return why
@@ -126,9 +127,9 @@ def _pareto_view(jobs, options):
         return f"option colour_by: {colour_by!r} is not model or method"
     if layout is not None and tasks is not None and len(tasks) != 1:
         return f"option layout draws one task (tasks: {tasks})"
-    return (unknown_values(options, "models", {j["model"] for j in jobs}, str)
-            or unknown_values(options, "methods", {j["method"] for j in jobs})
-            or unknown_values(options, "tasks", {j["task"] for j in jobs}, str))
+    return (unknown_values(options, "models", {j.model for j in jobs}, str)
+            or unknown_values(options, "methods", {j.method for j in jobs})
+            or unknown_values(options, "tasks", {j.task for j in jobs}, str))
 
 
 # --- the figures --------------------------------------------------------------------------------------------------

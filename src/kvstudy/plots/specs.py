@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from kvstudy.job import Job
 from kvstudy.plots import FIGURES
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -48,13 +49,13 @@ def _entry(i: int, entry, config: dict, seen: dict) -> dict:
     return {"name": name, "figure": kind, "options": options}
 
 
-def why_not(spec: dict, jobs: list[dict]) -> str | None:
+def why_not(spec: dict, jobs: list[Job]) -> str | None:
     """Why the study (its jobs) cannot draw a resolved figure `spec`, or None."""
     check = FIGURES[spec["figure"]].check
     return check(jobs, spec["options"]) if check else None
 
 
-def resolve(config: dict, jobs: list[dict] | None = None) -> list[dict]:
+def resolve(config: dict, jobs: list[Job] | None = None) -> list[dict]:
     """[{"name", "figure", "options"}] in config order; raises ValueError "figures[i]...: message". With the
     study's `jobs` (kvstudy.grid.jobs), a figure they cannot draw is refused too."""
     out, seen = [], {}
@@ -67,7 +68,7 @@ def resolve(config: dict, jobs: list[dict] | None = None) -> list[dict]:
     return out
 
 
-def drawable(config: dict, jobs: list[dict]) -> list:
+def drawable(config: dict, jobs: list[Job]) -> list:
     """The entries of `figures:` the study can draw (for the default figures of a study that names none)."""
     return [e for i, e in enumerate(config.get("figures") or []) if why_not(_entry(i, e, config, {}), jobs) is None]
 
@@ -89,7 +90,7 @@ def grid_summary(config: dict) -> str:
     kept = jobs(config)
     left_out = len(models) * len(tasks) * len(lengths) * n_variants * len(seeds) - len(kept)
     counts = ", ".join(f"{k} {v if v is not None else '?'}" for k, v in per_task.items())
-    total = (f"; {sum(per_task[j['task']] for j in kept):,} samples in all"
+    total = (f"; {sum(per_task[j.task] for j in kept):,} samples in all"
              if all(v is not None for v in per_task.values()) else "")
     plural = lambda n, w: f"{n} {w}{'' if n == 1 else 's'}"  # noqa: E731
     excluded = f", less {left_out:,} left out by the study's exclude: entries" if left_out else ""

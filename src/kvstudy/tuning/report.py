@@ -74,7 +74,7 @@ def summary(config: dict, root: Path, results_csv: Path | None):
         order = [c["press"] for c in s["candidates"]]
         params = {c["press"]: json.dumps(c["params"], sort_keys=True) for c in s["candidates"]}
         for model in config["models"]:
-            jobs = [j for j in trial_jobs(config, s) if j["model"] == model]
+            jobs = [j for j in trial_jobs(config, s) if j.model == model]
             trials = read_trials(root / dev_raw_path(j) for j in jobs)
             trials.insert(1, "search", s["press"])
             trial_frames.append(trials)

@@ -100,7 +100,7 @@ def tune(config: dict, model: str, press: str, task: str | None, root: Path = Pa
     """The tuning choice of (model, press[, task]) from its finished trials (global when task is None)."""
     s = find_search(config, press)
     st = settings(s["settings"])
-    jobs = [j for j in trial_jobs(config, s) if j["model"] == model and (task is None or j["task"] == task)]
+    jobs = [j for j in trial_jobs(config, s) if j.model == model and (task is None or j.task == task)]
     trials = read_trials(Path(root) / dev_raw_path(j) for j in jobs)
     order = [c["press"] for c in s["candidates"]]
     table = candidate_table(trials, order, st["objective"], st["penalty"])
@@ -120,8 +120,8 @@ def tune(config: dict, model: str, press: str, task: str | None, root: Path = Pa
         "mode": "global" if task is None else "task", "task": task,
         "objective": st["objective"], "penalty": st["penalty"] if st["objective"] == "combined" else None,
         "better": "higher" if higher else "lower",
-        "split": "dev", "dev_seeds": sorted({j["seed"] for j in jobs}), "lengths": sorted({j["length"] for j in jobs}),
-        "tasks": sorted({j["task"] for j in jobs}), "n_trials": len(jobs),
+        "split": "dev", "dev_seeds": sorted({j.seed for j in jobs}), "lengths": sorted({j.length for j in jobs}),
+        "tasks": sorted({j.task for j in jobs}), "n_trials": len(jobs),
         "chosen": record(chosen),
         "candidates": [record(p) for p in order if p in mine.index],
     }

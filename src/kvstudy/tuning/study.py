@@ -7,11 +7,14 @@ one trial with its own raw result (DEV_RAW), so a search is cached and resumes w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from kvstudy.grid import jobs
+from kvstudy.job import Job, thaw
 from kvstudy.presses import get_press
+from kvstudy.study import Study
 from kvstudy.tuning.space import candidates, settings
 from kvstudy.variants import base_slug, fixed_combos, slug
 
@@ -27,11 +30,11 @@ def dev_seed(seed: int) -> int:
     return DEV_SEED_OFFSET + int(seed)
 
 
-def searches(config: dict) -> list[dict]:
+def searches(config: Study | dict) -> list[dict]:
     """One search per (searched entry, fixed combination): base press slug, method, fixed params, settings and
     candidates (each with its trial slug)."""
     out = []
-    for entry in config["presses"]:
+    for entry in thaw(Study.from_config(config).presses):  # plain entries: the search space expands lists
         if "search" not in entry:
             continue
         s = settings(entry["search"])
@@ -53,42 +56,44 @@ def choice_path(model: str, press: str, mode: str, task: str | None = None) -> s
         model=model, press=press, task=task)
 
 
-def trial_jobs(config: dict, search: dict | None = None) -> list[dict]:
-    """Every trial (dev-split eval job) of the study, or of one search: built by kvstudy.grid.jobs from a study of
-    the candidates, so a trial has exactly the fields of a test job, plus `split: dev` (and `attn_error` where
-    the objective needs it)."""
+def sub_study(study: Study, search: dict) -> Study:
+    """The study of one search's trials, derived from the study: its candidates as the presses, the search's
+    `lengths` and `n_samples` where it sets them, no `exclude:`. It keeps the study's seeds (a valid study); its
+    jobs run on the dev split at `dev_seed(seed)` (trial_jobs)."""
+    st = settings(search["settings"])
+    tasks = {name: ({**t, "n_samples": st["n_samples"]} if "n_samples" in st else t) for name, t in study.tasks.items()}
+    presses = [{"method": search["method"], **search["fixed"], **c["params"]} for c in search["candidates"]]
+    rest = {k: v for k, v in study.rest.items() if k != "figures"}  # the study's figures draw its test results
+    return dataclasses.replace(study, tasks=tasks, lengths=st.get("lengths", study.lengths), exclude=(),
+                               presses=presses, rest=rest)
+
+
+def trial_jobs(config: Study | dict, search: dict | None = None) -> list[Job]:
+    """Every trial (dev-split eval job) of the study, or of one search: the jobs of its sub-study (kvstudy.grid.jobs),
+    so a trial has exactly the fields of a test job, plus `split: dev`, `tuning_of`, a dev seed (and `attn_error`
+    where the objective needs it)."""
+    study = Study.from_config(config)
     out = []
-    for s in [search] if search else searches(config):
-        st = settings(s["settings"])
-        tasks = {name: ({**t, "n_samples": st["n_samples"]} if "n_samples" in st else t)
-                 for name, t in config["tasks"].items()}
-        sub = {
-            "models": config["models"], "tasks": tasks, "lengths": st.get("lengths", config["lengths"]),
-            "seeds": [dev_seed(x) for x in config["seeds"]], "eval": config["eval"], "exclude": [],
-            "presses": [{"method": s["method"], **s["fixed"], **c["params"]} for c in s["candidates"]],
-        }
-        for job in jobs(sub):
-            job["split"] = "dev"
-            job["tuning_of"] = s["press"]
-            if st["objective"] == "combined":
-                job["attn_error"] = True
-            out.append(job)
+    for s in [search] if search else searches(study):
+        attn_error = True if settings(s["settings"])["objective"] == "combined" else None
+        out += [dataclasses.replace(job, seed=dev_seed(job.seed), split="dev", tuning_of=s["press"],
+                                    attn_error=attn_error) for job in jobs(sub_study(study, s))]
     return out
 
 
-def dev_raw_path(job: dict) -> str:
-    return DEV_RAW.format(**job)
+def dev_raw_path(job: Job) -> str:
+    return DEV_RAW.format(**vars(job))
 
 
-def apply_choice(job: dict, root: Path = Path(".")) -> dict:
+def apply_choice(job: Job, root: Path = Path(".")) -> Job:
     """A tuned test-split job with the parameters its tuning JSON chose (read at run time)."""
-    t = job["tuning"]
-    path = Path(root) / choice_path(job["model"], t["press"], t["mode"], job["task"])
+    t = job.tuning
+    path = Path(root) / choice_path(job.model, t["press"], t["mode"], job.task)
     choice = json.loads(path.read_text())
-    if choice["press"] != t["press"] or choice["model"] != job["model"]:
-        raise ValueError(f"{path}: tuning of {choice['model']}/{choice['press']}, not {job['model']}/{t['press']}")
-    return {**job, "params": {**job["params"], **choice["chosen"]["params"]},
-            "tuning": {**t, "file": str(path), "chosen": choice["chosen"]["press"]}}
+    if choice["press"] != t["press"] or choice["model"] != job.model:
+        raise ValueError(f"{path}: tuning of {choice['model']}/{choice['press']}, not {job.model}/{t['press']}")
+    return dataclasses.replace(job, params={**job.params, **choice["chosen"]["params"]},
+                               tuning={**t, "file": str(path), "chosen": choice["chosen"]["press"]})
 
 
 def tune_study(config: dict, model: str, press: str, task: str | None = None) -> dict:
