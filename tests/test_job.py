@@ -16,39 +16,22 @@ from kvstudy.grid import jobs
 from kvstudy.job import Job
 from kvstudy.tuning import trial_jobs
 
-# sha256 of json.dumps([job dict, ...], sort_keys=False) for each study's jobs, all its jobs (`exclude:` ignored)
-# and its tuning trials, computed by the dict-returning grid at d4d372c (before jobs were typed): a Job's
-# `as_dict()` must give exactly those dicts (keys, order, values).
+# sha256 of json.dumps([job dict, ...], sort_keys=False) of the default study's jobs, all its jobs (`exclude:`
+# ignored) and its tuning trials, computed by the dict-returning grid at d4d372c (before jobs were typed): a Job's
+# `as_dict()` must give exactly those dicts (keys, order, values), or every raw result of a study would rerun. The
+# five studies/*.yaml were checked the same way when jobs became typed (7cecb2c..7cd8100, every hash equal); they are
+# not pinned here because they change with their logs (a study edit is not a change of the job format).
 GOLDEN = {
     "config.yaml": ("ee7cdba8e8a748018d7ad8ed2f6b7f736b21eb97cd9c330f69054ef6b49ec65b",
                     "ee7cdba8e8a748018d7ad8ed2f6b7f736b21eb97cd9c330f69054ef6b49ec65b",
                     "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"),
-    "generation_h2o_cab.yaml": ("e06ede083933e598b181b2c9a0ecbfa377a9d4ee9f28aa538236060bb81720eb",
-                                "e06ede083933e598b181b2c9a0ecbfa377a9d4ee9f28aa538236060bb81720eb",
-                                "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"),
-    "helmet_reasoning.yaml": ("82e1ed31efd1d920b11ff33f6b4b9257fda407295563bf940ce75d67531fc7db",
-                              "82e1ed31efd1d920b11ff33f6b4b9257fda407295563bf940ce75d67531fc7db",
-                              "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"),
-    "long_context_scaling.yaml": ("97deeda8ddc942a1f0a17fc08cc19b7f61ae58d7d0f0816135e34bc6bb03e8a0",
-                                  "97deeda8ddc942a1f0a17fc08cc19b7f61ae58d7d0f0816135e34bc6bb03e8a0",
-                                  "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"),
-    "ppl_kvpress.yaml": ("33e697a7a4cb667748d686aee466f470375bb9fb24b3b214c3e07053bf40eba4",
-                         "c39d925a97f52a684c71ed94a609e20a321a725f096fe3b9bea67ca7a21e36e9",
-                         "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"),
-    "tuning_ruler.yaml": ("0e3fa5bbbd2473d0d5fc5e15497a6d67339763e6aafdff6dc08f630fde8193a3",
-                          "0e3fa5bbbd2473d0d5fc5e15497a6d67339763e6aafdff6dc08f630fde8193a3",
-                          "3a3fbec39386a6673058ef182e9946d1a8018b191d3c446a0d7b858e50ad1333"),
 }
-STUDIES = [ROOT / "config.yaml"] + sorted((ROOT / "studies").glob("*.yaml"))
+STUDIES = [ROOT / "config.yaml"]
 
 
 def digest(js: list[Job]) -> str:
     assert all(isinstance(j, Job) for j in js)
     return hashlib.sha256(json.dumps([j.as_dict() for j in js], sort_keys=False).encode()).hexdigest()
-
-
-def test_every_study_is_pinned():
-    assert {p.name for p in STUDIES} == set(GOLDEN)
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
@@ -85,3 +68,11 @@ def test_a_job_with_an_unknown_or_missing_key_is_refused():
         Job.from_dict({"model": "tiny", "press": "p", "colour": "red"})
     with pytest.raises(ValueError, match="missing key.*model_path"):
         Job.from_dict({"model": "tiny", "task": "niah", "length": 1, "seed": 0, "press": "p", "method": "p"})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_study_job_survives_the_json_job_file(path):
+    """What `kvstudy eval --job` gets back from a study's job (as_dict -> JSON -> from_dict) is that job."""
+    config = validate(yaml.safe_load(path.read_text()))
+    for job in [*jobs(config), *trial_jobs(config)]:
+        assert Job.from_dict(json.loads(json.dumps(job.as_dict()))) == job
