@@ -131,6 +131,10 @@ register(Figure("context_scaling", "latency, throughput (timing medians and inte
 register(Figure("throughput_vs_ratio", "decode throughput vs compression ratio per model x length, one line per "
                 "method (timing medians and intervals where timed)", ("results",), uses=("timing",),
                 check=_ratio_axis))
+register(Figure("runtime_vs_ratio", "runtime per call vs compression ratio per model x timed length, warm (timing "
+                "medians and intervals) and cold (first call after the model load, timing.cold) per method",
+                ("timing",), options={"measure": "run_seconds (default), ttft_seconds or prefill_seconds"},
+                check=_ratio_axis))
 register(Figure("model_groups", "score change vs own baseline against compression ratio, one line per model group",
                 ("results",), options={"groups": "model -> group (default: models.<m>.group in the config)",
                                        "tasks": "list of tasks to average over (default: every task scored in [0, 1])"},
