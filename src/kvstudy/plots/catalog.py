@@ -117,7 +117,9 @@ register(Figure("score_vs_ratio", "score vs compression ratio per task x length,
                 options={"average": "true: add a column of panels with the mean over (higher-is-better) tasks"},
                 check=_ratio_axis))
 register(Figure("pareto_memory", "score vs KV-cache memory per task x length with the memory Pareto front; "
-                "OOM variants noted", ("pareto", "results")))
+                "OOM variants noted", ("pareto", "results"),
+                options={"memory": "kv (default: the KV cache held) or peak (peak memory where measured, CUDA; "
+                                   "else KV memory, said under the axis)"}))
 register(Figure("pareto_latency", "score vs time to first token per task x length with the latency Pareto front "
                 "(intervals drawn); OOM noted", ("pareto", "results")))
 register(Figure("niah_heatmap", "mean score by needle depth, one labelled row per press variant, a panel per "

@@ -12,10 +12,16 @@ counts as OOM when it ran out of memory on any task (it then has no mean). A var
 "failed") is listed the same way in a "failed: ..." line of the note.
 
 Memory is the cache a variant held (pareto.csv `kv_bytes`, from results.csv `kv_bytes_held`): after prefill, or at
-the end of generation for decoding presses, whose ratio label is the fraction they really evicted.
+the end of generation for decoding presses, whose ratio label is the fraction they really evicted. With
+`memory: peak` it is the peak memory above the weights where one was measured (pareto.csv `peak_memory_bytes`:
+CUDA, the timing protocol's median where timed, else the eval jobs'; front `front_peak_memory`; a variant with no
+peak is not drawn); where none was (a CPU run) the figure falls back to the KV
+memory held and says so under its x axis.
 """
 
 from __future__ import annotations
+
+import pandas as pd
 
 from kvstudy.plots._pareto import build_front
 from kvstudy.plots.style import byte_unit
@@ -23,5 +29,19 @@ from kvstudy.plots.style import byte_unit
 NAME = "pareto_memory"
 
 
-def build(tables):
-    return build_front(tables, NAME, "kv_bytes", "front_memory", byte_unit, "KV cache memory", "Memory Pareto front")
+PEAK_NOTE = "CUDA allocator peak: the timing protocol's median where timed, else the eval jobs'"
+NO_PEAK = "no peak memory was measured (CPU run): KV cache memory held instead"
+
+
+def build(tables, memory: str = "kv"):
+    if memory not in ("kv", "peak"):
+        raise ValueError(f"figure {NAME!r}: memory {memory!r} is not 'kv' or 'peak'")
+    if memory == "peak":
+        front = tables.get("pareto")
+        peaks = front["peak_memory_bytes"] if front is not None and "peak_memory_bytes" in front else pd.Series()
+        if pd.to_numeric(peaks, errors="coerce").notna().any():
+            return build_front(tables, NAME, "peak_memory_bytes", "front_peak_memory", byte_unit,
+                               "Peak memory above the weights", "Peak-memory Pareto front",
+                               note=PEAK_NOTE)
+    return build_front(tables, NAME, "kv_bytes", "front_memory", byte_unit, "KV cache memory", "Memory Pareto front",
+                       note=NO_PEAK if memory == "peak" else "")
