@@ -395,6 +395,18 @@ def _case(kind):
             "significance": significance(samples)}
 
 
+def _timing_of(results):
+    """A timing.csv of the results' variants: ok where any job of it ran ok, else its lost status; warm and cold
+    runtimes made up from the TTFT (the figure draws what it is given)."""
+    keys = ["model", "length", "press", "method", "compression_ratio"]
+    per = results.groupby(keys).agg(status=("status", lambda s: "ok" if (s == "ok").any() else s.iloc[0]),
+                                    t=("ttft_seconds", "mean")).reset_index()
+    ok = per["status"] == "ok"
+    return per.assign(run_seconds=per.t.where(ok), run_seconds_low=per.t * 0.9, run_seconds_high=per.t * 1.1,
+                      cold_status=per.status, cold_run_seconds=(per.t * 5).where(ok),
+                      cold_run_seconds_low=per.t * 4, cold_run_seconds_high=per.t * 6).drop(columns="t")
+
+
 def _sweep_case(kind):
     results = _sweep_results()
     if kind == "holes":
@@ -425,6 +437,8 @@ def _everything_drawn(fig) -> str:
 @pytest.mark.parametrize("name", sorted(set(FIGURES) - {"tuning_sweep"}))
 def test_every_figure_builds_with_holes_without_oom_and_with_failed_cells(name, kind, tmp_path):
     tables = _sweep_case(kind) if name == "sweep_heatmap" else _case(kind)
+    if name == "runtime_vs_ratio":  # it reads timing.csv alone
+        tables["timing"] = _timing_of(tables["results"])
     options = FIGURE_OPTIONS.get(name, {})
     _check(FIGURES[name].draw(tables, tmp_path / name, options))
     fig = _build(name, tables, **options)

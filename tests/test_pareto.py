@@ -10,7 +10,8 @@ from kvstudy.pareto import non_dominated, pareto, write_pareto
 
 COLUMNS = ["model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes",
            "latency_seconds", "front_memory", "front_latency", "front_all", "higher_is_better", "phase",
-           "effective_ratio", "latency_low", "latency_high", "latency_source"]
+           "effective_ratio", "latency_low", "latency_high", "latency_source", "peak_memory_bytes",
+           "front_peak_memory"]
 
 
 def job(task, press, score, kv_bytes, ttft, seed=0, status="ok", model="m", length=1024):

@@ -189,11 +189,15 @@ def test_timing_config_defaults_off_and_other_lengths(study):
     from kvstudy.config import validate
 
     cfg = validate(study)
-    assert cfg["timing"] == {"enabled": True, "repeats": 5, "decode_tokens": 128, "lengths": [256, 512]}
+    assert cfg["timing"] == {"enabled": True, "repeats": 5, "decode_tokens": 128, "lengths": [256, 512],
+                             "cold": False, "cold_repeats": 1}
     jobs = timing.jobs(cfg)
     assert [(j["model"], j["length"]) for j in jobs] == [("tiny", 256), ("tiny", 512)]
     assert [v["press"] for v in jobs[0]["variants"]][:2] == ["no_press", "snapkv-cr0.50-ws16"]
     assert timing.jobs(validate({**study, "timing": {"enabled": False}})) == []
+    assert jobs[0]["cold_repeats"] == 0  # cold off: no fresh processes
+    cold = validate({**study, "timing": {"cold": True, "cold_repeats": 3}})
+    assert {j["cold_repeats"] for j in timing.jobs(cold)} == {3}
     sweep = validate({**study, "timing": {"lengths": [128, 4096]}})
     assert [j["length"] for j in timing.jobs(sweep)] == [128, 4096]
 
@@ -210,3 +214,73 @@ def test_a_study_with_timing_off_has_no_timing_job(tmp_path):
     on = subprocess.run([sys.executable, "-m", "snakemake", "-n", "figures/all", "--cores", "2", "--configfile",
                          ".test/config.yaml"], cwd=wd, capture_output=True, text=True, timeout=600)
     assert "results/timing/tiny/256.json" in on.stdout + on.stderr
+
+
+# --- cold runs (issue 21.1) ----------------------------------------------------------------------------------------
+
+def test_cold_runs_are_per_variant_each_in_a_fresh_process(tmp_path):
+    import os
+
+    from kvstudy.timing_table import timing_table
+
+    from kvstudy.timing_cold import run_job
+
+    job = {**_job(TINY, ["no_press", "knorm-cr0.50", "streaming_llm-cr0.50"]), "cold_repeats": 2}
+    result = run_job(job, device="cpu")
+    jsonschema.validate(result, SCHEMA)
+    assert result["protocol"]["cold_repeats"] == 2
+    pids = []
+    for v in result["variants"]:
+        cold = v["cold"]
+        assert cold["status"] == "ok" and len(cold["runs"]) == 2, v["press"]
+        for r in cold["runs"]:
+            assert r["run_seconds"] == pytest.approx(r["ttft_seconds"] + r["decode_seconds"])
+            assert r["ttft_seconds"] >= r["prefill_seconds"] > 0 and r["load_seconds"] > 0
+            pids.append(r["pid"])
+        assert cold["summary"]["ttft_seconds"]["n"] == 2 and cold["summary"]["peak_memory_bytes"] is None
+        assert v["summary"]["run_seconds"]["n"] == 2  # the warm runs, beside
+    assert len(set(pids)) == 6 and os.getpid() not in pids  # every cold run had a process of its own
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(result))
+    table = timing_table([path]).set_index("press")
+    assert (table["cold_status"] == "ok").all() and (table["cold_runs"] == 2).all()
+    for p, v in _by_press(result).items():
+        assert table.loc[p, "cold_ttft_seconds"] == v["cold"]["summary"]["ttft_seconds"]["median"]
+        assert table.loc[p, "run_seconds"] == v["summary"]["run_seconds"]["median"]
+
+
+def test_without_cold_the_timing_table_has_empty_cold_columns(tmp_path):
+    from kvstudy.timing_table import timing_table
+
+    from kvstudy.timing_cold import run_job
+
+    result = run_job({**_job(TINY, ["no_press"]), "cold_repeats": 0}, device="cpu")
+    assert result["variants"][0]["cold"] is None and result["protocol"]["cold_repeats"] == 0
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(result))
+    table = timing_table([path])
+    assert table["cold_status"].isna().all() and table["cold_ttft_seconds"].isna().all()
+
+
+def test_a_cold_run_does_not_count_the_model_load(tmp_path, monkeypatch):
+    """A random-weight GPT-NeoX whose load is made to burn 0.6 s of CPU: the cold run's clock (process CPU time,
+    one thread) must not see it, the recorded load_seconds must."""
+    import time
+
+    import kvstudy.models
+    from kvstudy.timing_cold import cold_once
+
+    real = kvstudy.models.load_model
+
+    def slow_load(*args, **kwargs):
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.6:
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kvstudy.models, "load_model", slow_load)
+    path = make_model("gpt_neox", tmp_path / "neox")
+    job = _job(path, ["knorm-cr0.50"], length=64, decode_tokens=2)
+    r = cold_once(job, job["variants"][0], threads=1, device="cpu")
+    assert r["load_seconds"] >= 0.6
+    assert 0 < r["prefill_seconds"] <= r["ttft_seconds"] < 0.6 and r["kv_bytes"] > 0

@@ -73,7 +73,7 @@ def _report(job, result: dict, trace: str | None, out: str, log: str | None) -> 
 def cmd_timing(a) -> None:
     """Run one timing job (kvstudy.timing) and write its result atomically."""
     from kvstudy.atomic import write_atomic
-    from kvstudy.timing import run_job
+    from kvstudy.timing_cold import run_job  # the warm protocol, after the cold runs where the job asks for them
 
     result = run_job(json.loads(a.job), threads=a.threads, device=a.device)
     write_atomic(result, Path(a.out))

@@ -3,6 +3,9 @@
 The score is maximised, or minimised where results.csv says `higher_is_better` is false (perplexity). The task
 mean ("mean") averages only higher-is-better tasks: a mean of accuracies and perplexities means nothing.
 
+Peak memory (CUDA: the allocator's peak above the weights; none on CPU, where `front_peak_memory` is all false) is
+the timing protocol's median where it timed the variant at that length, as latency, else the eval jobs' mean.
+
 Memory is the cache a variant held (results.csv `kv_bytes_held`, kvstudy.cache_held): after prefill for prefill
 presses, at the end for decoding presses; `effective_ratio` is their measured fraction evicted. Jobs that are not
 ok (oom, failed) have no score and are left out.
@@ -25,16 +28,18 @@ from kvstudy.aggregate import write_csv_atomic
 PARETO_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "score", "kv_bytes", "latency_seconds",
     "front_memory", "front_latency", "front_all", "higher_is_better", "phase", "effective_ratio",
-    "latency_low", "latency_high", "latency_source",
+    "latency_low", "latency_high", "latency_source", "peak_memory_bytes", "front_peak_memory",
 ]
 # front flag -> (objective column, +1 to maximise / -1 to minimise)
 FRONTS = {
     "front_memory": [("score", 1), ("kv_bytes", -1)],
     "front_latency": [("score", 1), ("latency_seconds", -1)],
     "front_all": [("score", 1), ("kv_bytes", -1), ("latency_seconds", -1)],
+    # peak memory where one was measured (CUDA); NaN on CPU, so nothing is on this front there
+    "front_peak_memory": [("score", 1), ("peak_memory_bytes", -1)],
 }
 _VARIANT = ["model", "task", "length", "press"]
-_MEASURES = ["score", "kv_bytes", "latency_seconds", "latency_low", "latency_high"]
+_MEASURES = ["score", "kv_bytes", "latency_seconds", "latency_low", "latency_high", "peak_memory_bytes"]
 # objective -> its (low, high) interval columns, where it has one
 _BOUNDS = {"latency_seconds": ("latency_low", "latency_high")}
 
@@ -72,7 +77,7 @@ def higher_is_better(column: pd.Series | None, index) -> pd.Series:
 
 def _per_task(results: pd.DataFrame, timing: pd.DataFrame | None) -> pd.DataFrame:
     """One row per variant and task: ok jobs only, measures averaged over seeds; latency from `timing`."""
-    ok = _with_latency(results[results["status"] == "ok"], timing)
+    ok = _with_timing(results[results["status"] == "ok"], timing)
     ok = ok.assign(higher_is_better=higher_is_better(ok.get("higher_is_better"), ok.index))
     if "kv_bytes_held" in ok.columns:  # decoding presses: the cache at the end (kvstudy.cache_held)
         ok = ok.assign(kv_bytes=ok["kv_bytes_held"])
@@ -88,26 +93,37 @@ def _per_task(results: pd.DataFrame, timing: pd.DataFrame | None) -> pd.DataFram
     )
 
 
-def _with_latency(ok: pd.DataFrame, timing: pd.DataFrame | None) -> pd.DataFrame:
+def _with_timing(ok: pd.DataFrame, timing: pd.DataFrame | None) -> pd.DataFrame:
     """`latency_seconds/_low/_high` and `latency_source`: the timing protocol's median TTFT and interval for the
-    (model, length, press) it timed ok, else the job's own TTFT with no interval."""
+    (model, length, press) it timed ok, else the job's own TTFT with no interval; `peak_memory_bytes` the same way
+    (the protocol's median peak where it measured one, else the job's)."""
+    ok = ok.assign(peak_memory_bytes=pd.to_numeric(ok.get("peak_memory_bytes", np.nan), errors="coerce"))
     ok = ok.assign(latency_seconds=pd.to_numeric(ok["ttft_seconds"], errors="coerce"), latency_low=np.nan,
                    latency_high=np.nan, latency_source="eval")
-    if timing is None or timing.empty:
-        return ok
-    t = timing[timing["status"].astype(str) == "ok"]
-    t = t.set_index([t["model"].astype(str), t["length"].astype(int), t["press"].astype(str)])
-    key = pd.MultiIndex.from_arrays([ok["model"].astype(str), ok["length"].astype(int), ok["press"].astype(str)])
-    timed = key.isin(t.index)
+    timed, hit = _timed(ok, timing)
     if not timed.any():
         return ok
-    hit = t.reindex(key[timed])
     ok = ok.copy()
     for col, src in (("latency_seconds", "ttft_seconds"), ("latency_low", "ttft_seconds_low"),
                      ("latency_high", "ttft_seconds_high")):
         ok.loc[timed, col] = hit[src].to_numpy(float)
     ok.loc[timed, "latency_source"] = "timing"
+    peak = pd.to_numeric(hit.get("peak_memory_bytes", pd.Series(np.nan, index=hit.index)), errors="coerce")
+    measured = timed.copy()
+    measured[timed] = peak.notna().to_numpy()  # the protocol's peak (no fidelity reference, no shared prefill)
+    ok.loc[measured, "peak_memory_bytes"] = peak.dropna().to_numpy(float)
     return ok
+
+
+def _timed(ok: pd.DataFrame, timing: pd.DataFrame | None) -> tuple[np.ndarray, pd.DataFrame]:
+    """(mask of the rows of `ok` whose (model, length, press) the timing protocol ran ok; their timing.csv rows)."""
+    if timing is None or timing.empty:
+        return np.zeros(len(ok), dtype=bool), pd.DataFrame()
+    t = timing[timing["status"].astype(str) == "ok"]
+    t = t.set_index([t["model"].astype(str), t["length"].astype(int), t["press"].astype(str)])
+    key = pd.MultiIndex.from_arrays([ok["model"].astype(str), ok["length"].astype(int), ok["press"].astype(str)])
+    timed = np.asarray(key.isin(t.index))
+    return timed, t.reindex(key[timed])
 
 
 def _over_tasks(per_task: pd.DataFrame) -> pd.DataFrame:

@@ -8,10 +8,13 @@ kvpress's speed-and-memory notebook does), end of sequence ignored: every run do
 the variants within a round spreads any slow spell of a shared machine over all of them instead of one.
 
 Per variant and run: prefill seconds, compression overhead (its prefill less the full-cache prefill of the same
-round), TTFT, decode tokens/s, peak memory above the weights (CUDA; none on CPU, kvstudy.measure.PeakMemory) and
-the KV bytes after prefill (read from the cache). Each measure's median and 95% interval is
-`kvstudy.intervals.median_interval` (docs/statistics.md, "Timings"). Quality is not measured here: the token ids
-are drawn from the model's vocabulary (seeded by the study's first seed and the length), never read from a task.
+round), TTFT, decode tokens/s, peak memory above the weights (CUDA; none on CPU, kvstudy.measure.PeakMemory) and the
+KV bytes after prefill (read from the cache); `run_seconds` is the whole call (TTFT + decoding). With `timing.cold:
+true` each variant's first call after a model load is also timed first, in fresh processes (kvstudy.timing_cold,
+whose run_job calls this module's), and recorded beside the warm runs as the variant's `cold`. Each measure's median
+and 95% interval is `kvstudy.intervals.median_interval` (docs/statistics.md, "Timings"). Quality is not measured
+here: the token ids are drawn from the model's vocabulary (seeded by the study's first seed and the length), never
+read from a task.
 
 The clock (`TimingClock`): on CUDA the wall clock, synchronised around every timer (kvstudy.measure.Clock). On a
 CPU with one torch thread, the process's CPU time: on an idle machine it equals the wall time of a single-threaded
@@ -41,7 +44,7 @@ from kvstudy.presses.variant import PressRun, attention_for, build_run
 SCHEMA_VERSION = 1
 PATH = "results/timing/{model}/{length}.json"
 LOG = "logs/timing/{model}/{length}.log"
-MEASURES = ("prefill_seconds", "overhead_seconds", "ttft_seconds", "decode_tokens_per_second",
+MEASURES = ("prefill_seconds", "overhead_seconds", "ttft_seconds", "run_seconds", "decode_tokens_per_second",
             "prefill_tokens_per_second", "peak_memory_bytes", "kv_bytes")
 _MODEL_KEYS = ("model_path", "dtype", "attn_implementation", "config_overrides")
 
@@ -74,6 +77,7 @@ def jobs(config: dict) -> list[dict]:
     seed = int(config["seeds"][0])
     return [{**{k: v for k, v in m.items() if k != "variants"}, "length": int(length), "seed": seed,
              "repeats": timing["repeats"], "decode_tokens": timing["decode_tokens"],
+             "cold_repeats": timing["cold_repeats"] if timing["cold"] else 0,
              "variants": list(m["variants"].values())}
             for m in per_model.values() for length in timing["lengths"]]
 
@@ -149,7 +153,7 @@ def measure_group(model, variants: list[dict], job: dict, device) -> dict[str, d
                 if oom and device.type == "cuda":
                     torch.cuda.empty_cache()
                 target = entries.get(name) or entries.setdefault(name, {"variant": None, "runs": []})
-                target.update(status="oom" if oom else "failed", error=f"{type(e).__name__}: {_first_line(e)}")
+                target.update(status="oom" if oom else "failed", error=error_line(e))
         if rnd == 0:
             continue
         for name, r in got.items():
@@ -160,28 +164,39 @@ def measure_group(model, variants: list[dict], job: dict, device) -> dict[str, d
     return entries
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [""])[0]
+def error_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+
+
+def derive(r: dict, length: int) -> dict:
+    """A timed run with its rates and `run_seconds` (the whole call: prefill, question and decoding) added."""
+    r["decode_tokens_per_second"] = r["decode_tokens"] / r["decode_seconds"] if r["decode_seconds"] > 0 else None
+    r["prefill_tokens_per_second"] = length / r["prefill_seconds"] if r["prefill_seconds"] > 0 else None
+    r["run_seconds"] = r["ttft_seconds"] + r["decode_seconds"]
+    return r
+
+
+def summarise(runs: list[dict], measures) -> dict:
+    """measure -> the median and order-statistic interval of its runs (None: not measured, e.g. CPU peak)."""
+    summary = {}
+    for m in measures:
+        iv = median_interval([r.get(m) for r in runs])
+        summary[m] = None if iv.n == 0 else {"median": iv.median, "low": iv.low, "high": iv.high,
+                                             "coverage": iv.coverage, "n": iv.n}
+    return summary
 
 
 def _finish(entry: dict, length: int) -> dict:
     """A variant's record: identity, status, every run and each measure's median and interval."""
-    v, runs = entry["variant"], entry["runs"]
-    for r in runs:
-        r["decode_tokens_per_second"] = r["decode_tokens"] / r["decode_seconds"] if r["decode_seconds"] > 0 else None
-        r["prefill_tokens_per_second"] = length / r["prefill_seconds"] if r["prefill_seconds"] > 0 else None
-    summary = {}
-    if entry["status"] == "ok":
-        for m in MEASURES:
-            iv = median_interval([r.get(m) for r in runs])
-            summary[m] = None if iv.n == 0 else {"median": iv.median, "low": iv.low, "high": iv.high,
-                                                 "coverage": iv.coverage, "n": iv.n}
-    return {**v, "status": entry["status"], "error": entry["error"], "runs": runs if entry["status"] == "ok" else [],
-            "summary": summary}
+    v, ok = entry["variant"], entry["status"] == "ok"
+    runs = [derive(r, length) for r in entry["runs"]]
+    return {**v, "status": entry["status"], "error": entry["error"], "runs": runs if ok else [],
+            "summary": summarise(runs, MEASURES) if ok else {}}
 
 
-def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
-    """Time every variant of one timing job; returns its result (docs/data-contracts.md, "Timing")."""
+def run_job(job: dict, threads: int = 1, device: str = "auto", cold: dict | None = None) -> dict:
+    """Time every variant of one timing job; returns its result (docs/data-contracts.md, "Timing"). `cold`: the
+    variants' cold records, measured before (kvstudy.timing_cold.run_job, which calls this), else none."""
     # lazy: the engine and the model loader import transformers; the Snakefile imports this module for the DAG
     from kvstudy.engine.group import free_memory
     from kvstudy.models import load_model
@@ -204,10 +219,11 @@ def run_job(job: dict, threads: int = 1, device: str = "auto") -> dict:
         "schema_version": SCHEMA_VERSION,
         "job": {k: job.get(k) for k in ("model", "model_path", "dtype", "attn_implementation", "length", "seed")},
         "protocol": {"repeats": job["repeats"], "decode_tokens": job["decode_tokens"], "warmup_rounds": 1,
+                     "cold_repeats": job["cold_repeats"] if cold else 0,
                      "context_tokens": job["length"], "threads": threads, "order": "interleaved, shuffled per round",
                      "clock": TimingClock(dev, threads).kind,
                      "interval": "order-statistic interval of the median (kvstudy.intervals)"},
-        "variants": [records[v["press"]] for v in job["variants"]],
+        "variants": [{**records[v["press"]], "cold": cold[v["press"]] if cold else None} for v in job["variants"]],
         "provenance": {**provenance(dev), "started": started, "finished": now_iso(),
                        "total_seconds": time.perf_counter() - t_start},
     }

@@ -1,6 +1,8 @@
 """Timing results (results/timing/{model}/{length}.json, kvstudy.timing) -> results/tables/timing.csv: one row per
-(model, length, press variant) with the median and interval of each measure. Every file is checked against
-src/kvstudy/schemas/timing.schema.json first: a bad one is named in one line and no table is written."""
+(model, length, press variant) with the median and interval of each measure, and where the study timed cold runs
+(`timing.cold`) their status, count and `cold_<measure>` medians and intervals beside the warm ones. Every file is
+checked against src/kvstudy/schemas/timing.schema.json first: a bad one is named in one line and no table is
+written."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import pandas as pd
 from kvstudy import schemas
 from kvstudy.rawcheck import InvalidResults
 from kvstudy.timing import MEASURES
+from kvstudy.timing_cold import MEASURES as COLD_MEASURES
 
 SCHEMA = schemas.TIMING
 COLUMNS = ["model", "length", "press", "method", "compression_ratio", "status", "repeats", "decode_tokens",
-           "coverage", *[f"{m}{s}" for m in MEASURES for s in ("", "_low", "_high")], "device", "error"]
+           "coverage", *[f"{m}{s}" for m in MEASURES for s in ("", "_low", "_high")], "cold_status", "cold_runs",
+           *[f"cold_{m}{s}" for m in COLD_MEASURES for s in ("", "_low", "_high")], "device", "error"]
 
 
 class InvalidTiming(InvalidResults):
@@ -48,11 +52,20 @@ def rows(raw: dict) -> list[dict]:
                "device": device, "error": v.get("error")}
         cover = [s["coverage"] for s in (v.get("summary") or {}).values() if s]
         row["coverage"] = min(cover) if cover else None
-        for m in MEASURES:
-            s = (v.get("summary") or {}).get(m) or {}
-            row |= {m: s.get("median"), f"{m}_low": s.get("low"), f"{m}_high": s.get("high")}
+        row |= _medians(v.get("summary"), MEASURES, "")
+        cold = v.get("cold") or {}
+        row |= {"cold_status": cold.get("status"), "cold_runs": len(cold.get("runs") or []) if cold else None}
+        row |= _medians(cold.get("summary"), COLD_MEASURES, "cold_")
         out.append(row)
     return out
+
+
+def _medians(summary: dict | None, measures, prefix: str) -> dict:
+    row = {}
+    for m in measures:
+        s = (summary or {}).get(m) or {}
+        row |= {f"{prefix}{m}": s.get("median"), f"{prefix}{m}_low": s.get("low"), f"{prefix}{m}_high": s.get("high")}
+    return row
 
 
 def timing_table(paths) -> pd.DataFrame:

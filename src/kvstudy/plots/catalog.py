@@ -148,7 +148,9 @@ PARETO_OPTIONS = {
     "tasks": "list of tasks to draw (default: all, and the task mean)",
 }
 register(Figure("pareto_memory", "score vs KV-cache memory per task x length with the memory Pareto front; "
-                "OOM variants noted", ("pareto", "results"), options=PARETO_OPTIONS, check=_pareto_view))
+                "OOM variants noted", ("pareto", "results"),
+                options={**PARETO_OPTIONS, "memory": "kv (default: the KV cache held) or peak (peak memory where "
+                         "measured, CUDA; else KV memory, said under the axis)"}, check=_pareto_view))
 register(Figure("pareto_latency", "score vs time to first token per task x length with the latency Pareto front "
                 "(intervals drawn); OOM noted", ("pareto", "results"), options=PARETO_OPTIONS, check=_pareto_view))
 register(Figure("niah_heatmap", "mean score by needle depth, one labelled row per press variant, a panel per "
@@ -161,6 +163,10 @@ register(Figure("context_scaling", "latency, throughput (timing medians and inte
                          "ratios": "list of compression ratios to show (default: all)"}, check=_lengths))
 register(Figure("throughput_vs_ratio", "decode throughput vs compression ratio per model x length, one line per "
                 "method (timing medians and intervals where timed)", ("results",), uses=("timing",),
+                check=_ratio_axis))
+register(Figure("runtime_vs_ratio", "runtime per call vs compression ratio per model x timed length, warm (timing "
+                "medians and intervals) and cold (first call after the model load, timing.cold) per method",
+                ("timing",), options={"measure": "run_seconds (default), ttft_seconds or prefill_seconds"},
                 check=_ratio_axis))
 register(Figure("model_groups", "score change vs own baseline against compression ratio, one line per model group",
                 ("results",), options={"groups": "model -> group (default: models.<m>.group in the config)",

@@ -14,8 +14,8 @@ import pandas as pd
 
 TEXT = ("model", "model_path", "task", "press", "method", "status", "metric", "phase", "params", "sample_id",
         "search", "objective_name", "better", "latency_source", "prediction", "references", "error", "family")
-FLAGS = ("higher_is_better", "front_memory", "front_latency", "front_all", "significant", "oom", "chosen_global",
-         "chosen_task")
+FLAGS = ("higher_is_better", "front_memory", "front_latency", "front_all", "front_peak_memory", "significant", "oom",
+         "chosen_global", "chosen_task")
 DEFAULT_TRUE = ("higher_is_better",)  # absent means true (data contract)
 NUMBERS = ("length", "compression_ratio", "seed", "score", "kv_bytes", "kv_bytes_held", "kv_bytes_reference",
            "kv_bytes_full", "effective_ratio", "depth", "latency_seconds", "latency_low", "latency_high",
