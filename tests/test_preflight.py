@@ -347,6 +347,16 @@ def test_a_passed_preflight_is_cached_and_a_change_runs_it_again(here, monkeypat
     assert not preflight.check(config)["cached"]
 
 
+def test_an_essay_haystack_without_its_essays_is_one_line_naming_task_and_path(here):
+    """RULER's essay haystack reads a data file: missing or empty, the study stops before any job, saying which."""
+    task = {"kind": "ruler_niah", "n_samples": 1, "value_type": "words", "haystack": "essay"}
+    refused(base(rn=task | {"essay_source": "data/pg/missing"}),
+            "config error: tasks.rn.essay_source: data/pg/missing: no such file")
+    (here / "empty").mkdir()
+    e = refused(base(rn=task | {"essay_source": "empty"}), "config error: tasks.rn: on model tiny at length")
+    assert "essay_source empty: holds no text" in str(e) and len(e.lines) == 1
+
+
 def test_a_failed_preflight_is_not_cached(here):
     from kvstudy import preflight
 
