@@ -5,7 +5,7 @@ data files. Nothing is downloaded.
   `refs/main`) whose snapshots hold a small config of the model's architecture (tests/archs.py; T5 for the NLI
   judge) and the byte-level BPE tokenizer of tests/bpe.py with a chat template. Weights are not there: validation
   never reads them. Use it with HF_HUB_CACHE=root and HF_HUB_OFFLINE=1.
-- `place_data(study, dest)`: the small files of tests/data copied to the paths a study names (HELMET, LongProc).
+- `place_data(study, dest)`: the small files of tests/data copied to the paths a study names (HELMET, LongProc, RULER).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ DATA_FILES = (
     ("travel_planning_icl_examples", ["longproc/travel_planning_icl_examples.json"]),
     ("travel_planning", ["longproc/travel_planning.json"]),
     ("path_traversal", ["longproc/path_traversal.json"]),
+    ("ruler/essays", ["ruler/essays"]),  # a folder: RULER's essay haystack
+    ("ruler/squad/", ["ruler/squad.json"]),
+    ("ruler/hotpotqa/", ["ruler/hotpotqa.json"]),
 )
 
 
@@ -111,14 +114,16 @@ def place_data(study: dict, dest: Path) -> list[Path]:
     """Copy tests/data stand-ins to the local data paths of `study` under `dest`; returns the paths written."""
     out = []
     for t in study["tasks"].values():
-        for key in ("source", "demo_file"):
+        for key in ("source", "demo_file", "essay_source"):
             path = t.get(key, "")
             if not path.startswith("data/"):
                 continue
             fragment, files = next((f, fs) for f, fs in DATA_FILES if f in path)
             target = Path(dest) / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():  # two tasks may read one file (travel_planning 2k and 8k)
+            if (DATA / files[0]).is_dir():
+                shutil.copytree(DATA / files[0], target, dirs_exist_ok=True)
+            elif not target.exists():  # two tasks may read one file (travel_planning 2k and 8k)
                 shutil.copy(DATA / files[0], target)
             if key == "source" and (t.get("min_output_tokens") or t.get("max_output_tokens")):
                 _fit_output_range(target, t.get("min_output_tokens", 0))

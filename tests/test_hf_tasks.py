@@ -439,3 +439,78 @@ def test_truncation_none_runs_a_longer_input_whole(bpe):
     assert len(cut.context_ids) <= 300 and cut.meta["truncated"]
     assert len(whole.context_ids) == whole.meta["original_context_tokens"] > 300 and not whole.meta["truncated"]
     assert whole.question_ids == cut.question_ids
+
+
+# --- ruler_qa: RULER's qa_1 (SQuAD) / qa_2 (HotpotQA) from small local stand-ins of their files ------------------
+
+def _squad_file(tmp_path, n_articles=6):
+    """SQuAD v2's layout: articles of paragraphs of questions, one unanswerable question per paragraph."""
+    data = []
+    for a in range(n_articles):
+        paras = []
+        for p in range(3):
+            ctx = f"Paragraph {p} of article {a} says the river number {a}{p} flows north near town t{a}x{p}."
+            paras.append({"context": ctx, "qas": [
+                {"question": f"Which town is by river {a}{p}?", "is_impossible": False,
+                 "answers": [{"text": f"t{a}x{p}", "answer_start": 0}]},
+                {"question": f"Who swam river {a}{p}?", "is_impossible": True, "answers": []}]})
+        data.append({"title": f"article {a}", "paragraphs": paras})
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(json.dumps({"version": "v2.0", "data": data}))
+    return str(path)
+
+
+def _hotpot_file(tmp_path, n=12):
+    rows = [{"_id": str(q), "question": f"What joins h{q}a and h{q}b?", "answer": f"bridge{q}",
+             "context": [[f"Title {q} {k}", [f"Sentence one of {q}/{k}. ", f"Bridge{q} joins them." if k < 2 else
+                                             "Nothing here."]] for k in range(10)]} for q in range(n)]
+    path = tmp_path / "hotpot_dev_distractor_v1.json"
+    path.write_text(json.dumps(rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("dataset", ["squad", "hotpotqa"])
+def test_ruler_qa_puts_the_gold_documents_among_distractors_up_to_the_length(dataset, tmp_path, bpe):
+    source = _squad_file(tmp_path) if dataset == "squad" else _hotpot_file(tmp_path)
+    task = get_task("ruler_qa", {"dataset": dataset, "source": source, "n_samples": 4})
+    for length in (800, 2000):
+        for s in task.samples(bpe, length, seed=0):
+            assert len(s.context_ids) + len(s.question_ids) <= length
+            text, q = bpe.decode(s.context_ids), bpe.decode(s.question_ids)
+            assert text.count("Document ") == s.meta["n_documents"]
+            docs = text.split("Document ")[1:]
+            gold = [docs[g - 1] for g in s.meta["gold_documents"]]
+            assert q.rstrip().endswith("Answer:") and s.meta["question"] in q
+            if dataset == "squad":  # the answer is in its paragraph, which is that question's
+                assert len(gold) == 1 and s.references[0] in gold[0]
+                river = s.meta["question"].split("river ")[1].rstrip("?")
+                assert f"river number {river} " in gold[0]
+            else:  # all ten paragraphs of the question are its gold documents, as RULER takes them
+                assert len(gold) == 10 and any(s.references[0].capitalize() in g for g in gold)
+            assert METRICS[task.metric](f" {s.references[0]}.", s.references) == 1.0
+    short, long = (task.samples(bpe, n, seed=0) for n in (800, 2000))
+    assert sum(s.meta["n_documents"] for s in long) > sum(s.meta["n_documents"] for s in short)
+
+
+def test_ruler_qa_dev_seeds_ask_other_questions_than_test_seeds(tmp_path, bpe):
+    from kvstudy.tuning import dev_seed
+
+    task = get_task("ruler_qa", {"source": _squad_file(tmp_path, 10), "n_samples": 10})
+    test = {s.meta["question"] for seed in (0, 1, 2) for s in task.samples(bpe, 600, seed)}
+    dev = {s.meta["question"] for seed in (0, 1) for s in task.samples(bpe, 600, dev_seed(seed))}
+    assert test and dev and not test & dev
+    assert len(test | dev) > 20  # both halves are used, not one question over and over
+    again = task.samples(bpe, 600, 0)
+    assert [s.context_ids for s in again] == [s.context_ids for s in task.samples(bpe, 600, 0)]
+
+
+def test_ruler_qa_errors_name_the_file(tmp_path, bpe):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"data": [{"paragraphs": [{"qas": []}]}]}))
+    with pytest.raises(ValueError, match=f"source {bad}: not squad's JSON"):
+        get_task("ruler_qa", {"source": str(bad), "n_samples": 1}).samples(bpe, 400, 0)
+    with pytest.raises(ValueError, match="fewer than n_samples 50"):
+        get_task("ruler_qa", {"source": _squad_file(tmp_path, 2), "n_samples": 50}).samples(bpe, 400, 0)
+    with pytest.raises(ValueError, match="cannot hold the gold documents"):
+        get_task("ruler_qa", {"dataset": "hotpotqa", "source": _hotpot_file(tmp_path), "n_samples": 1}).samples(
+            bpe, 60, 0)

@@ -347,6 +347,16 @@ def test_a_passed_preflight_is_cached_and_a_change_runs_it_again(here, monkeypat
     assert not preflight.check(config)["cached"]
 
 
+def test_an_essay_haystack_without_its_essays_is_one_line_naming_task_and_path(here):
+    """RULER's essay haystack reads a data file: missing or empty, the study stops before any job, saying which."""
+    task = {"kind": "ruler_niah", "n_samples": 1, "value_type": "words", "haystack": "essay"}
+    refused(base(rn=task | {"essay_source": "data/pg/missing"}),
+            "config error: tasks.rn.essay_source: data/pg/missing: no such file")
+    (here / "empty").mkdir()
+    e = refused(base(rn=task | {"essay_source": "empty"}), "config error: tasks.rn: on model tiny at length")
+    assert "essay_source empty: holds no text" in str(e) and len(e.lines) == 1
+
+
 def test_a_failed_preflight_is_not_cached(here):
     from kvstudy import preflight
 
@@ -378,3 +388,21 @@ def test_helmet_reasoning_validates_with_stand_ins(tmp_path):
     assert "3960 eval jobs" in outs[0] and "5 models" in outs[0] and "75 task cells" in outs[0]
     assert "icl_banking77, icl_clinic150" in outs[0]  # hub datasets: left to job start, and said so
     assert "cached" not in outs[0] and "cached" in outs[1]
+
+
+def test_tuning_ruler_builds_every_task_with_stand_ins(tmp_path):
+    """studies/tuning_ruler.yaml: RULER's 13 tasks at 4k, essay haystack and SQuAD / HotpotQA from stand-ins at the
+    paths its data: entries fill; the preflight builds each task's first samples on both models' tokenizers."""
+    text = (ROOT / "studies" / "tuning_ruler.yaml").read_text()
+    study = yaml.safe_load(text)
+    fake_hub(tmp_path / "hub", hub_models(study))
+    assert {p.relative_to(tmp_path).as_posix() for p in place_data(study, tmp_path)} >= {
+        "data/ruler/essays", "data/ruler/squad/squad-dev-v2.0.json",
+        "data/ruler/hotpotqa/hotpotqa-hotpot_dev_distractor_v1.json"}
+    (tmp_path / "study.yaml").write_text(text)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "kvstudy.cli", "validate", "study.yaml"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "26 task cells, 208 samples built" in p.stdout, p.stdout  # 2 models x 13 tasks, 8 samples each at 4k
+    assert "not built" not in p.stdout

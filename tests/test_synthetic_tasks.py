@@ -267,3 +267,67 @@ def test_samples_of_one_depth_bin_are_independent_replicates(kind, params, which
     # deterministic from (seed, length, sample index): fewer samples are the first ones of more
     first = get_task(kind, {"n_samples": 3, "n_depths": n_depths} | params).samples(tok, length, 3)
     assert [s.context_ids for s in first] == [s.context_ids for s in samples[:3]]
+
+
+ESSAY = ("The first essay begins here. It talks about startups and painters! Does it ask questions? "
+         "Yes, and it answers them at length.\n\nA new paragraph follows the first one.")
+
+
+def _essays(tmp_path, form):
+    """A stand-in for the Paul Graham essays: a folder of .txt files, or RULER's JSON {"text": ...}."""
+    if form == "folder":
+        (tmp_path / "b.txt").write_text("Second essay, its only sentence.")
+        (tmp_path / "a.txt").write_text(ESSAY)
+        (tmp_path / "notes.md").write_text("Not an essay and never read.")
+        return str(tmp_path)
+    path = tmp_path / "essays.json"
+    path.write_text(json.dumps({"text": ESSAY + " Second essay, its only sentence."}))
+    return str(path)
+
+
+@pytest.mark.parametrize("form", ["folder", "json"])
+@pytest.mark.parametrize("length", [700, 2001])
+def test_ruler_niah_essay_haystack_is_the_essays_at_the_exact_length(form, length, tmp_path, bpe):
+    source = _essays(tmp_path, form)
+    task = get_task("ruler_niah", {"n_samples": 4, "n_depths": 4, "haystack": "essay", "essay_source": source})
+    samples = task.samples(bpe, length, seed=2)
+    for s in samples:
+        assert len(s.context_ids) == length and s.context_ids[0] == bpe.bos_token_id
+        text = bpe.decode(s.context_ids)
+        assert "The first essay begins here." in text and "Second essay, its only sentence." in text
+        assert "Not an essay" not in text and "\n" not in text  # whitespace collapsed as RULER does
+        assert text.index("The first essay") < text.index("Second essay")  # files in name order
+        off = s.meta["needle_offset"]
+        needle = bpe.decode(s.context_ids[off : off + 200]).split(".")[0]
+        assert needle.startswith(" One of the special magic") and needle.endswith(f"is: {s.references[0]}")
+        assert text.count(s.references[0]) == 1
+        assert abs(s.depth - s.meta["target_depth"]) < 0.15  # needles go between sentences, near their depth
+        assert bpe.decode(s.context_ids[:off]).rstrip()[-1] in ".!?"  # after a sentence (or the instructions)
+    assert [s.meta["depth_bin"] for s in samples] == [0, 1, 2, 3]
+    again = task.samples(bpe, length, seed=2)
+    assert [s.context_ids for s in again] == [s.context_ids for s in samples]
+    other = task.samples(bpe, length, seed=3)
+    assert [s.context_ids for s in other] != [s.context_ids for s in samples]
+
+
+@pytest.mark.parametrize("what", ["missing", "empty folder", "blank json"])
+def test_ruler_niah_essay_source_without_text_is_a_one_line_error_naming_it(what, tmp_path, bpe):
+    source = tmp_path / "essays"
+    if what == "empty folder":
+        source.mkdir()
+    if what == "blank json":
+        source = tmp_path / "essays.json"
+        source.write_text(json.dumps({"text": "  \n "}))
+    task = get_task("ruler_niah", {"n_samples": 1, "haystack": "essay", "essay_source": str(source)})
+    with pytest.raises(ValueError, match=f"essay_source {re.escape(str(source))}: (no such|holds no text)") as e:
+        task.samples(bpe, 700, 0)
+    assert "\n" not in str(e.value)
+
+
+def test_essay_source_goes_with_the_essay_haystack_only():
+    from kvstudy.tasks.base import TaskParamError
+
+    with pytest.raises(TaskParamError, match="haystack: essay"):
+        get_task("ruler_niah", {"haystack": "essay"})
+    with pytest.raises(TaskParamError, match="haystack: essay"):
+        get_task("ruler_niah", {"essay_source": "x.json"})

@@ -158,6 +158,8 @@ def test_search_refuses_dataset_tasks():
     config["tasks"]["qa"] = {"kind": "hf_qa", "source": "tests/data/kvpress_format.jsonl"}
     with pytest.raises(ConfigError, match=r"presses\[1\]\.search: a search needs a dev split .* task 'qa'"):
         validate(config)
+    config["tasks"]["qa"] = {"kind": "ruler_qa", "source": "tests/data/ruler/squad.json"}  # its dev half: allowed
+    validate(config)
     config = searched({"params": {"window_size": [8]}, "objective": "combined"})
     config["tasks"]["count"] = {"kind": "countdown"}
     validate(config)  # a generated answer with a 0-1 score: fine

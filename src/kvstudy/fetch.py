@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STAMPS = "resources/fetched"
-FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir")  # task parameters naming local data
+# task parameters naming local data
+FILE_PARAMS = ("source", "demo_source", "demo_file", "word_list", "data_dir", "essay_source")
 DOWNLOADS = "resources/downloads"  # URL downloads (kept: a rerun resumes or reuses them)
 # weight formats kvstudy never loads (PyTorch, transformers): left out of a model snapshot
 IGNORE_MODEL = ["original/*", "*.pth", "*.pt", "*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.gguf",

@@ -22,6 +22,7 @@ from kvstudy.tasks import (  # noqa: E402,F401  (registration)
     path_traversal,
     perplexity,
     ruler_niah,
+    ruler_qa,
     variable_tracking,
 )
 

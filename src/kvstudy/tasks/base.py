@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 from kvstudy.tasks.thinking import THINK_END
 
+DEV_SEED_OFFSET = 1_000_000  # test seeds are < this (config schema), dev seeds are >= it: the splits never share one
+
 
 class TaskParamError(ValueError):
     """A bad value of one task parameter; config validation names it (`config error: tasks.NAME.KEY: ...`)."""

@@ -1,13 +1,15 @@
 """RULER's needle-in-a-haystack family at exact token length: single, multikey, multivalue, multiquery.
 
 One generator with RULER's knobs (`num_keys`, `num_values`, `num_queries`, key/value types words / numbers /
-uuids, haystack noise / words / needle). RULER's presets are parameter sets, e.g. niah_single_2 =
-{haystack: noise, key_type: words, value_type: numbers}; niah_multikey_3 = {haystack: needle, key_type: uuids,
-value_type: uuids, num_keys: 4}; niah_multivalue = {num_values: 4}; niah_multiquery = {num_keys: 4,
-num_queries: 4}. Scored with RULER's `string_match_all` over every queried value.
-The first queried needle sits at a depth drawn inside bin i mod n_depths of n_depths equal bins of the haystack
-(`meta.target_depth`, `meta.depth_bin`; kvstudy.tasks.haystack.binned_depth), the others at random depths; `depth`
-records its real offset / length, instructions included.
+uuids, haystack noise / words / needle / essay). RULER's presets (its scripts/synthetic.yaml) are parameter
+sets: niah_single_1 = {haystack: noise}, niah_single_2 = {haystack: essay}, niah_single_3 = {haystack: essay,
+value_type: uuids}, niah_multikey_1 = {haystack: essay, num_keys: 4}, niah_multikey_2 = {haystack: needle},
+niah_multikey_3 = {haystack: needle, key_type: uuids, value_type: uuids}, niah_multivalue = {haystack: essay,
+num_values: 4}, niah_multiquery = {haystack: essay, num_keys: 4, num_queries: 4} (keys words and values numbers
+unless said). The essay haystack is prose read from `essay_source` (kvstudy.tasks.essays), from its start, repeated
+if short, cut at token level; needles go between its sentences. Scored with RULER's `string_match_all` over every queried value. The first queried needle sits at a depth drawn inside bin i mod n_depths of n_depths equal bins of the haystack
+(`meta.target_depth`, `meta.depth_bin`; kvstudy.tasks.haystack.binned_depth), the others at random depths;
+`depth` records its real offset / length, instructions included.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 
 from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, Task, TaskParamError
-from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context, pieces_ids
+from kvstudy.tasks.essays import essay_sentences
+from kvstudy.tasks.haystack import PieceTokenizer, binned_depth, build_context, pieces_ids, repeat_ids
 from kvstudy.tasks.vocab import HAYSTACKS, ITEM_TYPES, VOCABS, haystack, make_items, resolve_vocab
 
 TYPE_NAMES = {"words": "words", "numbers": "numbers", "uuids": "uuids"}
@@ -34,14 +37,15 @@ class RulerNIAH(Task):
     name = "ruler_niah"
     metric = "string_match_all"
     description = "RULER niah (single/multikey/multivalue/multiquery; noise, words or needle haystack)"
-    param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS + ("needle",), "key_type": ITEM_TYPES,
+    param_choices = {"vocab": VOCABS, "haystack": HAYSTACKS + ("needle", "essay"), "key_type": ITEM_TYPES,
                      "value_type": ITEM_TYPES}
     depths = True
     param_ranges = {"num_keys": (1, 1000), "num_values": (1, 100), "num_queries": (1, 1000), "n_depths": (1, 1000)}
 
     max_new_tokens: int = 64
     vocab: str = "auto"  # english | lexicon | auto (see tasks/vocab.py)
-    haystack: str = "noise"  # noise (repeated sentences) | words (random words) | needle (distractor needles)
+    haystack: str = "noise"  # noise (repeated sentences) | words (random words) | needle (distractors) | essay
+    essay_source: str = ""  # haystack essay: a folder of .txt essays or a JSON file of texts (tasks/essays.py)
     key_type: str = "words"
     value_type: str = "numbers"
     num_keys: int = 1  # keys with needles (the queried ones included)
@@ -54,6 +58,9 @@ class RulerNIAH(Task):
         if self.num_queries > self.num_keys:
             raise TaskParamError("num_queries", f"{self.num_queries} is more than num_keys {self.num_keys} (the "
                                  "queried keys are among the keys with needles)")
+        if (self.haystack == "essay") != bool(self.essay_source):
+            raise TaskParamError("essay_source", "is the essay haystack's text (a folder of .txt essays or a JSON "
+                                 "file) and is set with haystack: essay only")
 
     def _needle(self, v, key: str, value: str) -> str:
         if v.name == "english":
@@ -107,6 +114,8 @@ class RulerNIAH(Task):
                 pieces = pieces * (1 + length // max(1, sum(len(enc(p)) for p in pieces)))
                 pad = enc(" " + v.pad if v.name == "lexicon" else v.pad)
                 hay = lambda n, p=pieces, pad=pad: pieces_ids(enc, n, p, pad)  # noqa: E731
+            elif self.haystack == "essay":  # the same text for every sample, as RULER's
+                hay = lambda n, e=list(essay_sentences(self.essay_source)): repeat_ids(enc, n, e)  # noqa: E731
             else:
                 hay = haystack(rng, enc, v, self.haystack)
             ctx = build_context(rng, enc, length, needles, depths, hay=hay, prefix=prefix)

@@ -16,9 +16,9 @@ from kvstudy.job import Job, thaw
 from kvstudy.presses import get_press
 from kvstudy.study import Study
 from kvstudy.tuning.space import candidates, settings
+from kvstudy.tasks.base import DEV_SEED_OFFSET  # noqa: F401  (re-exported; tasks with a dev half read it too)
 from kvstudy.variants import base_slug, fixed_combos, slug
 
-DEV_SEED_OFFSET = 1_000_000  # test seeds are < this (config schema), dev seeds are >= it: the splits never share one
 DEV_RAW = "results/raw/{model}/{task}/{length}/{press}/dev/seed{seed}.json"
 DEV_LOG = "logs/eval/{model}/{task}/{length}/{press}/dev/seed{seed}.log"
 CHOICE_GLOBAL = "results/analysis/tuning/{model}/{press}.json"
