@@ -664,7 +664,7 @@ def test_pareto_view_options_are_checked(two_models):
         _build("pareto_memory", two_models, layout="3x3")
     with pytest.raises(ValueError, match="layout draws one task"):
         _build("pareto_memory", two_models, layout="1x2", tasks=["niah", "kv"])
-    jobs = [{"model": "a", "method": "snapkv", "task": "niah"}]
+    jobs = [_job(model="a", method="snapkv", task="niah")]
     assert _pareto_view(jobs, {"layout": "2x2", "models": ["a"]}) is None
     assert "not in this study" in _pareto_view(jobs, {"models": ["z"]})
     assert "colour_by" in _pareto_view(jobs, {"colour_by": "task"})
@@ -676,6 +676,14 @@ def test_sweep_metrics_option_needs_a_judged_cite_task():
     job = {"model": "m", "method": "snapkv", "task": "t", "compression_ratio": 0.5,
            "params": {"window_size": 64, "cache_size": 1024}}
     jobs = [job, {**job, "compression_ratio": 0.75, "params": {"window_size": 32, "cache_size": 2048}}]
-    assert "option metrics: 'citation_recall'" in _sweep([{**j, "task_kind": "niah"} for j in jobs],
+    assert "option metrics: 'citation_recall'" in _sweep([_job(**j, task_kind="niah") for j in jobs],
                                                           {"metrics": ["citation_recall"]})
-    assert _sweep([{**j, "task_kind": "helmet_cite"} for j in jobs], {"metrics": ["score", "citation_recall"]}) is None
+    assert _sweep([_job(**j, task_kind="helmet_cite") for j in jobs],
+                  {"metrics": ["score", "citation_recall"]}) is None
+
+
+def _job(**fields):
+    """A study's eval job (kvstudy.job.Job) with `fields`, the rest any valid values."""
+    from kvstudy.job import Job
+
+    return Job.from_dict({"model_path": "m", "length": 1024, "seed": 0, "press": "p", **fields})
