@@ -272,8 +272,9 @@ def test_plan_of_helmet_reasoning_names_what_each_cell_reads():
                                                "resources/fetched/data/helmet_prompts.json",
                                                "resources/fetched/model/google--t5_xxl_true_nli_mixture.json"]
     assert p.needs[("llama31_8b", "icl_banking77")] == [llama, "resources/fetched/dataset/PolyAI--banking77.json"]
-    assert p.needs[("llama31_8b", "niah")] == [llama]
-    assert len(p.of("model")) == 6 and len(p.of("dataset")) == 2 and len(p.of("data")) == 3
+    assert p.needs[("llama31_8b", "niah")] == [llama, "resources/fetched/data/pg_essays.json"]  # its essays
+    assert p.needs[("llama31_8b", "recall_jsonkv")] == [llama]  # a generated task: its model only
+    assert len(p.of("model")) == 6 and len(p.of("dataset")) == 2 and len(p.of("data")) == 4
     pinned = {**study, "models": {"m": {"path": "Qwen/Qwen3-8B", "revision": "abc"}}}
     assert "resources/fetched/model/Qwen--Qwen3-8B@abc.json" in plan(pinned).of("model")
     with pytest.raises(ConfigError, match=r"^config error: models.tiny.revision: builtin:tiny-retrieval is not a hub"):

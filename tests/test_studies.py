@@ -98,7 +98,7 @@ def test_helmet_reasoning_fetches_models_and_data_before_every_eval_job(tmp_path
     for a, b in re.findall(r"^\s*(\d+) -> (\d+)", p.stdout, re.M):
         parents.setdefault(b, []).append(rule[a])
     counts = {r: list(rule.values()).count(r) for r in ("fetch_model", "fetch_dataset", "fetch_data")}
-    assert counts == {"fetch_model": 6, "fetch_dataset": 2, "fetch_data": 3}
+    assert counts == {"fetch_model": 6, "fetch_dataset": 2, "fetch_data": 4}
     evals = [n for n, r in rule.items() if r.startswith("eval")]  # a job per press entry and cell (eval.group entry)
     assert evals and {fields[n]["task"] for n in evals} == set(study["tasks"])
     # Snakemake's DOT draws one edge per rule a job depends on (a cite job's two fetch_model parents, its model
@@ -106,5 +106,6 @@ def test_helmet_reasoning_fetches_models_and_data_before_every_eval_job(tmp_path
     for n in evals:
         task = study["tasks"][fields[n]["task"]]
         want = {"fetch_model"} | ({"fetch_dataset"} if task["kind"] == "helmet_icl" else set())
-        want |= {"fetch_data"} if str(task.get("source", "")).startswith("data/") else set()
+        files = (task.get("source", ""), task.get("essay_source", ""))
+        want |= {"fetch_data"} if any(str(f).startswith("data/") for f in files) else set()
         assert set(parents.get(n, [])) == want, (fields[n], parents.get(n))
