@@ -23,33 +23,9 @@ from kvstudy.measure import Clock
 from kvstudy.presses import PRESSES
 from kvstudy.presses.variant import build_run
 from kvstudy.tasks import get_task
+from variants import R, variants_for
 
-R = 0.5
-DUO = {"sink_size": 4, "recent_size": 16, "n_samples": 2}
-# every registered press (and both variant options), with parameters that fit 160-512 token contexts
-VARIANTS = [
-    {"method": "no_press"},
-    *[{"method": m, "compression_ratio": R} for m in
-      ("knorm", "streaming_llm", "tova", "expected_attention", "random", "keydiff", "observed_attention", "cab")],
-    {"method": "snapkv", "compression_ratio": R, "window_size": 16},
-    {"method": "pyramidkv", "compression_ratio": R, "window_size": 16},
-    {"method": "adakv", "compression_ratio": R},
-    {"method": "duo_attention", "compression_ratio": R, **DUO},
-    {"method": "decoding", "compression_ratio": R},  # newest-token scoring: observed_attention (eager), every step
-    {"method": "decoding", "compression_ratio": R, "press": "cab", "compression_interval": 8},
-    {"method": "decoding_budget", "press": "knorm", "target_size": 32},
-    # accumulated attention (issue 21): H2O's recent window + heavy hitters, CAB's split, on the model's kernel
-    {"method": "h2o", "compression_ratio": R},
-    {"method": "cab_accumulated", "compression_ratio": R, "compression_interval": 8},
-    {"method": "int8"},
-    {"method": "int4"},
-    {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},
-    # issue 20: absolute budgets, max pooling, the whole prompt under the press
-    {"method": "snapkv", "cache_size": 100, "window_size": 16, "pooling": "maxpool", "query_aware": "prompt"},
-    {"method": "pyramidkv", "cache_size": 100, "window_size": 4, "query_aware": "prompt"},
-    {"method": "knorm", "compression_ratio": R, "quantization": "int4"},
-    {"method": "cab", "compression_ratio": R, "quantization": "int8"},
-]
+VARIANTS = variants_for("engine")  # every registered press (and both variant options): tests/variants.py
 
 
 def test_every_registered_press_is_covered():
