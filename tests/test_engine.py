@@ -9,6 +9,7 @@ partial RoPE), CPU, float32.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -42,17 +43,21 @@ def split(variant: dict, ratio: float | None = None) -> tuple[str, dict, float |
 
 
 @pytest.fixture(scope="module")
-def arch_models(tmp_path_factory):
+def arch_paths(tmp_path_factory):
+    """The random-weight models, made once for every test here."""
     from archs import make_model
 
+    root = tmp_path_factory.mktemp("engine-archs")
+    return {arch: make_model(arch, root / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
+            for arch in ("qwen3", "gemma3", "gpt_neox")}
+
+
+@pytest.fixture(scope="module")
+def arch_models(arch_paths):
     from kvstudy.models import load_model
 
-    root = tmp_path_factory.mktemp("engine-archs")
-    out = {"tiny": load_model(TINY, "float32", "sdpa", "cpu")}
-    for arch in ("qwen3", "gemma3", "gpt_neox"):
-        path = make_model(arch, root / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
-        out[arch] = load_model(path, "float32", "sdpa", "cpu")
-    return out
+    return {"tiny": load_model(TINY, "float32", "sdpa", "cpu")} | {
+        arch: load_model(path, "float32", "sdpa", "cpu") for arch, path in arch_paths.items()}
 
 
 def leaves(obj) -> list[torch.Tensor]:
@@ -83,6 +88,7 @@ def same(a, b) -> bool:
     return a == b
 
 
+@functools.cache  # one sample per model, the same for every variant: tasks make samples deterministically
 def sample_for(arch, tok):
     if arch == "tiny":
         return get_task("niah", {"n_samples": 1}).samples(tok, 384, 0)[0]
@@ -181,19 +187,22 @@ def with_second_ratio(variants):
 
 
 @pytest.mark.parametrize("arch", ["tiny", "gemma3", "gpt_neox"])
-def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_path):
+def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, arch_paths, monkeypatch):
     """Every registered press at two ratios (four prefill classes: SDPA, eager, query-aware, whole prompt) in one
     group job: each result equals the variant's one-variant job, and each sample was prefilled once per class."""
+    from kvstudy import evaluate
+
     if arch == "tiny":
         js = jobs_of(with_second_ratio(VARIANTS))
     else:
-        from archs import make_model
-
-        path = make_model(arch, tmp_path / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
-        js = jobs_of(with_second_ratio(VARIANTS), arch, path,
+        js = jobs_of(with_second_ratio(VARIANTS), arch, arch_paths[arch],
                      {"vt": {"n_samples": 2, "max_new_tokens": 8, "num_hops": 2}}, 160)
         js = [j | {"stop_words": []} for j in js]
-    grouped = run_group(js, device="cpu")
+    grouped = run_group(js, device="cpu")  # on a model of its own
+    # the one-variant jobs share one load per attention kernel: each must leave the model as it found it
+    cached = functools.cache(evaluate.load_model)
+    monkeypatch.setattr(evaluate, "load_model", lambda path, dtype, attn, device, overrides=None:
+                        cached(path, dtype, attn, device))
     for job, result in zip(js, grouped):
         compare(result, run_job(job, device="cpu"))
         assert result["efficiency"]["group_variants"] == len(js)
