@@ -22,27 +22,6 @@ def copy_workflow(dst: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def e2e_study(tmp_path_factory) -> Path:
-    """The workflow run once to figures/all on the tiny e2e study (.test/config.yaml), shared by the modules that
-    start from that finished study (test_e2e, test_release): leave it as it is, work on `copy_study(e2e_study, dst)`."""
-    import subprocess
-    import sys
-
-    wd = copy_workflow(tmp_path_factory.mktemp("e2e-study"))
-    p = subprocess.run([sys.executable, "-m", "snakemake", "figures/all", "--cores", "2", "--configfile",
-                        ".test/config.yaml"], cwd=wd, capture_output=True, text=True, timeout=1800)
-    assert p.returncode == 0, f"snakemake figures/all failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
-    return wd
-
-
-def copy_study(src: Path, dst: Path) -> Path:
-    """A finished study in `dst`, Snakemake's records (.snakemake) and file times included, so that Snakemake
-    there sees it as finished too."""
-    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
-    return dst
-
-
-@pytest.fixture(scope="session")
 def tiny():
     """The shipped tiny model and its tokenizer, loaded once."""
     from kvstudy.models import load_model

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_study, dry_run_jobs
+from conftest import ROOT, copy_workflow, dry_run_jobs
 from kvstudy.plots import FIGURES
 from kvstudy.plots.style import paper_style
 from kvstudy.schemas import DIR as SCHEMAS
@@ -43,9 +43,11 @@ def snakemake(workdir: Path, *args, check=True):
 
 
 @pytest.fixture(scope="module")
-def run(e2e_study, tmp_path_factory):
-    """The workflow run once to figures/all (conftest's e2e_study), copied: these tests change it."""
-    return copy_study(e2e_study, tmp_path_factory.mktemp("study"))
+def run(tmp_path_factory):
+    """A copy of the workflow, run once to figures/all."""
+    wd = copy_workflow(tmp_path_factory.mktemp("study"))
+    snakemake(wd, "figures/all")
+    return wd
 
 
 def test_tables_hold_the_grid(run):

@@ -13,13 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import copy_study
+from conftest import copy_workflow
 
 
 @pytest.fixture(scope="module")
-def released(e2e_study, tmp_path_factory):
-    """The e2e study's figures/all (conftest's e2e_study, copied), then `snakemake release` on it."""
-    wd = copy_study(e2e_study, tmp_path_factory.mktemp("study"))
+def released(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("study"))
     p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "release", "--configfile", ".test/config.yaml"],
                        cwd=wd, capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]
