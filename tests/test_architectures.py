@@ -27,39 +27,14 @@ from kvstudy.models.layout import body, kv_heads
 from kvstudy.presses import PRESSES
 from kvstudy.presses.support import unsupported
 from archs import ARCHS, make_model
+from variants import DUO, R, variants_for
 
 L = 160  # context tokens: more than three sliding windows
 WINDOW = 48
-R = 0.5
-C = 64  # cache_size: tokens kept per full layer
 TEXT = str(ROOT / "tests" / "data" / "tiny_text.txt")
 TASKS = {"vt": {"n_samples": 1, "max_new_tokens": 10, "num_hops": 2},
          "ppl": {"kind": "perplexity", "source": TEXT, "n_samples": 1, "continuation_tokens": 24, "chunk_size": 8}}
-DUO = {"sink_size": 4, "recent_size": 16, "n_samples": 2}
-VARIANTS = [
-    {"method": "no_press"},
-    *[{"method": m, "compression_ratio": R} for m in
-      ("knorm", "streaming_llm", "tova", "expected_attention", "random", "keydiff", "observed_attention", "cab")],
-    {"method": "snapkv", "compression_ratio": R, "window_size": 16},
-    {"method": "pyramidkv", "compression_ratio": R, "window_size": 16},
-    {"method": "adakv", "compression_ratio": R},
-    {"method": "duo_attention", "compression_ratio": R, **DUO},
-    {"method": "decoding", "compression_ratio": R},  # newest-token scoring: observed_attention (eager), every step
-    {"method": "decoding", "compression_ratio": R, "press": "knorm", "compression_interval": 8},
-    {"method": "decoding", "compression_ratio": R, "press": "cab", "compression_interval": 8},
-    {"method": "decoding_budget", "press": "knorm", "target_size": 32},
-    # accumulated attention (issue 21): H2O's recent window + heavy hitters, CAB's split, on the model's kernel
-    {"method": "h2o", "compression_ratio": R},
-    {"method": "cab_accumulated", "compression_ratio": R, "compression_interval": 8},
-    {"method": "int8"},
-    {"method": "int4"},
-    {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},
-    # absolute budgets (min(C, n) per full layer), max pooling, the whole prompt under the press (issue 20)
-    {"method": "snapkv", "cache_size": C, "window_size": 16, "pooling": "maxpool", "query_aware": "prompt"},
-    {"method": "streaming_llm", "cache_size": C},
-    {"method": "knorm", "compression_ratio": R, "quantization": "int4"},
-    {"method": "cab", "compression_ratio": R, "quantization": "int8"},
-]
+VARIANTS = variants_for("archs")  # every registered press (and both variant options): tests/variants.py
 
 
 def test_every_registered_press_is_covered():

@@ -10,6 +10,7 @@ partial RoPE), CPU, float32.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import pytest
@@ -24,33 +25,9 @@ from kvstudy.measure import Clock
 from kvstudy.presses import PRESSES
 from kvstudy.presses.variant import build_run
 from kvstudy.tasks import get_task
+from variants import R, variants_for
 
-R = 0.5
-DUO = {"sink_size": 4, "recent_size": 16, "n_samples": 2}
-# every registered press (and both variant options), with parameters that fit 160-512 token contexts
-VARIANTS = [
-    {"method": "no_press"},
-    *[{"method": m, "compression_ratio": R} for m in
-      ("knorm", "streaming_llm", "tova", "expected_attention", "random", "keydiff", "observed_attention", "cab")],
-    {"method": "snapkv", "compression_ratio": R, "window_size": 16},
-    {"method": "pyramidkv", "compression_ratio": R, "window_size": 16},
-    {"method": "adakv", "compression_ratio": R},
-    {"method": "duo_attention", "compression_ratio": R, **DUO},
-    {"method": "decoding", "compression_ratio": R},  # newest-token scoring: observed_attention (eager), every step
-    {"method": "decoding", "compression_ratio": R, "press": "cab", "compression_interval": 8},
-    {"method": "decoding_budget", "press": "knorm", "target_size": 32},
-    # accumulated attention (issue 21): H2O's recent window + heavy hitters, CAB's split, on the model's kernel
-    {"method": "h2o", "compression_ratio": R},
-    {"method": "cab_accumulated", "compression_ratio": R, "compression_interval": 8},
-    {"method": "int8"},
-    {"method": "int4"},
-    {"method": "snapkv", "compression_ratio": R, "window_size": 16, "query_aware": True},
-    # issue 20: absolute budgets, max pooling, the whole prompt under the press
-    {"method": "snapkv", "cache_size": 100, "window_size": 16, "pooling": "maxpool", "query_aware": "prompt"},
-    {"method": "pyramidkv", "cache_size": 100, "window_size": 4, "query_aware": "prompt"},
-    {"method": "knorm", "compression_ratio": R, "quantization": "int4"},
-    {"method": "cab", "compression_ratio": R, "quantization": "int8"},
-]
+VARIANTS = variants_for("engine")  # every registered press (and both variant options): tests/variants.py
 
 
 def test_every_registered_press_is_covered():
@@ -67,17 +44,21 @@ def split(variant: dict, ratio: float | None = None) -> tuple[str, dict, float |
 
 
 @pytest.fixture(scope="module")
-def arch_models(tmp_path_factory):
+def arch_paths(tmp_path_factory):
+    """The random-weight models, made once for every test here."""
     from archs import make_model
 
+    root = tmp_path_factory.mktemp("engine-archs")
+    return {arch: make_model(arch, root / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
+            for arch in ("qwen3", "gemma3", "gpt_neox")}
+
+
+@pytest.fixture(scope="module")
+def arch_models(arch_paths):
     from kvstudy.models import load_model
 
-    root = tmp_path_factory.mktemp("engine-archs")
-    out = {"tiny": load_model(TINY, "float32", "sdpa", "cpu")}
-    for arch in ("qwen3", "gemma3", "gpt_neox"):
-        path = make_model(arch, root / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
-        out[arch] = load_model(path, "float32", "sdpa", "cpu")
-    return out
+    return {"tiny": load_model(TINY, "float32", "sdpa", "cpu")} | {
+        arch: load_model(path, "float32", "sdpa", "cpu") for arch, path in arch_paths.items()}
 
 
 def leaves(obj) -> list[torch.Tensor]:
@@ -108,6 +89,7 @@ def same(a, b) -> bool:
     return a == b
 
 
+@functools.cache  # one sample per model, the same for every variant: tasks make samples deterministically
 def sample_for(arch, tok):
     if arch == "tiny":
         return get_task("niah", {"n_samples": 1}).samples(tok, 384, 0)[0]
@@ -206,19 +188,22 @@ def with_second_ratio(variants):
 
 
 @pytest.mark.parametrize("arch", ["tiny", "gemma3", "gpt_neox"])
-def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, tmp_path):
+def test_a_group_job_of_every_press_gives_each_variants_own_results(arch, arch_paths, monkeypatch):
     """Every registered press at two ratios (four prefill classes: SDPA, eager, query-aware, whole prompt) in one
     group job: each result equals the variant's one-variant job, and each sample was prefilled once per class."""
+    from kvstudy import evaluate
+
     if arch == "tiny":
         js = jobs_of(with_second_ratio(VARIANTS))
     else:
-        from archs import make_model
-
-        path = make_model(arch, tmp_path / arch, sliding_window=48, layers=6 if arch == "gemma3" else 2)
-        js = jobs_of(with_second_ratio(VARIANTS), arch, path,
+        js = jobs_of(with_second_ratio(VARIANTS), arch, arch_paths[arch],
                      {"vt": {"n_samples": 2, "max_new_tokens": 8, "num_hops": 2}}, 160)
         js = [dataclasses.replace(j, stop_words=[]) for j in js]
-    grouped = run_group(js, device="cpu")
+    grouped = run_group(js, device="cpu")  # on a model of its own
+    # the one-variant jobs share one load per attention kernel: each must leave the model as it found it
+    cached = functools.cache(evaluate.load_model)
+    monkeypatch.setattr(evaluate, "load_model", lambda path, dtype, attn, device, overrides=None:
+                        cached(path, dtype, attn, device))
     for job, result in zip(js, grouped):
         compare(result, run_job(job, device="cpu"))
         assert result["efficiency"]["group_variants"] == len(js)
