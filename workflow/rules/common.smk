@@ -180,9 +180,9 @@ def group_resources(group):
 
 
 def task_resources(base, factor=1, task=None):
-    """Each resource some task sets (`resources.tasks.<task>`), for a rule whose jobs run several tasks: a function
+    """Each resource some task sets (`resources.tasks.<task>`), where a rule's jobs run several tasks: a function
     of the job's task wildcard giving that task's value (runtime times `factor`), or `base`'s for a task that sets
-    none; fixed values where the rule runs one `task`."""
+    none; fixed values for a group of one cell (`task`)."""
     keys = dict.fromkeys(k for r in TASK_RESOURCES.values() for k in r)
     if task is not None:
         return {k: _scaled(v, factor if k == "runtime" else 1) for k, v in TASK_RESOURCES.get(task, {}).items()}
