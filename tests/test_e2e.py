@@ -294,13 +294,14 @@ def test_killed_eval_leaves_nothing_downstream_accepts(run, tmp_path):
     import json as _json
 
     from kvstudy.grid import raw_path
+    from kvstudy.job import Job
 
     out = run / "results/raw/tiny/kv_retrieval/512/snapkv-cr0.50/seed0.json"
     out.unlink()
     job = {"model": "tiny", "model_path": "builtin:tiny-retrieval", "dtype": "float32", "task": "kv_retrieval",
            "task_kind": "kv_retrieval", "task_params": {"n_samples": 2000, "n_pairs": 16}, "length": 512, "seed": 0,
            "press": "snapkv-cr0.50", "method": "snapkv", "params": {}, "compression_ratio": 0.5}
-    assert run / raw_path(job) == out
+    assert run / raw_path(Job.from_dict(job)) == out  # the job as `kvstudy eval --job` reads it
     p = subprocess.Popen([sys.executable, "-m", "kvstudy.cli", "eval", "--job", _json.dumps(job), "--out", str(out)])
     import time
 
