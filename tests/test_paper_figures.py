@@ -687,3 +687,17 @@ def _job(**fields):
     from kvstudy.job import Job
 
     return Job.from_dict({"model_path": "m", "length": 1024, "seed": 0, "press": "p", **fields})
+
+
+def test_score_vs_ratio_log_ticks_of_large_values_are_each_their_own():
+    """A perplexity axis under four decades takes 1-2-5 ticks; 2e7 and 5e7 read as such, not both as 10^7."""
+    rows = [{"model": "m", "task": "wikitext", "length": 256, "press": p, "method": m, "compression_ratio": r,
+             "seed": 0, "status": "ok", "score": s, "metric": "perplexity", "higher_is_better": False}
+            for p, m, r, s in (("no_press", "no_press", 0.0, 1.1e7), ("knorm-cr0.50", "knorm", 0.5, 3e7),
+                               ("knorm-cr0.90", "knorm", 0.9, 4.5e8))]
+    fig = _build("score_vs_ratio", {"results": pd.DataFrame(rows)})
+    try:
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+    finally:
+        plt.close(fig)

@@ -163,10 +163,15 @@ def _limits(ax, kind: str, lo: float, hi: float, show_oom: bool):
 
 
 def _tick_text(v: float, decades: bool = False) -> str:
-    """"0.5", "120", or "10^13" (every tick of a decades-only log axis, so they read alike)."""
+    """"0.5", "120", "10^13" (every tick of a decades-only log axis, so they read alike) or "2x10^7" (a 1-2-5 tick
+    of a large value: rounding it to its decade would label 2e7 and 5e7 both 10^7)."""
     if not decades and (v == 0 or 1e-3 <= abs(v) < 1e4):
         return f"{v:g}"
-    return f"$10^{{{int(round(np.log10(abs(v))))}}}$"
+    exp = int(np.floor(np.log10(abs(v)) + 1e-9))
+    mantissa = v / 10.0 ** exp
+    if decades or np.isclose(mantissa, 1.0):
+        return f"$10^{{{int(round(np.log10(abs(v))))}}}$"
+    return f"${mantissa:g}\\times10^{{{exp}}}$"
 
 
 def _ticks(ax, kind: str, to_y, strip_label: str | None) -> None:
