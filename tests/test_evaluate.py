@@ -130,7 +130,10 @@ def test_long_output_tasks_stop_only_at_end_of_sequence(kind, params):
     from kvstudy.evaluate import stop_words
     from kvstudy.tasks import get_task
 
-    job = {"stop_words": [".", "\n"]}
+    from kvstudy.job import Job
+
+    job = Job.from_dict({"model": "m", "model_path": "m", "task": "t", "length": 256, "seed": 0, "press": "no_press",
+                         "method": "no_press", "stop_words": [".", "\n"]})
     assert stop_words(get_task(kind, params), job) == []
     assert stop_words(get_task("niah", {}), job) == [".", "\n"]  # short answers keep the study's stop words
 

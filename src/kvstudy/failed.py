@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION
+from kvstudy.engine.result import SCHEMA_VERSION, job_block
 from kvstudy.job import Job, as_jobs, thaw
 from kvstudy.measure import now_iso, pick_device, provenance
 
@@ -57,7 +57,7 @@ def failed_result(job: Job | dict, exc: BaseException | str, device: str, starte
     d = job.as_dict()
     return {
         "schema_version": SCHEMA_VERSION,
-        "job": {k: d[k] for k in JOB_KEYS} | {k: d[k] for k in ("split", "tuning") if k in d},
+        "job": job_block(job) | {k: d[k] for k in ("split", "tuning") if k in d},
         "status": "failed",
         "error": exc if isinstance(exc, str) else error_line(exc),
         "quality": _quality(job),

@@ -73,7 +73,7 @@ def jobs(config: dict) -> list[dict]:
             continue
         d = j.as_dict()  # a timing job is a dict of its own (a JSON job file), of plain values
         m = per_model.setdefault(j.model, {"model": j.model, **{k: d.get(k) for k in _MODEL_KEYS}, "variants": {}})
-        m["variants"].setdefault(j.press, {k: d[k] for k in ("press", "method", "params", "compression_ratio")})
+        m["variants"].setdefault(j.press, {k: d.get(k) for k in ("press", "method", "params", "compression_ratio")})
     seed = int(config["seeds"][0])
     return [{**{k: v for k, v in m.items() if k != "variants"}, "length": int(length), "seed": seed,
              "repeats": timing["repeats"], "decode_tokens": timing["decode_tokens"],

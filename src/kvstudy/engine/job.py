@@ -14,7 +14,7 @@ import time
 import torch
 
 from kvstudy.engine.group import GroupRun, free_memory, resolve
-from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, efficiency
+from kvstudy.engine.result import SCHEMA_VERSION, efficiency, job_block
 from kvstudy.failed import failed_result
 from kvstudy.job import Job, as_jobs, thaw
 from kvstudy.measure import Clock, PeakMemory, now_iso, pick_device, provenance  # pick_device: re-exported
@@ -72,16 +72,10 @@ def run_group(jobs: list[Job | dict], runner_cls, load, threads: int = 1, device
                 failures[i] = v.trace
             continue
         part = parts[i]
-        out.append({"schema_version": SCHEMA_VERSION, "job": _identity(v.job) | part.pop("job", {}),
+        out.append({"schema_version": SCHEMA_VERSION, "job": job_block(v.job) | part.pop("job", {}),
                     "status": v.status, "error": v.error, **part,
                     "provenance": {**provenance(dev), "started": started, "finished": now_iso()}})
     return out
-
-
-def _identity(job: Job) -> dict:
-    """The raw result's `job` block: the job's JOB_KEYS, plain values."""
-    d = job.as_dict()
-    return {k: d[k] for k in JOB_KEYS}
 
 
 def _run(variants, runner_cls, load, dev, t_start) -> dict[int, dict]:

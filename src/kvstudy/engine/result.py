@@ -17,6 +17,13 @@ JOB_KEYS = ("model", "model_path", "task", "task_params", "length", "press", "me
             "compression_ratio", "seed")
 
 
+def job_block(job) -> dict:
+    """A raw result's `job` block: the job's (a kvstudy.job.Job) JOB_KEYS, plain values; None where unset, as
+    `as_dict` leaves such keys out (a hand-written no_press job's compression_ratio)."""
+    d = job.as_dict()
+    return {k: d.get(k) for k in JOB_KEYS}
+
+
 def mean(rows: list[dict], key: str):
     vals = [r[key] for r in rows if r.get(key) is not None]
     return sum(vals) / len(vals) if vals else None
