@@ -37,9 +37,12 @@ def groups(config: dict) -> list[dict]:
 def _logits(group: dict, implementation: str, ids, device: str):
     import torch
 
+    from kvstudy.measure import pick_device
     from kvstudy.models import load_model, model_ref
 
-    model, _ = load_model(model_ref(group), group["dtype"], implementation, device, group["config_overrides"])
+    # `auto` (the config's eval.device default, passed by the rule) is resolved as eval jobs resolve it.
+    model, _ = load_model(model_ref(group), group["dtype"], implementation, pick_device(device),
+                          group["config_overrides"])
     with torch.no_grad():
         out = model(input_ids=ids.to(model.device)).logits[0].float().cpu()
     del model
@@ -75,7 +78,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--groups", required=True, help="JSON list of kvstudy.attn_equivalence.groups(config)")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto")
     p.add_argument("--tokens", type=int, default=256)
     a = p.parse_args(argv)
     rows = [r for g in json.loads(a.groups) for r in compare(g, a.tokens, device=a.device)]
