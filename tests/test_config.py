@@ -89,6 +89,9 @@ def test_defaults_fill_no_key_whose_absence_means_something():
         (lambda c: (c["models"]["tiny"].update(attn_implementation="eager"),
                     c["presses"].append({"method": "adakv", "compression_ratio": 0.5})),
          "models.tiny.attn_implementation", "adakv"),
+        (lambda c: (c["models"]["tiny"].update(attn_implementation="flex_attention"),
+                    c["presses"].append({"method": "adakv", "compression_ratio": 0.5})),
+         "models.tiny.attn_implementation", "flex_attention"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(study, mutate, key, words):

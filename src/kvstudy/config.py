@@ -21,6 +21,10 @@ from kvstudy.pairs import variant_pairs
 from kvstudy.study import Study
 from kvstudy.variants import dropped, variants
 
+# attention implementations kvpress's per-head key masking cannot run under (kvpress refuses eager; flex takes no
+# per-head mask: kvstudy.presses.flex_attention)
+NO_MASKING = ("eager", "flex_attention")
+
 SCHEMA_PATH = schemas.CONFIG  # package data: an installed kvstudy validates a study without a checkout
 MAX_SLUG = 200  # press variant names are directory names (at most 255 bytes on most file systems)
 
@@ -143,9 +147,9 @@ def _check_cells(config: dict, kept: list) -> None:  # kept: kvstudy.job.Job
             raise ConfigError(f"presses[{i}].query_aware", f"task {j.task!r} (perplexity) has no "
                               f"question to show the press {hint}")
         spec = PRESSES[method]
-        if spec.masking and spec.attention(press_params) is None and j.attn_implementation == "eager":
+        if spec.masking and spec.attention(press_params) is None and j.attn_implementation in NO_MASKING:
             raise ConfigError(f"models.{j.model}.attn_implementation", f"press {method!r} masks keys "
-                              "per head, which kvpress cannot do with eager attention "
+                              f"per head, which cannot be done with {j.attn_implementation} attention "
                               f"(leave it out with exclude: [{{model: {j.model}, method: {method}}}])")
 
 

@@ -25,6 +25,7 @@ import torch
 from kvstudy.engine.prefill import OwnPrefill, SharedPrefill, union
 from kvstudy.failed import error_line
 from kvstudy.job import Job, thaw
+from kvstudy.presses.flex_attention import prepare
 from kvstudy.presses.variant import build_run
 
 # Test hooks: a CUDA out-of-memory cannot happen on a CPU, so tests simulate one in the press variants whose name
@@ -185,4 +186,5 @@ def use_attention(model, attention: str) -> None:
     """Switch the loaded model's attention implementation (a press that needs eager attention, in a group whose
     other variants run the model's own)."""
     if model.config._attn_implementation != attention:
+        prepare(attention)
         model.set_attn_implementation(attention)

@@ -60,6 +60,9 @@ def load_model(path: str, dtype: str = "auto", attn_implementation: str = "sdpa"
 
     hf_logging.disable_progress_bar()  # per-weight progress bars would fill every job log
 
+    from kvstudy.presses.flex_attention import prepare
+
+    prepare(attn_implementation)  # before loading: transformers checks the function is callable as it loads
     where, revision = hub_location(path)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, attn_implementation=attn_implementation,
