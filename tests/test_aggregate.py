@@ -132,6 +132,27 @@ def test_citation_sub_scores_get_their_own_columns(tmp_path):
     assert smp[smp.task == "niah"][["citation_recall", "citation_precision"]].isna().all(axis=None)
 
 
+def test_extra_metrics_get_a_column_each_and_old_results_leave_them_empty(tmp_path):
+    """A task's extra metrics (samples[].<metric>, quality.sub_scores.<metric>) are columns after the fixed ones,
+    sorted by name; a raw result from before them (no sub_scores) still aggregates, its cells empty."""
+    new = raw_result("snapkv-cr0.50", task="qa", scores=(1.0, 0.0))
+    for sample, f1, rouge in zip(new["samples"], (1.0, 0.5), (0.8, 0.0)):
+        sample.update(token_f1=f1, rouge_l_f1=rouge)
+    new["quality"]["sub_scores"] = {"token_f1": 0.75, "rouge_l_f1": 0.4}
+    out = tmp_path / "t"
+    aggregate(write_raws(tmp_path, [new, raw_result("no_press", task="qa")]), out)
+    res, smp = read(out, "results.csv"), read(out, "samples.csv")
+    assert list(res.columns) == RESULTS_COLUMNS + ["rouge_l_f1", "token_f1"]
+    res = res.set_index("press")
+    assert list(smp.columns) == SAMPLES_COLUMNS + ["rouge_l_f1", "token_f1"]
+    assert (res.loc["snapkv-cr0.50", "token_f1"], res.loc["snapkv-cr0.50", "rouge_l_f1"]) == (0.75, 0.4)
+    assert res.loc["no_press", ["token_f1", "rouge_l_f1"]].isna().all()
+    assert list(smp[smp.press == "snapkv-cr0.50"].sort_values("sample_id").token_f1) == [1.0, 0.5]
+    assert smp[smp.press == "no_press"][["token_f1", "rouge_l_f1"]].isna().all(axis=None)
+    aggregate(write_raws(tmp_path / "old", [raw_result("no_press")]), tmp_path / "old_t")  # none anywhere:
+    assert list(read(tmp_path / "old_t", "results.csv").columns) == RESULTS_COLUMNS  # the contract's columns
+
+
 def test_oom_row_has_status_and_no_measures(tables):
     res = read(tables, "results.csv")
     oom = res[res.press == "expected-cr0.90"].iloc[0]

@@ -243,6 +243,20 @@ def test_sweep_heatmap_draws_citation_precision_and_recall_as_their_own_panels()
         _build("sweep_heatmap", {"results": both}, metrics=["f1"])
 
 
+def test_sweep_heatmap_draws_an_extra_metric_for_the_tasks_that_have_it():
+    """A QA task with token F1 0.4 in every cell (results.csv column token_f1): a column of panels for it only."""
+    results = _sweep_results()
+    qa = results[results.task == "kv"].assign(task="qa", token_f1=0.4)
+    both = pd.concat([results, qa], ignore_index=True)
+    fig = _build("sweep_heatmap", {"results": both}, x="window_size", y="compression_ratio",
+                 metrics=["score", "token_f1"])
+    try:
+        by_title = {ax.get_title(): {t.get_text() for t in ax.texts} - {"OOM"} for ax in fig.axes if ax.get_title()}
+        assert len(by_title) == 4 and by_title["SnapKV · Qa · token f1"] == {"0.40"}
+    finally:
+        plt.close(fig)
+
+
 def test_model_groups_tasks_option_averages_over_those_tasks_only():
     results = _results(_samples(models=("a", "b")), models=("a", "b"))
     groups = {"a": "base", "b": "reasoning"}
@@ -680,6 +694,9 @@ def test_sweep_metrics_option_needs_a_judged_cite_task():
                                                           {"metrics": ["citation_recall"]})
     assert _sweep([_job(**j, task_kind="helmet_cite") for j in jobs],
                   {"metrics": ["score", "citation_recall"]}) is None
+    qa = [_job(**j, task_kind="hf_qa", task_params={"source": "x.jsonl"}) for j in jobs]  # QA: EM, F1, ROUGE-L
+    assert _sweep(qa, {"metrics": ["score", "token_f1", "rouge_l_f1"]}) is None
+    assert "option metrics: 'token_f1'" in _sweep([_job(**j, task_kind="niah") for j in jobs], {"metrics": ["token_f1"]})
 
 
 def _job(**fields):

@@ -187,3 +187,22 @@ def test_seeds_table_gives_mean_std_min_max_over_seeds(results):
 def test_seeds_table_of_one_seed_has_no_std(results):
     one = summary_tables(results[results["seed"] == 0], None)["summary_seeds"][0]
     assert one["n_seeds"].eq(1).sum() == 5 and one["score_std"].isna().all()
+
+
+def test_extra_metrics_follow_their_tasks_score_with_their_mean_and_seed_spread(results, significance):
+    """token_f1 (a task's extra metric, a results.csv column) of niah only: summary_score's `niah.token_f1` is its
+    mean over seeds x 100, unmarked; ppl has no such column; summary_seeds gives its spread; LaTeX shows it."""
+    results = results.assign(token_f1=np.nan)
+    niah = results["task"] == "niah"
+    results.loc[niah, "token_f1"] = [0.5, 0.25, 0.0, 0.7, 0.75, 0.2]  # seed 0 then seed 1: no_press, snapkv, knorm
+    t = score_table(results, significance).set_index("press")
+    assert t.loc["no_press", "niah.token_f1"] == pytest.approx(60.0)
+    assert t.loc["snapkv-cr0.50", "niah.token_f1"] == pytest.approx(50.0)
+    assert "ppl.token_f1" not in t.columns and "niah.token_f1_mark" not in t.columns
+    seeds = summary_tables(results, significance)["summary_seeds"][0].set_index(["task", "press"])
+    row = seeds.loc[("niah", "knorm-cr0.50")]
+    assert (row["token_f1_mean"], row["token_f1_min"], row["token_f1_max"]) == pytest.approx((0.1, 0.0, 0.2))
+    assert row["token_f1_std"] == pytest.approx(np.std([0.0, 0.2], ddof=1))
+    assert pd.isna(seeds.loc[("ppl", "snapkv-cr0.50"), "token_f1_mean"])
+    tex = summary_tables(results, significance)["summary_score"][1]
+    assert "niah token\\_f1" in tex and "60.0" in tex

@@ -17,6 +17,7 @@ import pandas as pd
 
 from kvstudy.atomic import file_mode, write_csv_atomic, write_text_atomic  # noqa: F401  (re-exported)
 from kvstudy.cache_held import HELD_COLUMNS, add_held
+from kvstudy.metric_columns import JUDGED, sub_score_columns
 from kvstudy.rawcheck import InvalidResults, RawResultError, read  # InvalidResults: re-exported
 
 RESULT_COLUMNS = [
@@ -26,13 +27,13 @@ RESULT_COLUMNS = [
     "decode_tokens_per_second", "total_seconds", "kv_fraction_attended", "kv_tokens_final", "kv_bytes_final",
     "params", "device", "host", "git_commit", "kvstudy_version", "higher_is_better", "error",
     *HELD_COLUMNS, "citation_recall", "citation_precision",
-]
+]  # then one column per other sub-score (kvstudy.metric_columns: a task's extra metrics)
 SAMPLE_COLUMNS = [
     "model", "task", "length", "press", "method", "compression_ratio", "seed", "sample_id",
     "score", "prediction", "references", "input_tokens", "context_tokens", "depth", "kv_tokens", "kv_bytes",
     "prefill_seconds", "ttft_seconds", "higher_is_better", "nll", "nll_sum", "scored_tokens", "cluster",
     "citation_recall", "citation_precision",
-]
+]  # then the same sub-score columns as results.csv
 PAPER_COLUMNS = [
     "model", "technique", "cache_size", "task", "context_length", "performance", "memory_gb",
     "throughput_tokens_per_sec",
@@ -46,9 +47,6 @@ PAPER_TABLES = {
     "throughput.csv": ("throughput_tokens_per_sec", False),
 }
 
-# Judged sub-scores with a column of their own (results.csv: quality.sub_scores; samples.csv: samples[]):
-# helmet_cite's citation recall and precision, plotted apart in study 1's heatmaps. Empty for other tasks.
-SUB_SCORES = {"citation_recall": "citation_rec", "citation_precision": "citation_prec"}
 _JOB_KEYS = ["model", "task", "length", "press", "method", "compression_ratio", "seed"]
 _EFFICIENCY_KEYS = RESULT_COLUMNS[RESULT_COLUMNS.index("kv_tokens_kept"):RESULT_COLUMNS.index("params")]
 _INT_COLUMNS = ["length", "seed", "n", "kv_tokens_full", "kv_bytes", "kv_bytes_full", "peak_memory_bytes",
@@ -77,7 +75,7 @@ def _job_order(raw: dict[str, Any]) -> tuple:
     return job["model"], job["task"], job["length"], job["press"], job["seed"]
 
 
-def _result_row(raw: dict[str, Any]) -> dict[str, Any]:
+def _result_row(raw: dict[str, Any], sub_scores: dict[str, str]) -> dict[str, Any]:
     """One results.csv row; an oom job keeps its identity but no score or measures."""
     job, prov = raw["job"], raw.get("provenance") or {}
     quality, eff = raw.get("quality") or {}, raw.get("efficiency") or {}
@@ -94,7 +92,7 @@ def _result_row(raw: dict[str, Any]) -> dict[str, Any]:
     row["higher_is_better"] = _higher_is_better(raw)
     row["error"] = raw.get("error") if not ok else None
     subs = quality.get("sub_scores") or {}
-    row.update({col: (subs.get(key) if ok else None) for col, key in SUB_SCORES.items()})
+    row.update({col: (subs.get(key) if ok else None) for col, key in sub_scores.items()})
     return row
 
 
@@ -104,7 +102,7 @@ def _higher_is_better(raw: dict[str, Any]) -> bool:
     return True if value is None else bool(value)
 
 
-def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
+def _sample_rows(raw: dict[str, Any], sub_scores: dict[str, str]) -> list[tuple]:
     """samples.csv rows as tuples (fast to build for hundreds of thousands of samples)."""
     if raw.get("status") != "ok":
         return []
@@ -114,7 +112,7 @@ def _sample_rows(raw: dict[str, Any]) -> list[tuple]:
         (*key, str(s.get("id")), s.get("score"), s.get("prediction"), "|".join(s.get("references") or []),
          s.get("input_tokens"), s.get("context_tokens"), s.get("depth"), s.get("kv_tokens"), s.get("kv_bytes"),
          s.get("prefill_seconds"), s.get("ttft_seconds"), hib, s.get("nll"), s.get("nll_sum"), s.get("scored_tokens"),
-         _cluster(s), *(s.get(key) for key in SUB_SCORES.values()))
+         _cluster(s), *(s.get(key) for key in sub_scores.values()))
         for s in raw.get("samples") or []
     ]
 
@@ -209,14 +207,16 @@ def aggregate(raw_paths: list[Path], out_dir: Path, jobs: dict | None = None,
     for raw, path in loaded:
         if raw.get("status") == "failed":
             print(f"aggregate: warning: failed job {path}: {raw.get('error')}", file=sys.stderr)
-    result_rows = [_result_row(raw) for raw in raws]
-    sample_rows = [row for raw in raws for row in _sample_rows(raw)]
-    results = pd.DataFrame(result_rows, columns=[c for c in RESULT_COLUMNS if c not in HELD_COLUMNS])
+    subs = sub_score_columns(raws)
+    extra = [c for c in subs if c not in JUDGED]
+    result_rows = [_result_row(raw, subs) for raw in raws]
+    sample_rows = [row for raw in raws for row in _sample_rows(raw, subs)]
+    results = pd.DataFrame(result_rows, columns=[c for c in RESULT_COLUMNS + extra if c not in HELD_COLUMNS])
     results, warnings = add_held(results)
     for line in warnings:
         print(line, file=sys.stderr)
-    results = _as_int(results[RESULT_COLUMNS])
-    samples = _as_int(pd.DataFrame(sample_rows, columns=SAMPLE_COLUMNS))
+    results = _as_int(results[RESULT_COLUMNS + extra])
+    samples = _as_int(pd.DataFrame(sample_rows, columns=SAMPLE_COLUMNS + extra))
     out_dir = Path(out_dir)
     write_csv_atomic(results, out_dir / "results.csv")
     write_csv_atomic(samples, out_dir / "samples.csv")

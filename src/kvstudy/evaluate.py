@@ -24,7 +24,7 @@ from kvstudy.engine.prefill import OwnPrefill
 from kvstudy.engine.result import JOB_KEYS, SCHEMA_VERSION, mean, timing  # noqa: F401  (re-exported)
 from kvstudy.job import Job, as_jobs, thaw
 from kvstudy.measure import cache_size, masked_fraction
-from kvstudy.metrics import score_with_detail
+from kvstudy.metrics import METRICS, score_with_detail
 from kvstudy.models import load_model  # a module attribute: tests watch or cache model loads through it
 from kvstudy.presses.variant import PressRun
 from kvstudy.perplexity import Perplexity
@@ -94,6 +94,7 @@ class Generation:
             r["score"], detail = score_with_detail(self.task.metric, r["answer"], s.references)
             if detail is not None:  # why a metric scored what it did (code execution: compile error, timeout, ...)
                 r["score_detail"] = detail
+        r.update({m: METRICS[m](r["answer"], s.references) for m in self.task.metrics})  # extra metrics
         r["meta"] = s.meta  # what the task recorded: truncation, needle offsets, passages kept
         if self.job.attn_error:  # tuning objective: attention-output error of the question
             r["attn_error"] = attn_error.measure(self.model, run, s, prefill)
@@ -109,14 +110,21 @@ class Generation:
         return {
             "job": {"chat_template": self.task.chat_template, "task_resolved": self.task.resolved(self.tokenizer)}
             | ({"config_overrides": thaw(job.config_overrides)} if job.config_overrides else {}),
-            "quality": {"metric": self.task.metric, "score": mean(v.rows, "score"), "n": len(v.rows)},
+            "quality": {"metric": self.task.metric, "score": mean(v.rows, "score"), "n": len(v.rows)}
+            | ({"sub_scores": self.extra_means(v.rows)} if self.task.metrics else {}),
             "samples": v.rows,
             "fidelity": attn_error.summary(v.rows) if job.attn_error else None,
         }
 
+    def extra_means(self, rows) -> dict:
+        """The means of the task's extra metrics over the rows: quality.sub_scores."""
+        return {m: mean(rows, m) for m in self.task.metrics}
+
     def judge(self, v) -> dict:
-        """Quality entries of a judged task (helmet_cite): the judge scores the rows in place."""
-        return self.task.judge_rows(v.rows, self.dev, v.job.task) | {"score": mean(v.rows, "score")}
+        """Quality entries of a judged task (helmet_cite): the judge scores the rows in place; its sub-scores join
+        the extra metrics'."""
+        out = self.task.judge_rows(v.rows, self.dev, v.job.task) | {"score": mean(v.rows, "score")}
+        return out | {"sub_scores": self.extra_means(v.rows) | out.get("sub_scores", {})}
 
 
 def runner_for(job: Job):

@@ -8,6 +8,8 @@ silently wrong row, or a "done" it is not. What is checked, beyond `kvstudy/sche
   (failed ones an error and no samples);
 - the value range of the metric: every score, the job's and each sample's, lies in [0, 1], except perplexity's
   (>= 1; its `higher_is_better` is false), and the metric is the one the job's task scores with;
+- sub-scores (a task's extra metrics, a judged task's sub-scores): each in [0, 1] in every sample, and
+  `quality.sub_scores` their means (the results.csv and samples.csv columns of kvstudy.metric_columns agree);
 - the job: equal to the job the current config gives the file's path (`expected`, from kvstudy.grid.jobs or
   kvstudy.tuning.trial_jobs): model, task and its parameters, length, press and its parameters, ratio, seed,
   split; a tuned variant's chosen parameters extend the fixed ones; `task_resolved` (where recorded; results
@@ -146,6 +148,20 @@ def _contract(raw: dict) -> str | None:
         bad = _out_of_range(s["score"], ppl)
         if bad:
             return f"samples[{i}].score {s['score']!r} {bad}"
+    return _sub_scores(q.get("sub_scores") or {}, samples)
+
+
+def _sub_scores(subs: dict, samples: list) -> str | None:
+    """Each sub-score (an extra metric, a judged sub-score) is in [0, 1] in every sample, and quality.sub_scores
+    holds its mean: what results.csv's column shows is what samples.csv's column averages."""
+    for name, value in subs.items():
+        for i, s in enumerate(samples):
+            bad = "is missing" if s.get(name) is None else _out_of_range(s[name], False)
+            if bad:
+                return f"samples[{i}].{name} {bad} (quality.sub_scores has {name!r})"
+        mean = sum(s[name] for s in samples) / len(samples)
+        if not math.isclose(value, mean, rel_tol=1e-9, abs_tol=1e-12):
+            return f"quality.sub_scores.{name} is {value!r}, the mean of its samples' values is {mean!r}"
     return None
 
 

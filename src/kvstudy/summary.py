@@ -6,6 +6,10 @@
   significant after Holm in every seed (and all seeds agree on the direction): "better" / "worse" in the CSV's
   `<task>_mark` column, an up / down arrow in LaTeX. The mean's mark comes the same way from significance.csv's
   rows with task "mean": one stratified test over all paired samples of its tasks (`kvstudy.significance_mean`).
+  A task's extra metrics and judged sub-scores (results.csv columns, kvstudy.metric_columns) follow its score as
+  `<task>.<metric>` columns: their mean over seeds x 100, unmarked (the paired tests run on the score only: testing
+  each extra metric too would add tests to every Holm family and change the score's corrected p-values); their
+  spread over seeds is in `summary_seeds`.
 - `summary_memory`: per (model, press variant) and context length: KV-cache MiB held (mean over tasks and seeds),
   its saving against the baseline's cache in the same cells in %, the % of KV tokens kept (where results.csv has
   `kv_fraction_kept`; masking presses keep few tokens but free no bytes) and peak device memory in GB.
@@ -32,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from kvstudy.aggregate import write_csv_atomic, write_text_atomic
+from kvstudy.metric_columns import in_table
 from kvstudy.pareto import higher_is_better
 from kvstudy.significance_mean import MEAN_TASK
 from kvstudy.summary_seeds import seeds_latex, seeds_table
@@ -86,6 +91,7 @@ def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None)
     hib = results.groupby("task")["higher_is_better"].first().to_dict()
     percent = {t: bool(hib[t]) and ok.loc[ok["task"] == t, "score"].between(0, 1).all() for t in tasks}
     means = ok.groupby(["model", "length", "press", "task"])["score"].mean()
+    subs = _sub_means(ok, tasks)
     lost = _lost(results, ["model", "length", "press", "task"])
     marks = _marks(significance)
     rows = []
@@ -99,6 +105,8 @@ def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None)
                 row[task] = value * 100 if percent[task] and pd.notna(value) else value
                 mark = lost.get((model, length, press, task)) or marks.get((model, task, int(length), press), "")
                 row[f"{task}_mark"] = mark
+                for metric, values in subs.get(task, {}).items():  # extra metrics: the mean, x 100, no mark
+                    row[f"{task}.{metric}"] = values.get((model, length, press), np.nan) * 100
             good = [t for t in tasks if hib[t]]
             if len(good) > 1:
                 values = [row[t] for t in good]
@@ -108,6 +116,20 @@ def score_table(results: pd.DataFrame, significance: pd.DataFrame | None = None)
                 row["mean_mark"] = "failed" if "failed" in gone else "oom" if gone else tested
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _sub_means(ok: pd.DataFrame, tasks: list[str]) -> dict[str, dict[str, pd.Series]]:
+    """task -> sub-score column it fills (a task's extra metrics, judged sub-scores; kvstudy.metric_columns) ->
+    its mean over seeds per (model, length, press). Only the mean: the paired tests run on the score alone."""
+    out: dict[str, dict[str, pd.Series]] = {}
+    for col in in_table(ok.columns):
+        values = pd.to_numeric(ok[col], errors="coerce")
+        for task in tasks:
+            mine = values[ok["task"] == task].dropna()
+            if len(mine):
+                out.setdefault(task, {})[col] = mine.groupby(
+                    [ok.loc[mine.index, k] for k in ("model", "length", "press")]).mean()
+    return out
 
 
 def _efficiency(results: pd.DataFrame, measures: dict[str, tuple[str, float]]) -> pd.DataFrame:
@@ -262,14 +284,21 @@ def _to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
 
 def score_latex(table: pd.DataFrame) -> str:
     tasks = [c for c in table.columns if f"{c}_mark" in table.columns and c != "mean"]
-    cells = pd.DataFrame({t: [_cell(v, m) for v, m in zip(table[t], table[f"{t}_mark"])] for t in tasks})
+    cells = {}
+    for t in tasks:
+        cells[t] = [_cell(v, m) for v, m in zip(table[t], table[f"{t}_mark"])]
+        for col in (c for c in table.columns if c.startswith(f"{t}.")):  # its extra metrics: lost cells as lost
+            lost = [m if m in ("oom", "failed") else "" for m in table[f"{t}_mark"]]
+            cells[f"{t} {col.split('.', 1)[1]}"] = [_cell(v, m) for v, m in zip(table[col], lost)]
+    cells = pd.DataFrame(cells)
     if "mean" in table.columns:
         cells["Mean"] = [_cell(v, m) for v, m in zip(table["mean"], table["mean_mark"])]
     cells.index = pd.MultiIndex.from_arrays([table["model"], table["length"], table["press"]],
                                             names=["Model", "Length", "Press"])
     return _to_latex(cells, "Score by press variant and task (mean over seeds; $\\times 100$ for scores in [0, 1]). "
                      r"$\uparrow$/$\downarrow$: significantly better/worse than no press (paired test, Holm, "
-                     r"$p<0.05$, in every seed; the mean: one test over the paired samples of all its tasks); "
+                     r"$p<0.05$, in every seed; the mean: one test over the paired samples of all its tasks; a "
+                     "task's extra metrics: their mean, untested); "
                      "OOM: out of memory; failed: the job raised (see results.csv).",
                      "tab:score")
 

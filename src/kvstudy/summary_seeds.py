@@ -1,5 +1,7 @@
 """The spread across seeds (`summary_seeds`): per (model, task, length, press variant) the mean, standard deviation,
-minimum and maximum over seeds of the score and of decode tokens/s, and how many seeds ran ok.
+minimum and maximum over seeds of the score, of decode tokens/s and of each sub-score column results.csv has (a
+task's extra metrics, judged sub-scores: kvstudy.metric_columns; empty for tasks without it), and how many seeds
+ran ok. The LaTeX table shows the score's.
 
 A seed's value is its job's row of results.csv (the score: the task's metric over that job's samples; decode
 tokens/s: that job's mean). The standard deviation is the sample one (ddof 1) over seeds, empty with a single seed.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kvstudy.metric_columns import in_table
+
 MEASURES = {"score": "score", "decode_tps": "decode_tokens_per_second"}
 STATS = ("mean", "std", "min", "max")
 KEYS = ["model", "task", "length", "press"]
@@ -20,10 +24,11 @@ def seeds_table(results: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """One row per (model, task, length, press): `n_seeds` ok, `<measure>_<stat>` for each measure and stat, and
     `status` (`ok`, or `oom` / `failed` where no seed ran ok). Press variants in `order` within a block."""
     ok = results[results["status"].astype(str) == "ok"].copy()
-    for col in MEASURES.values():
+    measures = MEASURES | {c: c for c in in_table(results.columns)}  # and each extra metric / sub-score
+    for col in measures.values():
         ok[col] = pd.to_numeric(ok[col], errors="coerce")
-    spread = ok.groupby(KEYS)[list(MEASURES.values())].agg(list(STATS))
-    name = {col: n for n, col in MEASURES.items()}
+    spread = ok.groupby(KEYS)[list(measures.values())].agg(list(STATS))
+    name = {col: n for n, col in measures.items()}
     spread.columns = [f"{name[col]}_{stat}" for col, stat in spread.columns]
     counts = ok.groupby(KEYS)["seed"].nunique().rename("n_seeds")
     cells = results[KEYS + ["method", "compression_ratio"]].drop_duplicates(KEYS)

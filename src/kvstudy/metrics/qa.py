@@ -11,6 +11,10 @@ import re
 import string
 from collections import Counter
 
+# the extra metrics of QA tasks (hf_qa, narrativeqa, ruler_qa, helmet_rag): EM as HELMET scores generated
+# answers (a normalised reference inside the answer), token F1 and ROUGE-L F1
+QA_METRICS = ("substring_exact_match", "token_f1", "rouge_l_f1")
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
 

@@ -94,9 +94,14 @@ def _swept_values(jobs, methods, tasks) -> dict[str, dict[str, set]]:
 
 
 def _sub_scores(jobs) -> set[str]:
-    """The results.csv sub-score columns the study's tasks fill (kvstudy.aggregate.SUB_SCORES: judged cite)."""
-    judged = any(j.task_kind == "helmet_cite" for j in jobs)
-    return {"citation_precision", "citation_recall"} if judged else set()
+    """The results.csv sub-score columns the study's tasks fill (kvstudy.metric_columns): judged cite's citation
+    pair and each task's extra metrics."""
+    from kvstudy.job import thaw
+    from kvstudy.metric_columns import JUDGED, task_metrics
+
+    tasks = {(j.task_kind, json.dumps(thaw(j.task_params), sort_keys=True)) for j in jobs}
+    out = {m for kind, params in tasks for m in task_metrics(kind, json.loads(params))}
+    return out | (set(JUDGED) if any(kind == "helmet_cite" for kind, _ in tasks) else set())
 
 
 def _sweep(jobs, options):
@@ -180,7 +185,8 @@ register(Figure("sweep_heatmap", "mean score over two press parameters per metho
                     "tasks": "list of tasks to show (default: all)",
                     "models": "list of models to pool (default: all; one figure entry per model draws each alone)",
                     "metrics": "what cells show: score (default), citation_precision, citation_recall (judged "
-                               "sub-scores, a column of panels each for the tasks that have them)"},
+                               "sub-scores) or a task's extra metric (e.g. token_f1), a column of panels each for "
+                               "the tasks that have them"},
                 check=_sweep))
 register(Figure("tuning_sweep", "press hyper-parameter sweep (dev split), chosen configurations marked",
                 ("tuning_candidates",)))

@@ -5,7 +5,8 @@ Parameters are the keys of results.csv's `params` (JSON) plus `compression_ratio
 two of its parameters that take the most values (a method with fewer than two varying parameters is left out);
 options `x` and `y` name them, `methods` picks methods, `tasks` picks tasks, `models` picks models (one entry per
 model draws the log's per-model x task heatmaps), `metrics` picks what a cell shows: `score` (default) and/or a
-judged task's sub-scores `citation_precision`, `citation_recall` (results.csv columns, kvstudy.aggregate), one
+judged task's sub-scores `citation_precision`, `citation_recall` or a task's extra metrics (`token_f1`, ...;
+results.csv columns, kvstudy.metric_columns), one
 column of panels per task x metric, a sub-score only for the tasks that have it (the log's citation heatmaps).
 A cell is the mean over samples, seeds, context lengths, the
 models drawn and any other varying parameter. A cell whose jobs all ran out of memory is a hatched
@@ -21,6 +22,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from kvstudy.metric_columns import JUDGED, in_table
 from kvstudy.plots._common import prepare, require_columns, require_rows, task_order
 from kvstudy.plots._heatmap import heat_axes, lost_cell
 from kvstudy.plots.tables import lower_is_better
@@ -98,15 +100,14 @@ def _rows(df, params, x, y) -> list[tuple]:
     return out
 
 
-METRICS = ("score", "citation_precision", "citation_recall")  # results.csv columns a cell can show
-
-
 def _columns(df: pd.DataFrame, tasks: list[str], metrics) -> list[tuple[str, str]]:
     """(task, metric) per column of panels: every task's score, a sub-score where the task has one."""
     metrics = list(metrics or ["score"])
-    unknown = [m for m in metrics if m not in METRICS]
+    # results.csv columns a cell can show (kvstudy.metric_columns): the judged pair always, extra metrics present
+    shown = list(dict.fromkeys(["score", *JUDGED, *in_table(df.columns)]))
+    unknown = [m for m in metrics if m not in shown]
     if unknown:
-        raise ValueError(f"figure {NAME!r}: option metrics: {unknown[0]!r} is not one of {', '.join(METRICS)}")
+        raise ValueError(f"figure {NAME!r}: option metrics: {unknown[0]!r} is not one of {', '.join(shown)}")
     require_columns(df, NAME, "results", metrics)
     cols = [(t, m) for t in tasks for m in metrics
             if m == "score" or pd.to_numeric(df.loc[df["task"] == t, m], errors="coerce").notna().any()]

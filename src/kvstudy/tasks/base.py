@@ -7,6 +7,7 @@ import string
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from kvstudy.metrics import EXECUTES_CODE, METRICS
 from kvstudy.tasks.thinking import THINK_END
 
 DEV_SEED_OFFSET = 1_000_000  # test seeds are < this (config schema), dev seeds are >= it: the splits never share one
@@ -109,13 +110,16 @@ class Task:
     strip_thinking: bool = True
     thinking_end: tuple = THINK_END
     thinking_max_new_tokens: int = 0  # output budget of a model that thinks on this task; 0: max_new_tokens
+    # extra metrics (kvstudy.metrics names) scored on each sample's answer beside `metric`, the one `score` means:
+    # each sample keeps its value under the metric's name, quality.sub_scores their means (results.csv columns)
+    metrics: tuple = ()
 
     def __post_init__(self):
         for f in fields(self):
             _check_type(f.name, f.type, getattr(self, f.name))
         if self.chat_template not in ("auto", "none"):
             raise TaskParamError("chat_template", f"{self.chat_template!r} is not one of auto, none")
-        for key, nullable in (("stop_words", True), ("thinking_end", False)):
+        for key, nullable in (("stop_words", True), ("thinking_end", False), ("metrics", False)):
             value = getattr(self, key)
             if value is None and nullable:
                 continue
@@ -123,6 +127,7 @@ class Task:
                     isinstance(w, str) and w for w in value):
                 raise TaskParamError(key, f"{value!r} is not a list of non-empty strings")
             setattr(self, key, tuple(value))
+        self._check_metrics()
         for key, (low, high) in self.ranges().items():
             value = getattr(self, key)
             if not low <= value <= high:
@@ -131,6 +136,17 @@ class Task:
             value = getattr(self, key)
             if value not in allowed:
                 raise TaskParamError(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+    def _check_metrics(self) -> None:
+        """Extra metrics are registered ones that run no code, named once, on a task that has predictions."""
+        if self.metrics and self.kind == "perplexity":
+            raise TaskParamError("metrics", "a perplexity task has no prediction to score with other metrics")
+        for name in self.metrics:
+            if name not in METRICS or name in EXECUTES_CODE:
+                raise TaskParamError("metrics", f"{name!r} is not a registered metric that runs no code "
+                                     f"({', '.join(m for m in METRICS if m not in EXECUTES_CODE)})")
+        if len(set(self.metrics)) < len(self.metrics):
+            raise TaskParamError("metrics", f"{list(self.metrics)!r} names a metric twice")
 
     @classmethod
     def ranges(cls) -> dict[str, tuple]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvstudy.metrics.qa import QA_METRICS
 from kvstudy.tasks import prompt
 from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample
@@ -53,6 +54,7 @@ class HelmetRAG(Demos, HFTask):
     description = "HELMET RAG (nq, hotpotqa): question over retrieved passages filling the length"
 
     max_new_tokens: int = 20
+    metrics: tuple = QA_METRICS  # EM, token F1 and ROUGE-L beside the score (kvstudy.metrics.qa)
     # HELMET runs it without a chat template and stops at newline (configs: use_chat_template false,
     # stop_new_line true); a study may set chat_template: auto and its own stop_words
     chat_template: str = "none"

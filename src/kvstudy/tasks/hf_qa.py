@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 
 from kvstudy.metrics import EXECUTES_CODE, METRICS
+from kvstudy.metrics.qa import QA_METRICS
 from kvstudy.tasks import prompt
 from kvstudy.tasks.registry import register
 from kvstudy.tasks.base import Sample, TaskParamError
@@ -35,6 +36,7 @@ class HFQA(HFTask):
 
     max_new_tokens: int = 64  # used when the row has no max_new_tokens
     scorer: str = "string_match_all"  # any registered metric
+    metrics: tuple = QA_METRICS  # EM, token F1 and ROUGE-L beside the score (kvstudy.metrics.qa)
     context_field: str = "context"
     question_field: str = "question"
     answer_field: str = "answer"  # a string or a list of strings

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kvstudy.metrics.qa import QA_METRICS
 from kvstudy.tasks.base import DEV_SEED_OFFSET, Sample, Task, TaskParamError
 from kvstudy.tasks.haystack import PieceTokenizer
 from kvstudy.tasks.registry import register
@@ -41,6 +42,7 @@ class RulerQA(Task):
     dev_split = True  # kvstudy.tuning: dev seeds read the dev half of the questions
 
     max_new_tokens: int = 32  # RULER's qa tokens_to_generate
+    metrics: tuple = QA_METRICS  # EM, token F1 and ROUGE-L beside the score (kvstudy.metrics.qa)
     dataset: str = "squad"
     source: str = ""  # the dataset's JSON file as RULER reads it (SQuAD v2 dev, HotpotQA dev distractor)
 
