@@ -60,7 +60,7 @@ def bpe():
 
 
 def loogle(subtask, **kw):
-    """A LooGLE task as tuning_ruler.yaml has it, on the local stand-in file instead of simonjegou/loogle."""
+    """A LooGLE task like tuning_ruler.yaml's entries (scorer, no stop words, dev_split), on the local stand-in file."""
     scorer = "loogle_cloze" if subtask == "shortdep_cloze" else "loogle_qa"
     return get_task("hf_qa", {"source": str(DATA / f"{subtask}.jsonl"), "scorer": scorer, "stop_words": [],
                               "dev_split": {"fraction": 0.5}} | kw)
