@@ -514,3 +514,69 @@ def test_ruler_qa_errors_name_the_file(tmp_path, bpe):
     with pytest.raises(ValueError, match="cannot hold the gold documents"):
         get_task("ruler_qa", {"dataset": "hotpotqa", "source": _hotpot_file(tmp_path), "n_samples": 1}).samples(
             bpe, 60, 0)
+
+
+# --- dev_split: a fixed test part and a disjoint dev part of a dataset's rows, grouped by document ---------------
+
+
+def _documents_file(tmp_path, n_docs=20, per_doc=3):
+    """kvpress-format rows: `per_doc` questions on each of `n_docs` documents (LooGLE asks many per document)."""
+    rows = [{"context": f"Document {d} tells of place{d}.", "question": f"\nQ{q} on {d}?", "answer_prefix": "",
+             "answer": f"place{d}", "max_new_tokens": 4} for d in range(n_docs) for q in range(per_doc)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _docs_of(task, bpe, seed):
+    return {s.references[0] for s in task.samples(bpe, 4096, seed)}
+
+
+def test_dev_split_parts_are_disjoint_by_document_and_sized_as_configured(tmp_path, bpe):
+    from kvstudy.tuning import dev_seed
+
+    path = _documents_file(tmp_path)
+    task = get_task("hf_qa", {"source": str(path), "n_samples": 1000, "dev_split": {"fraction": 0.3}})
+    test, dev = task.samples(bpe, 4096, 0), task.samples(bpe, 4096, dev_seed(0))
+    test_docs, dev_docs = {s.references[0] for s in test}, {s.references[0] for s in dev}
+    assert not test_docs & dev_docs and len(test_docs | dev_docs) == 20  # every document, on one side only
+    assert (len(dev_docs), len(test_docs)) == (6, 14) and (len(dev), len(test)) == (18, 42)  # 30% of 20 documents
+    assert len({s.meta["cluster"] for s in dev}) == 6  # the three questions of a document stay together
+    # every test seed reads the test part, every dev seed the dev part (shuffled choices included)
+    shuffled = get_task("hf_qa", {"source": str(path), "n_samples": 5, "shuffle": True, "dev_split": {"fraction": 0.3}})
+    for seed in (1, 2, 7):
+        assert _docs_of(shuffled, bpe, seed) <= test_docs and _docs_of(shuffled, bpe, dev_seed(seed)) <= dev_docs
+    # another split seed draws other documents; `by` groups by another field (here: one group per question)
+    other = get_task("hf_qa", {"source": str(path), "n_samples": 1000, "dev_split": {"fraction": 0.3, "seed": 1}})
+    assert _docs_of(other, bpe, dev_seed(0)) != dev_docs
+    by_q = get_task("hf_qa", {"source": str(path), "n_samples": 1000, "dev_split": {"fraction": 0.5, "by": "question"}})
+    assert len(by_q.samples(bpe, 4096, dev_seed(0))) == 30
+
+
+def test_dev_split_is_the_same_in_another_process(tmp_path, bpe):
+    """The parts come from a sha256, not Python's salted hash(): a fresh interpreter with another PYTHONHASHSEED
+    splits the same way."""
+    import os
+    import subprocess
+    import sys
+
+    path = _documents_file(tmp_path)
+    params = {"source": str(path), "n_samples": 1000, "dev_split": {"fraction": 0.3}}
+    code = ("import json, sys; from kvstudy.tasks import get_task; from kvstudy.tasks.dev_split import part; "
+            f"t = get_task('hf_qa', {params!r}); rows = t.records(0); "
+            "print(json.dumps(sorted(r['answer'] for r in part(rows, t.dev_split, 1_000_000, 'x'))))")
+    mine = sorted(_docs_of(get_task("hf_qa", params), bpe, 1_000_000))
+    for hashseed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": hashseed}).stdout
+        assert sorted(set(json.loads(out))) == mine
+
+
+def test_dev_split_errors_name_the_task(tmp_path, bpe):
+    path = _documents_file(tmp_path, n_docs=2)
+    with pytest.raises(ValueError, match=r"task hf_qa: source .*docs\.jsonl: dev_split: 2 group\(s\) by 'context' "
+                                         r"at fraction 0\.1 leave the dev part empty"):
+        get_task("hf_qa", {"source": str(path), "dev_split": {"fraction": 0.1}}).samples(bpe, 4096, 0)
+    with pytest.raises(ValueError, match="dev_split.by: a row has no field 'document.text'"):
+        get_task("hf_qa", {"source": str(path), "dev_split": {"fraction": 0.5, "by": "document.text"}}).samples(
+            bpe, 4096, 0)

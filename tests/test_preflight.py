@@ -392,7 +392,8 @@ def test_helmet_reasoning_validates_with_stand_ins(tmp_path):
 
 def test_tuning_ruler_builds_every_task_with_stand_ins(tmp_path):
     """studies/tuning_ruler.yaml: RULER's 13 tasks at 4k, essay haystack and SQuAD / HotpotQA from stand-ins at the
-    paths its data: entries fill; the preflight builds each task's first samples on both models' tokenizers."""
+    paths its data: entries fill, and LooGLE's 3 on local stand-in files; the preflight builds each task's first
+    samples on both models' tokenizers."""
     text = (ROOT / "studies" / "tuning_ruler.yaml").read_text()
     study = yaml.safe_load(text)
     fake_hub(tmp_path / "hub", hub_models(study))
@@ -404,5 +405,15 @@ def test_tuning_ruler_builds_every_task_with_stand_ins(tmp_path):
     cmd = [sys.executable, "-m", "kvstudy.cli", "validate", "study.yaml"]
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "26 task cells, 208 samples built" in p.stdout, p.stdout  # 2 models x 13 tasks, 8 samples each at 4k
-    assert "not built" not in p.stdout
+    # 2 models x 16 tasks; RULER's 13 built, 8 samples each at 4k; LooGLE's 3 read the hub at job start
+    assert "32 task cells, 208 samples built" in p.stdout, p.stdout
+    assert "not built, hub datasets opened at job start: longdep_qa, shortdep_cloze, shortdep_qa" in p.stdout
+    # LooGLE's entries as they are, on local stand-ins of simonjegou/loogle's configs: built too (test part, 4k)
+    for name, t in study["tasks"].items():
+        if t.get("source") == "simonjegou/loogle":
+            t["source"] = str(ROOT / "tests" / "data" / "loogle" / f"{name.replace('longdep', 'shortdep')}.jsonl")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # 3 of the stand-in's 4 documents are the test part (30% of 4 rounds to 1 dev document): 6 rows per task
+    assert "32 task cells, 244 samples built" in p.stdout and "not built" not in p.stdout, p.stdout

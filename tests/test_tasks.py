@@ -101,7 +101,8 @@ def test_wrong_types_and_out_of_range_values_are_refused_naming_the_parameter(ki
     base = _valid_params(cls)
     cls(**base)
     wrong = {"int": ["twelve", 2.5, True, None], "float": ["high", None, float("inf")], "bool": ["yes", 1, None],
-             "str": [3, None, ["a"]], "tuple": ["\n", [3], [""], None], "tuple | None": ["\n", [3], [""], 5]}
+             "str": [3, None, ["a"]], "tuple": ["\n", [3], [""], None], "tuple | None": ["\n", [3], [""], 5],
+             "dict | None": [0.3, "0.3", {"by": "context"}, {"fraction": 1.0}, {"fraction": 0.3, "size": 2}]}
     for f in fields(cls):
         for value in wrong[f.type]:
             with pytest.raises(TaskParamError) as e:

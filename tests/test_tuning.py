@@ -160,6 +160,13 @@ def test_search_refuses_dataset_tasks():
         validate(config)
     config["tasks"]["qa"] = {"kind": "ruler_qa", "source": "tests/data/ruler/squad.json"}  # its dev half: allowed
     validate(config)
+    # rows split into a test part and a disjoint dev part (dev_split): allowed; test_hf_tasks checks the parts
+    config["tasks"]["qa"] = {"kind": "hf_qa", "source": "tests/data/kvpress_format.jsonl",
+                             "dev_split": {"fraction": 0.5}}
+    validate(config)
+    config["tasks"]["qa"] = {"kind": "narrativeqa", "source": "tests/data/narrativeqa.jsonl"}  # a preset, no split
+    with pytest.raises(ConfigError, match=r"task 'qa' \(narrativeqa\) reads dataset rows without one"):
+        validate(config)
     config = searched({"params": {"window_size": [8]}, "objective": "combined"})
     config["tasks"]["count"] = {"kind": "countdown"}
     validate(config)  # a generated answer with a 0-1 score: fine

@@ -2,10 +2,10 @@
 
 RULER's definitions score a prediction against every reference string. Structured references (rankings,
 puzzles, plans) are JSON strings, read with `json.loads` — data is never evaluated as code.
-Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans),
-`code_exec` (LongProc pseudo_to_code: compiles and runs the model's C++; see its docstring), `cite` (HELMET cite /
-ALCE: answer correctness here; citation recall/precision need a judge model, `nli`, and are scored by the task
-after generation).
+Modules: `qa` (HELMET QA, ICL, ROUGE-L), `ranking` (NDCG@10), `longproc` (routes, countdown, TSV, plans), `loogle`
+(LooGLE's QA and cloze scores), `code_exec` (LongProc pseudo_to_code: compiles and runs the model's C++; see its
+docstring), `cite` (HELMET cite / ALCE: answer correctness here; citation recall/precision need a judge model,
+`nli`, and are scored by the task after generation).
 A metric in `DETAILED` also says why it scored what it did (`score_with_detail`); evaluate records that per sample.
 """
 
@@ -32,6 +32,7 @@ def exact_match(prediction: str, references: list[str]) -> float:
 
 from kvstudy.metrics.code_exec import score_cpp  # noqa: E402
 from kvstudy.metrics.cite import qampari_rec_top5, str_em  # noqa: E402
+from kvstudy.metrics.loogle import loogle_cloze, loogle_cloze_detail, loogle_qa, loogle_qa_detail  # noqa: E402
 from kvstudy.metrics.longproc import countdown_solution, route_partial_accuracy, travel_plan_accuracy, tsv_row_f1  # noqa: E402
 from kvstudy.metrics.qa import icl_accuracy, rouge_l_f1, substring_exact_match, token_f1  # noqa: E402
 from kvstudy.metrics.ranking import ndcg_at_10  # noqa: E402
@@ -52,10 +53,13 @@ METRICS: dict[str, Callable[[str, list[str]], float]] = {
     "cpp_tests_pass": lambda prediction, references: score_cpp(prediction, references)[0],
     "alce_str_em": str_em,
     "qampari_rec_top5": qampari_rec_top5,
+    "loogle_qa": loogle_qa,
+    "loogle_cloze": loogle_cloze,
 }
 
 # name -> (prediction, references) -> (score, detail dict): metrics that can say why (a compile error, a timeout)
-DETAILED: dict[str, Callable[[str, list[str]], tuple[float, dict]]] = {"cpp_tests_pass": score_cpp}
+DETAILED: dict[str, Callable[[str, list[str]], tuple[float, dict]]] = {
+    "cpp_tests_pass": score_cpp, "loogle_qa": loogle_qa_detail, "loogle_cloze": loogle_cloze_detail}
 EXECUTES_CODE = {"cpp_tests_pass"}  # metrics that run model output: a task uses them only with an explicit opt-in
 
 

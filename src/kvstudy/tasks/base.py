@@ -149,6 +149,13 @@ class Task:
             raise TaskParamError("metrics", f"{list(self.metrics)!r} names a metric twice")
 
     @classmethod
+    def disjoint_dev(cls, params: dict) -> bool:
+        """Whether tuning's dev seeds read samples no test seed reads, for a task entry with `params`: a task that
+        generates its samples from the seed does; one reading dataset rows (a `source`) only with a split of its own
+        (ruler_qa's halves, `dev_split` of the tasks on dataset rows)."""
+        return "source" not in {f.name for f in fields(cls)}
+
+    @classmethod
     def ranges(cls) -> dict[str, tuple]:
         """[low, high] of every numeric parameter, the subclasses' own over their bases'."""
         out: dict[str, tuple] = {}

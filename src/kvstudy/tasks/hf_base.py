@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kvstudy.tasks import dev_split
 from kvstudy.tasks.base import Task, TaskParamError
 from kvstudy.tasks.sources import load_records
 
@@ -63,11 +64,19 @@ class HFTask(Task):
     # whole, its real length in the result's context_tokens)
     truncation: str = "middle"
     bad_rows: str = "error"  # a row without what the task needs: error (naming it) | skip (left out, counted)
+    # {fraction, by: context, seed: 0}: rows grouped by field `by` split into a test and a disjoint dev part
+    # (kvstudy.tasks.dev_split); None: every seed reads every row, and a press search refuses the task
+    dev_split: dict | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if not self.source.strip():
             raise TaskParamError("source", "empty: give a hub id or a local file")
+        self.dev_split = dev_split.check(self.dev_split)
+
+    @classmethod
+    def disjoint_dev(cls, params: dict) -> bool:
+        return bool(params.get("dev_split"))
 
     def row_problem(self, row: dict) -> str | None:
         """Why `row` cannot make a sample of this task (a missing or null field the task reads), or None."""
@@ -96,6 +105,9 @@ class HFTask(Task):
         return kept
 
     def pick(self, rows: list, seed: int) -> list:
+        """The rows of a job at `seed`: its part of the dev split (if any), then the first n_samples or a seeded
+        choice of them."""
+        rows = dev_split.part(rows, self.dev_split, seed, f"task {self.name}: source {self.source}")
         if self.shuffle:
             idx = np.random.default_rng([seed, 31]).permutation(len(rows))[: self.n_samples]
             return [rows[i] for i in sorted(idx)]

@@ -39,7 +39,6 @@ class RulerQA(Task):
     metric = "string_match_part"
     description = "RULER qa_1 / qa_2: SQuAD or HotpotQA gold paragraphs among distractors up to the length"
     param_choices = {"dataset": DATASETS}
-    dev_split = True  # kvstudy.tuning: dev seeds read the dev half of the questions
 
     max_new_tokens: int = 32  # RULER's qa tokens_to_generate
     metrics: tuple = QA_METRICS  # EM, token F1 and ROUGE-L beside the score (kvstudy.metrics.qa)
@@ -50,6 +49,10 @@ class RulerQA(Task):
         super().__post_init__()
         if not self.source.strip():
             raise TaskParamError("source", f"empty: give {self.dataset}'s JSON file (a data: entry fetches it)")
+
+    @classmethod
+    def disjoint_dev(cls, params: dict) -> bool:
+        return True  # dev seeds read the dev half of the questions
 
     def samples(self, tokenizer, length: int, seed: int) -> list[Sample]:
         items, docs = read_qa(self.dataset, self.source)

@@ -6,7 +6,6 @@ has at most MAX_GRID candidates.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -133,12 +132,12 @@ def check_tasks(entry: dict, config: dict) -> None:
     s = settings(entry["search"])
     for name, t in config["tasks"].items():
         cls = TASKS[t.get("kind", name)]
-        if "source" in {f.name for f in dataclasses.fields(cls)} and not getattr(cls, "dev_split", False):
+        if not cls.disjoint_dev(t):
             # dataset rows are picked from a fixed pool (the first n, or a seeded choice that may overlap): a dev
-            # seed does not give different samples, so the dev split would leak into the test split (a task with
-            # `dev_split` reads disjoint rows for dev seeds, e.g. ruler_qa's halves)
+            # seed does not give different samples, so the dev split would leak into the test split
             raise SearchError(f"a search needs a dev split disjoint from the test split; task {name!r} "
-                              f"({cls.name}) reads dataset rows, which have none yet (synthetic tasks and ruler_qa)")
+                              f"({cls.name}) reads dataset rows without one (give it dev_split: {{fraction: 0.3}} "
+                              "where its kind has that parameter; synthetic tasks and ruler_qa have one)")
         if s["objective"] == "combined" and (getattr(cls, "kind", "generate") != "generate"
                                              or not getattr(cls, "higher_is_better", True)):
             raise SearchError(f"objective: combined needs tasks with a question and a score in [0, 1]; task "
